@@ -1,0 +1,85 @@
+package iso
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/moov-io/iso8583"
+)
+
+// EchoFields are copied from a request into its response when present.
+var EchoFields = []int{2, 3, 4, 7, 11, 12, 13, 32, 37, 41, 42, 49, 70, 90, 95}
+
+// Respond starts the response to req: the response MTI and the echoed
+// fields. A field the request carried but that cannot be copied is left out.
+func Respond(d *Dialect, req *iso8583.Message) (*iso8583.Message, error) {
+	mti, _ := req.GetMTI()
+	rmti, ok := ResponseMTI(mti)
+	if !ok {
+		return nil, fmt.Errorf("iso: MTI %q has no response", mti)
+	}
+	resp := iso8583.NewMessage(d.Spec)
+	resp.MTI(rmti)
+	for _, id := range EchoFields {
+		b, err := req.GetBytes(id)
+		if err != nil || b == nil {
+			continue
+		}
+		_ = resp.BinaryField(id, b)
+	}
+	return resp, nil
+}
+
+// Balance is one amount of DE54.
+type Balance struct {
+	AccountType string // "10" card account, "91" fund account
+	AmountType  string // "01" ledger / fund balance, "02" available / redeemable now
+	Currency    string
+	Amount      int64
+}
+
+// DE54 account and amount types.
+const (
+	AccountCard   = "10"
+	AccountFund   = "91"
+	AmountLedger  = "01"
+	AmountAvailable = "02"
+)
+
+// FormatBalances encodes DE54: per amount 20 characters, account type (2),
+// amount type (2), currency (3), C or D (1) and 12 digits of minor units.
+func FormatBalances(bs []Balance) string {
+	var sb strings.Builder
+	sb.Grow(20 * len(bs))
+	for _, b := range bs {
+		sign, amt := "C", b.Amount
+		if amt < 0 {
+			sign, amt = "D", -amt
+		}
+		fmt.Fprintf(&sb, "%-2.2s%-2.2s%-3.3s%s%012d", b.AccountType, b.AmountType, b.Currency, sign, amt)
+	}
+	return sb.String()
+}
+
+// ParseBalances decodes DE54.
+func ParseBalances(s string) ([]Balance, error) {
+	if len(s)%20 != 0 {
+		return nil, fmt.Errorf("iso: DE54 length %d is not a multiple of 20", len(s))
+	}
+	var out []Balance
+	for i := 0; i < len(s); i += 20 {
+		e := s[i : i+20]
+		if (e[7] != 'C' && e[7] != 'D') || !isDigits(e[8:], 12) {
+			return nil, fmt.Errorf("iso: DE54 amount %d is malformed", i/20+1)
+		}
+		var amt int64
+		for _, c := range e[8:] {
+			amt = amt*10 + int64(c-'0')
+		}
+		if e[7] == 'D' {
+			amt = -amt
+		}
+		out = append(out, Balance{AccountType: e[0:2], AmountType: e[2:4], Currency: e[4:7], Amount: amt})
+	}
+	return out, nil
+}

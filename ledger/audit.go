@@ -1,0 +1,60 @@
+package ledger
+
+import (
+	"context"
+	"fmt"
+	"strings"
+)
+
+// Audit checks the ledger's books: every card account's stored balance
+// equals its transfers, its held amount equals its active holds, and the
+// sum over all accounts of each currency is zero. It returns nil when the
+// books balance and an error naming each discrepancy otherwise.
+func (l *Ledger) Audit(ctx context.Context) error {
+	return Audit(ctx, l.pool)
+}
+
+// Audit is Ledger.Audit on any connection to a migrated database.
+func Audit(ctx context.Context, q querier) error {
+	rows, err := q.Query(ctx, `
+		WITH moved AS (
+			SELECT account, sum(delta) AS derived FROM (
+				SELECT debit_account AS account, -amount AS delta FROM transfers
+				UNION ALL
+				SELECT credit_account, amount FROM transfers) d
+			GROUP BY account),
+		held AS (
+			SELECT account_id, sum(remaining) AS held FROM holds WHERE state = 'active' GROUP BY account_id)
+		SELECT format('account %s (%s): stored balance %s, transfers say %s', a.id, a.kind, a.balance, coalesce(m.derived, 0))
+		FROM accounts a LEFT JOIN moved m ON m.account = a.id
+		WHERE a.card_id IS NOT NULL AND a.balance <> coalesce(m.derived, 0)
+		UNION ALL
+		SELECT format('account %s: held %s, active holds say %s', a.id, a.held, coalesce(h.held, 0))
+		FROM accounts a LEFT JOIN held h ON h.account_id = a.id
+		WHERE a.held <> coalesce(h.held, 0)
+		UNION ALL
+		SELECT format('currency %s: accounts sum to %s, not zero', a.currency,
+			sum(CASE WHEN a.card_id IS NULL THEN coalesce(m.derived, 0) ELSE a.balance END))
+		FROM accounts a LEFT JOIN moved m ON m.account = a.id
+		GROUP BY a.currency
+		HAVING sum(CASE WHEN a.card_id IS NULL THEN coalesce(m.derived, 0) ELSE a.balance END) <> 0`)
+	if err != nil {
+		return fmt.Errorf("auditing ledger: %w", err)
+	}
+	defer rows.Close()
+	var problems []string
+	for rows.Next() {
+		var p string
+		if err := rows.Scan(&p); err != nil {
+			return fmt.Errorf("auditing ledger: %w", err)
+		}
+		problems = append(problems, p)
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("auditing ledger: %w", err)
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("ledger: books do not balance:\n  %s", strings.Join(problems, "\n  "))
+	}
+	return nil
+}

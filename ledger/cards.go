@@ -1,0 +1,203 @@
+package ledger
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Card statuses.
+const (
+	StatusActive  = "active"
+	StatusBlocked = "blocked"
+)
+
+// Card is a card and its accounts' balances, in minor units, as read in a
+// transaction. Methods that plan movements update these figures to what
+// they will be once the planned effects are saved.
+type Card struct {
+	ID       int64
+	PAN      string
+	Currency string
+	Status   string
+
+	Cash      int64 // cash account balance (never below Held)
+	Held      int64 // sum of active holds on the cash account
+	Overdraft int64 // what the card owes after forced postings (<= 0)
+	Fund      int64 // fund position (NAV 1.00: shares are minor units)
+
+	cashID, fundID, overdraftID int64
+	settlementID                int64
+}
+
+// Balance is the card's ledger balance: cash less what it owes.
+func (c *Card) Balance() int64 { return c.Cash + c.Overdraft }
+
+// Available is what the card can spend without the fund.
+func (c *Card) Available() int64 { return c.Cash - c.Held }
+
+// NewCard describes a card to issue.
+type NewCard struct {
+	PAN         string
+	Currency    string // ISO 4217 numeric
+	Balance     int64  // opening cash balance
+	FundBalance int64  // opening fund position
+}
+
+var (
+	panPattern      = regexp.MustCompile(`^[0-9]{12,19}$`)
+	currencyPattern = regexp.MustCompile(`^[0-9]{3}$`)
+)
+
+// Validate reports what is wrong with a card request, if anything.
+func (n NewCard) Validate() error {
+	switch {
+	case !panPattern.MatchString(n.PAN):
+		return fmt.Errorf("%w: PAN must be 12 to 19 digits", ErrInvalidCard)
+	case !currencyPattern.MatchString(n.Currency):
+		return fmt.Errorf("%w: currency must be an ISO 4217 numeric code such as 156", ErrInvalidCard)
+	case n.Balance < 0 || n.FundBalance < 0:
+		return fmt.Errorf("%w: opening balances cannot be negative", ErrInvalidCard)
+	}
+	return nil
+}
+
+// CreateCard issues a card with its cash, fund and overdraft accounts and
+// posts its opening balances from the opening account.
+func (l *Ledger) CreateCard(ctx context.Context, n NewCard) (*Card, error) {
+	if err := n.Validate(); err != nil {
+		return nil, err
+	}
+	opening, err := l.systemAccount(ctx, SystemOpening, n.Currency)
+	if err != nil {
+		return nil, err
+	}
+	var card *Card
+	err = l.Do(ctx, func(tx *Tx) error {
+		var id int64
+		err := tx.tx.QueryRow(ctx, `INSERT INTO cards (pan, currency) VALUES ($1, $2) RETURNING id`, n.PAN, n.Currency).Scan(&id)
+		if code, constraint := pgCode(err); code == codeUniqueViolation && constraint == "cards_pan_key" {
+			return ErrCardExists
+		}
+		if err != nil {
+			return fmt.Errorf("inserting card: %w", err)
+		}
+		_, err = tx.tx.Exec(ctx, `INSERT INTO accounts (card_id, kind, currency)
+			VALUES ($1, 'cash', $2), ($1, 'fund', $2), ($1, 'overdraft', $2)`, id, n.Currency)
+		if err != nil {
+			return fmt.Errorf("opening accounts: %w", err)
+		}
+		if card, err = tx.lockCard(ctx, "c.id = $1", id); err != nil {
+			return err
+		}
+		var effects []Effect
+		if n.Balance > 0 {
+			effects = append(effects, transfer{kind: KindOpening, debit: opening, credit: card.cashID, currency: n.Currency, amount: n.Balance})
+		}
+		if n.FundBalance > 0 {
+			effects = append(effects, transfer{kind: KindOpening, debit: opening, credit: card.fundID, currency: n.Currency, amount: n.FundBalance})
+		}
+		card.Cash, card.Fund = n.Balance, n.FundBalance
+		return tx.apply(ctx, effects)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return card, nil
+}
+
+// Card reads a card's balances without locking it.
+func (l *Ledger) Card(ctx context.Context, pan string) (*Card, error) {
+	rows, err := l.pool.Query(ctx, cardQuery+` WHERE c.pan = $1 ORDER BY a.id`, pan)
+	if err != nil {
+		return nil, fmt.Errorf("reading card: %w", err)
+	}
+	card, err := scanCard(rows)
+	if err != nil {
+		return nil, err
+	}
+	if card == nil {
+		return nil, ErrUnknownCard
+	}
+	card.settlementID, err = l.systemAccount(ctx, SystemSettlement, card.Currency)
+	return card, err
+}
+
+// SetCardStatus blocks or unblocks a card.
+func (l *Ledger) SetCardStatus(ctx context.Context, pan, status string) error {
+	if status != StatusActive && status != StatusBlocked {
+		return fmt.Errorf("%w: status must be %q or %q", ErrInvalidCard, StatusActive, StatusBlocked)
+	}
+	tag, err := l.pool.Exec(ctx, `UPDATE cards SET status = $2 WHERE pan = $1`, pan, status)
+	if err != nil {
+		return fmt.Errorf("setting card status: %w", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return ErrUnknownCard
+	}
+	return nil
+}
+
+const cardQuery = `SELECT c.id, c.pan, c.currency, c.status, a.id, a.kind, a.balance, a.held
+	FROM cards c JOIN accounts a ON a.card_id = c.id`
+
+// LockCard reads a card by PAN and locks its accounts until the
+// transaction ends. It returns nil, nil for an unknown PAN.
+func (tx *Tx) LockCard(ctx context.Context, pan string) (*Card, error) {
+	return tx.lockCard(ctx, "c.pan = $1", pan)
+}
+
+// LockCardByID is LockCard for a card known by its id.
+func (tx *Tx) LockCardByID(ctx context.Context, id int64) (*Card, error) {
+	return tx.lockCard(ctx, "c.id = $1", id)
+}
+
+func (tx *Tx) lockCard(ctx context.Context, where string, arg any) (*Card, error) {
+	rows, err := tx.tx.Query(ctx, cardQuery+" WHERE "+where+" ORDER BY a.id FOR UPDATE OF a", arg)
+	if err != nil {
+		return nil, fmt.Errorf("locking card: %w", err)
+	}
+	card, err := scanCard(rows)
+	if err != nil || card == nil {
+		return nil, err
+	}
+	card.settlementID, err = tx.l.systemAccount(ctx, SystemSettlement, card.Currency)
+	return card, err
+}
+
+func scanCard(rows pgx.Rows) (*Card, error) {
+	defer rows.Close()
+	var c *Card
+	for rows.Next() {
+		var (
+			r             Card
+			id            int64
+			kind          string
+			balance, held int64
+		)
+		if err := rows.Scan(&r.ID, &r.PAN, &r.Currency, &r.Status, &id, &kind, &balance, &held); err != nil {
+			return nil, fmt.Errorf("reading card: %w", err)
+		}
+		if c == nil {
+			c = &r
+		}
+		switch kind {
+		case "cash":
+			c.cashID, c.Cash, c.Held = id, balance, held
+		case "fund":
+			c.fundID, c.Fund = id, balance
+		case "overdraft":
+			c.overdraftID, c.Overdraft = id, balance
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("reading card: %w", err)
+	}
+	if c != nil && (c.cashID == 0 || c.fundID == 0 || c.overdraftID == 0) {
+		return nil, errors.New("ledger: card is missing one of its accounts")
+	}
+	return c, nil
+}

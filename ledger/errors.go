@@ -1,0 +1,52 @@
+package ledger
+
+import (
+	"errors"
+
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// Errors returned by the ledger.
+var (
+	ErrUnknownCard       = errors.New("ledger: unknown card")
+	ErrCardExists        = errors.New("ledger: card exists")
+	ErrInsufficientFunds = errors.New("ledger: insufficient funds")
+	ErrInvalidCard       = errors.New("ledger: invalid card")
+)
+
+// errStale means a row changed between being read and being written by
+// a transaction that had to wait for it; the transaction is run again.
+var errStale = errors.New("ledger: row changed while waiting for it")
+
+// PostgreSQL error codes the ledger reacts to.
+const (
+	codeUniqueViolation      = "23505"
+	codeSerializationFailure = "40001"
+	codeDeadlockDetected     = "40P01"
+	codeInvalidCatalogName   = "3D000"
+	codeDuplicateDatabase    = "42P04"
+)
+
+func pgCode(err error) (code, constraint string) {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		return pe.Code, pe.ConstraintName
+	}
+	return "", ""
+}
+
+// retryable reports whether a transaction failed only because another one
+// got there first: running it again will see that one's result.
+func retryable(err error) bool {
+	if errors.Is(err, errStale) {
+		return true
+	}
+	code, constraint := pgCode(err)
+	switch code {
+	case codeSerializationFailure, codeDeadlockDetected:
+		return true
+	case codeUniqueViolation:
+		return constraint == "requests_idempotency" || constraint == "requests_reverses_key" || constraint == "holds_request_key"
+	}
+	return false
+}

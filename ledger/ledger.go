@@ -1,0 +1,130 @@
+package ledger
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Ledger is the double-entry ledger in one PostgreSQL database.
+type Ledger struct {
+	pool *pgxpool.Pool
+
+	// mu guards system, the ids of system accounts by kind and currency;
+	// they never change once created.
+	mu     sync.Mutex
+	system map[systemKey]int64
+}
+
+type systemKey struct{ kind, currency string }
+
+// System account kinds.
+const (
+	SystemSettlement       = "settlement"
+	SystemFundOmnibus      = "fund_omnibus"
+	SystemFundSubscription = "fund_subscription"
+	SystemOpening          = "opening"
+)
+
+// commitTimeout bounds a commit once sent. A commit is not cancelled with
+// its request's deadline: once sent, its outcome decides the response.
+const commitTimeout = 10 * time.Second
+
+// maxAttempts is how often Do runs a transaction that lost a race.
+const maxAttempts = 3
+
+// New returns a ledger on pool. The schema must be migrated (Migrate).
+func New(pool *pgxpool.Pool) *Ledger {
+	return &Ledger{pool: pool, system: make(map[systemKey]int64)}
+}
+
+// Pool returns the connection pool the ledger uses.
+func (l *Ledger) Pool() *pgxpool.Pool { return l.pool }
+
+// Tx is one ledger transaction in progress. It is not safe for concurrent
+// use.
+type Tx struct {
+	l  *Ledger
+	tx pgx.Tx
+}
+
+// Do runs fn in a transaction and commits it if fn returns nil. A
+// transaction that lost a race with a concurrent one (the same request
+// twice, a deadlock) is run again from the start, so fn must only read and
+// write through tx. The commit is refused if ctx is done before it starts.
+func (l *Ledger) Do(ctx context.Context, fn func(tx *Tx) error) error {
+	var err error
+	for attempt := 1; attempt <= maxAttempts; attempt++ {
+		err = l.do(ctx, fn)
+		if err == nil || !retryable(err) || ctx.Err() != nil {
+			return err
+		}
+	}
+	return err
+}
+
+func (l *Ledger) do(ctx context.Context, fn func(tx *Tx) error) error {
+	ptx, err := l.pool.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("beginning transaction: %w", err)
+	}
+	rollback := func() {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
+		defer cancel()
+		_ = ptx.Rollback(rctx)
+	}
+	if err := fn(&Tx{l: l, tx: ptx}); err != nil {
+		rollback()
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		rollback()
+		return err
+	}
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
+	defer cancel()
+	if err := ptx.Commit(cctx); err != nil {
+		return fmt.Errorf("committing: %w", err)
+	}
+	return nil
+}
+
+// systemAccount returns the id of a system account, creating it on first
+// use. It runs outside any caller's transaction, so an id it caches always
+// names a committed account.
+func (l *Ledger) systemAccount(ctx context.Context, kind, currency string) (int64, error) {
+	k := systemKey{kind, currency}
+	l.mu.Lock()
+	id, ok := l.system[k]
+	l.mu.Unlock()
+	if ok {
+		return id, nil
+	}
+	const find = `SELECT id FROM accounts WHERE kind = $1 AND currency = $2 AND card_id IS NULL`
+	err := l.pool.QueryRow(ctx, find, kind, currency).Scan(&id)
+	if errors.Is(err, pgx.ErrNoRows) {
+		_, err = l.pool.Exec(ctx, `INSERT INTO accounts (kind, currency) VALUES ($1, $2)
+			ON CONFLICT (kind, currency) WHERE card_id IS NULL DO NOTHING`, kind, currency)
+		if err == nil {
+			err = l.pool.QueryRow(ctx, find, kind, currency).Scan(&id)
+		}
+	}
+	if err != nil {
+		return 0, fmt.Errorf("finding system account %s/%s: %w", kind, currency, err)
+	}
+	l.mu.Lock()
+	l.system[k] = id
+	l.mu.Unlock()
+	return id, nil
+}
+
+// querier is what pgx pools, connections and transactions share.
+type querier interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}
