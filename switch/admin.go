@@ -1,0 +1,196 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/goldcard/goldcard/config"
+	"github.com/goldcard/goldcard/iso"
+	"github.com/goldcard/goldcard/ledger"
+)
+
+// maxAdminBody bounds admin request bodies.
+const maxAdminBody = 64 << 10
+
+func (s *Server) adminHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /v1/cards", s.createCard)
+	mux.HandleFunc("GET /v1/cards/{pan}", s.showCard)
+	mux.HandleFunc("GET /v1/cards/{pan}/transactions", s.cardTransactions)
+	mux.HandleFunc("PUT /v1/cards/{pan}/status", s.setCardStatus)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.HandleFunc("GET /readyz", s.ready)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no such endpoint: %s %s", r.Method, r.URL.Path))
+	})
+	return mux
+}
+
+// cardView is a card as the admin API shows it: the same figures DE54
+// carries, in minor units.
+type cardView struct {
+	PAN         string `json:"pan"` // masked
+	Currency    string `json:"currency"`
+	Status      string `json:"status"`
+	Balance     int64  `json:"balance"`
+	Available   int64  `json:"available"`
+	Held        int64  `json:"held"`
+	FundBalance int64  `json:"fund_balance"`
+}
+
+func viewCard(c *ledger.Card) cardView {
+	return cardView{
+		PAN: iso.MaskPAN(c.PAN), Currency: c.Currency, Status: c.Status,
+		Balance: c.Balance(), Available: c.Available(), Held: c.Held, FundBalance: c.Fund,
+	}
+}
+
+type newCardRequest struct {
+	PAN         string `json:"pan"`
+	Currency    string `json:"currency"`
+	Balance     int64  `json:"balance"`
+	FundBalance int64  `json:"fund_balance"`
+}
+
+func (s *Server) createCard(w http.ResponseWriter, r *http.Request) {
+	var req newCardRequest
+	if !readJSON(w, r, &req) {
+		return
+	}
+	if req.Currency == "" {
+		req.Currency = "156"
+	}
+	c, err := s.ledger.CreateCard(r.Context(), ledger.NewCard{PAN: req.PAN, Currency: req.Currency, Balance: req.Balance, FundBalance: req.FundBalance})
+	switch {
+	case errors.Is(err, ledger.ErrInvalidCard):
+		writeError(w, http.StatusBadRequest, err.Error())
+	case errors.Is(err, ledger.ErrCardExists):
+		writeError(w, http.StatusConflict, fmt.Sprintf("card %s exists", iso.MaskPAN(req.PAN)))
+	case err != nil:
+		s.internalError(w, "creating card", err)
+	default:
+		s.log.Info("card created", "pan", iso.MaskPAN(c.PAN), "currency", c.Currency, "balance", c.Cash, "fund_balance", c.Fund)
+		writeJSON(w, http.StatusCreated, viewCard(c))
+	}
+}
+
+func (s *Server) showCard(w http.ResponseWriter, r *http.Request) {
+	c, ok := s.cardFromPath(w, r)
+	if ok {
+		writeJSON(w, http.StatusOK, viewCard(c))
+	}
+}
+
+func (s *Server) cardTransactions(w http.ResponseWriter, r *http.Request) {
+	limit := 100
+	if v := r.URL.Query().Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1000 {
+			writeError(w, http.StatusBadRequest, "limit must be a number from 1 to 1000")
+			return
+		}
+		limit = n
+	}
+	c, ok := s.cardFromPath(w, r)
+	if !ok {
+		return
+	}
+	ms, err := s.ledger.Movements(r.Context(), c.PAN, limit)
+	if err != nil {
+		s.internalError(w, "listing movements", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"pan": iso.MaskPAN(c.PAN), "transactions": ms})
+}
+
+func (s *Server) setCardStatus(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Status string `json:"status"`
+	}
+	if !readJSON(w, r, &req) {
+		return
+	}
+	pan := r.PathValue("pan")
+	err := s.ledger.SetCardStatus(r.Context(), pan, req.Status)
+	switch {
+	case errors.Is(err, ledger.ErrInvalidCard):
+		writeError(w, http.StatusBadRequest, err.Error())
+	case errors.Is(err, ledger.ErrUnknownCard):
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no card %s", iso.MaskPAN(pan)))
+	case err != nil:
+		s.internalError(w, "setting card status", err)
+	default:
+		s.log.Info("card status changed", "pan", iso.MaskPAN(pan), "status", req.Status)
+		s.showCard(w, r)
+	}
+}
+
+func (s *Server) cardFromPath(w http.ResponseWriter, r *http.Request) (*ledger.Card, bool) {
+	pan := r.PathValue("pan")
+	if err := (ledger.NewCard{PAN: pan, Currency: "000"}).Validate(); err != nil {
+		writeError(w, http.StatusBadRequest, "PAN must be 12 to 19 digits")
+		return nil, false
+	}
+	c, err := s.ledger.Card(r.Context(), pan)
+	switch {
+	case errors.Is(err, ledger.ErrUnknownCard):
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no card %s", iso.MaskPAN(pan)))
+		return nil, false
+	case err != nil:
+		s.internalError(w, "reading card", err)
+		return nil, false
+	}
+	return c, true
+}
+
+func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if err := s.pool.Ping(ctx); err != nil {
+		writeError(w, http.StatusServiceUnavailable, "PostgreSQL is not answering: "+err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+func (s *Server) internalError(w http.ResponseWriter, what string, err error) {
+	s.log.Error("admin API: "+what, "err", err)
+	writeError(w, http.StatusInternalServerError, what+" failed; see the switch's log")
+}
+
+// readJSON decodes a request body strictly, answering 400 on failure.
+func readJSON(w http.ResponseWriter, r *http.Request, v any) bool {
+	body := http.MaxBytesReader(w, r.Body, maxAdminBody)
+	buf, err := io.ReadAll(body)
+	if err == nil {
+		err = config.DecodeStrict(buf, v)
+	}
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "invalid JSON body: "+err.Error())
+		return false
+	}
+	return true
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+func writeError(w http.ResponseWriter, status int, reason string) {
+	writeJSON(w, status, map[string]string{"error": reason})
+}

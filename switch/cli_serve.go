@@ -1,0 +1,141 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/spf13/cobra"
+
+	"github.com/goldcard/goldcard/config"
+	"github.com/goldcard/goldcard/ledger"
+)
+
+type serveFlags struct {
+	listen, admin, db, dataDir string
+	logFormat, logLevel        string
+	authTimeout, safetyMargin  time.Duration
+	holdValidity               time.Duration
+	dbPool                     int32
+	drainTimeout               time.Duration
+}
+
+func newServeCommand() *cobra.Command {
+	var f serveFlags
+	c := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the switch",
+		Long: `Run the switch: answer banks' ISO 8583 messages on --listen (the built-in
+bank "default": ISO 8583:1987 ASCII, 2-byte binary length header) and serve the
+admin API on --admin. The database is created and migrated if needed.
+
+On SIGTERM or SIGINT the switch stops accepting, answers the requests in
+flight, then exits.`,
+		Args: noArgs,
+		RunE: func(c *cobra.Command, _ []string) error { return serve(c.Context(), c, f) },
+	}
+	fl := c.Flags()
+	fl.StringVar(&f.listen, "listen", config.DefaultListen, "address the built-in bank connects to")
+	fl.StringVar(&f.admin, "admin", "127.0.0.1:8080", "address of the admin API (/v1, /metrics, /healthz, /readyz)")
+	fl.StringVar(&f.db, "db", defaultDB(), "PostgreSQL URL (default $GOLDCARD_DB); the database is created if missing")
+	fl.StringVar(&f.dataDir, "data-dir", "./var", "directory for the switch's local state")
+	fl.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
+	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fl.DurationVar(&f.authTimeout, "auth-timeout", config.DefaultAuthTimeout, "how long the built-in bank waits for an answer")
+	fl.DurationVar(&f.safetyMargin, "safety-margin", config.DefaultSafetyMargin, "part of --auth-timeout kept back for the way home")
+	fl.DurationVar(&f.holdValidity, "hold-validity", config.DefaultHoldValidity, "how long an authorisation hold lasts uncompleted")
+	fl.Int32Var(&f.dbPool, "db-pool", 32, "most PostgreSQL connections the switch opens")
+	fl.DurationVar(&f.drainTimeout, "drain-timeout", 10*time.Second, "longest wait for requests in flight at shutdown")
+	return c
+}
+
+func serve(ctx context.Context, c *cobra.Command, f serveFlags) error {
+	log, err := newLogger(c.ErrOrStderr(), f.logFormat, f.logLevel)
+	if err != nil {
+		return err
+	}
+	bank := config.DefaultBank(f.listen)
+	bank.AuthTimeout, bank.SafetyMargin = config.Duration(f.authTimeout), config.Duration(f.safetyMargin)
+	limits := config.DefaultLimits()
+	limits.HoldValidity = config.Duration(f.holdValidity)
+	snap := &config.Snapshot{Banks: map[string]*config.Bank{bank.Code: bank}, Limits: limits}
+	if err := snap.Validate(); err != nil {
+		return usageError{err}
+	}
+	if err := os.MkdirAll(f.dataDir, 0o750); err != nil {
+		return fmt.Errorf("data directory: %w", err)
+	}
+
+	pool, err := openDatabase(ctx, f.db, f.dbPool, log)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+
+	srv := NewServer(ctx, ServerOptions{Config: config.NewStore(snap), Pool: pool, Log: log, Admin: f.admin})
+	if err := srv.Start(); err != nil {
+		return err
+	}
+	log.Info("switch ready", "db", ledger.Redact(f.db))
+	<-ctx.Done()
+	log.Info("shutting down: answering requests in flight", "timeout", f.drainTimeout)
+	sctx, cancel := context.WithTimeout(context.Background(), f.drainTimeout)
+	defer cancel()
+	srv.Shutdown(sctx)
+	log.Info("switch stopped")
+	return nil
+}
+
+// openDatabase creates the database if missing, connects and migrates.
+func openDatabase(ctx context.Context, dsn string, size int32, log interface{ Info(string, ...any) }) (*pgxpool.Pool, error) {
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	created, err := ledger.CreateDatabase(cctx, dsn)
+	if err != nil {
+		return nil, err
+	}
+	if created {
+		log.Info("database created", "db", ledger.Redact(dsn))
+	}
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		return nil, usageError{fmt.Errorf("--db: %w", err)}
+	}
+	cfg.MaxConns = size
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to %s: %w", ledger.Redact(dsn), err)
+	}
+	if err := ledger.Migrate(cctx, pool); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	return pool, nil
+}
+
+func newMigrateCommand() *cobra.Command {
+	var db string
+	c := &cobra.Command{
+		Use:   "migrate",
+		Short: "Create the database if missing and apply the ledger's schema migrations",
+		Args:  noArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			log, _ := newLogger(c.ErrOrStderr(), "text", "info")
+			pool, err := openDatabase(c.Context(), db, 2, log)
+			if err != nil {
+				return err
+			}
+			defer pool.Close()
+			applied, newest, err := ledger.SchemaVersion(c.Context(), pool)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(c.OutOrStdout(), "schema at version %d of %d\n", applied, newest)
+			return nil
+		},
+	}
+	c.Flags().StringVar(&db, "db", defaultDB(), "PostgreSQL URL (default $GOLDCARD_DB)")
+	return c
+}

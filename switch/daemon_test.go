@@ -1,0 +1,198 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/goldcard/goldcard/ledger/ledgertest"
+)
+
+// goldcardBin is the switch binary built once for the tests that run it.
+var goldcardBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "goldcard-bin")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	goldcardBin = filepath.Join(dir, "goldcard")
+	build := exec.Command("go", "build", "-o", goldcardBin, ".")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building goldcard:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// daemon is a goldcard serve process started by a test.
+type daemon struct {
+	t     *testing.T
+	cmd   *exec.Cmd
+	db    string
+	bank  string // address of the default bank's listener
+	admin string // admin API address
+	done  chan error
+
+	mu   sync.Mutex
+	logs bytes.Buffer
+}
+
+// startDaemon runs goldcard serve on a fresh database with free ports.
+func startDaemon(t *testing.T, args ...string) *daemon {
+	t.Helper()
+	d := &daemon{t: t, db: ledgertest.NewDatabase(t), done: make(chan error, 1)}
+	d.start(args...)
+	return d
+}
+
+func (d *daemon) start(args ...string) {
+	t := d.t
+	t.Helper()
+	base := []string{"serve", "--db", d.db, "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0",
+		"--data-dir", t.TempDir(), "--log-format", "json", "--drain-timeout", "20s"}
+	d.cmd = exec.Command(goldcardBin, append(base, args...)...)
+	stderr, err := d.cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ready := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		signalled := false
+		for sc.Scan() {
+			line := sc.Bytes()
+			d.mu.Lock()
+			d.logs.Write(line)
+			d.logs.WriteByte('\n')
+			d.mu.Unlock()
+			var e struct{ Msg, Addr, Bank string }
+			_ = json.Unmarshal(line, &e)
+			switch {
+			case e.Msg == "bank listening" && e.Bank == "default":
+				d.mu.Lock()
+				d.bank = e.Addr
+				d.mu.Unlock()
+			case e.Msg == "admin API listening":
+				d.mu.Lock()
+				d.admin = e.Addr
+				d.mu.Unlock()
+			case e.Msg == "switch ready" && !signalled:
+				signalled = true
+				close(ready)
+			}
+		}
+		d.done <- d.cmd.Wait()
+	}()
+	select {
+	case <-ready:
+	case err := <-d.done:
+		t.Fatalf("goldcard serve exited: %v\n%s", err, d.Logs())
+	case <-time.After(30 * time.Second):
+		t.Fatalf("goldcard serve not ready after 30s\n%s", d.Logs())
+	}
+	t.Cleanup(func() {
+		if d.cmd.ProcessState == nil {
+			_ = d.cmd.Process.Kill()
+			<-d.done
+		}
+		if t.Failed() {
+			t.Logf("switch log:\n%s", d.Logs())
+		}
+	})
+}
+
+// Logs returns everything the switch has logged.
+func (d *daemon) Logs() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.logs.String()
+}
+
+// stop sends SIGTERM and waits for a clean exit.
+func (d *daemon) stop() {
+	d.t.Helper()
+	_ = d.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-d.done:
+		if err != nil {
+			d.t.Fatalf("goldcard serve exited with %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		d.t.Fatal("goldcard serve did not exit after SIGTERM")
+	}
+}
+
+// api calls the admin API and decodes a JSON answer into out.
+func (d *daemon) api(method, path string, body any, out any) int {
+	d.t.Helper()
+	raw, status, err := adminCall(context.Background(), d.admin, method, path, body)
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	if out != nil && len(raw) > 0 {
+		if err := json.Unmarshal(raw, out); err != nil {
+			d.t.Fatalf("%s %s: %v: %s", method, path, err, raw)
+		}
+	}
+	return status
+}
+
+func (d *daemon) addCard(pan string, balance, fund int64) {
+	d.t.Helper()
+	var v map[string]any
+	if status := d.api("POST", "/v1/cards", map[string]any{"pan": pan, "currency": "156", "balance": balance, "fund_balance": fund}, &v); status != http.StatusCreated {
+		d.t.Fatalf("creating card: HTTP %d %v", status, v)
+	}
+}
+
+func (d *daemon) card(pan string) cardView {
+	d.t.Helper()
+	var v cardView
+	if status := d.api("GET", "/v1/cards/"+pan, nil, &v); status != http.StatusOK {
+		d.t.Fatalf("reading card: HTTP %d", status)
+	}
+	return v
+}
+
+func (d *daemon) metrics() string {
+	d.t.Helper()
+	resp, err := http.Get("http://" + d.admin + "/metrics")
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}
+
+// assertNoSecrets fails if the logs hold any of the full PANs.
+func (d *daemon) assertNoSecrets(pans ...string) {
+	d.t.Helper()
+	logs := d.Logs()
+	for _, p := range pans {
+		if strings.Contains(logs, p) {
+			d.t.Errorf("the switch logged the full PAN %s", p)
+		}
+	}
+}

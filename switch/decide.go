@@ -1,0 +1,207 @@
+package main
+
+import (
+	"context"
+	"time"
+
+	"github.com/goldcard/goldcard/config"
+	"github.com/goldcard/goldcard/iso"
+	"github.com/goldcard/goldcard/ledger"
+)
+
+// original decides an authorisation (0100: holds) or a financial request
+// (0200: postings).
+func (p *processor) original(ctx context.Context, bank *config.Bank, r *iso.Request, lim config.Limits, build func(outcome) ([]byte, error)) ([]byte, string, bool, error) {
+	f := ledger.Find{Key: keyOf(bank, r), Serial: serialOf(bank, r), CheckReversed: true, RRN: r.RRN, PAN: r.PAN}
+	now := p.now()
+	return p.decide(ctx, f, r, func(_ bookTx, lk *ledger.Lookup) (outcome, ledger.Record, []ledger.Effect, error) {
+		o, effects := decideOriginal(r, lk, now, lim.HoldValidity.D())
+		return o, record(bank, r, o, nil), effects, nil
+	}, build)
+}
+
+// decideOriginal is the pure decision on an authorisation or financial
+// request whose card is locked in lk.
+func decideOriginal(r *iso.Request, lk *ledger.Lookup, now time.Time, holdValidity time.Duration) (outcome, []ledger.Effect) {
+	c := lk.Card
+	o := outcome{card: c}
+	if lk.ReversedBy != 0 {
+		o.err = errReversedBefore
+		return o, []ledger.Effect{ledger.LinkReversal(lk.ReversedBy)}
+	}
+	if err := checkCard(r, c, now); err != nil {
+		o.err = err
+		return o, nil
+	}
+	var (
+		effects []ledger.Effect
+		err     error
+	)
+	switch {
+	case r.TxnType == iso.TxnBalance:
+	case r.Class == iso.ClassAuthorization && isDebit(r.TxnType):
+		if r.Amount <= 0 {
+			err = errInvalidAmount
+			break
+		}
+		var hold ledger.Effect
+		if hold, err = c.PlaceHold(r.Amount, now.Add(holdValidity)); err == nil {
+			effects = []ledger.Effect{hold}
+		}
+	case r.Class == iso.ClassFinancial && isDebit(r.TxnType):
+		if r.Amount <= 0 {
+			err = errInvalidAmount
+			break
+		}
+		effects, err = c.Debit(txnName(r.TxnType), r.Amount)
+	case r.Class == iso.ClassFinancial && isCredit(r.TxnType):
+		if r.Amount <= 0 {
+			err = errInvalidAmount
+			break
+		}
+		effects = c.Credit(txnName(r.TxnType), r.Amount)
+	default:
+		err = errInvalidTransaction
+	}
+	if err != nil {
+		o.err = err
+		return o, nil
+	}
+	o.authCode = newAuthCode()
+	return o, effects
+}
+
+// checkCard refuses requests the card cannot take whatever its balance.
+func checkCard(r *iso.Request, c *ledger.Card, now time.Time) error {
+	switch {
+	case c == nil:
+		return ledger.ErrUnknownCard
+	case c.Status != ledger.StatusActive:
+		return errBlocked
+	case r.Currency != "" && r.Currency != c.Currency:
+		return errWrongCurrency
+	case r.Expiry != "" && r.Expiry < now.Format("0601"):
+		return errExpired
+	}
+	return nil
+}
+
+// advice records a completion or advice (0120, 0220): it captures the
+// authorisation's hold, or posts directly when there is none. The acquirer
+// has already acted, so an advice is never declined for funds.
+func (p *processor) advice(ctx context.Context, bank *config.Bank, r *iso.Request, build func(outcome) ([]byte, error)) ([]byte, string, bool, error) {
+	f := ledger.Find{Key: keyOf(bank, r), Serial: serialOf(bank, r), PAN: r.PAN}
+	return p.decide(ctx, f, r, func(tx bookTx, lk *ledger.Lookup) (outcome, ledger.Record, []ledger.Effect, error) {
+		c := lk.Card
+		o := outcome{card: c}
+		if c == nil {
+			o.err = ledger.ErrUnknownCard
+			return o, record(bank, r, o, nil), nil, nil
+		}
+		if r.TxnType == iso.TxnBalance {
+			return o, record(bank, r, o, nil), nil, nil
+		}
+		if !isDebit(r.TxnType) && !isCredit(r.TxnType) {
+			o.err = errInvalidTransaction
+			return o, record(bank, r, o, nil), nil, nil
+		}
+		var auth *ledger.Original
+		if isDebit(r.TxnType) {
+			var err error
+			if auth, err = findAuthorization(ctx, tx, bank, r); err != nil {
+				return o, ledger.Record{}, nil, err
+			}
+		}
+		var effects []ledger.Effect
+		switch {
+		case auth != nil && auth.CardID == c.ID && auth.Hold != nil && auth.Hold.State == ledger.HoldActive:
+			if r.Amount == 0 {
+				effects = []ledger.Effect{c.ReduceHold(auth.Hold, 0)}
+			} else {
+				effects = c.CaptureHold(auth.Hold, r.Amount)
+			}
+		case isDebit(r.TxnType):
+			effects = c.ForceDebit(txnName(r.TxnType), r.Amount)
+		default:
+			effects = c.Credit(txnName(r.TxnType), r.Amount)
+		}
+		o.authCode = r.AuthCode
+		return o, record(bank, r, o, nil), effects, nil
+	}, build)
+}
+
+// findAuthorization finds the authorisation a completion completes: by
+// DE90, else by RRN and STAN, else by RRN alone if its hold is still open.
+func findAuthorization(ctx context.Context, tx bookTx, bank *config.Bank, r *iso.Request) (*ledger.Original, error) {
+	if k := originalKey(bank, r); k != nil {
+		return tx.FindOriginal(ctx, ledger.OriginalRef{Key: k})
+	}
+	ref := ledger.OriginalRef{Bank: bank.Code, Acquirer: r.Acquirer, RRN: r.RRN, Terminal: r.Terminal, STAN: r.STAN, Classes: []string{"010"}}
+	auth, err := tx.FindOriginal(ctx, ref)
+	if auth != nil || err != nil {
+		return auth, err
+	}
+	ref.STAN, ref.ActiveHold = "", true
+	return tx.FindOriginal(ctx, ref)
+}
+
+// reversal undoes an earlier request, fully or down to DE95's actual
+// amount. A reversal is acknowledged once recorded: when its original is
+// unknown it waits for it, and a second reversal changes nothing.
+func (p *processor) reversal(ctx context.Context, bank *config.Bank, r *iso.Request, build func(outcome) ([]byte, error)) ([]byte, string, bool, error) {
+	if r.Original == nil && r.RRN == "" {
+		return nil, "", false, &iso.FieldError{Field: 90, Reason: "a reversal needs DE90 or DE37 to find its original"}
+	}
+	f := ledger.Find{Key: keyOf(bank, r), Serial: serialOf(bank, r), PAN: r.PAN}
+	return p.decide(ctx, f, r, func(tx bookTx, lk *ledger.Lookup) (outcome, ledger.Record, []ledger.Effect, error) {
+		c := lk.Card
+		o := outcome{card: c}
+		rec := record(bank, r, o, nil)
+		var (
+			orig *ledger.Original
+			err  error
+		)
+		if k := originalKey(bank, r); k != nil {
+			orig, err = tx.FindOriginal(ctx, ledger.OriginalRef{Key: k})
+		} else {
+			orig, err = tx.FindOriginal(ctx, ledger.OriginalRef{Bank: bank.Code, Acquirer: r.Acquirer, RRN: r.RRN, Terminal: r.Terminal, STAN: r.STAN,
+				Classes: []string{"010", "012", "020", "022"}})
+		}
+		if err != nil {
+			return o, rec, nil, err
+		}
+		if orig == nil || c == nil || orig.CardID != c.ID {
+			// Unknown original: remember what it will look like.
+			rec.Orig = originalKey(bank, r)
+			return o, rec, nil, nil
+		}
+		if orig.ReversedBy != 0 || !orig.Approved() {
+			return o, rec, nil, nil
+		}
+		rec.Reverses = orig.ID
+		return o, rec, reverse(c, orig, r), nil
+	}, build)
+}
+
+// reverse plans the undoing of an approved original: the part of its
+// amount that DE95 does not keep.
+func reverse(c *ledger.Card, orig *ledger.Original, r *iso.Request) []ledger.Effect {
+	undo := orig.Amount
+	if r.Actual != nil {
+		undo = orig.Amount - min(*r.Actual, orig.Amount)
+	}
+	if undo <= 0 {
+		return nil
+	}
+	switch {
+	case orig.Hold != nil && orig.Hold.State == ledger.HoldActive:
+		return []ledger.Effect{c.ReduceHold(orig.Hold, orig.Hold.Remaining-undo)}
+	case orig.Hold != nil && orig.Hold.State != ledger.HoldCaptured:
+		return nil // released or expired: nothing is held any more
+	case orig.TxnType == ledger.KindRefund || orig.TxnType == ledger.KindDeposit:
+		return c.ForceDebit(ledger.KindReversal, undo)
+	case orig.TxnType == ledger.KindPurchase || orig.TxnType == ledger.KindCash:
+		return c.Credit(ledger.KindReversal, undo)
+	}
+	return nil
+}

@@ -1,0 +1,286 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"log/slog"
+	"math/big"
+	"time"
+
+	"github.com/moov-io/iso8583"
+
+	"github.com/goldcard/goldcard/config"
+	"github.com/goldcard/goldcard/iso"
+	"github.com/goldcard/goldcard/ledger"
+)
+
+// books is the ledger as the processor uses it; *ledger.Ledger in
+// production (see ledgerBooks).
+type books interface {
+	Do(ctx context.Context, fn func(tx bookTx) error) error
+}
+
+// bookTx is one ledger transaction.
+type bookTx interface {
+	LookupRequest(ctx context.Context, f ledger.Find) (*ledger.Lookup, error)
+	FindOriginal(ctx context.Context, ref ledger.OriginalRef) (*ledger.Original, error)
+	Save(ctx context.Context, r ledger.Record, effects []ledger.Effect) error
+}
+
+type ledgerBooks struct{ l *ledger.Ledger }
+
+func (b ledgerBooks) Do(ctx context.Context, fn func(tx bookTx) error) error {
+	return b.l.Do(ctx, func(tx *ledger.Tx) error { return fn(tx) })
+}
+
+// processor decides issuer requests against the ledger.
+type processor struct {
+	books books
+	now   func() time.Time
+	log   *slog.Logger
+}
+
+// exchange is one request and its answer, as the link logs and counts it.
+type exchange struct {
+	req      *iso.Request // nil when the request could not be read
+	mti      string
+	code     string // DE39 sent
+	replayed bool   // the stored response to an earlier copy was sent
+	lost     bool   // the link went down before the response was written
+	err      error  // why it was declined or failed
+}
+
+// outcome is what a decision leaves for the response.
+type outcome struct {
+	err      error
+	card     *ledger.Card
+	authCode string
+}
+
+// handle answers one unpacked message. It returns the packed response
+// body, or nil when the message gets no response.
+func (p *processor) handle(ctx context.Context, bank *config.Bank, d *iso.Dialect, lim config.Limits, msg *iso8583.Message) ([]byte, exchange) {
+	mti, _ := msg.GetMTI()
+	ex := exchange{mti: mti}
+	req, err := iso.ParseRequest(msg)
+	if err != nil {
+		ex.err = err
+		ex.code = rcFormatError
+		if req != nil && req.Class != iso.ClassUnknown {
+			ex.req = req
+		}
+		return p.plainResponse(d, msg, err), ex
+	}
+	ex.req = req
+	build := func(o outcome) ([]byte, error) { return buildResponse(d, msg, o, lim) }
+
+	var (
+		resp []byte
+		code string
+	)
+	switch req.Class {
+	case iso.ClassNetwork:
+		switch req.NetworkCode {
+		case "001", "002", "301":
+		default:
+			ex.err = errInvalidTransaction
+		}
+		ex.code = responseCode(ex.err)
+		return p.plainResponse(d, msg, ex.err), ex
+	case iso.ClassAuthorization, iso.ClassFinancial:
+		resp, code, ex.replayed, err = p.original(ctx, bank, req, lim, build)
+	case iso.ClassAuthorizationAdvice, iso.ClassFinancialAdvice:
+		resp, code, ex.replayed, err = p.advice(ctx, bank, req, build)
+	case iso.ClassReversal, iso.ClassReversalAdvice:
+		resp, code, ex.replayed, err = p.reversal(ctx, bank, req, build)
+	}
+	if err != nil {
+		// Nothing was committed: the answer says why, and is not stored.
+		ex.err = err
+		ex.code = responseCode(err)
+		if ex.code == rcMalfunction {
+			p.log.Error("request failed", "mti", mti, "stan", req.STAN, "err", err)
+		}
+		return p.plainResponse(d, msg, err), ex
+	}
+	ex.code = code
+	return resp, ex
+}
+
+// plainResponse answers without a ledger decision: the echoed fields and
+// the response code for err. When the echoed fields cannot be packed (a
+// frame that was only partly readable) it answers with the MTI, DE11 and
+// DE39 alone; it returns nil only when even that fails.
+func (p *processor) plainResponse(d *iso.Dialect, msg *iso8583.Message, err error) []byte {
+	b, perr := buildResponse(d, msg, outcome{err: err}, config.Limits{})
+	if perr == nil {
+		return b
+	}
+	mti, _ := msg.GetMTI()
+	rmti, ok := iso.ResponseMTI(mti)
+	if !ok {
+		return nil
+	}
+	m := d.NewMessage()
+	m.MTI(rmti)
+	if stan, _ := msg.GetString(11); len(stan) == 6 {
+		_ = m.Field(11, stan)
+	}
+	_ = m.Field(39, responseCode(err))
+	b, perr = m.Pack()
+	if perr != nil {
+		p.log.Warn("response could not be packed", "mti", mti, "err", perr)
+		return nil
+	}
+	return b
+}
+
+// buildResponse packs the response to msg for an outcome.
+func buildResponse(d *iso.Dialect, msg *iso8583.Message, o outcome, lim config.Limits) ([]byte, error) {
+	resp, err := iso.Respond(d, msg)
+	if err != nil {
+		return nil, err
+	}
+	code := responseCode(o.err)
+	if err := resp.Field(39, code); err != nil {
+		return nil, err
+	}
+	if code == rcApproved && o.authCode != "" {
+		if err := resp.Field(38, o.authCode); err != nil {
+			return nil, err
+		}
+	}
+	if c := o.card; c != nil {
+		if err := resp.Field(54, iso.FormatBalances(balances(c, lim))); err != nil {
+			return nil, err
+		}
+	}
+	b, err := resp.Pack()
+	if err != nil {
+		return nil, fmt.Errorf("packing response: %w", err)
+	}
+	return b, nil
+}
+
+// balances are DE54's amounts for a card: ledger and available balance,
+// fund balance and what can be redeemed from it right now.
+func balances(c *ledger.Card, lim config.Limits) []iso.Balance {
+	redeemable := min(c.Fund, lim.RedemptionQuota)
+	return []iso.Balance{
+		{AccountType: iso.AccountCard, AmountType: iso.AmountLedger, Currency: c.Currency, Amount: c.Balance()},
+		{AccountType: iso.AccountCard, AmountType: iso.AmountAvailable, Currency: c.Currency, Amount: c.Available()},
+		{AccountType: iso.AccountFund, AmountType: iso.AmountLedger, Currency: c.Currency, Amount: c.Fund},
+		{AccountType: iso.AccountFund, AmountType: iso.AmountAvailable, Currency: c.Currency, Amount: redeemable},
+	}
+}
+
+// keyOf is the idempotency key of a request.
+func keyOf(bank *config.Bank, r *iso.Request) ledger.Key {
+	return ledger.Key{Bank: bank.Code, Acquirer: r.Acquirer, STAN: r.STAN, Transmitted: r.Transmitted, Terminal: r.Terminal, Class: r.MTIClass()}
+}
+
+// originalKey is the key of the message DE90 refers to.
+func originalKey(bank *config.Bank, r *iso.Request) *ledger.Key {
+	o := r.Original
+	if o == nil {
+		return nil
+	}
+	return &ledger.Key{Bank: bank.Code, Acquirer: o.Acquirer, STAN: o.STAN, Transmitted: o.Transmitted, Terminal: r.Terminal, Class: o.MTI[:3]}
+}
+
+// serialOf names the transaction a request belongs to (ledger.SerialKey):
+// DE90's original where there is one, else the request's own fields.
+func serialOf(bank *config.Bank, r *iso.Request) string {
+	if o := r.Original; o != nil {
+		return ledger.SerialKey(bank.Code, o.Acquirer, o.STAN, r.Terminal)
+	}
+	return ledger.SerialKey(bank.Code, r.Acquirer, r.STAN, r.Terminal)
+}
+
+var txnNames = map[string]string{
+	iso.TxnPurchase: ledger.KindPurchase,
+	iso.TxnCash:     ledger.KindCash,
+	iso.TxnRefund:   ledger.KindRefund,
+	iso.TxnDeposit:  ledger.KindDeposit,
+	iso.TxnBalance:  "balance",
+}
+
+func txnName(code string) string {
+	if n, ok := txnNames[code]; ok {
+		return n
+	}
+	return "other"
+}
+
+func isDebit(code string) bool  { return code == iso.TxnPurchase || code == iso.TxnCash }
+func isCredit(code string) bool { return code == iso.TxnRefund || code == iso.TxnDeposit }
+
+// newAuthCode returns a random six-digit approval code (DE38).
+func newAuthCode() string {
+	n, err := rand.Int(rand.Reader, big.NewInt(1_000_000))
+	if err != nil {
+		return "000000"
+	}
+	return fmt.Sprintf("%06d", n.Int64())
+}
+
+// record is the ledger record of a decided request.
+func record(bank *config.Bank, r *iso.Request, o outcome, resp []byte) ledger.Record {
+	rec := ledger.Record{
+		Key:          keyOf(bank, r),
+		MTI:          r.MTI,
+		RRN:          r.RRN,
+		Fingerprint:  r.Fingerprint(),
+		TxnType:      txnName(r.TxnType),
+		Amount:       r.Amount,
+		ResponseCode: responseCode(o.err),
+		AuthCode:     o.authCode,
+		Response:     resp,
+	}
+	if o.card != nil {
+		rec.CardID = o.card.ID
+	}
+	return rec
+}
+
+// replay returns the stored response to an earlier copy of r, or
+// errKeyReused when the earlier message asked for something else.
+func replay(prior *ledger.Prior, r *iso.Request) ([]byte, error) {
+	if string(prior.Fingerprint) != string(r.Fingerprint()) {
+		return nil, errKeyReused
+	}
+	return prior.Response, nil
+}
+
+// plan decides a request on what its lookup found: the outcome for the
+// response, the record to store and the ledger effects to write.
+type plan func(tx bookTx, lk *ledger.Lookup) (outcome, ledger.Record, []ledger.Effect, error)
+
+// decide runs one ledger transaction for a request: look it up, let plan
+// decide, build the response and save it with the decision's effects.
+// It returns the response, its code, and whether it was stored earlier.
+func (p *processor) decide(ctx context.Context, f ledger.Find, r *iso.Request, pl plan, build func(outcome) ([]byte, error)) (resp []byte, code string, replayed bool, err error) {
+	err = p.books.Do(ctx, func(tx bookTx) error {
+		resp, code, replayed = nil, "", false
+		lk, err := tx.LookupRequest(ctx, f)
+		if err != nil {
+			return err
+		}
+		if lk.Prior != nil {
+			resp, err = replay(lk.Prior, r)
+			code, replayed = lk.Prior.ResponseCode, err == nil
+			return err
+		}
+		o, rec, effects, err := pl(tx, lk)
+		if err != nil {
+			return err
+		}
+		if resp, err = build(o); err != nil {
+			return err
+		}
+		rec.Response, code = resp, rec.ResponseCode
+		return tx.Save(ctx, rec, effects)
+	})
+	return resp, code, replayed, err
+}

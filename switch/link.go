@@ -1,0 +1,244 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"runtime/debug"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/moov-io/iso8583"
+	isoerrors "github.com/moov-io/iso8583/errors"
+	connection "github.com/moov-io/iso8583-connection"
+
+	"github.com/goldcard/goldcard/config"
+	"github.com/goldcard/goldcard/iso"
+)
+
+// writeTimeout bounds one write to a bank: a peer that stops reading loses
+// its link rather than holding responses for everyone behind it.
+const writeTimeout = 5 * time.Second
+
+// errDraining ends a link's read loop during shutdown.
+var errDraining = errors.New("link draining")
+
+// link is one bank connection. moov's connection runs one reader and one
+// writer goroutine; each request is handled on its own goroutine, at most
+// MaxInFlight at a time: when all slots are taken the reader stops reading
+// and TCP pushes back on the bank.
+type link struct {
+	srv     *Server
+	bank    string // code of the bank whose listener accepted it
+	dialect *iso.Dialect
+	header  iso.Header
+	// maxFrame is the longest body accepted; fixed for the link's life.
+	maxFrame int
+	nc       net.Conn
+	conn     *connection.Connection
+	log      *slog.Logger
+
+	slots    chan struct{} // a token per request being read or worked on
+	arrivals sync.Map      // *iso8583.Message -> time.Time it was read
+	draining atomic.Bool
+	closed   chan struct{} // closed once the connection is closed
+	once     sync.Once
+}
+
+func newLink(srv *Server, b *config.Bank, d *iso.Dialect, h iso.Header, nc net.Conn, log *slog.Logger) (*link, error) {
+	l := &link{
+		srv:      srv,
+		bank:     b.Code,
+		dialect:  d,
+		header:   h,
+		maxFrame: b.MaxFrame,
+		nc:       nc,
+		log:      log,
+		slots:    make(chan struct{}, b.MaxInFlight),
+		closed:   make(chan struct{}),
+	}
+	c, err := connection.NewFrom(deadlineConn{nc}, d.Spec, nil, nil,
+		connection.SetMessageReader(l),
+		connection.InboundMessageHandler(l.handle),
+		connection.ErrorHandler(l.onError),
+		connection.ConnectionClosedHandler(func(*connection.Connection) { l.markClosed() }),
+		connection.SendTimeout(writeTimeout),
+	)
+	if err != nil {
+		return nil, err
+	}
+	l.conn = c
+	return l, nil
+}
+
+// ReadMessage reads frames until one unpacks. A frame that does not is
+// answered with 30 where its MTI is readable and is otherwise only logged
+// and counted; the link carries on. A frame over the maximum length, or a
+// broken stream, ends the link.
+func (l *link) ReadMessage(r io.Reader) (*iso8583.Message, error) {
+	for {
+		select {
+		case l.slots <- struct{}{}:
+		case <-l.closed:
+			return nil, errDraining
+		}
+		if l.draining.Load() {
+			return nil, l.stopReading()
+		}
+		body, err := iso.ReadFrame(r, l.header, l.maxFrame)
+		arrival := time.Now()
+		if err != nil {
+			if l.draining.Load() {
+				return nil, l.stopReading()
+			}
+			<-l.slots
+			if errors.Is(err, iso.ErrFrameTooLarge) || errors.Is(err, iso.ErrBadHeader) {
+				l.srv.metrics.connEvents.WithLabelValues(l.bank, "closed_bad_frame").Inc()
+				l.log.Warn("closing link: unusable frame", "err", err)
+			}
+			return nil, err
+		}
+		l.srv.metrics.frames.WithLabelValues(l.bank, "in").Inc()
+		l.srv.metrics.bytes.WithLabelValues(l.bank, "in").Add(float64(l.header.Size() + len(body)))
+		msg, err := l.dialect.Unpack(body)
+		if err != nil {
+			go l.badFrame(body, msg, err, arrival)
+			continue
+		}
+		l.arrivals.Store(msg, arrival)
+		l.srv.metrics.inFlight.WithLabelValues(l.bank).Inc()
+		return msg, nil
+	}
+}
+
+// stopReading parks the reader until the drained link is closed.
+func (l *link) stopReading() error {
+	<-l.slots
+	<-l.closed
+	return errDraining
+}
+
+// badFrame answers a frame that could not be unpacked.
+func (l *link) badFrame(body []byte, partial *iso8583.Message, err error, arrival time.Time) {
+	defer func() { <-l.slots }()
+	l.srv.metrics.unpackErrors.WithLabelValues(l.bank).Inc()
+	mti, ok := l.dialect.ReadMTI(body)
+	if _, isRequest := iso.ResponseMTI(mti); !ok || !isRequest {
+		l.log.Warn("unreadable frame dropped", "bytes", len(body), "err", unpackReason(err))
+		return
+	}
+	l.log.Warn("unreadable frame answered with 30", "mti", mti, "err", unpackReason(err))
+	var ue *isoerrors.UnpackError
+	if errors.As(err, &ue) {
+		if id, cerr := strconv.Atoi(ue.FieldID); cerr == nil {
+			partial.UnsetField(id) // what of it was read cannot be echoed
+		}
+	}
+	resp := l.srv.proc.plainResponse(l.dialect, partial, iso.ErrFormat)
+	if resp == nil {
+		return
+	}
+	l.send(resp)
+	l.srv.observe(l.bank, exchange{mti: mti, code: rcFormatError}, arrival)
+}
+
+// unpackReason names the field that failed without the message's bytes.
+func unpackReason(err error) string {
+	var ue *isoerrors.UnpackError
+	if errors.As(err, &ue) {
+		return fmt.Sprintf("field %v cannot be unpacked", ue.FieldIDs())
+	}
+	return "message cannot be unpacked"
+}
+
+// handle answers one request; moov runs it on its own goroutine.
+func (l *link) handle(_ *connection.Connection, msg *iso8583.Message) {
+	defer func() { <-l.slots }()
+	v, ok := l.arrivals.LoadAndDelete(msg)
+	if !ok {
+		return // not read by this link's reader
+	}
+	defer l.srv.metrics.inFlight.WithLabelValues(l.bank).Dec()
+	arrival := v.(time.Time)
+	defer func() {
+		if r := recover(); r != nil {
+			l.log.Error("request handler panicked", "panic", r, "stack", string(debug.Stack()))
+			l.srv.observe(l.bank, exchange{code: rcMalfunction}, arrival)
+		}
+	}()
+
+	snap := l.srv.cfg.Load()
+	bank, ok := snap.Banks[l.bank]
+	if !ok {
+		bank = config.DefaultBank("")
+		bank.Code = l.bank
+	}
+	ctx, cancel := context.WithDeadline(l.srv.baseCtx, arrival.Add(bank.Budget()))
+	defer cancel()
+	resp, ex := l.srv.proc.handle(ctx, bank, l.dialect, snap.Limits, msg)
+	if resp != nil && !l.send(resp) {
+		ex.lost = true
+	}
+	l.srv.observe(l.bank, ex, arrival)
+}
+
+// send writes one response body with its length header. It reports false
+// when the link is gone.
+func (l *link) send(body []byte) bool {
+	frame, err := iso.Frame(l.header, body)
+	if err == nil {
+		_, err = l.conn.Write(frame)
+	}
+	if err != nil {
+		l.srv.metrics.lostResponses.WithLabelValues(l.bank).Inc()
+		l.log.Warn("response not delivered", "err", err)
+		return false
+	}
+	l.srv.metrics.frames.WithLabelValues(l.bank, "out").Inc()
+	l.srv.metrics.bytes.WithLabelValues(l.bank, "out").Add(float64(len(frame)))
+	return true
+}
+
+func (l *link) onError(err error) {
+	if errors.Is(err, errDraining) || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
+		return
+	}
+	l.log.Debug("link error", "err", err)
+}
+
+func (l *link) markClosed() { l.once.Do(func() { close(l.closed) }) }
+
+// drain stops reading, waits for the requests in flight to be answered
+// (or ctx to end), then closes the link.
+func (l *link) drain(ctx context.Context) {
+	l.draining.Store(true)
+	_ = l.nc.SetReadDeadline(time.Now()) // wake a reader waiting for a frame
+	for range cap(l.slots) {
+		select {
+		case l.slots <- struct{}{}:
+		case <-ctx.Done():
+			l.log.Warn("closing link with requests still in flight")
+			l.close()
+			return
+		}
+	}
+	l.close()
+}
+
+func (l *link) close() {
+	_ = l.conn.Close()
+	l.markClosed()
+}
+
+// deadlineConn gives each write a deadline.
+type deadlineConn struct{ net.Conn }
+
+func (c deadlineConn) Write(p []byte) (int, error) {
+	_ = c.Conn.SetWriteDeadline(time.Now().Add(writeTimeout))
+	return c.Conn.Write(p)
+}

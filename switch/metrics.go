@@ -1,0 +1,130 @@
+package main
+
+import (
+	"runtime"
+	"runtime/debug"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// metrics are the switch's Prometheus metrics. Labels have bounded
+// values: bank codes, MTIs the switch answers, transaction types and
+// response codes; never a PAN, STAN or order id.
+type metrics struct {
+	reg *prometheus.Registry
+
+	requests       *prometheus.CounterVec   // bank, mti, processing_code, response_code
+	latency        *prometheus.HistogramVec // bank, mti
+	inFlight       *prometheus.GaugeVec     // bank
+	connections    *prometheus.GaugeVec     // bank
+	connEvents     *prometheus.CounterVec   // bank, event
+	frames         *prometheus.CounterVec   // bank, direction
+	bytes          *prometheus.CounterVec   // bank, direction
+	unpackErrors   *prometheus.CounterVec   // bank
+	lostResponses  *prometheus.CounterVec   // bank
+	ledgerDuration *prometheus.HistogramVec // outcome
+}
+
+// latencyBuckets resolve the range that matters against a 3 s timeout.
+var latencyBuckets = []float64{.0005, .001, .002, .005, .01, .02, .05, .1, .2, .5, 1, 2, 2.7, 3, 5}
+
+func newMetrics() *metrics {
+	reg := prometheus.NewRegistry()
+	m := &metrics{
+		reg: reg,
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "goldcard_requests_total",
+			Help: "Requests answered, by bank, MTI, transaction type (first two digits of DE3) and response code.",
+		}, []string{"bank", "mti", "processing_code", "response_code"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "goldcard_request_duration_seconds",
+			Help:    "Time from a request's arrival to its response being written.",
+			Buckets: latencyBuckets,
+		}, []string{"bank", "mti"}),
+		inFlight: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "goldcard_requests_in_flight",
+			Help: "Requests read and not yet answered.",
+		}, []string{"bank"}),
+		connections: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "goldcard_connections",
+			Help: "Open bank connections.",
+		}, []string{"bank"}),
+		connEvents: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "goldcard_connection_events_total",
+			Help: "Bank connections accepted, refused and closed, with the reason.",
+		}, []string{"bank", "event"}),
+		frames: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "goldcard_frames_total",
+			Help: "Frames read from (in) and written to (out) banks.",
+		}, []string{"bank", "direction"}),
+		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "goldcard_bytes_total",
+			Help: "Bytes of frames, length headers included, read from (in) and written to (out) banks.",
+		}, []string{"bank", "direction"}),
+		unpackErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "goldcard_unpack_errors_total",
+			Help: "Frames that could not be unpacked (answered with 30 when their MTI was readable).",
+		}, []string{"bank"}),
+		lostResponses: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "goldcard_responses_lost_total",
+			Help: "Responses decided but not delivered because the link went down first.",
+		}, []string{"bank"}),
+		ledgerDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "goldcard_ledger_transaction_seconds",
+			Help:    "Duration of the ledger transaction deciding a request, commit included.",
+			Buckets: latencyBuckets,
+		}, []string{"result"}),
+	}
+	reg.MustRegister(m.requests, m.latency, m.inFlight, m.connections, m.connEvents, m.frames, m.bytes,
+		m.unpackErrors, m.lostResponses, m.ledgerDuration,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		buildInfo())
+	return m
+}
+
+// Set at build time with -ldflags "-X main.version=... -X main.commit=...".
+var (
+	version = "dev"
+	commit  = ""
+)
+
+func buildInfo() prometheus.Collector {
+	c := commit
+	if c == "" {
+		if bi, ok := debug.ReadBuildInfo(); ok {
+			for _, s := range bi.Settings {
+				if s.Key == "vcs.revision" {
+					c = s.Value
+				}
+			}
+		}
+	}
+	g := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name:        "goldcard_build_info",
+		Help:        "Build of the running switch; always 1.",
+		ConstLabels: prometheus.Labels{"version": version, "commit": c, "goversion": runtime.Version()},
+	})
+	g.Set(1)
+	return g
+}
+
+// mtiLabel keeps the mti label bounded: only MTIs the switch answers.
+func mtiLabel(mti string) string {
+	switch mti {
+	case "0800", "0801", "0100", "0101", "0120", "0121", "0200", "0201", "0220", "0221", "0400", "0401", "0420", "0421":
+		return mti
+	}
+	return "other"
+}
+
+// procLabel is the transaction type of DE3, bounded to those known.
+func procLabel(txnType string) string {
+	if _, ok := txnNames[txnType]; ok {
+		return txnType
+	}
+	if txnType == "" {
+		return "none"
+	}
+	return "other"
+}

@@ -1,0 +1,184 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/goldcard/goldcard/config"
+	"github.com/goldcard/goldcard/iso"
+	"github.com/goldcard/goldcard/ledger"
+)
+
+// Server is a running switch: bank listeners, the processor and the admin
+// API over one ledger.
+type Server struct {
+	cfg     *config.Store
+	ledger  *ledger.Ledger
+	pool    *pgxpool.Pool
+	proc    *processor
+	metrics *metrics
+	log     *slog.Logger
+
+	// baseCtx parents every request's context. It is not cancelled by
+	// shutdown: requests in flight are allowed to finish.
+	baseCtx context.Context
+
+	mu        sync.Mutex // guards listeners
+	listeners map[string]*bankListener
+
+	admin     *http.Server
+	adminAddr net.Addr
+}
+
+// ServerOptions are what a Server is made of.
+type ServerOptions struct {
+	Config *config.Store
+	Pool   *pgxpool.Pool
+	Log    *slog.Logger
+	// Admin is the admin API's listen address; empty disables it.
+	Admin string
+	// Now is the clock; time.Now when nil.
+	Now func() time.Time
+}
+
+// NewServer wires a switch. Nothing listens until Start.
+func NewServer(ctx context.Context, o ServerOptions) *Server {
+	now := o.Now
+	if now == nil {
+		now = time.Now
+	}
+	l := ledger.New(o.Pool)
+	s := &Server{
+		cfg:       o.Config,
+		ledger:    l,
+		pool:      o.Pool,
+		metrics:   newMetrics(),
+		log:       o.Log,
+		baseCtx:   context.WithoutCancel(ctx),
+		listeners: make(map[string]*bankListener),
+	}
+	s.proc = &processor{books: ledgerBooks{l}, now: now, log: o.Log}
+	if o.Admin != "" {
+		s.admin = &http.Server{Addr: o.Admin, Handler: s.adminHandler(), ReadHeaderTimeout: 5 * time.Second}
+	}
+	return s
+}
+
+// Start opens the admin API and every enabled bank's listener.
+func (s *Server) Start() error {
+	if s.admin != nil {
+		ln, err := net.Listen("tcp", s.admin.Addr)
+		if err != nil {
+			return fmt.Errorf("admin API: %w", err)
+		}
+		s.adminAddr = ln.Addr()
+		go func() {
+			if err := s.admin.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				s.log.Error("admin API stopped", "err", err)
+			}
+		}()
+		s.log.Info("admin API listening", "addr", ln.Addr().String())
+	}
+	snap := s.cfg.Load()
+	for _, code := range snap.BankCodes() {
+		b := snap.Banks[code]
+		if !b.Enabled {
+			continue
+		}
+		if err := s.openBank(b); err != nil {
+			s.Shutdown(context.Background())
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Server) openBank(b *config.Bank) error {
+	d, err := iso.Builtin(b.Dialect)
+	if err != nil {
+		return fmt.Errorf("bank %s: %w", b.Code, err)
+	}
+	h, err := iso.HeaderByName(b.Header)
+	if err != nil {
+		return fmt.Errorf("bank %s: %w", b.Code, err)
+	}
+	bl, err := listenBank(s, b, d, h)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.listeners[b.Code] = bl
+	s.mu.Unlock()
+	s.log.Info("bank listening", "bank", b.Code, "addr", bl.ln.Addr().String(), "dialect", d.Name, "header", h.Name())
+	return nil
+}
+
+// BankAddr returns the address a bank's listener is bound to.
+func (s *Server) BankAddr(code string) net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if bl, ok := s.listeners[code]; ok {
+		return bl.ln.Addr()
+	}
+	return nil
+}
+
+// AdminAddr returns the address the admin API is bound to.
+func (s *Server) AdminAddr() net.Addr { return s.adminAddr }
+
+// Shutdown stops accepting, lets requests in flight finish (until ctx
+// ends), then closes every link and the admin API.
+func (s *Server) Shutdown(ctx context.Context) {
+	s.mu.Lock()
+	ls := make([]*bankListener, 0, len(s.listeners))
+	for _, bl := range s.listeners {
+		ls = append(ls, bl)
+	}
+	s.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, bl := range ls {
+		wg.Go(func() { bl.shutdown(ctx) })
+	}
+	wg.Wait()
+	if s.admin != nil {
+		_ = s.admin.Shutdown(ctx)
+	}
+}
+
+// observe counts and logs one answered request.
+func (s *Server) observe(bank string, ex exchange, arrival time.Time) {
+	elapsed := time.Since(arrival)
+	mti := mtiLabel(ex.mti)
+	proc := "none"
+	attrs := []slog.Attr{slog.String("bank", bank), slog.String("mti", ex.mti)}
+	if r := ex.req; r != nil {
+		proc = procLabel(r.TxnType)
+		attrs = append(attrs,
+			slog.String("processing_code", r.Processing),
+			slog.String("pan", iso.MaskPAN(r.PAN)),
+			slog.String("stan", r.STAN),
+			slog.String("rrn", r.RRN),
+			slog.Int64("amount", r.Amount))
+	}
+	s.metrics.requests.WithLabelValues(bank, mti, proc, ex.code).Inc()
+	s.metrics.latency.WithLabelValues(bank, mti).Observe(elapsed.Seconds())
+	attrs = append(attrs, slog.String("response_code", ex.code), slog.Duration("latency", elapsed))
+	if ex.replayed {
+		attrs = append(attrs, slog.Bool("replayed", true))
+	}
+	if ex.lost {
+		attrs = append(attrs, slog.Bool("lost", true))
+	}
+	if ex.err != nil && ex.code != rcApproved {
+		attrs = append(attrs, slog.String("reason", ex.err.Error()))
+	}
+	s.log.LogAttrs(context.Background(), slog.LevelInfo, "request", attrs...)
+}
