@@ -40,9 +40,9 @@ type Balance struct {
 
 // DE54 account and amount types.
 const (
-	AccountCard   = "10"
-	AccountFund   = "91"
-	AmountLedger  = "01"
+	AccountCard     = "10"
+	AccountFund     = "91"
+	AmountLedger    = "01"
 	AmountAvailable = "02"
 )
 

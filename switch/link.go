@@ -14,8 +14,8 @@ import (
 	"time"
 
 	"github.com/moov-io/iso8583"
-	isoerrors "github.com/moov-io/iso8583/errors"
 	connection "github.com/moov-io/iso8583-connection"
+	isoerrors "github.com/moov-io/iso8583/errors"
 
 	"github.com/goldcard/goldcard/config"
 	"github.com/goldcard/goldcard/iso"

@@ -27,7 +27,7 @@ type bankListener struct {
 	mu      sync.Mutex // guards links and closing
 	links   map[*link]struct{}
 	closing bool
-	wg    sync.WaitGroup // the accept loop and every link's life
+	wg      sync.WaitGroup // the accept loop and every link's life
 }
 
 func listenBank(s *Server, b *config.Bank, d *iso.Dialect, h iso.Header) (*bankListener, error) {
