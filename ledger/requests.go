@@ -71,10 +71,16 @@ func (tx *Tx) LookupRequest(ctx context.Context, f Find) (*Lookup, error) {
 		WHERE bank = $1 AND acquirer = $2 AND stan = $3 AND transmitted = $4 AND terminal = $5 AND mti_class = $6`,
 		key.Bank, key.Acquirer, key.STAN, key.Transmitted, key.Terminal, key.Class)
 	if f.CheckReversed {
+		// Two plain index lookups: an OR of the two would defeat a
+		// prepared statement's generic plan.
 		b.Queue(`SELECT id FROM requests
-			WHERE reverses IS NULL AND mti_class IN ('040', '042') AND bank = $1 AND (
-				(orig_acquirer = $2 AND orig_stan = $3 AND orig_transmitted = $4 AND terminal = $5 AND orig_class = $6)
-				OR ($7 <> '' AND acquirer = $2 AND rrn = $7 AND terminal = $5 AND stan = $3))
+			WHERE reverses IS NULL AND orig_stan IS NOT NULL
+			  AND bank = $1 AND orig_acquirer = $2 AND orig_stan = $3 AND orig_transmitted = $4
+			  AND terminal = $5 AND orig_class = $6
+			UNION ALL
+			SELECT id FROM requests
+			WHERE reverses IS NULL AND mti_class IN ('040', '042')
+			  AND bank = $1 AND acquirer = $2 AND rrn = $7 AND terminal = $5 AND stan = $3 AND $7 <> ''
 			ORDER BY id LIMIT 1`,
 			key.Bank, key.Acquirer, key.STAN, key.Transmitted, key.Terminal, key.Class, f.RRN)
 	}
@@ -219,8 +225,12 @@ func (tx *Tx) FindOriginal(ctx context.Context, ref OriginalRef) (*Original, err
 		if ref.RRN == "" {
 			return nil, nil
 		}
-		where = `r.bank = $1 AND r.acquirer = $2 AND r.rrn = $3 AND r.terminal = $4 AND ($5 = '' OR r.stan = $5) AND r.mti_class = ANY($6)`
-		args = []any{ref.Bank, ref.Acquirer, ref.RRN, ref.Terminal, ref.STAN, ref.Classes}
+		where = `r.bank = $1 AND r.acquirer = $2 AND r.rrn = $3 AND r.terminal = $4 AND r.mti_class = ANY($5)`
+		args = []any{ref.Bank, ref.Acquirer, ref.RRN, ref.Terminal, ref.Classes}
+		if ref.STAN != "" {
+			where += ` AND r.stan = $6`
+			args = append(args, ref.STAN)
+		}
 	}
 	if ref.ActiveHold {
 		where += ` AND EXISTS (SELECT 1 FROM holds x WHERE x.request_id = r.id AND x.state = 'active')`

@@ -62,13 +62,18 @@ CREATE TABLE requests (
     orig_stan       text,
     orig_transmitted text,
     created_at      timestamptz NOT NULL DEFAULT now(),
-    CONSTRAINT requests_idempotency UNIQUE (bank, acquirer, stan, transmitted, terminal, mti_class),
+    -- Most selective column first: an index that starts with a column a
+    -- query does not give is never a fair candidate for it.
+    CONSTRAINT requests_idempotency UNIQUE (stan, transmitted, terminal, acquirer, bank, mti_class),
     CONSTRAINT requests_reverses_is_reversal CHECK (reverses IS NULL OR mti_class IN ('040', '042'))
 );
-CREATE INDEX requests_by_rrn ON requests (bank, acquirer, rrn, terminal, stan) WHERE rrn <> '';
+CREATE INDEX requests_by_rrn ON requests (rrn, terminal, acquirer, bank, stan);
 CREATE INDEX requests_by_card ON requests (card_id, id);
-CREATE INDEX requests_orphan_reversals ON requests (bank, orig_acquirer, orig_stan, orig_transmitted)
+-- Reversals still waiting for their original, by DE90 and by RRN.
+CREATE INDEX requests_waiting_by_original ON requests (orig_stan, orig_transmitted, orig_acquirer, bank)
     WHERE reverses IS NULL AND orig_stan IS NOT NULL;
+CREATE INDEX requests_waiting_by_rrn ON requests (rrn, terminal, acquirer, bank, stan)
+    WHERE reverses IS NULL AND mti_class IN ('040', '042');
 
 CREATE TABLE holds (
     id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
