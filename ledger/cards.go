@@ -71,7 +71,10 @@ func (l *Ledger) CreateCard(ctx context.Context, n NewCard) (*Card, error) {
 	if err := n.Validate(); err != nil {
 		return nil, err
 	}
-	opening, err := l.systemAccount(ctx, SystemOpening, n.Currency)
+	if err := l.ensureSystemAccounts(ctx, n.Currency); err != nil {
+		return nil, err
+	}
+	opening, err := l.systemAccount(ctx, l.pool, SystemOpening, n.Currency)
 	if err != nil {
 		return nil, err
 	}
@@ -122,7 +125,7 @@ func (l *Ledger) Card(ctx context.Context, pan string) (*Card, error) {
 	if card == nil {
 		return nil, ErrUnknownCard
 	}
-	card.settlementID, err = l.systemAccount(ctx, SystemSettlement, card.Currency)
+	card.settlementID, err = l.systemAccount(ctx, l.pool, SystemSettlement, card.Currency)
 	return card, err
 }
 
@@ -164,7 +167,7 @@ func (tx *Tx) lockCard(ctx context.Context, where string, arg any) (*Card, error
 	if err != nil || card == nil {
 		return nil, err
 	}
-	card.settlementID, err = tx.l.systemAccount(ctx, SystemSettlement, card.Currency)
+	card.settlementID, err = tx.l.systemAccount(ctx, tx.tx, SystemSettlement, card.Currency)
 	return card, err
 }
 

@@ -2,7 +2,6 @@ package ledger
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -94,10 +93,27 @@ func (l *Ledger) do(ctx context.Context, fn func(tx *Tx) error) error {
 	return nil
 }
 
-// systemAccount returns the id of a system account, creating it on first
-// use. It runs outside any caller's transaction, so an id it caches always
-// names a committed account.
-func (l *Ledger) systemAccount(ctx context.Context, kind, currency string) (int64, error) {
+// systemKinds are the system accounts every currency has.
+var systemKinds = []string{SystemSettlement, SystemFundOmnibus, SystemFundSubscription, SystemOpening}
+
+// ensureSystemAccounts creates a currency's system accounts if missing. It
+// runs on the pool, outside any transaction, so the accounts it makes are
+// committed before any card of that currency can be used.
+func (l *Ledger) ensureSystemAccounts(ctx context.Context, currency string) error {
+	for _, kind := range systemKinds {
+		_, err := l.pool.Exec(ctx, `INSERT INTO accounts (kind, currency) VALUES ($1, $2)
+			ON CONFLICT (kind, currency) WHERE card_id IS NULL DO NOTHING`, kind, currency)
+		if err != nil {
+			return fmt.Errorf("creating system account %s/%s: %w", kind, currency, err)
+		}
+	}
+	return nil
+}
+
+// systemAccount returns the id of a system account, reading it through q
+// (a transaction's own connection, never a second one from the pool: a
+// transaction that waits for the pool can starve it).
+func (l *Ledger) systemAccount(ctx context.Context, q querier, kind, currency string) (int64, error) {
 	k := systemKey{kind, currency}
 	l.mu.Lock()
 	id, ok := l.system[k]
@@ -105,15 +121,7 @@ func (l *Ledger) systemAccount(ctx context.Context, kind, currency string) (int6
 	if ok {
 		return id, nil
 	}
-	const find = `SELECT id FROM accounts WHERE kind = $1 AND currency = $2 AND card_id IS NULL`
-	err := l.pool.QueryRow(ctx, find, kind, currency).Scan(&id)
-	if errors.Is(err, pgx.ErrNoRows) {
-		_, err = l.pool.Exec(ctx, `INSERT INTO accounts (kind, currency) VALUES ($1, $2)
-			ON CONFLICT (kind, currency) WHERE card_id IS NULL DO NOTHING`, kind, currency)
-		if err == nil {
-			err = l.pool.QueryRow(ctx, find, kind, currency).Scan(&id)
-		}
-	}
+	err := q.QueryRow(ctx, `SELECT id FROM accounts WHERE kind = $1 AND currency = $2 AND card_id IS NULL`, kind, currency).Scan(&id)
 	if err != nil {
 		return 0, fmt.Errorf("finding system account %s/%s: %w", kind, currency, err)
 	}

@@ -121,7 +121,7 @@ func (tx *Tx) LookupRequest(ctx context.Context, f Find) (*Lookup, error) {
 		return nil, err
 	}
 	if out.Card != nil {
-		id, err := tx.l.systemAccount(ctx, SystemSettlement, out.Card.Currency)
+		id, err := tx.l.systemAccount(ctx, tx.tx, SystemSettlement, out.Card.Currency)
 		if err != nil {
 			return nil, err
 		}

@@ -1,0 +1,109 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/goldcard/goldcard/config"
+	"github.com/goldcard/goldcard/ledger"
+	"github.com/goldcard/goldcard/ledger/ledgertest"
+)
+
+// startServer runs a switch in this process, for tests that need the race
+// detector on the link code.
+func startServer(t *testing.T) (*Server, *ledger.Ledger) {
+	t.Helper()
+	l, pool := ledgertest.New(t)
+	bank := config.DefaultBank("127.0.0.1:0")
+	bank.MaxInFlight = 8
+	snap := &config.Snapshot{Banks: map[string]*config.Bank{bank.Code: bank}, Limits: config.DefaultLimits()}
+	log := slog.New(slog.NewTextHandler(testWriter{t}, nil))
+	srv := NewServer(context.Background(), ServerOptions{Config: config.NewStore(snap), Pool: pool, Log: log, Admin: "127.0.0.1:0"})
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+	})
+	return srv, l
+}
+
+// TestConcurrentLinks races many requests over several links, with the
+// same request sent on two links at once, then shuts down.
+func TestConcurrentLinks(t *testing.T) {
+	srv, l := startServer(t)
+	ctx := context.Background()
+	const cards = 10
+	for i := range cards {
+		if _, err := l.CreateCard(ctx, ledger.NewCard{PAN: fmt.Sprintf("62284800000001%02d", i), Currency: "156", Balance: 100000}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	banks := make([]*bankSim, 4)
+	for i := range banks {
+		banks[i] = connectBank(t, srv.BankAddr("default").String())
+	}
+
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	approved := map[string]int64{} // PAN -> approved debits
+	for w := range 40 {
+		wg.Go(func() {
+			b := banks[w%len(banks)]
+			pan := fmt.Sprintf("62284800000001%02d", w%cards)
+			for range 10 {
+				r := b.send("0200", b.fields(map[int]string{2: pan, 3: "000000", 4: "000000000100"}))
+				if r[39] != "00" {
+					t.Errorf("debit: %v", r)
+					return
+				}
+				mu.Lock()
+				approved[pan] += 100
+				mu.Unlock()
+			}
+		})
+	}
+	// One request sent on two links at once is posted once, and both
+	// copies are answered with the same bytes.
+	dup := banks[0].fields(map[int]string{2: "6228480000000100", 3: "000000", 4: "000000000777"})
+	resps := make([][]byte, 2)
+	for i := range 2 {
+		wg.Go(func() {
+			m, _ := newMessage(banks[i].d, "0200", dup)
+			r, err := banks[i+1].conn.Send(m)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			resps[i], _ = r.Pack()
+		})
+	}
+	wg.Wait()
+	if !bytes.Equal(resps[0], resps[1]) {
+		t.Fatalf("the two copies were answered differently:\n%s\n%s", resps[0], resps[1])
+	}
+	for pan, debited := range approved {
+		c, err := l.Card(ctx, pan)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := 100000 - debited
+		if pan == "6228480000000100" {
+			want -= 777
+		}
+		if c.Balance() != want {
+			t.Errorf("%s: balance %d, want %d", pan, c.Balance(), want)
+		}
+	}
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) { w.t.Log(string(bytes.TrimSpace(p))); return len(p), nil }
