@@ -20,25 +20,38 @@ import (
 	"github.com/goldcard/goldcard/ledger/ledgertest"
 )
 
-// goldcardBin is the switch binary built once for the tests that run it.
-var goldcardBin string
+// The switch binary, built once by the first test that runs it.
+var (
+	buildOnce   sync.Once
+	goldcardBin string
+	buildErr    error
+	binDir      string
+)
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "goldcard-bin")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	goldcardBin = filepath.Join(dir, "goldcard")
-	build := exec.Command("go", "build", "-o", goldcardBin, ".")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "building goldcard:", err)
-		os.Exit(1)
-	}
 	code := m.Run()
-	os.RemoveAll(dir)
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
 	os.Exit(code)
+}
+
+func switchBinary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		if binDir, buildErr = os.MkdirTemp("", "goldcard-bin"); buildErr != nil {
+			return
+		}
+		goldcardBin = filepath.Join(binDir, "goldcard")
+		out, err := exec.Command("go", "build", "-o", goldcardBin, ".").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("building goldcard: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return goldcardBin
 }
 
 // daemon is a goldcard serve process started by a test.
@@ -67,7 +80,7 @@ func (d *daemon) start(args ...string) {
 	t.Helper()
 	base := []string{"serve", "--db", d.db, "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0",
 		"--data-dir", t.TempDir(), "--log-format", "json", "--drain-timeout", "20s"}
-	d.cmd = exec.Command(goldcardBin, append(base, args...)...)
+	d.cmd = exec.Command(switchBinary(t), append(base, args...)...)
 	stderr, err := d.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -1,0 +1,21 @@
+# Goldcard switch: a static binary on a distroless base, run as non-root.
+#   docker build -t goldcard .
+#   docker run -p 8583:8583 -p 8080:8080 -e GOLDCARD_DB=postgres://... goldcard
+FROM golang:1.26 AS build
+WORKDIR /src
+COPY go.mod go.sum ./
+RUN go mod download
+COPY . .
+ARG VERSION=dev
+RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" -o /out/goldcard ./switch \
+ && mkdir -p /out/data
+
+FROM gcr.io/distroless/static-debian12:nonroot
+COPY --from=build /out/goldcard /goldcard
+COPY --from=build --chown=65532:65532 /out/data /var/lib/goldcard
+USER 65532:65532
+EXPOSE 8583 8080
+ENTRYPOINT ["/goldcard"]
+# Inside a container the admin API must listen beyond loopback to be
+# reachable; publish its port only to the operators' network.
+CMD ["serve", "--admin", "0.0.0.0:8080", "--data-dir", "/var/lib/goldcard"]

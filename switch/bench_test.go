@@ -1,0 +1,62 @@
+package main
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/goldcard/goldcard/config"
+	"github.com/goldcard/goldcard/iso"
+	"github.com/goldcard/goldcard/ledger"
+)
+
+// memBooks is a ledger that keeps nothing, to measure the processor alone.
+type memBooks struct{}
+
+func (memBooks) Do(ctx context.Context, fn func(tx bookTx) error) error { return fn(memTx{}) }
+
+type memTx struct{}
+
+func (memTx) LookupRequest(context.Context, ledger.Find) (*ledger.Lookup, error) {
+	return &ledger.Lookup{Card: &ledger.Card{ID: 1, PAN: "6228480000000001", Currency: "156", Status: ledger.StatusActive, Cash: 1 << 40}}, nil
+}
+
+func (memTx) FindOriginal(context.Context, ledger.OriginalRef) (*ledger.Original, error) {
+	return nil, nil
+}
+
+func (memTx) Save(context.Context, ledger.Record, []ledger.Effect) error { return nil }
+
+// BenchmarkUnpackDecidePack is one approved 0200 debit through the switch
+// without the database: unpack, map, decide, build and pack the response.
+func BenchmarkUnpackDecidePack(b *testing.B) {
+	d, err := iso.Builtin(iso.DefaultDialect)
+	if err != nil {
+		b.Fatal(err)
+	}
+	m, _ := newMessage(d, "0200", map[int]string{
+		2: "6228480000000001", 3: "000000", 4: "000000000100", 7: "1125101010", 11: "000001",
+		12: "101010", 13: "1125", 32: "1234", 37: "000000000001", 41: "ATM00001", 42: "MERCHANT0000001", 49: "156",
+	})
+	raw, err := m.Pack()
+	if err != nil {
+		b.Fatal(err)
+	}
+	p := &processor{books: memBooks{}, now: time.Now, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	bank := config.DefaultBank(":0")
+	lim := config.DefaultLimits()
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		msg, err := d.Unpack(raw)
+		if err != nil {
+			b.Fatal(err)
+		}
+		resp, ex := p.handle(ctx, bank, d, lim, msg)
+		if ex.code != rcApproved || len(resp) == 0 {
+			b.Fatalf("code %s", ex.code)
+		}
+	}
+}
