@@ -45,11 +45,15 @@ type processor struct {
 type exchange struct {
 	req      *iso.Request // nil when the request could not be read
 	mti      string
-	code     string // DE39 sent
+	code     string // DE39 sent, or codeUnanswered
 	replayed bool   // the stored response to an earlier copy was sent
 	lost     bool   // the link went down before the response was written
 	err      error  // why it was declined or failed
 }
+
+// codeUnanswered stands for the response code of a message that gets no
+// response (in logs and metrics).
+const codeUnanswered = "none"
 
 // outcome is what a decision leaves for the response.
 type outcome struct {
@@ -66,6 +70,10 @@ func (p *processor) handle(ctx context.Context, bank *config.Bank, d *iso.Dialec
 	req, err := iso.ParseRequest(msg)
 	if err != nil {
 		ex.err = err
+		if _, ok := iso.ResponseMTI(mti); !ok {
+			ex.code = codeUnanswered // a response or an unknown MTI: nothing to answer
+			return nil, ex
+		}
 		ex.code = rcFormatError
 		if req != nil && req.Class != iso.ClassUnknown {
 			ex.req = req

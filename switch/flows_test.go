@@ -4,9 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"net"
+	"os"
+	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -349,6 +353,28 @@ func TestFlows(t *testing.T) {
 		wantCode(t, bank.send("0800", bank.fields(map[int]string{70: "301", 2: "", 32: "", 37: "", 41: "", 42: "", 49: ""})), "00")
 	})
 
+	t.Run("third-party captures", func(t *testing.T) {
+		raw := dialRaw(t, d.bank)
+		for _, fx := range thirdPartyFixtures(t) {
+			mti := string(fx[:4])
+			want, isRequest := iso.ResponseMTI(mti)
+			if !isRequest {
+				raw.write(t, fx) // a response from a bank: not answered
+				continue
+			}
+			r := raw.roundTrip(t, fx)
+			if !bytes.HasPrefix(r, []byte(want)) {
+				t.Fatalf("%s answered with %q", mti, r)
+			}
+		}
+		// The link is still in step after the unanswered ones.
+		echo, _ := newMessage(bank.d, "0800", bank.fields(map[int]string{70: "301", 2: "", 32: "", 37: "", 41: "", 42: "", 49: ""}))
+		packed, _ := echo.Pack()
+		if r := raw.roundTrip(t, packed); !bytes.HasPrefix(r, []byte("0810")) {
+			t.Fatalf("echo after the captures: %q", r)
+		}
+	})
+
 	if m := d.metrics(); !bytes.Contains([]byte(m), []byte(`goldcard_requests_total{bank="default",mti="0200",processing_code="00",response_code="00"}`)) {
 		t.Errorf("metrics lack request counts:\n%s", m)
 	}
@@ -406,4 +432,36 @@ func (r *rawLink) expectClosed(t *testing.T) {
 	} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
 		t.Fatal("the link stayed open")
 	}
+}
+
+// thirdPartyFixtures returns the hex-bitmap messages captured from other
+// projects (testdata/fixtures/third-party), without length headers.
+func thirdPartyFixtures(t *testing.T) [][]byte {
+	t.Helper()
+	paths, err := filepath.Glob("../testdata/fixtures/third-party/*/*.hex")
+	if err != nil || len(paths) == 0 {
+		t.Fatalf("no fixtures: %v", err)
+	}
+	var out [][]byte
+	for _, p := range paths {
+		raw, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(raw), "bitmap=ascii") {
+			continue
+		}
+		for _, line := range strings.Split(string(raw), "\n") {
+			line = strings.TrimSpace(line)
+			if line == "" || strings.HasPrefix(line, "#") {
+				continue
+			}
+			b, err := hex.DecodeString(line)
+			if err != nil {
+				t.Fatalf("%s: %v", p, err)
+			}
+			out = append(out, b)
+		}
+	}
+	return out
 }
