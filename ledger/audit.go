@@ -7,8 +7,9 @@ import (
 )
 
 // Audit checks the ledger's books: every card account's stored balance
-// equals its transfers, its held amount equals its active holds, and the
-// sum over all accounts of each currency is zero. It returns nil when the
+// equals its transfers, its held amount equals its active holds, the sum
+// over all accounts of each currency is zero, the shares being redeemed
+// are the pending orders', and each day's quota used is its orders'. It returns nil when the
 // books balance and an error naming each discrepancy otherwise.
 func (l *Ledger) Audit(ctx context.Context) error {
 	return Audit(ctx, l.pool)
@@ -37,7 +38,19 @@ func Audit(ctx context.Context, q querier) error {
 			sum(CASE WHEN a.card_id IS NULL THEN coalesce(m.derived, 0) ELSE a.balance END))
 		FROM accounts a LEFT JOIN moved m ON m.account = a.id
 		GROUP BY a.currency
-		HAVING sum(CASE WHEN a.card_id IS NULL THEN coalesce(m.derived, 0) ELSE a.balance END) <> 0`)
+		HAVING sum(CASE WHEN a.card_id IS NULL THEN coalesce(m.derived, 0) ELSE a.balance END) <> 0
+		UNION ALL
+		SELECT format('currency %s: %s being redeemed, pending orders say %s', a.currency, coalesce(m.derived, 0),
+			coalesce((SELECT sum(o.amount) FROM redemption_orders o WHERE o.currency = a.currency AND o.state = 'pending'), 0))
+		FROM accounts a LEFT JOIN moved m ON m.account = a.id
+		WHERE a.kind = 'fund_redeeming' AND coalesce(m.derived, 0) <>
+			coalesce((SELECT sum(o.amount) FROM redemption_orders o WHERE o.currency = a.currency AND o.state = 'pending'), 0)
+		UNION ALL
+		SELECT format('card %s on %s: quota used %s, orders say %s', q.card_id, q.day, q.used, coalesce(sum(o.amount), 0))
+		FROM redemption_quota q LEFT JOIN redemption_orders o
+			ON o.card_id = q.card_id AND o.quota_day = q.day AND o.state <> 'failed'
+		GROUP BY q.card_id, q.day, q.used
+		HAVING q.used <> coalesce(sum(o.amount), 0)`)
 	if err != nil {
 		return fmt.Errorf("auditing ledger: %w", err)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -29,8 +30,21 @@ type Card struct {
 	Overdraft int64 // what the card owes after forced postings (<= 0)
 	Fund      int64 // fund position (NAV 1.00: shares are minor units)
 
+	// RedeemedToday is the instant redemption quota used on the day the
+	// card was read for (see Find.Day).
+	RedeemedToday int64
+	// Fence is the newest lock token the card has been worked under.
+	Fence int64
+
+	day                         time.Time // the quota day RedeemedToday counts
 	cashID, fundID, overdraftID int64
-	settlementID                int64
+	settlementID, redeemingID   int64
+}
+
+// RedeemableToday is what can be redeemed from the fund right now: the
+// fund balance, capped by what is left of the day's quota.
+func (c *Card) RedeemableToday(quota int64) int64 {
+	return max(0, min(c.Fund, quota-c.RedeemedToday))
 }
 
 // Balance is the card's ledger balance: cash less what it owes.
@@ -93,7 +107,7 @@ func (l *Ledger) CreateCard(ctx context.Context, n NewCard) (*Card, error) {
 		if err != nil {
 			return fmt.Errorf("opening accounts: %w", err)
 		}
-		if card, err = tx.lockCard(ctx, "c.id = $1", id); err != nil {
+		if card, err = tx.lockCard(ctx, "c.id = $1", id, time.Time{}); err != nil {
 			return err
 		}
 		var effects []Effect
@@ -112,9 +126,10 @@ func (l *Ledger) CreateCard(ctx context.Context, n NewCard) (*Card, error) {
 	return card, nil
 }
 
-// Card reads a card's balances without locking it.
-func (l *Ledger) Card(ctx context.Context, pan string) (*Card, error) {
-	rows, err := l.pool.Query(ctx, cardQuery+` WHERE c.pan = $1 ORDER BY a.id`, pan)
+// Card reads a card's balances, and its quota used on day, without
+// locking it.
+func (l *Ledger) Card(ctx context.Context, pan string, day time.Time) (*Card, error) {
+	rows, err := l.pool.Query(ctx, cardQuery+` WHERE c.pan = $1 ORDER BY a.id`, pan, day)
 	if err != nil {
 		return nil, fmt.Errorf("reading card: %w", err)
 	}
@@ -125,8 +140,18 @@ func (l *Ledger) Card(ctx context.Context, pan string) (*Card, error) {
 	if card == nil {
 		return nil, ErrUnknownCard
 	}
-	card.settlementID, err = l.systemAccount(ctx, l.pool, SystemSettlement, card.Currency)
-	return card, err
+	card.day = day
+	return card, l.resolveSystem(ctx, l.pool, card)
+}
+
+// resolveSystem fills in the system accounts a card's movements use.
+func (l *Ledger) resolveSystem(ctx context.Context, q querier, c *Card) error {
+	var err error
+	if c.settlementID, err = l.systemAccount(ctx, q, SystemSettlement, c.Currency); err != nil {
+		return err
+	}
+	c.redeemingID, err = l.systemAccount(ctx, q, SystemFundRedeeming, c.Currency)
+	return err
 }
 
 // SetCardStatus blocks or unblocks a card.
@@ -144,22 +169,26 @@ func (l *Ledger) SetCardStatus(ctx context.Context, pan, status string) error {
 	return nil
 }
 
-const cardQuery = `SELECT c.id, c.pan, c.currency, c.status, a.id, a.kind, a.balance, a.held
+// cardQuery reads a card's accounts, one row each; $2 is the quota day.
+const cardQuery = `SELECT c.id, c.pan, c.currency, c.status, c.fence,
+		coalesce((SELECT q.used FROM redemption_quota q WHERE q.card_id = c.id AND q.day = $2), 0),
+		a.id, a.kind, a.balance, a.held
 	FROM cards c JOIN accounts a ON a.card_id = c.id`
 
-// LockCard reads a card by PAN and locks its accounts until the
-// transaction ends. It returns nil, nil for an unknown PAN.
-func (tx *Tx) LockCard(ctx context.Context, pan string) (*Card, error) {
-	return tx.lockCard(ctx, "c.pan = $1", pan)
+// LockCard is LockCardByID for a card known by its PAN.
+func (tx *Tx) LockCard(ctx context.Context, pan string, day time.Time) (*Card, error) {
+	return tx.lockCard(ctx, "c.pan = $1", pan, day)
 }
 
-// LockCardByID is LockCard for a card known by its id.
-func (tx *Tx) LockCardByID(ctx context.Context, id int64) (*Card, error) {
-	return tx.lockCard(ctx, "c.id = $1", id)
+// LockCardByID reads a card by id, with its quota used on day, and locks
+// its accounts until the transaction ends. It returns nil, nil for an
+// unknown card.
+func (tx *Tx) LockCardByID(ctx context.Context, id int64, day time.Time) (*Card, error) {
+	return tx.lockCard(ctx, "c.id = $1", id, day)
 }
 
-func (tx *Tx) lockCard(ctx context.Context, where string, arg any) (*Card, error) {
-	rows, err := tx.tx.Query(ctx, cardQuery+" WHERE "+where+" ORDER BY a.id FOR UPDATE OF a", arg)
+func (tx *Tx) lockCard(ctx context.Context, where string, arg any, day time.Time) (*Card, error) {
+	rows, err := tx.tx.Query(ctx, cardQuery+" WHERE "+where+" ORDER BY a.id FOR UPDATE OF a", arg, day)
 	if err != nil {
 		return nil, fmt.Errorf("locking card: %w", err)
 	}
@@ -167,8 +196,8 @@ func (tx *Tx) lockCard(ctx context.Context, where string, arg any) (*Card, error
 	if err != nil || card == nil {
 		return nil, err
 	}
-	card.settlementID, err = tx.l.systemAccount(ctx, tx.tx, SystemSettlement, card.Currency)
-	return card, err
+	card.day = day
+	return card, tx.l.resolveSystem(ctx, tx.tx, card)
 }
 
 func scanCard(rows pgx.Rows) (*Card, error) {
@@ -181,7 +210,7 @@ func scanCard(rows pgx.Rows) (*Card, error) {
 			kind          string
 			balance, held int64
 		)
-		if err := rows.Scan(&r.ID, &r.PAN, &r.Currency, &r.Status, &id, &kind, &balance, &held); err != nil {
+		if err := rows.Scan(&r.ID, &r.PAN, &r.Currency, &r.Status, &r.Fence, &r.RedeemedToday, &id, &kind, &balance, &held); err != nil {
 			return nil, fmt.Errorf("reading card: %w", err)
 		}
 		if c == nil {

@@ -27,6 +27,7 @@ const (
 	SystemSettlement       = "settlement"
 	SystemFundOmnibus      = "fund_omnibus"
 	SystemFundSubscription = "fund_subscription"
+	SystemFundRedeeming    = "fund_redeeming"
 	SystemOpening          = "opening"
 )
 
@@ -94,7 +95,7 @@ func (l *Ledger) do(ctx context.Context, fn func(tx *Tx) error) error {
 }
 
 // systemKinds are the system accounts every currency has.
-var systemKinds = []string{SystemSettlement, SystemFundOmnibus, SystemFundSubscription, SystemOpening}
+var systemKinds = []string{SystemSettlement, SystemFundOmnibus, SystemFundSubscription, SystemFundRedeeming, SystemOpening}
 
 // ensureSystemAccounts creates a currency's system accounts if missing. It
 // runs on the pool, outside any transaction, so the accounts it makes are

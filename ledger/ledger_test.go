@@ -47,7 +47,7 @@ func post(t *testing.T, l *ledger.Ledger, txnType string, amount int64, plan fun
 	t.Helper()
 	var out *ledger.Card
 	err := l.Do(context.Background(), func(tx *ledger.Tx) error {
-		c, err := tx.LockCard(context.Background(), pan)
+		c, err := tx.LockCard(context.Background(), pan, time.Time{})
 		if err != nil {
 			return err
 		}
@@ -63,7 +63,7 @@ func post(t *testing.T, l *ledger.Ledger, txnType string, amount int64, plan fun
 
 func mustBalances(t *testing.T, l *ledger.Ledger, balance, available, held, fund int64) {
 	t.Helper()
-	c, err := l.Card(context.Background(), pan)
+	c, err := l.Card(context.Background(), pan, time.Time{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,7 +96,7 @@ func TestCreateCard(t *testing.T) {
 			t.Errorf("%+v: %v, want ErrInvalidCard", bad, err)
 		}
 	}
-	if _, err := l.Card(ctx, "6228480000000009"); !errors.Is(err, ledger.ErrUnknownCard) {
+	if _, err := l.Card(ctx, "6228480000000009", time.Time{}); !errors.Is(err, ledger.ErrUnknownCard) {
 		t.Fatalf("unknown card: %v", err)
 	}
 }
@@ -155,7 +155,7 @@ func TestSchemaRefusesWhatMustNeverHappen(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Creates the settlement account as a side effect.
-	if _, err := l.Card(ctx, pan); err != nil {
+	if _, err := l.Card(ctx, pan, time.Time{}); err != nil {
 		t.Fatal(err)
 	}
 	if err := pool.QueryRow(ctx, `SELECT id FROM accounts WHERE kind = 'settlement'`).Scan(&settlement); err != nil {

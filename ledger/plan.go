@@ -64,17 +64,23 @@ func (c *Card) ForceDebit(kind string, amount int64) []Effect {
 // Credit pays amount from the bank to the card. What the card owes is
 // repaid first.
 func (c *Card) Credit(kind string, amount int64) []Effect {
+	return c.credit(c.settlementID, kind, amount)
+}
+
+// credit pays amount from account from to the card, repaying what the
+// card owes first.
+func (c *Card) credit(from int64, kind string, amount int64) []Effect {
 	if amount <= 0 {
 		return nil
 	}
 	repay := min(amount, -c.Overdraft)
 	var effects []Effect
 	if repay > 0 {
-		effects = append(effects, c.transfer(KindRepayment, c.settlementID, c.overdraftID, repay))
+		effects = append(effects, c.transfer(KindRepayment, from, c.overdraftID, repay))
 		c.Overdraft += repay
 	}
 	if rest := amount - repay; rest > 0 {
-		effects = append(effects, c.transfer(kind, c.settlementID, c.cashID, rest))
+		effects = append(effects, c.transfer(kind, from, c.cashID, rest))
 		c.Cash += rest
 	}
 	return effects

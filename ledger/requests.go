@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -51,6 +52,8 @@ type Find struct {
 	RRN           string
 	// PAN, when set, names the card to lock.
 	PAN string
+	// Day is the quota day the card's redemptions are counted on.
+	Day time.Time
 }
 
 // SerialKey names the transaction a message belongs to: an original, its
@@ -85,7 +88,7 @@ func (tx *Tx) LookupRequest(ctx context.Context, f Find) (*Lookup, error) {
 			key.Bank, key.Acquirer, key.STAN, key.Transmitted, key.Terminal, key.Class, f.RRN)
 	}
 	if f.PAN != "" {
-		b.Queue(cardQuery+` WHERE c.pan = $1 ORDER BY a.id FOR UPDATE OF a`, f.PAN)
+		b.Queue(cardQuery+` WHERE c.pan = $1 ORDER BY a.id FOR UPDATE OF a`, f.PAN, f.Day)
 	}
 	br := tx.tx.SendBatch(ctx, b)
 	defer br.Close()
@@ -121,11 +124,10 @@ func (tx *Tx) LookupRequest(ctx context.Context, f Find) (*Lookup, error) {
 		return nil, err
 	}
 	if out.Card != nil {
-		id, err := tx.l.systemAccount(ctx, tx.tx, SystemSettlement, out.Card.Currency)
-		if err != nil {
+		out.Card.day = f.Day
+		if err := tx.l.resolveSystem(ctx, tx.tx, out.Card); err != nil {
 			return nil, err
 		}
-		out.Card.settlementID = id
 	}
 	return out, nil
 }
