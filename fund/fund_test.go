@@ -1,0 +1,168 @@
+package fund_test
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/goldcard/goldcard/fund"
+	"github.com/goldcard/goldcard/ledger"
+	"github.com/goldcard/goldcard/ledger/ledgertest"
+)
+
+func TestDay(t *testing.T) {
+	for in, want := range map[string]string{
+		"2026-11-25T15:59:59Z": "2026-11-25", // 23:59:59 in Shanghai
+		"2026-11-25T16:00:00Z": "2026-11-26", // midnight in Shanghai
+		"2026-11-24T23:00:00Z": "2026-11-25",
+	} {
+		ts, _ := time.Parse(time.RFC3339, in)
+		if got := fund.Day(ts).Format(time.DateOnly); got != want {
+			t.Errorf("Day(%s) = %s, want %s", in, got, want)
+		}
+	}
+}
+
+// providers runs a test against the simulator directly and through the
+// HTTP gateway and fundsim handler.
+func providers(t *testing.T, o fund.SimOptions, fn func(t *testing.T, p fund.Provider)) {
+	t.Run("simulator", func(t *testing.T) { fn(t, fund.NewSimulator(o)) })
+	t.Run("gateway", func(t *testing.T) {
+		srv := httptest.NewServer(fund.Handler(fund.NewSimulator(o), slog.New(slog.DiscardHandler)))
+		t.Cleanup(srv.Close)
+		g, err := fund.NewGateway(srv.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fn(t, g)
+	})
+}
+
+var order = fund.Order{ID: "order-0001", Account: "GC1", Amount: 28000, Currency: "156"}
+
+func TestConfirmedAndIdempotent(t *testing.T) {
+	providers(t, fund.SimOptions{Latency: 20 * time.Millisecond}, func(t *testing.T, p fund.Provider) {
+		ctx := context.Background()
+		st, err := p.Redeem(ctx, order)
+		if err != nil || st.State != fund.Confirmed {
+			t.Fatalf("redeem: %+v %v", st, err)
+		}
+		again, err := p.Redeem(ctx, order)
+		if err != nil || again.State != fund.Confirmed {
+			t.Fatalf("the same order again: %+v %v", again, err)
+		}
+		other := order
+		other.Amount++
+		if st, err := p.Redeem(ctx, other); err != nil || st.State != fund.Failed {
+			t.Fatalf("the same id for another amount: %+v %v", st, err)
+		}
+		if _, err := p.RedemptionStatus(ctx, "order-9999"); !errors.Is(err, fund.ErrUnknownOrder) {
+			t.Fatalf("unknown order: %v", err)
+		}
+	})
+}
+
+func TestSlowAnswerIsPendingThenFinal(t *testing.T) {
+	providers(t, fund.SimOptions{Latency: 300 * time.Millisecond}, func(t *testing.T, p fund.Provider) {
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		defer cancel()
+		if _, err := p.Redeem(ctx, order); err == nil {
+			t.Fatal("an answer arrived before the fund decided")
+		}
+		st, err := p.RedemptionStatus(context.Background(), order.ID)
+		if err != nil || st.State != fund.Pending {
+			t.Fatalf("status while deciding: %+v %v", st, err)
+		}
+		time.Sleep(300 * time.Millisecond)
+		if st, err := p.RedemptionStatus(context.Background(), order.ID); err != nil || st.State != fund.Confirmed {
+			t.Fatalf("status after deciding: %+v %v", st, err)
+		}
+	})
+}
+
+func TestLostAndRefused(t *testing.T) {
+	providers(t, fund.SimOptions{Latency: 10 * time.Millisecond, LoseRate: 1}, func(t *testing.T, p fund.Provider) {
+		if _, err := p.Redeem(context.Background(), order); err == nil {
+			t.Fatal("a lost request was answered")
+		}
+		if _, err := p.RedemptionStatus(context.Background(), order.ID); !errors.Is(err, fund.ErrUnknownOrder) {
+			t.Fatalf("a lost order is known: %v", err)
+		}
+	})
+	providers(t, fund.SimOptions{Latency: 10 * time.Millisecond, FailRate: 1}, func(t *testing.T, p fund.Provider) {
+		st, err := p.Redeem(context.Background(), order)
+		if err != nil || st.State != fund.Failed || st.Reason == "" {
+			t.Fatalf("refusal: %+v %v", st, err)
+		}
+	})
+}
+
+// flaky is a fund company that loses the first request for each order.
+type flaky struct {
+	fund.Provider
+	lost map[string]bool
+}
+
+func (f *flaky) Redeem(ctx context.Context, o fund.Order) (fund.Status, error) {
+	if !f.lost[o.ID] {
+		f.lost[o.ID] = true
+		return fund.Status{}, fund.ErrNoAnswer
+	}
+	return f.Provider.Redeem(ctx, o)
+}
+
+func TestReconcilerSettlesPendingOrders(t *testing.T) {
+	l, _ := ledgertest.New(t)
+	ctx := context.Background()
+	const pan = "6228480000000001"
+	c, err := l.CreateCard(ctx, ledger.NewCard{PAN: pan, Currency: "156", FundBalance: 100000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sim := fund.NewSimulator(fund.SimOptions{})
+	p := &flaky{Provider: sim, lost: map[string]bool{}}
+	day := fund.Day(time.Now())
+	place := func(id string, amount int64) {
+		err := l.Do(ctx, func(tx *ledger.Tx) error {
+			card, err := tx.LockCardByID(ctx, c.ID, day)
+			if err != nil {
+				return err
+			}
+			return tx.StartRedemption(ctx, card, ledger.NewRedemption{ID: id, Amount: amount, Purpose: ledger.PurposeShortfall, Day: day, Quota: 1000000, Fence: 1})
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = p.Redeem(ctx, fund.Order{ID: id, Account: fund.Account(c.ID), Amount: amount, Currency: "156"})
+	}
+	place("order-lost-1", 1000)                             // lost: sent again by the reconciler
+	place("order-seen-2", 2000)                             // confirmed at the fund, pending here
+	sim2 := fund.NewSimulator(fund.SimOptions{FailRate: 1}) // a fund that refuses
+	r := &fund.Reconciler{Ledger: l, Provider: p, Log: slog.New(slog.DiscardHandler)}
+	n, err := r.Pass(ctx)
+	if err != nil || n != 2 {
+		t.Fatalf("pass: resolved %d, %v", n, err)
+	}
+	card, err := l.Card(ctx, pan, day)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if card.Cash != 3000 || card.Fund != 97000 {
+		t.Fatalf("card after settling: cash %d fund %d", card.Cash, card.Fund)
+	}
+	place("order-refused", 500)
+	r.Provider = sim2
+	if _, err := sim2.Redeem(ctx, fund.Order{ID: "order-refused", Account: fund.Account(c.ID), Amount: 500, Currency: "156"}); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := r.Pass(ctx); err != nil || n != 1 {
+		t.Fatalf("pass: resolved %d, %v", n, err)
+	}
+	card, _ = l.Card(ctx, pan, day)
+	if card.Cash != 3000 || card.Fund != 97000 || card.RedeemedToday != 3000 {
+		t.Fatalf("card after a refusal: %+v", card)
+	}
+}
