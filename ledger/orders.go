@@ -32,6 +32,7 @@ const (
 type Order struct {
 	ID          string     `json:"id"`
 	CardID      int64      `json:"-"`
+	PAN         string     `json:"-"`
 	Amount      int64      `json:"amount"`
 	Currency    string     `json:"currency"`
 	Purpose     string     `json:"purpose"`
@@ -172,15 +173,16 @@ func (tx *Tx) applyForOrder(ctx context.Context, id string, effects []Effect) er
 	return tx.sendEffects(ctx, b, effects, false)
 }
 
-const orderColumns = `id, card_id, amount, currency, purpose, state, quota_day, fence, checks, next_check_at,
-	coalesce(last_error, ''), created_at, resolved_at`
+// orderColumns are read from redemption_orders o joined with cards c.
+const orderColumns = `o.id, o.card_id, c.pan, o.amount, o.currency, o.purpose, o.state, o.quota_day, o.fence, o.checks,
+	o.next_check_at, coalesce(o.last_error, ''), o.created_at, o.resolved_at`
 
 func scanOrders(rows pgx.Rows) ([]Order, error) {
 	defer rows.Close()
 	out := []Order{}
 	for rows.Next() {
 		var o Order
-		if err := rows.Scan(&o.ID, &o.CardID, &o.Amount, &o.Currency, &o.Purpose, &o.State, &o.QuotaDay, &o.Fence,
+		if err := rows.Scan(&o.ID, &o.CardID, &o.PAN, &o.Amount, &o.Currency, &o.Purpose, &o.State, &o.QuotaDay, &o.Fence,
 			&o.Checks, &o.NextCheckAt, &o.LastError, &o.CreatedAt, &o.ResolvedAt); err != nil {
 			return nil, fmt.Errorf("reading orders: %w", err)
 		}
@@ -191,7 +193,8 @@ func scanOrders(rows pgx.Rows) ([]Order, error) {
 
 // Order reads one order.
 func (l *Ledger) Order(ctx context.Context, id string) (*Order, error) {
-	rows, err := l.pool.Query(ctx, `SELECT `+orderColumns+` FROM redemption_orders WHERE id = $1`, id)
+	rows, err := l.pool.Query(ctx, `SELECT `+orderColumns+` FROM redemption_orders o JOIN cards c ON c.id = o.card_id
+		WHERE o.id = $1`, id)
 	if err != nil {
 		return nil, fmt.Errorf("reading order: %w", err)
 	}
@@ -207,8 +210,8 @@ func (l *Ledger) Order(ctx context.Context, id string) (*Order, error) {
 
 // CardOrders lists a card's orders, newest first.
 func (l *Ledger) CardOrders(ctx context.Context, cardID int64, limit int) ([]Order, error) {
-	rows, err := l.pool.Query(ctx, `SELECT `+orderColumns+` FROM redemption_orders
-		WHERE card_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2`, cardID, limit)
+	rows, err := l.pool.Query(ctx, `SELECT `+orderColumns+` FROM redemption_orders o JOIN cards c ON c.id = o.card_id
+		WHERE o.card_id = $1 ORDER BY o.created_at DESC, o.id DESC LIMIT $2`, cardID, limit)
 	if err != nil {
 		return nil, fmt.Errorf("listing orders: %w", err)
 	}
@@ -219,10 +222,12 @@ func (l *Ledger) CardOrders(ctx context.Context, cardID int64, limit int) ([]Ord
 // due and moves their next check lease ahead, so that instances checking
 // together do not check the same order at once.
 func (l *Ledger) ClaimDueOrders(ctx context.Context, limit int, lease time.Duration) ([]Order, error) {
-	rows, err := l.pool.Query(ctx, `UPDATE redemption_orders SET next_check_at = now() + $2::interval
-		WHERE id IN (SELECT id FROM redemption_orders WHERE state = 'pending' AND next_check_at <= now()
-			ORDER BY next_check_at LIMIT $1 FOR UPDATE SKIP LOCKED)
-		RETURNING `+orderColumns, limit, lease)
+	rows, err := l.pool.Query(ctx, `WITH o AS (
+			UPDATE redemption_orders SET next_check_at = now() + $2::interval
+			WHERE id IN (SELECT id FROM redemption_orders WHERE state = 'pending' AND next_check_at <= now()
+				ORDER BY next_check_at LIMIT $1 FOR UPDATE SKIP LOCKED)
+			RETURNING *)
+		SELECT `+orderColumns+` FROM o JOIN cards c ON c.id = o.card_id`, limit, lease)
 	if err != nil {
 		return nil, fmt.Errorf("claiming orders: %w", err)
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/goldcard/goldcard/config"
+	"github.com/goldcard/goldcard/fund"
 	"github.com/goldcard/goldcard/iso"
 	"github.com/goldcard/goldcard/ledger"
 )
@@ -26,6 +27,9 @@ func (s *Server) adminHandler() http.Handler {
 	mux.HandleFunc("GET /v1/cards/{pan}", s.showCard)
 	mux.HandleFunc("GET /v1/cards/{pan}/transactions", s.cardTransactions)
 	mux.HandleFunc("PUT /v1/cards/{pan}/status", s.setCardStatus)
+	mux.HandleFunc("GET /v1/cards/{pan}/orders", s.cardOrders)
+	mux.HandleFunc("POST /v1/cards/{pan}/transfer-out", s.transferOut)
+	mux.HandleFunc("GET /v1/orders/{id}", s.showOrder)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
@@ -40,21 +44,32 @@ func (s *Server) adminHandler() http.Handler {
 // cardView is a card as the admin API shows it: the same figures DE54
 // carries, in minor units.
 type cardView struct {
-	PAN         string `json:"pan"` // masked
-	Currency    string `json:"currency"`
-	Status      string `json:"status"`
-	Balance     int64  `json:"balance"`
-	Available   int64  `json:"available"`
-	Held        int64  `json:"held"`
-	FundBalance int64  `json:"fund_balance"`
+	PAN             string `json:"pan"` // masked
+	Currency        string `json:"currency"`
+	Status          string `json:"status"`
+	Balance         int64  `json:"balance"`
+	Available       int64  `json:"available"`
+	Held            int64  `json:"held"`
+	FundBalance     int64  `json:"fund_balance"`
+	RedeemableToday int64  `json:"redeemable_today"`
+	RedeemedToday   int64  `json:"redeemed_today"`
 }
 
-func viewCard(c *ledger.Card) cardView {
+func viewCard(c *ledger.Card, lim config.Limits) cardView {
 	return cardView{
 		PAN: iso.MaskPAN(c.PAN), Currency: c.Currency, Status: c.Status,
 		Balance: c.Balance(), Available: c.Available(), Held: c.Held, FundBalance: c.Fund,
+		RedeemableToday: c.RedeemableToday(lim.RedemptionQuota), RedeemedToday: c.RedeemedToday,
 	}
 }
+
+// orderView is a redemption order as the admin API shows it.
+type orderView struct {
+	ledger.Order
+	PAN string `json:"pan"` // masked
+}
+
+func viewOrder(o ledger.Order) orderView { return orderView{Order: o, PAN: iso.MaskPAN(o.PAN)} }
 
 type newCardRequest struct {
 	PAN         string `json:"pan"`
@@ -81,26 +96,35 @@ func (s *Server) createCard(w http.ResponseWriter, r *http.Request) {
 		s.internalError(w, "creating card", err)
 	default:
 		s.log.Info("card created", "pan", iso.MaskPAN(c.PAN), "currency", c.Currency, "balance", c.Cash, "fund_balance", c.Fund)
-		writeJSON(w, http.StatusCreated, viewCard(c))
+		writeJSON(w, http.StatusCreated, viewCard(c, s.cfg.Load().Limits))
 	}
 }
 
 func (s *Server) showCard(w http.ResponseWriter, r *http.Request) {
 	c, ok := s.cardFromPath(w, r)
 	if ok {
-		writeJSON(w, http.StatusOK, viewCard(c))
+		writeJSON(w, http.StatusOK, viewCard(c, s.cfg.Load().Limits))
 	}
 }
 
+// limitParam reads ?limit=, 100 by default, answering 400 when invalid.
+func limitParam(w http.ResponseWriter, r *http.Request) (int, bool) {
+	v := r.URL.Query().Get("limit")
+	if v == "" {
+		return 100, true
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > 1000 {
+		writeError(w, http.StatusBadRequest, "limit must be a number from 1 to 1000")
+		return 0, false
+	}
+	return n, true
+}
+
 func (s *Server) cardTransactions(w http.ResponseWriter, r *http.Request) {
-	limit := 100
-	if v := r.URL.Query().Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 1000 {
-			writeError(w, http.StatusBadRequest, "limit must be a number from 1 to 1000")
-			return
-		}
-		limit = n
+	limit, ok := limitParam(w, r)
+	if !ok {
+		return
 	}
 	c, ok := s.cardFromPath(w, r)
 	if !ok {
@@ -112,6 +136,39 @@ func (s *Server) cardTransactions(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"pan": iso.MaskPAN(c.PAN), "transactions": ms})
+}
+
+func (s *Server) cardOrders(w http.ResponseWriter, r *http.Request) {
+	limit, ok := limitParam(w, r)
+	if !ok {
+		return
+	}
+	c, ok := s.cardFromPath(w, r)
+	if !ok {
+		return
+	}
+	os, err := s.ledger.CardOrders(r.Context(), c.ID, limit)
+	if err != nil {
+		s.internalError(w, "listing orders", err)
+		return
+	}
+	views := make([]orderView, len(os))
+	for i, o := range os {
+		views[i] = viewOrder(o)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"pan": iso.MaskPAN(c.PAN), "orders": views})
+}
+
+func (s *Server) showOrder(w http.ResponseWriter, r *http.Request) {
+	o, err := s.ledger.Order(r.Context(), r.PathValue("id"))
+	switch {
+	case errors.Is(err, ledger.ErrUnknownOrder):
+		writeError(w, http.StatusNotFound, "no such order")
+	case err != nil:
+		s.internalError(w, "reading order", err)
+	default:
+		writeJSON(w, http.StatusOK, viewOrder(*o))
+	}
 }
 
 func (s *Server) setCardStatus(w http.ResponseWriter, r *http.Request) {
@@ -142,7 +199,7 @@ func (s *Server) cardFromPath(w http.ResponseWriter, r *http.Request) (*ledger.C
 		writeError(w, http.StatusBadRequest, "PAN must be 12 to 19 digits")
 		return nil, false
 	}
-	c, err := s.ledger.Card(r.Context(), pan)
+	c, err := s.ledger.Card(r.Context(), pan, fund.Day(s.proc.now()))
 	switch {
 	case errors.Is(err, ledger.ErrUnknownCard):
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no card %s", iso.MaskPAN(pan)))

@@ -29,6 +29,12 @@ func (memTx) FindOriginal(context.Context, ledger.OriginalRef) (*ledger.Original
 
 func (memTx) Save(context.Context, ledger.Record, []ledger.Effect) error { return nil }
 
+func (memTx) Fence(context.Context, int64, int64) error { return nil }
+
+func (memTx) StartRedemption(context.Context, *ledger.Card, ledger.NewRedemption) error { return nil }
+
+func (memTx) ConfirmRedemption(context.Context, *ledger.Card, string) (bool, error) { return true, nil }
+
 // BenchmarkUnpackDecidePack is one approved 0200 debit through the switch
 // without the database: unpack, map, decide, build and pack the response.
 func BenchmarkUnpackDecidePack(b *testing.B) {

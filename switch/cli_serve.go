@@ -2,15 +2,23 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"log/slog"
 	"os"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/spf13/cobra"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 
 	"github.com/goldcard/goldcard/config"
+	"github.com/goldcard/goldcard/fund"
 	"github.com/goldcard/goldcard/ledger"
+	"github.com/goldcard/goldcard/locks"
 )
 
 type serveFlags struct {
@@ -20,6 +28,13 @@ type serveFlags struct {
 	holdValidity               time.Duration
 	dbPool                     int32
 	drainTimeout               time.Duration
+
+	etcd, etcdListen, etcdPrefix string
+	lockTTL                      time.Duration
+	fundURL                      string
+	fundLatency                  time.Duration
+	fundFailRate                 float64
+	quota                        string
 }
 
 func newServeCommand() *cobra.Command {
@@ -48,6 +63,14 @@ flight, then exits.`,
 	fl.DurationVar(&f.holdValidity, "hold-validity", config.DefaultHoldValidity, "how long an authorisation hold lasts uncompleted")
 	fl.Int32Var(&f.dbPool, "db-pool", 32, "most PostgreSQL connections the switch opens")
 	fl.DurationVar(&f.drainTimeout, "drain-timeout", 10*time.Second, "longest wait for requests in flight at shutdown")
+	fl.StringVar(&f.etcd, "etcd", "", "etcd cluster to join, as URLs separated by commas (default: run an embedded single-node etcd)")
+	fl.StringVar(&f.etcdListen, "etcd-listen", "127.0.0.1:2379", "client address of the embedded etcd, for other instances and the CLI")
+	fl.StringVar(&f.etcdPrefix, "etcd-prefix", "/goldcard/", "prefix of every etcd key the switch uses")
+	fl.DurationVar(&f.lockTTL, "lock-ttl", 5*time.Second, "lease of the switch's etcd session: how long a crashed switch's card locks outlive it")
+	fl.StringVar(&f.fundURL, "fund-url", "", "HTTP gateway of the fund company (default: the built-in simulated fund)")
+	fl.DurationVar(&f.fundLatency, "fund-latency", 50*time.Millisecond, "simulated fund: time to decide a redemption")
+	fl.Float64Var(&f.fundFailRate, "fund-fail-rate", 0, "simulated fund: share of redemptions refused, 0 to 1")
+	fl.StringVar(&f.quota, "quota", "10000.00", "instant-redemption quota per card per day (Asia/Shanghai days)")
 	return c
 }
 
@@ -60,6 +83,13 @@ func serve(ctx context.Context, c *cobra.Command, f serveFlags) error {
 	bank.AuthTimeout, bank.SafetyMargin = config.Duration(f.authTimeout), config.Duration(f.safetyMargin)
 	limits := config.DefaultLimits()
 	limits.HoldValidity = config.Duration(f.holdValidity)
+	if limits.RedemptionQuota, err = parseAmount(f.quota); err != nil {
+		return usageError{fmt.Errorf("--quota: %w", err)}
+	}
+	provider, err := fundProvider(f)
+	if err != nil {
+		return usageError{err}
+	}
 	snap := &config.Snapshot{Banks: map[string]*config.Bank{bank.Code: bank}, Limits: limits}
 	if err := snap.Validate(); err != nil {
 		return usageError{err}
@@ -74,7 +104,18 @@ func serve(ctx context.Context, c *cobra.Command, f serveFlags) error {
 	}
 	defer pool.Close()
 
-	srv := NewServer(ctx, ServerOptions{Config: config.NewStore(snap), Pool: pool, Log: log, Admin: f.admin})
+	etcd, closeEtcd, err := connectEtcd(f, log)
+	if err != nil {
+		return err
+	}
+	defer closeEtcd()
+	locker := locks.New(etcd, locks.Options{Prefix: f.etcdPrefix, TTL: f.lockTTL, Log: log})
+	defer locker.Close()
+
+	srv := NewServer(ctx, ServerOptions{
+		Config: config.NewStore(snap), Pool: pool, Log: log, Admin: f.admin,
+		Fund: provider, Locker: locker,
+	})
 	if err := srv.Start(); err != nil {
 		return err
 	}
@@ -86,6 +127,58 @@ func serve(ctx context.Context, c *cobra.Command, f serveFlags) error {
 	srv.Shutdown(sctx)
 	log.Info("switch stopped")
 	return nil
+}
+
+// fundProvider is the fund company the flags name.
+func fundProvider(f serveFlags) (fund.Provider, error) {
+	if f.fundURL != "" {
+		return fund.NewGateway(f.fundURL)
+	}
+	if f.fundFailRate < 0 || f.fundFailRate > 1 {
+		return nil, errors.New("--fund-fail-rate must be between 0 and 1")
+	}
+	return fund.NewSimulator(fund.SimOptions{Latency: f.fundLatency, FailRate: f.fundFailRate}), nil
+}
+
+// connectEtcd returns a client of the cluster named by --etcd or, without
+// it, of an etcd embedded in the data directory, and a func that closes
+// both.
+func connectEtcd(f serveFlags, log *slog.Logger) (*clientv3.Client, func(), error) {
+	endpoints := strings.Split(f.etcd, ",")
+	var embedded *locks.Embedded
+	if f.etcd == "" {
+		dir := filepath.Join(f.dataDir, "etcd")
+		peer, err := locks.LocalPeerURL(dir)
+		if err != nil {
+			return nil, nil, fmt.Errorf("embedded etcd: %w", err)
+		}
+		client := "http://" + f.etcdListen
+		embedded, err = locks.StartEmbedded(locks.EmbeddedOptions{
+			Member:  locks.Member{Name: "goldcard", Dir: dir, ClientURL: client, PeerURL: peer},
+			LogFile: filepath.Join(f.dataDir, "etcd.log"),
+		})
+		if err != nil {
+			return nil, nil, fmt.Errorf("%w (is another switch using --etcd-listen %s or --data-dir %s?)", err, f.etcdListen, f.dataDir)
+		}
+		log.Info("embedded etcd serving", "addr", f.etcdListen, "dir", dir)
+		endpoints = []string{client}
+	}
+	cl, err := clientv3.New(clientv3.Config{
+		Endpoints: endpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop(),
+		DialKeepAliveTime: 2 * time.Second, DialKeepAliveTimeout: 2 * time.Second,
+	})
+	if err != nil {
+		if embedded != nil {
+			embedded.Close()
+		}
+		return nil, nil, fmt.Errorf("etcd client: %w", err)
+	}
+	return cl, func() {
+		cl.Close()
+		if embedded != nil {
+			embedded.Close()
+		}
+	}, nil
 }
 
 // openDatabase creates the database if missing, connects and migrates.

@@ -6,6 +6,7 @@ import (
 
 	"github.com/goldcard/goldcard/iso"
 	"github.com/goldcard/goldcard/ledger"
+	"github.com/goldcard/goldcard/locks"
 )
 
 // Reasons a request is declined, beyond the ledger's own errors.
@@ -18,6 +19,8 @@ var (
 	errKeyReused          = errors.New("idempotency key reused for different content")
 	errReversedBefore     = errors.New("original arrived after its reversal")
 	errUnavailable        = errors.New("issuer unavailable")
+	errOverQuota          = errors.New("instant-redemption quota exceeded")
+	errDeadline           = errors.New("no answer before the deadline")
 )
 
 // Response codes (DE39).
@@ -51,13 +54,16 @@ func responseCode(err error) string {
 		return rcExpired
 	case errors.Is(err, errBlocked):
 		return rcNotPermitted
+	case errors.Is(err, errOverQuota), errors.Is(err, ledger.ErrQuotaExceeded):
+		return rcOverLimit
 	case errors.Is(err, errInvalidAmount), errors.Is(err, errWrongCurrency):
 		return rcInvalidAmount
 	case errors.Is(err, errInvalidTransaction), errors.Is(err, errReversedBefore):
 		return rcInvalidTransaction
 	case errors.Is(err, errKeyReused):
 		return rcDuplicate
-	case errors.Is(err, errUnavailable), errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+	case errors.Is(err, errUnavailable), errors.Is(err, errDeadline), errors.Is(err, locks.ErrUnavailable),
+		errors.Is(err, ledger.ErrFenced), errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
 		return rcUnavailable
 	}
 	return rcMalfunction

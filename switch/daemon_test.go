@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/goldcard/goldcard/ledger/ledgertest"
+	"github.com/goldcard/goldcard/locks"
 )
 
 // The switch binary, built once by the first test that runs it.
@@ -59,6 +60,7 @@ type daemon struct {
 	t     *testing.T
 	cmd   *exec.Cmd
 	db    string
+	etcd  string // client URL of the etcd it uses
 	bank  string // address of the default bank's listener
 	admin string // admin API address
 	done  chan error
@@ -67,7 +69,8 @@ type daemon struct {
 	logs bytes.Buffer
 }
 
-// startDaemon runs goldcard serve on a fresh database with free ports.
+// startDaemon runs goldcard serve on a fresh database with free ports and
+// an embedded etcd of its own.
 func startDaemon(t *testing.T, args ...string) *daemon {
 	t.Helper()
 	d := &daemon{t: t, db: ledgertest.NewDatabase(t), done: make(chan error, 1)}
@@ -75,11 +78,27 @@ func startDaemon(t *testing.T, args ...string) *daemon {
 	return d
 }
 
+// startPeer runs a second goldcard serve on d's database and etcd.
+func (d *daemon) startPeer(args ...string) *daemon {
+	d.t.Helper()
+	p := &daemon{t: d.t, db: d.db, done: make(chan error, 1), etcd: d.etcd}
+	p.start(append([]string{"--etcd", d.etcd}, args...)...)
+	return p
+}
+
 func (d *daemon) start(args ...string) {
 	t := d.t
 	t.Helper()
 	base := []string{"serve", "--db", d.db, "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0",
 		"--data-dir", t.TempDir(), "--log-format", "json", "--drain-timeout", "20s"}
+	if d.etcd == "" {
+		port, err := locks.FreePort()
+		if err != nil {
+			t.Fatal(err)
+		}
+		d.etcd = fmt.Sprintf("http://127.0.0.1:%d", port)
+		base = append(base, "--etcd-listen", strings.TrimPrefix(d.etcd, "http://"))
+	}
 	d.cmd = exec.Command(switchBinary(t), append(base, args...)...)
 	stderr, err := d.cmd.StderrPipe()
 	if err != nil {

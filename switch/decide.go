@@ -2,27 +2,55 @@ package main
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"time"
 
 	"github.com/goldcard/goldcard/config"
+	"github.com/goldcard/goldcard/fund"
 	"github.com/goldcard/goldcard/iso"
 	"github.com/goldcard/goldcard/ledger"
 )
 
 // original decides an authorisation (0100: holds) or a financial request
-// (0200: postings).
-func (p *processor) original(ctx context.Context, bank *config.Bank, r *iso.Request, lim config.Limits, build func(outcome) ([]byte, error)) ([]byte, string, bool, error) {
-	f := ledger.Find{Key: keyOf(bank, r), Serial: serialOf(bank, r), CheckReversed: true, RRN: r.RRN, PAN: r.PAN}
+// (0200: postings). A debit the card's cash cannot cover is covered from
+// its fund when the fund and the day's quota allow (see shortfall).
+func (p *processor) original(ctx context.Context, bank *config.Bank, r *iso.Request, lim config.Limits, build func(outcome) ([]byte, error)) (reply, error) {
 	now := p.now()
-	return p.decide(ctx, f, r, func(_ bookTx, lk *ledger.Lookup) (outcome, ledger.Record, []ledger.Effect, error) {
-		o, effects := decideOriginal(r, lk, now, lim.HoldValidity.D())
-		return o, record(bank, r, o, nil), effects, nil
-	}, build)
+	f := ledger.Find{Key: keyOf(bank, r), Serial: serialOf(bank, r), CheckReversed: true, RRN: r.RRN, PAN: r.PAN, Day: fund.Day(now)}
+	pl := func(_ bookTx, lk *ledger.Lookup) (outcome, ledger.Record, []ledger.Effect, error) {
+		o, effects := decideOriginal(r, lk, now, lim)
+		var need *needsRedemption
+		if errors.As(o.err, &need) {
+			if p.redeemer != nil {
+				return o, ledger.Record{}, nil, need
+			}
+			o.err = ledger.ErrInsufficientFunds
+		}
+		return o, record(bank, r, o), effects, nil
+	}
+	rep, err := p.decide(ctx, f, r, pl, build)
+	var need *needsRedemption
+	if errors.As(err, &need) {
+		return p.shortfall(ctx, bank, f, r, lim, pl, need, build)
+	}
+	return rep, err
+}
+
+// needsRedemption is a debit whose shortfall the card's fund and the
+// day's quota can cover.
+type needsRedemption struct {
+	card   *ledger.Card
+	amount int64 // the shortfall: the debit less the available balance
+}
+
+func (n *needsRedemption) Error() string {
+	return fmt.Sprintf("shortfall of %d to redeem from the fund", n.amount)
 }
 
 // decideOriginal is the pure decision on an authorisation or financial
 // request whose card is locked in lk.
-func decideOriginal(r *iso.Request, lk *ledger.Lookup, now time.Time, holdValidity time.Duration) (outcome, []ledger.Effect) {
+func decideOriginal(r *iso.Request, lk *ledger.Lookup, now time.Time, lim config.Limits) (outcome, []ledger.Effect) {
 	c := lk.Card
 	o := outcome{card: c}
 	if lk.ReversedBy != 0 {
@@ -39,29 +67,22 @@ func decideOriginal(r *iso.Request, lk *ledger.Lookup, now time.Time, holdValidi
 	)
 	switch {
 	case r.TxnType == iso.TxnBalance:
+	case r.Amount <= 0 && (isDebit(r.TxnType) || isCredit(r.TxnType)):
+		err = errInvalidAmount
 	case r.Class == iso.ClassAuthorization && isDebit(r.TxnType):
-		if r.Amount <= 0 {
-			err = errInvalidAmount
-			break
-		}
 		var hold ledger.Effect
-		if hold, err = c.PlaceHold(r.Amount, now.Add(holdValidity)); err == nil {
+		if hold, err = c.PlaceHold(r.Amount, now.Add(lim.HoldValidity.D())); err == nil {
 			effects = []ledger.Effect{hold}
 		}
 	case r.Class == iso.ClassFinancial && isDebit(r.TxnType):
-		if r.Amount <= 0 {
-			err = errInvalidAmount
-			break
-		}
 		effects, err = c.Debit(txnName(r.TxnType), r.Amount)
 	case r.Class == iso.ClassFinancial && isCredit(r.TxnType):
-		if r.Amount <= 0 {
-			err = errInvalidAmount
-			break
-		}
 		effects = c.Credit(txnName(r.TxnType), r.Amount)
 	default:
 		err = errInvalidTransaction
+	}
+	if errors.Is(err, ledger.ErrInsufficientFunds) {
+		err = coverFromFund(c, r.Amount, lim)
 	}
 	if err != nil {
 		o.err = err
@@ -69,6 +90,20 @@ func decideOriginal(r *iso.Request, lk *ledger.Lookup, now time.Time, holdValidi
 	}
 	o.authCode = newAuthCode()
 	return o, effects
+}
+
+// coverFromFund says whether a debit the cash cannot cover can be covered
+// by redeeming the shortfall: 51 when the fund is short, 61 when only the
+// day's quota is.
+func coverFromFund(c *ledger.Card, amount int64, lim config.Limits) error {
+	short := amount - max(c.Available(), 0)
+	switch {
+	case c.Fund < short:
+		return ledger.ErrInsufficientFunds
+	case lim.RedemptionQuota-c.RedeemedToday < short:
+		return errOverQuota
+	}
+	return &needsRedemption{card: c, amount: short}
 }
 
 // checkCard refuses requests the card cannot take whatever its balance.
@@ -89,21 +124,21 @@ func checkCard(r *iso.Request, c *ledger.Card, now time.Time) error {
 // advice records a completion or advice (0120, 0220): it captures the
 // authorisation's hold, or posts directly when there is none. The acquirer
 // has already acted, so an advice is never declined for funds.
-func (p *processor) advice(ctx context.Context, bank *config.Bank, r *iso.Request, build func(outcome) ([]byte, error)) ([]byte, string, bool, error) {
+func (p *processor) advice(ctx context.Context, bank *config.Bank, r *iso.Request, build func(outcome) ([]byte, error)) (reply, error) {
 	f := ledger.Find{Key: keyOf(bank, r), Serial: serialOf(bank, r), PAN: r.PAN}
 	return p.decide(ctx, f, r, func(tx bookTx, lk *ledger.Lookup) (outcome, ledger.Record, []ledger.Effect, error) {
 		c := lk.Card
 		o := outcome{card: c}
 		if c == nil {
 			o.err = ledger.ErrUnknownCard
-			return o, record(bank, r, o, nil), nil, nil
+			return o, record(bank, r, o), nil, nil
 		}
 		if r.TxnType == iso.TxnBalance {
-			return o, record(bank, r, o, nil), nil, nil
+			return o, record(bank, r, o), nil, nil
 		}
 		if !isDebit(r.TxnType) && !isCredit(r.TxnType) {
 			o.err = errInvalidTransaction
-			return o, record(bank, r, o, nil), nil, nil
+			return o, record(bank, r, o), nil, nil
 		}
 		var auth *ledger.Original
 		if isDebit(r.TxnType) {
@@ -126,7 +161,7 @@ func (p *processor) advice(ctx context.Context, bank *config.Bank, r *iso.Reques
 			effects = c.Credit(txnName(r.TxnType), r.Amount)
 		}
 		o.authCode = r.AuthCode
-		return o, record(bank, r, o, nil), effects, nil
+		return o, record(bank, r, o), effects, nil
 	}, build)
 }
 
@@ -148,15 +183,15 @@ func findAuthorization(ctx context.Context, tx bookTx, bank *config.Bank, r *iso
 // reversal undoes an earlier request, fully or down to DE95's actual
 // amount. A reversal is acknowledged once recorded: when its original is
 // unknown it waits for it, and a second reversal changes nothing.
-func (p *processor) reversal(ctx context.Context, bank *config.Bank, r *iso.Request, build func(outcome) ([]byte, error)) ([]byte, string, bool, error) {
+func (p *processor) reversal(ctx context.Context, bank *config.Bank, r *iso.Request, build func(outcome) ([]byte, error)) (reply, error) {
 	if r.Original == nil && r.RRN == "" {
-		return nil, "", false, &iso.FieldError{Field: 90, Reason: "a reversal needs DE90 or DE37 to find its original"}
+		return reply{}, &iso.FieldError{Field: 90, Reason: "a reversal needs DE90 or DE37 to find its original"}
 	}
 	f := ledger.Find{Key: keyOf(bank, r), Serial: serialOf(bank, r), PAN: r.PAN}
 	return p.decide(ctx, f, r, func(tx bookTx, lk *ledger.Lookup) (outcome, ledger.Record, []ledger.Effect, error) {
 		c := lk.Card
 		o := outcome{card: c}
-		rec := record(bank, r, o, nil)
+		rec := record(bank, r, o)
 		var (
 			orig *ledger.Original
 			err  error

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math/big"
@@ -26,12 +27,26 @@ type bookTx interface {
 	LookupRequest(ctx context.Context, f ledger.Find) (*ledger.Lookup, error)
 	FindOriginal(ctx context.Context, ref ledger.OriginalRef) (*ledger.Original, error)
 	Save(ctx context.Context, r ledger.Record, effects []ledger.Effect) error
+	Fence(ctx context.Context, cardID, token int64) error
+	StartRedemption(ctx context.Context, c *ledger.Card, n ledger.NewRedemption) error
+	ConfirmRedemption(ctx context.Context, c *ledger.Card, id string) (bool, error)
 }
 
-type ledgerBooks struct{ l *ledger.Ledger }
+// ledgerBooks is the ledger, timed.
+type ledgerBooks struct {
+	l       *ledger.Ledger
+	metrics *metrics
+}
 
 func (b ledgerBooks) Do(ctx context.Context, fn func(tx bookTx) error) error {
-	return b.l.Do(ctx, func(tx *ledger.Tx) error { return fn(tx) })
+	start := time.Now()
+	err := b.l.Do(ctx, func(tx *ledger.Tx) error { return fn(tx) })
+	result := "committed"
+	if err != nil {
+		result = "rolled_back"
+	}
+	b.metrics.ledgerDuration.WithLabelValues(result).Observe(time.Since(start).Seconds())
+	return err
 }
 
 // processor decides issuer requests against the ledger.
@@ -39,6 +54,9 @@ type processor struct {
 	books books
 	now   func() time.Time
 	log   *slog.Logger
+	// redeemer covers shortfalls from the fund; without one a debit the
+	// cash cannot cover is declined.
+	redeemer *redeemer
 }
 
 // exchange is one request and its answer, as the link logs and counts it.
@@ -48,6 +66,7 @@ type exchange struct {
 	code     string // DE39 sent, or codeUnanswered
 	replayed bool   // the stored response to an earlier copy was sent
 	lost     bool   // the link went down before the response was written
+	order    string // the redemption order placed for it, if any
 	err      error  // why it was declined or failed
 }
 
@@ -83,10 +102,7 @@ func (p *processor) handle(ctx context.Context, bank *config.Bank, d *iso.Dialec
 	ex.req = req
 	build := func(o outcome) ([]byte, error) { return buildResponse(d, msg, o, lim) }
 
-	var (
-		resp []byte
-		code string
-	)
+	var rep reply
 	switch req.Class {
 	case iso.ClassNetwork:
 		switch req.NetworkCode {
@@ -97,11 +113,11 @@ func (p *processor) handle(ctx context.Context, bank *config.Bank, d *iso.Dialec
 		ex.code = responseCode(ex.err)
 		return p.plainResponse(d, msg, ex.err), ex
 	case iso.ClassAuthorization, iso.ClassFinancial:
-		resp, code, ex.replayed, err = p.original(ctx, bank, req, lim, build)
+		rep, err = p.original(ctx, bank, req, lim, build)
 	case iso.ClassAuthorizationAdvice, iso.ClassFinancialAdvice:
-		resp, code, ex.replayed, err = p.advice(ctx, bank, req, build)
+		rep, err = p.advice(ctx, bank, req, build)
 	case iso.ClassReversal, iso.ClassReversalAdvice:
-		resp, code, ex.replayed, err = p.reversal(ctx, bank, req, build)
+		rep, err = p.reversal(ctx, bank, req, build)
 	}
 	if err != nil {
 		// Nothing was committed: the answer says why, and is not stored.
@@ -112,8 +128,8 @@ func (p *processor) handle(ctx context.Context, bank *config.Bank, d *iso.Dialec
 		}
 		return p.plainResponse(d, msg, err), ex
 	}
-	ex.code = code
-	return resp, ex
+	ex.code, ex.replayed, ex.order, ex.err = rep.code, rep.replayed, rep.order, rep.declined
+	return rep.resp, ex
 }
 
 // plainResponse answers without a ledger decision: the echoed fields and
@@ -174,7 +190,7 @@ func buildResponse(d *iso.Dialect, msg *iso8583.Message, o outcome, lim config.L
 // balances are DE54's amounts for a card: ledger and available balance,
 // fund balance and what can be redeemed from it right now.
 func balances(c *ledger.Card, lim config.Limits) []iso.Balance {
-	redeemable := min(c.Fund, lim.RedemptionQuota)
+	redeemable := c.RedeemableToday(lim.RedemptionQuota)
 	return []iso.Balance{
 		{AccountType: iso.AccountCard, AmountType: iso.AmountLedger, Currency: c.Currency, Amount: c.Balance()},
 		{AccountType: iso.AccountCard, AmountType: iso.AmountAvailable, Currency: c.Currency, Amount: c.Available()},
@@ -234,7 +250,7 @@ func newAuthCode() string {
 }
 
 // record is the ledger record of a decided request.
-func record(bank *config.Bank, r *iso.Request, o outcome, resp []byte) ledger.Record {
+func record(bank *config.Bank, r *iso.Request, o outcome) ledger.Record {
 	rec := ledger.Record{
 		Key:          keyOf(bank, r),
 		MTI:          r.MTI,
@@ -244,7 +260,6 @@ func record(bank *config.Bank, r *iso.Request, o outcome, resp []byte) ledger.Re
 		Amount:       r.Amount,
 		ResponseCode: responseCode(o.err),
 		AuthCode:     o.authCode,
-		Response:     resp,
 	}
 	if o.card != nil {
 		rec.CardID = o.card.ID
@@ -261,34 +276,56 @@ func replay(prior *ledger.Prior, r *iso.Request) ([]byte, error) {
 	return prior.Response, nil
 }
 
+// reply is a decided request's response.
+type reply struct {
+	resp     []byte
+	code     string
+	replayed bool   // stored for an earlier copy of the request
+	order    string // redemption order placed on the way, if any
+	declined error  // why it was declined, for logs and metrics
+}
+
 // plan decides a request on what its lookup found: the outcome for the
-// response, the record to store and the ledger effects to write.
+// response, the record to store and the ledger effects to write. A plan
+// may instead return a *needsRedemption: nothing is saved, and the
+// transaction is left to the caller's onShortfall.
 type plan func(tx bookTx, lk *ledger.Lookup) (outcome, ledger.Record, []ledger.Effect, error)
 
-// decide runs one ledger transaction for a request: look it up, let plan
-// decide, build the response and save it with the decision's effects.
-// It returns the response, its code, and whether it was stored earlier.
-func (p *processor) decide(ctx context.Context, f ledger.Find, r *iso.Request, pl plan, build func(outcome) ([]byte, error)) (resp []byte, code string, replayed bool, err error) {
+// step is one request's work inside a ledger transaction: look it up,
+// replay an earlier answer, or let pl decide and save the decision with
+// its response. When pl needs a redemption, onShortfall (if set) runs in
+// its place and the transaction commits whatever it wrote.
+func (p *processor) step(ctx context.Context, tx bookTx, f ledger.Find, r *iso.Request, pl plan, build func(outcome) ([]byte, error),
+	onShortfall func(lk *ledger.Lookup, need *needsRedemption) error) (reply, error) {
+	lk, err := tx.LookupRequest(ctx, f)
+	if err != nil {
+		return reply{}, err
+	}
+	if lk.Prior != nil {
+		resp, err := replay(lk.Prior, r)
+		return reply{resp: resp, code: lk.Prior.ResponseCode, replayed: err == nil}, err
+	}
+	o, rec, effects, err := pl(tx, lk)
+	var need *needsRedemption
+	if errors.As(err, &need) && onShortfall != nil {
+		return reply{}, onShortfall(lk, need)
+	}
+	if err != nil {
+		return reply{}, err
+	}
+	resp, err := build(o)
+	if err != nil {
+		return reply{}, err
+	}
+	rec.Response = resp
+	return reply{resp: resp, code: rec.ResponseCode, declined: o.err}, tx.Save(ctx, rec, effects)
+}
+
+// decide runs one request's step in a ledger transaction of its own.
+func (p *processor) decide(ctx context.Context, f ledger.Find, r *iso.Request, pl plan, build func(outcome) ([]byte, error)) (rep reply, err error) {
 	err = p.books.Do(ctx, func(tx bookTx) error {
-		resp, code, replayed = nil, "", false
-		lk, err := tx.LookupRequest(ctx, f)
-		if err != nil {
-			return err
-		}
-		if lk.Prior != nil {
-			resp, err = replay(lk.Prior, r)
-			code, replayed = lk.Prior.ResponseCode, err == nil
-			return err
-		}
-		o, rec, effects, err := pl(tx, lk)
-		if err != nil {
-			return err
-		}
-		if resp, err = build(o); err != nil {
-			return err
-		}
-		rec.Response, code = resp, rec.ResponseCode
-		return tx.Save(ctx, rec, effects)
+		rep, err = p.step(ctx, tx, f, r, pl, build, nil)
+		return err
 	})
-	return resp, code, replayed, err
+	return rep, err
 }

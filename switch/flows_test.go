@@ -138,6 +138,7 @@ func wantCard(t *testing.T, d *daemon, pan string, resp map[int]string, balance,
 
 // TestFlows drives every issuer flow over TCP against the real daemon.
 func TestFlows(t *testing.T) {
+	t.Parallel()
 	d := startDaemon(t)
 	bank := connectBank(t, d.bank)
 	const (

@@ -24,6 +24,13 @@ type metrics struct {
 	unpackErrors   *prometheus.CounterVec   // bank
 	lostResponses  *prometheus.CounterVec   // bank
 	ledgerDuration *prometheus.HistogramVec // outcome
+
+	redemptions       *prometheus.CounterVec   // purpose, result
+	redemptionLatency *prometheus.HistogramVec // purpose
+	deadlineMisses    prometheus.Counter
+	lockWait          prometheus.Histogram
+	ordersSettled     *prometheus.CounterVec // state
+	quotaRejections   *prometheus.CounterVec // bank
 }
 
 // latencyBuckets resolve the range that matters against a 3 s timeout.
@@ -75,9 +82,36 @@ func newMetrics() *metrics {
 			Help:    "Duration of the ledger transaction deciding a request, commit included.",
 			Buckets: latencyBuckets,
 		}, []string{"result"}),
+		redemptions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "goldcard_redemptions_total",
+			Help: "Redemptions asked of the fund company, by purpose (shortfall, transfer_out) and result (confirmed, failed, pending, no_answer).",
+		}, []string{"purpose", "result"}),
+		redemptionLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "goldcard_redemption_duration_seconds",
+			Help:    "Time the fund company took to answer a redemption (or the time given up waiting).",
+			Buckets: latencyBuckets,
+		}, []string{"purpose"}),
+		deadlineMisses: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "goldcard_deadline_misses_total",
+			Help: "Shortfall debits answered 91 because the fund company had not confirmed before the bank's deadline.",
+		}),
+		lockWait: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "goldcard_lock_wait_seconds",
+			Help:    "Time spent waiting for a card's etcd lock, failures included.",
+			Buckets: latencyBuckets,
+		}),
+		ordersSettled: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "goldcard_orders_settled_total",
+			Help: "Pending redemption orders settled after their request had been answered, by final state.",
+		}, []string{"state"}),
+		quotaRejections: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "goldcard_quota_rejections_total",
+			Help: "Debits declined 61 because the day's instant-redemption quota could not cover their shortfall.",
+		}, []string{"bank"}),
 	}
 	reg.MustRegister(m.requests, m.latency, m.inFlight, m.connections, m.connEvents, m.frames, m.bytes,
 		m.unpackErrors, m.lostResponses, m.ledgerDuration,
+		m.redemptions, m.redemptionLatency, m.deadlineMisses, m.lockWait, m.ordersSettled, m.quotaRejections,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		buildInfo())
 	return m

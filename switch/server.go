@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/goldcard/goldcard/config"
+	"github.com/goldcard/goldcard/fund"
 	"github.com/goldcard/goldcard/iso"
 	"github.com/goldcard/goldcard/ledger"
 )
@@ -36,6 +37,11 @@ type Server struct {
 
 	admin     *http.Server
 	adminAddr net.Addr
+
+	// reconciler settles orders left pending; stopReconciler ends it.
+	reconciler     *fund.Reconciler
+	stopReconciler context.CancelFunc
+	reconcilerDone chan struct{}
 }
 
 // ServerOptions are what a Server is made of.
@@ -47,6 +53,12 @@ type ServerOptions struct {
 	Admin string
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
+	// Fund is the fund company; with Locker, it lets debits be covered
+	// from cards' funds. Without them such debits are declined.
+	Fund   fund.Provider
+	Locker cardLocker
+	// ReconcileEvery is how often pending orders are checked (default 1s).
+	ReconcileEvery time.Duration
 }
 
 // NewServer wires a switch. Nothing listens until Start.
@@ -65,7 +77,14 @@ func NewServer(ctx context.Context, o ServerOptions) *Server {
 		baseCtx:   context.WithoutCancel(ctx),
 		listeners: make(map[string]*bankListener),
 	}
-	s.proc = &processor{books: ledgerBooks{l}, now: now, log: o.Log}
+	s.proc = &processor{books: ledgerBooks{l: l, metrics: s.metrics}, now: now, log: o.Log}
+	if o.Fund != nil && o.Locker != nil {
+		s.proc.redeemer = &redeemer{ledger: l, provider: o.Fund, locker: o.Locker, metrics: s.metrics, log: o.Log}
+		s.reconciler = &fund.Reconciler{
+			Ledger: l, Provider: o.Fund, Log: o.Log, Every: o.ReconcileEvery,
+			Resolved: func(_ ledger.Order, st fund.State) { s.metrics.ordersSettled.WithLabelValues(string(st)).Inc() },
+		}
+	}
 	if o.Admin != "" {
 		s.admin = &http.Server{Addr: o.Admin, Handler: s.adminHandler(), ReadHeaderTimeout: 5 * time.Second}
 	}
@@ -86,6 +105,14 @@ func (s *Server) Start() error {
 			}
 		}()
 		s.log.Info("admin API listening", "addr", ln.Addr().String())
+	}
+	if s.reconciler != nil {
+		ctx, cancel := context.WithCancel(s.baseCtx)
+		s.stopReconciler, s.reconcilerDone = cancel, make(chan struct{})
+		go func() {
+			defer close(s.reconcilerDone)
+			s.reconciler.Run(ctx)
+		}()
 	}
 	snap := s.cfg.Load()
 	for _, code := range snap.BankCodes() {
@@ -148,6 +175,11 @@ func (s *Server) Shutdown(ctx context.Context) {
 		wg.Go(func() { bl.shutdown(ctx) })
 	}
 	wg.Wait()
+	if s.stopReconciler != nil {
+		s.stopReconciler()
+		<-s.reconcilerDone
+		s.stopReconciler = nil
+	}
 	if s.admin != nil {
 		_ = s.admin.Shutdown(ctx)
 	}
@@ -169,6 +201,9 @@ func (s *Server) observe(bank string, ex exchange, arrival time.Time) {
 			slog.Int64("amount", r.Amount))
 	}
 	s.metrics.requests.WithLabelValues(bank, mti, proc, ex.code).Inc()
+	if errors.Is(ex.err, errOverQuota) {
+		s.metrics.quotaRejections.WithLabelValues(bank).Inc()
+	}
 	s.metrics.latency.WithLabelValues(bank, mti).Observe(elapsed.Seconds())
 	attrs = append(attrs, slog.String("response_code", ex.code), slog.Duration("latency", elapsed))
 	if ex.replayed {
@@ -176,6 +211,9 @@ func (s *Server) observe(bank string, ex exchange, arrival time.Time) {
 	}
 	if ex.lost {
 		attrs = append(attrs, slog.Bool("lost", true))
+	}
+	if ex.order != "" {
+		attrs = append(attrs, slog.String("order", ex.order))
 	}
 	if ex.err != nil && ex.code != rcApproved {
 		attrs = append(attrs, slog.String("reason", ex.err.Error()))

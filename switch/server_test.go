@@ -38,6 +38,7 @@ func startServer(t *testing.T) (*Server, *ledger.Ledger) {
 // TestConcurrentLinks races many requests over several links, with the
 // same request sent on two links at once, then shuts down.
 func TestConcurrentLinks(t *testing.T) {
+	t.Parallel()
 	srv, l := startServer(t)
 	ctx := context.Background()
 	const cards = 10
@@ -90,7 +91,7 @@ func TestConcurrentLinks(t *testing.T) {
 		t.Fatalf("the two copies were answered differently:\n%s\n%s", resps[0], resps[1])
 	}
 	for pan, debited := range approved {
-		c, err := l.Card(ctx, pan)
+		c, err := l.Card(ctx, pan, time.Time{})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -27,6 +27,7 @@ func (d *daemon) inFlight() int {
 // TestGracefulShutdown sends SIGTERM while a request waits on the ledger:
 // the switch stops accepting, answers that request, then exits cleanly.
 func TestGracefulShutdown(t *testing.T) {
+	t.Parallel()
 	d := startDaemon(t, "--auth-timeout", "20s")
 	const pan = "6228480000000042"
 	d.addCard(pan, 10000, 0)

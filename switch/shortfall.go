@@ -1,0 +1,178 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/goldcard/goldcard/config"
+	"github.com/goldcard/goldcard/fund"
+	"github.com/goldcard/goldcard/iso"
+	"github.com/goldcard/goldcard/ledger"
+	"github.com/goldcard/goldcard/locks"
+)
+
+// postingReserve is kept back from the fund company's share of a
+// deadline, to post a confirmation that arrives at the last moment.
+const postingReserve = 100 * time.Millisecond
+
+// cardLocker takes a card's etcd lock (*locks.Locker).
+type cardLocker interface {
+	Lock(ctx context.Context, key string) (*locks.Lock, error)
+}
+
+// redeemer covers shortfalls from cards' fund positions: under the card's
+// etcd lock it places a redemption order, asks the fund company, and posts
+// the redemption and the debit together once the fund confirms.
+type redeemer struct {
+	ledger   *ledger.Ledger
+	provider fund.Provider
+	locker   cardLocker
+	metrics  *metrics
+	log      *slog.Logger
+}
+
+func cardLockKey(cardID int64) string { return "cards/" + strconv.FormatInt(cardID, 10) }
+
+// newOrderID returns a fresh redemption order id.
+func newOrderID() string {
+	var b [10]byte
+	_, _ = rand.Read(b[:])
+	return "R" + time.Now().UTC().Format("20060102") + hex.EncodeToString(b[:])
+}
+
+// lock takes a card's lock and returns it with a context that ends when
+// ctx does or the lock is lost.
+func (rd *redeemer) lock(ctx context.Context, cardID int64) (*locks.Lock, context.Context, func(), error) {
+	start := time.Now()
+	k, err := rd.locker.Lock(ctx, cardLockKey(cardID))
+	rd.metrics.lockWait.Observe(time.Since(start).Seconds())
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("%w: taking the card's lock: %w", errUnavailable, err)
+	}
+	lctx, cancel := k.Context(ctx)
+	release := func() {
+		cancel()
+		uctx, ucancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer ucancel()
+		if err := k.Unlock(uctx); err != nil {
+			rd.log.Warn("releasing a card lock; it expires with the session", "err", err)
+		}
+	}
+	return k, lctx, release, nil
+}
+
+// shortfall decides a debit whose shortfall the fund can cover. Under the
+// card's lock the request is decided again (the card may have changed);
+// if the fund is still needed an order is placed and committed, the fund
+// company is asked with what is left of the deadline, and a confirmation
+// is posted with the debit in one transaction that checks the lock's
+// fencing token. Without a confirmation in time the answer is 91 and the
+// order is left to the reconciler: its money lands in the card, nothing
+// is debited.
+func (p *processor) shortfall(ctx context.Context, bank *config.Bank, f ledger.Find, r *iso.Request, lim config.Limits, pl plan, need *needsRedemption, build func(outcome) ([]byte, error)) (reply, error) {
+	rd := p.redeemer
+	card := need.card
+	k, lctx, release, err := rd.lock(ctx, card.ID)
+	if err != nil {
+		return reply{}, err
+	}
+	defer release()
+
+	orderID := newOrderID()
+	var (
+		placed *needsRedemption
+		rep    reply
+	)
+	err = p.books.Do(lctx, func(tx bookTx) error {
+		var err error
+		placed = nil
+		rep, err = p.step(lctx, tx, f, r, pl, build, func(lk *ledger.Lookup, need *needsRedemption) error {
+			if err := tx.Fence(lctx, lk.Card.ID, k.Token()); err != nil {
+				return err
+			}
+			err := tx.StartRedemption(lctx, lk.Card, ledger.NewRedemption{
+				ID: orderID, Amount: need.amount, Purpose: ledger.PurposeShortfall,
+				Day: f.Day, Quota: lim.RedemptionQuota, Fence: k.Token(),
+			})
+			placed = need
+			return err
+		})
+		return err
+	})
+	if err != nil || placed == nil {
+		return rep, err // decided without the fund after all, or failed
+	}
+	rep.order = orderID
+
+	st, err := rd.redeem(lctx, orderID, card, placed.amount, ledger.PurposeShortfall)
+	switch {
+	case err != nil || st.State == fund.Pending:
+		rd.metrics.deadlineMisses.Inc()
+		rd.log.Warn("no confirmation before the deadline: answering 91, the order stays pending",
+			"order", orderID, "pan", iso.MaskPAN(r.PAN), "amount", placed.amount, "err", err)
+		return rep, fmt.Errorf("%w: fund company has not confirmed order %s", errDeadline, orderID)
+	case st.State == fund.Failed:
+		rd.settle(orderID, card.ID, st)
+		return rep, fmt.Errorf("%w: fund company refused order %s: %s", errUnavailable, orderID, st.Reason)
+	}
+
+	// Confirmed: land the money and debit it, under the same lock.
+	confirmed := func(tx bookTx, lk *ledger.Lookup) (outcome, ledger.Record, []ledger.Effect, error) {
+		if err := tx.Fence(lctx, lk.Card.ID, k.Token()); err != nil {
+			return outcome{}, ledger.Record{}, nil, err
+		}
+		if _, err := tx.ConfirmRedemption(lctx, lk.Card, orderID); err != nil {
+			return outcome{}, ledger.Record{}, nil, err
+		}
+		o, rec, effects, err := pl(tx, lk)
+		var again *needsRedemption
+		if errors.As(err, &again) {
+			// Spent meanwhile by a debit that needed no lock: the
+			// redeemed money stays in the card.
+			o = outcome{err: ledger.ErrInsufficientFunds, card: lk.Card}
+			return o, record(bank, r, o), nil, nil
+		}
+		return o, rec, effects, err
+	}
+	rep2, err := p.decide(lctx, f, r, confirmed, build)
+	rep2.order = orderID
+	if err != nil {
+		rd.log.Warn("confirmed redemption not posted in time: answering 91, the reconciler lands it",
+			"order", orderID, "err", err)
+	}
+	return rep2, err
+}
+
+// redeem asks the fund company to redeem amount for the card, with what is
+// left of ctx's deadline less the posting reserve.
+func (rd *redeemer) redeem(ctx context.Context, orderID string, c *ledger.Card, amount int64, purpose string) (fund.Status, error) {
+	if dl, ok := ctx.Deadline(); ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, dl.Add(-postingReserve))
+		defer cancel()
+	}
+	start := time.Now()
+	st, err := rd.provider.Redeem(ctx, fund.Order{ID: orderID, Account: fund.Account(c.ID), Amount: amount, Currency: c.Currency})
+	result := string(st.State)
+	if err != nil {
+		result = "no_answer"
+	}
+	rd.metrics.redemptions.WithLabelValues(purpose, result).Inc()
+	rd.metrics.redemptionLatency.WithLabelValues(purpose).Observe(time.Since(start).Seconds())
+	return st, err
+}
+
+// settle records a final answer from the fund company outside any request.
+func (rd *redeemer) settle(orderID string, cardID int64, st fund.Status) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := fund.Settle(ctx, rd.ledger, ledger.Order{ID: orderID, CardID: cardID}, st); err != nil {
+		rd.log.Error("recording the fund company's answer; the reconciler will retry", "order", orderID, "err", err)
+	}
+}

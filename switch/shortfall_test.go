@@ -1,0 +1,294 @@
+package main
+
+import (
+	"fmt"
+	"net/http"
+	"os/exec"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/moov-io/iso8583"
+
+	"github.com/goldcard/goldcard/ledger"
+	"github.com/goldcard/goldcard/ledger/ledgertest"
+	"github.com/goldcard/goldcard/locks"
+	"github.com/goldcard/goldcard/locks/etcdtest"
+)
+
+// cardOrders lists a card's redemption orders through the admin API.
+func (d *daemon) cardOrders(pan string) []orderView {
+	d.t.Helper()
+	var v struct{ Orders []orderView }
+	if st := d.api("GET", "/v1/cards/"+pan+"/orders", nil, &v); st != http.StatusOK {
+		d.t.Fatalf("orders: HTTP %d", st)
+	}
+	return v.Orders
+}
+
+// startFundsim runs goldcard fundsim on a free port and returns its URL.
+func startFundsim(t *testing.T, port int, args ...string) (string, *exec.Cmd) {
+	t.Helper()
+	if port == 0 {
+		var err error
+		if port, err = locks.FreePort(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	cmd := exec.Command(switchBinary(t), append([]string{"fundsim", "--listen", addr}, args...)...)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	waitFor(t, "fundsim to listen", func() bool {
+		resp, err := http.Get("http://" + addr + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err == nil
+	})
+	return "http://" + addr, cmd
+}
+
+// TestShortfall is the balance-payment flow: the shortfall is redeemed from
+// the fund inside the request and the debit approved.
+func TestShortfall(t *testing.T) {
+	t.Parallel()
+	d := startDaemon(t)
+	bank := connectBank(t, d.bank)
+	const (
+		pan      = "6228480000000201"
+		fundPoor = "6228480000000202"
+		rich     = "6228480000000203"
+	)
+	d.addCard(pan, 2000, 500000)
+	d.addCard(fundPoor, 0, 100)
+	d.addCard(rich, 0, 2000000)
+
+	r := bank.send("0200", bank.fields(map[int]string{2: pan, 3: "010000", 4: "000000030000", 41: "ATM00001"}))
+	wantCode(t, r, "00")
+	wantCard(t, d, pan, r, 0, 0, 472000)
+	c := d.card(pan)
+	if c.RedeemedToday != 28000 || c.RedeemableToday != 472000 {
+		t.Fatalf("quota: %+v", c)
+	}
+	if b := de54(t, r); b["91/02"] != 472000 {
+		t.Fatalf("DE54 redeemable: %v", b)
+	}
+	orders := d.cardOrders(pan)
+	if len(orders) != 1 || orders[0].State != ledger.OrderConfirmed || orders[0].Amount != 28000 {
+		t.Fatalf("orders: %+v", orders)
+	}
+	var o orderView
+	if st := d.api("GET", "/v1/orders/"+orders[0].ID, nil, &o); st != 200 || o.PAN != "622848******0201" {
+		t.Fatalf("order: HTTP %d %+v", st, o)
+	}
+
+	// An authorisation takes the same path and holds the debit.
+	r = bank.send("0100", bank.fields(map[int]string{2: pan, 3: "000000", 4: "000000001000"}))
+	wantCode(t, r, "00")
+	wantCard(t, d, pan, r, 1000, 0, 471000)
+
+	wantCode(t, bank.send("0200", bank.fields(map[int]string{2: fundPoor, 3: "000000", 4: "000000000200"})), "51")
+	wantCode(t, bank.send("0200", bank.fields(map[int]string{2: rich, 3: "000000", 4: "000001500000"})), "61")
+	wantCard(t, d, rich, nil, 0, 0, 2000000)
+
+	// A reversal gives the debit back; the redeemed money stays in cash.
+	orig := bank.fields(map[int]string{2: rich, 3: "000000", 4: "000000050000", 41: "POS00001"})
+	wantCode(t, bank.send("0200", orig), "00")
+	wantCard(t, d, rich, nil, 0, 0, 1950000)
+	de90 := "0200" + orig[11] + orig[7] + fmt.Sprintf("%011s", orig[32]) + "00000000000"
+	rev := bank.fields(map[int]string{2: rich, 3: "000000", 4: "000000050000", 41: "POS00001", 90: de90})
+	wantCode(t, bank.send("0420", rev), "00")
+	wantCard(t, d, rich, nil, 50000, 50000, 1950000)
+
+	// Transfer out by hand: same order, quota and lock.
+	var out orderView
+	if st := d.api("POST", "/v1/cards/"+rich+"/transfer-out", map[string]int64{"amount": 100000}, &out); st != http.StatusOK || out.State != ledger.OrderConfirmed {
+		t.Fatalf("transfer out: HTTP %d %+v", st, out)
+	}
+	wantCard(t, d, rich, nil, 150000, 150000, 1850000)
+	var e map[string]string
+	if st := d.api("POST", "/v1/cards/"+rich+"/transfer-out", map[string]int64{"amount": 900000}, &e); st != http.StatusConflict {
+		t.Fatalf("transfer out over the quota: HTTP %d %v", st, e)
+	}
+	if st := d.api("POST", "/v1/cards/"+rich+"/transfer-out", map[string]any{"amount": -5}, &e); st != http.StatusBadRequest {
+		t.Fatalf("negative transfer out: HTTP %d", st)
+	}
+	for _, name := range []string{"goldcard_redemptions_total", "goldcard_redemption_duration_seconds", "goldcard_lock_wait_seconds", "goldcard_quota_rejections_total"} {
+		if !strings.Contains(d.metrics(), name) {
+			t.Errorf("metric %s missing", name)
+		}
+	}
+	d.assertNoSecrets(pan, fundPoor, rich)
+}
+
+// TestShortfallDeadline: a fund company slower than the bank's timeout gets
+// a 91 in time; its late confirmation lands the money, debiting nothing.
+func TestShortfallDeadline(t *testing.T) {
+	fundURL, _ := startFundsim(t, 0, "--latency", "4s")
+	d := startDaemon(t, "--fund-url", fundURL)
+	bank := connectBank(t, d.bank)
+	const pan = "6228480000000301"
+	d.addCard(pan, 1000, 100000)
+	for i := range 2 {
+		start := time.Now()
+		r := bank.send("0200", bank.fields(map[int]string{2: pan, 3: "000000", 4: "000000005000"}))
+		took := time.Since(start)
+		wantCode(t, r, "91")
+		if took >= 3*time.Second || took < 2*time.Second {
+			t.Fatalf("request %d answered after %s; the bank waits 3s, the switch has 2.7s", i, took)
+		}
+	}
+	c := d.card(pan)
+	if c.Balance != 1000 || c.FundBalance != 100000-8000 {
+		t.Fatalf("while pending: %+v", c)
+	}
+	waitFor(t, "the late confirmations to land", func() bool {
+		c := d.card(pan)
+		return c.Balance == 1000+8000 && c.FundBalance == 92000
+	})
+	for _, o := range d.cardOrders(pan) {
+		if o.State != ledger.OrderConfirmed {
+			t.Fatalf("order %+v", o)
+		}
+	}
+}
+
+// TestLostRedemption: the fund company never receives the order; the
+// reconciler finds it unknown and sends it again with the same id.
+func TestLostRedemption(t *testing.T) {
+	t.Parallel()
+	port, err := locks.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fundURL, sim := startFundsim(t, port, "--latency", "10ms", "--lose-rate", "1")
+	d := startDaemon(t, "--fund-url", fundURL)
+	bank := connectBank(t, d.bank)
+	const pan = "6228480000000401"
+	d.addCard(pan, 0, 100000)
+	wantCode(t, bank.send("0200", bank.fields(map[int]string{2: pan, 3: "000000", 4: "000000002500"})), "91")
+	// The fund company comes back without the lost request.
+	_ = sim.Process.Kill()
+	_ = sim.Wait()
+	startFundsim(t, port, "--latency", "10ms")
+	waitFor(t, "the lost order to be sent again and land", func() bool {
+		c := d.card(pan)
+		return c.Balance == 2500 && c.FundBalance == 97500
+	})
+}
+
+// TestTwoSwitchesOneCard races shortfall debits on one card from two
+// switch processes sharing PostgreSQL and etcd.
+func TestTwoSwitchesOneCard(t *testing.T) {
+	t.Parallel()
+	a := startDaemon(t)
+	b := a.startPeer()
+	const pan = "6228480000000501"
+	a.addCard(pan, 1000, 20000)
+	var approved atomic.Int64
+	var codes sync.Map
+	var wg sync.WaitGroup
+	for _, d := range []*daemon{a, b} {
+		bank := connectBank(t, d.bank)
+		for range 6 {
+			wg.Go(func() {
+				for range 5 {
+					r := bank.send("0200", bank.fields(map[int]string{2: pan, 3: "000000", 4: "000000001000"}))
+					n, _ := codes.LoadOrStore(r[39], new(atomic.Int64))
+					n.(*atomic.Int64).Add(1)
+					switch r[39] {
+					case "00":
+						approved.Add(1000)
+					case "51", "91":
+					default:
+						t.Errorf("answer %v", r)
+					}
+				}
+			})
+		}
+	}
+	wg.Wait()
+	codes.Range(func(k, v any) bool { t.Logf("%s: %d", k, v.(*atomic.Int64).Load()); return true })
+	c := a.card(pan)
+	if c.Balance < 0 || c.Available < 0 || c.FundBalance < 0 {
+		t.Fatalf("card went negative: %+v", c)
+	}
+	// Every fen debited came from the cash or the fund, and nothing else.
+	if c.Balance+c.FundBalance+approved.Load() != 21000 {
+		t.Fatalf("cash %d + fund %d + debited %d != 21000", c.Balance, c.FundBalance, approved.Load())
+	}
+	if approved.Load() == 0 {
+		t.Fatal("nothing was approved")
+	}
+}
+
+// TestKilledLockHolder: a switch killed while holding a card's lock blocks
+// the card for no longer than its lease.
+func TestKilledLockHolder(t *testing.T) {
+	cluster := etcdtest.New(t, 1)
+	etcd := cluster.Endpoints()[0]
+	a := &daemon{t: t, db: ledgertest.NewDatabase(t), done: make(chan error, 1), etcd: etcd}
+	a.start("--etcd", etcd, "--lock-ttl", "2s", "--fund-latency", "30s", "--auth-timeout", "40s")
+	b := a.startPeer("--lock-ttl", "2s")
+	const pan = "6228480000000601"
+	a.addCard(pan, 0, 100000)
+	bankA := connectBank(t, a.bank)
+	go func() { _, _ = bankA.conn.Send(mustMessage(t, bankA, pan, "000000001000")) }()
+	waitFor(t, "a to hold the card's lock with an order out", func() bool { return len(a.cardOrders(pan)) == 1 })
+	_ = a.cmd.Process.Signal(syscall.SIGKILL)
+	<-a.done
+
+	start := time.Now()
+	bankB := connectBank(t, b.bank)
+	r := bankB.send("0200", bankB.fields(map[int]string{2: pan, 3: "000000", 4: "000000002000"}))
+	wantCode(t, r, "00")
+	if took := time.Since(start); took > 2700*time.Millisecond {
+		t.Fatalf("the card stayed locked for %s after its holder died; TTL 2s", took)
+	}
+	// a's order is settled by b's reconciler.
+	waitFor(t, "the dead switch's order to be settled", func() bool {
+		for _, o := range b.cardOrders(pan) {
+			if o.State == ledger.OrderPending {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// TestEtcdDown: without etcd, shortfall debits answer 91 at once and
+// fast-path debits carry on.
+func TestEtcdDown(t *testing.T) {
+	t.Parallel()
+	cluster := etcdtest.New(t, 1)
+	etcd := cluster.Endpoints()[0]
+	d := &daemon{t: t, db: ledgertest.NewDatabase(t), done: make(chan error, 1), etcd: etcd}
+	d.start("--etcd", etcd)
+	bank := connectBank(t, d.bank)
+	const pan = "6228480000000701"
+	d.addCard(pan, 5000, 100000)
+	cluster.Stop(0)
+	time.Sleep(3 * time.Second) // the health probe notices
+	start := time.Now()
+	wantCode(t, bank.send("0200", bank.fields(map[int]string{2: pan, 3: "000000", 4: "000000009000"})), "91")
+	if took := time.Since(start); took > 500*time.Millisecond {
+		t.Fatalf("a shortfall with etcd down took %s", took)
+	}
+	wantCode(t, bank.send("0200", bank.fields(map[int]string{2: pan, 3: "000000", 4: "000000001000"})), "00")
+	wantCard(t, d, pan, nil, 4000, 4000, 100000)
+}
+
+func mustMessage(t *testing.T, b *bankSim, pan, amount string) *iso8583.Message {
+	t.Helper()
+	m, err := newMessage(b.d, "0200", b.fields(map[int]string{2: pan, 3: "000000", 4: amount}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
