@@ -32,7 +32,7 @@ fuzz: db
 # Benchmarks: in-process figures, then the switch end to end next to
 # pgbench on the same PostgreSQL server.
 bench: build db
-	$(GO) test -run '^$$' -bench . -benchmem ./iso ./switch
+	$(GO) test -run '^$$' -bench . -benchmem ./iso ./switch ./locks
 	.ci/bench-e2e
 
 clean:

@@ -131,7 +131,7 @@ func TestReconcilerSettlesPendingOrders(t *testing.T) {
 			if err != nil {
 				return err
 			}
-			return tx.StartRedemption(ctx, card, ledger.NewRedemption{ID: id, Amount: amount, Purpose: ledger.PurposeShortfall, Day: day, Quota: 1000000, Fence: 1})
+			return tx.StartRedemption(ctx, card, ledger.NewRedemption{ID: id, Amount: amount, Purpose: ledger.PurposeShortfall, Day: day, Quota: 1000000, Fence: 1, CheckAfter: time.Microsecond})
 		})
 		if err != nil {
 			t.Fatal(err)

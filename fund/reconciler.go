@@ -26,6 +26,8 @@ type Reconciler struct {
 	Resolved func(o ledger.Order, state State)
 }
 
+var errStillPending = errors.New("fund company says pending")
+
 // backoff is the wait before an order's next check after n checks.
 func backoff(n int) time.Duration {
 	d := time.Second << min(n, 6)
@@ -65,8 +67,12 @@ func (r *Reconciler) Pass(ctx context.Context) (int, error) {
 	resolved := 0
 	for _, o := range orders {
 		ok, err := r.check(ctx, o, timeout)
+		if errors.Is(err, errStillPending) {
+			r.Log.Debug("order still pending at the fund company", "order", o.ID, "checks", o.Checks+1)
+		} else if err != nil {
+			r.Log.Warn("order still pending: the fund company did not answer", "order", o.ID, "err", err)
+		}
 		if err != nil {
-			r.Log.Warn("order still pending", "order", o.ID, "err", err)
 			if derr := r.Ledger.DeferOrderCheck(ctx, o.ID, backoff(o.Checks), err.Error()); derr != nil {
 				return resolved, derr
 			}
@@ -92,7 +98,7 @@ func (r *Reconciler) check(ctx context.Context, o ledger.Order, timeout time.Dur
 		return false, err
 	}
 	if st.State == Pending {
-		return false, errors.New("fund company says pending")
+		return false, errStillPending
 	}
 	if err := Settle(ctx, r.Ledger, o, st); err != nil {
 		return false, err

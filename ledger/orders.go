@@ -67,6 +67,9 @@ type NewRedemption struct {
 	Day     time.Time // the quota day it counts on
 	Quota   int64     // the day's quota per card
 	Fence   int64     // token of the lock it is placed under
+	// CheckAfter is when the order is first due for a status check if
+	// still pending (default 5s): the placer settles it before then.
+	CheckAfter time.Duration
 }
 
 // StartRedemption records a pending order for the locked card c: the
@@ -79,9 +82,12 @@ func (tx *Tx) StartRedemption(ctx context.Context, c *Card, n NewRedemption) err
 	case c.RedeemedToday+n.Amount > n.Quota:
 		return ErrQuotaExceeded
 	}
+	if n.CheckAfter <= 0 {
+		n.CheckAfter = 5 * time.Second
+	}
 	b := &pgx.Batch{}
-	b.Queue(`INSERT INTO redemption_orders (id, card_id, amount, currency, purpose, quota_day, fence)
-		VALUES ($1, $2, $3, $4, $5, $6, $7)`, n.ID, c.ID, n.Amount, c.Currency, n.Purpose, n.Day, n.Fence)
+	b.Queue(`INSERT INTO redemption_orders (id, card_id, amount, currency, purpose, quota_day, fence, next_check_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, now() + $8::interval)`, n.ID, c.ID, n.Amount, c.Currency, n.Purpose, n.Day, n.Fence, n.CheckAfter)
 	b.Queue(`INSERT INTO redemption_quota AS q (card_id, day, used) SELECT $1::bigint, $2::date, $3::bigint WHERE $3::bigint <= $4::bigint
 		ON CONFLICT (card_id, day) DO UPDATE SET used = q.used + EXCLUDED.used WHERE q.used + EXCLUDED.used <= $4::bigint`,
 		c.ID, n.Day, n.Amount, n.Quota)

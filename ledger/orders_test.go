@@ -34,7 +34,7 @@ func TestRedemptions(t *testing.T) {
 			if err := tx.Fence(ctx, c.ID, fence); err != nil {
 				return err
 			}
-			return tx.StartRedemption(ctx, c, ledger.NewRedemption{ID: id, Amount: amount, Purpose: ledger.PurposeShortfall, Day: day, Quota: quota, Fence: fence})
+			return tx.StartRedemption(ctx, c, ledger.NewRedemption{ID: id, Amount: amount, Purpose: ledger.PurposeShortfall, Day: day, Quota: quota, Fence: fence, CheckAfter: time.Microsecond})
 		})
 	}
 	readCard := func() *ledger.Card {

@@ -34,6 +34,7 @@ type benchFlags struct {
 	dialect     string
 	header      string
 	prefix      string
+	shortfall   bool
 }
 
 func newBenchCommand() *cobra.Command {
@@ -54,8 +55,9 @@ func newBenchAuthCommand() *cobra.Command {
 debits per second and latency percentiles for each concurrency level.
 
 Cards are issued through the admin API with enough balance for the run; each
-request debits 0.01 from a random card. Every answer that is not 00 counts
-as an error.`,
+request debits 0.01 from a random card. With --shortfall the cards hold only
+fund shares, so every debit is covered by a redemption from the fund. Every
+answer that is not 00 counts as an error.`,
 		Example: "  goldcard bench auth --addr 127.0.0.1:8583 --concurrency 8,64 --duration 10s",
 		Args:    noArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
@@ -78,6 +80,7 @@ as an error.`,
 	fl.StringVar(&f.dialect, "dialect", iso.DefaultDialect, "dialect of the bank listener")
 	fl.StringVar(&f.header, "header", iso.HeaderBinary2, "length header of the bank listener")
 	fl.StringVar(&f.prefix, "pan-prefix", "", "first digits of the cards' PANs (random when empty)")
+	fl.BoolVar(&f.shortfall, "shortfall", false, "issue cards with an empty cash account and a large fund, so every debit redeems from the fund")
 	return c
 }
 
@@ -162,6 +165,9 @@ func issueBenchCards(ctx context.Context, f benchFlags) ([]string, error) {
 	for i := range pans {
 		pans[i] = fmt.Sprintf("%s%0*d", prefix, 16-len(prefix), i)
 		body := map[string]any{"pan": pans[i], "currency": "156", "balance": 1_000_000_000}
+		if f.shortfall {
+			body = map[string]any{"pan": pans[i], "currency": "156", "fund_balance": 1_000_000_000}
+		}
 		raw, status, err := adminCall(ctx, f.admin, http.MethodPost, "/v1/cards", body)
 		if err != nil {
 			return nil, err
