@@ -1,13 +1,13 @@
 package config
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
 	"regexp"
 	"sort"
+	"strings"
 	"time"
 )
 
@@ -58,21 +58,72 @@ type Bank struct {
 // Budget is the time the switch has to answer a message from this bank.
 func (b *Bank) Budget() time.Duration { return b.AuthTimeout.D() - b.SafetyMargin.D() }
 
-// Limits are the switch's money limits.
+// Serves reports whether DE32 value acquirer (leading zeros removed) is
+// routed to b on a shared port.
+func (b *Bank) Serves(acquirer string) bool {
+	for _, a := range b.Acquirers {
+		if strings.TrimLeft(a, "0") == strings.TrimLeft(acquirer, "0") {
+			return true
+		}
+	}
+	return false
+}
+
+// Limits are the switch's money limits, in minor units.
 type Limits struct {
-	// RedemptionQuota is the instant-redemption quota per card per day,
-	// in minor units.
+	// RedemptionQuota is the instant-redemption quota per card per day.
 	RedemptionQuota int64 `json:"redemption_quota"`
+	// ATMPerTxn and POSPerTxn cap one cash withdrawal and one purchase;
+	// zero means no cap.
+	ATMPerTxn int64 `json:"atm_per_txn"`
+	POSPerTxn int64 `json:"pos_per_txn"`
 	// HoldValidity is how long an authorisation hold lasts uncompleted.
 	HoldValidity Duration `json:"hold_validity"`
+}
+
+// Fund providers.
+const (
+	FundSimulator = "simulator"
+	FundGateway   = "gateway"
+)
+
+// Fund says how to reach the fund company.
+type Fund struct {
+	Provider string `json:"provider"` // simulator or gateway
+	URL      string `json:"url,omitempty"`
+	// CallTimeout bounds a call outside any bank's deadline (status
+	// checks, transfers out).
+	CallTimeout Duration `json:"call_timeout"`
+	// SimulatorLatency and SimulatorFailRate shape the built-in simulator.
+	SimulatorLatency  Duration `json:"simulator_latency"`
+	SimulatorFailRate float64  `json:"simulator_fail_rate"`
+}
+
+// Sweep moves money above a threshold into the fund on trading days.
+type Sweep struct {
+	Threshold int64  `json:"threshold"` // kept in the card, minor units
+	MinSweep  int64  `json:"min_sweep"` // smaller excesses stay, minor units
+	Time      string `json:"time"`      // HH:MM on a trading day
+	TimeZone  string `json:"time_zone"`
+}
+
+// Calendar is one year of the fund's trading calendar: weekdays are
+// trading days except these holidays.
+type Calendar struct {
+	Holidays []string `json:"holidays"` // YYYY-MM-DD
 }
 
 // Snapshot is one complete, validated configuration. It is never changed
 // once made.
 type Snapshot struct {
-	Revision int64            `json:"revision"`
-	Banks    map[string]*Bank `json:"banks"`
-	Limits   Limits           `json:"limits"`
+	// Revision is the etcd revision the snapshot was read at.
+	Revision int64                      `json:"revision"`
+	Banks    map[string]*Bank           `json:"banks"`
+	Dialects map[string]json.RawMessage `json:"dialects"` // moov-io JSON specs by name
+	Limits   Limits                     `json:"limits"`
+	Fund     Fund                       `json:"fund"`
+	Sweep    Sweep                      `json:"sweep"`
+	Calendar map[int]Calendar           `json:"calendar"`
 }
 
 // Defaults.
@@ -92,10 +143,15 @@ const (
 
 // DefaultBank returns the built-in bank listening on listen.
 func DefaultBank(listen string) *Bank {
+	b := NewBank()
+	b.Code, b.Name, b.Listen = DefaultBankCode, "Built-in bank", listen
+	return b
+}
+
+// NewBank returns a bank with every setting at its default; decoding a
+// bank's JSON over it leaves absent settings there.
+func NewBank() *Bank {
 	return &Bank{
-		Code:           DefaultBankCode,
-		Name:           "Built-in bank",
-		Listen:         listen,
 		Dialect:        DefaultDialect,
 		Header:         DefaultHeader,
 		AuthTimeout:    Duration(DefaultAuthTimeout),
@@ -112,6 +168,16 @@ func DefaultLimits() Limits {
 	return Limits{RedemptionQuota: DefaultRedemptionQuota, HoldValidity: Duration(DefaultHoldValidity)}
 }
 
+// DefaultFund returns the built-in simulated fund.
+func DefaultFund() Fund {
+	return Fund{Provider: FundSimulator, CallTimeout: Duration(5 * time.Second), SimulatorLatency: Duration(50 * time.Millisecond)}
+}
+
+// DefaultSweep returns the sweep used when none is configured.
+func DefaultSweep() Sweep {
+	return Sweep{Threshold: 1_000_00, MinSweep: 1_00, Time: "15:00", TimeZone: "Asia/Shanghai"}
+}
+
 var codePattern = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,31}$`)
 
 // Validate reports everything wrong with b, or nil.
@@ -123,6 +189,8 @@ func (b *Bank) Validate() error {
 	}
 	if b.Listen == "" {
 		bad("listen is required")
+	} else if _, port, err := splitHostPort(b.Listen); err != nil || port == "" {
+		bad("listen %q must be host:port", b.Listen)
 	}
 	if b.Dialect == "" {
 		bad("dialect is required")
@@ -140,6 +208,11 @@ func (b *Bank) Validate() error {
 	}
 	if b.AuthTimeout > 0 && b.SafetyMargin >= b.AuthTimeout {
 		bad("safety_margin %s leaves no time inside auth_timeout %s", b.SafetyMargin.D(), b.AuthTimeout.D())
+	}
+	for _, a := range b.Acquirers {
+		if !digits(a) || len(a) > 11 {
+			bad("acquirer %q must be up to 11 digits (DE32)", a)
+		}
 	}
 	for _, c := range b.AllowedCIDRs {
 		if _, err := netip.ParsePrefix(c); err != nil {
@@ -167,16 +240,77 @@ func (l Limits) Validate() error {
 	if l.RedemptionQuota < 0 {
 		errs = append(errs, errors.New("limits: redemption_quota cannot be negative"))
 	}
+	if l.ATMPerTxn < 0 || l.POSPerTxn < 0 {
+		errs = append(errs, errors.New("limits: atm_per_txn and pos_per_txn cannot be negative (0 is no cap)"))
+	}
 	if l.HoldValidity <= 0 {
 		errs = append(errs, errors.New("limits: hold_validity must be positive"))
 	}
 	return errors.Join(errs...)
 }
 
-// Validate reports everything wrong with s, or nil.
-func (s *Snapshot) Validate() error {
+// Validate reports everything wrong with f, or nil.
+func (f Fund) Validate() error {
 	var errs []error
-	listeners := map[string]string{}
+	switch f.Provider {
+	case FundSimulator:
+	case FundGateway:
+		if !strings.HasPrefix(f.URL, "http://") && !strings.HasPrefix(f.URL, "https://") {
+			errs = append(errs, fmt.Errorf("fund: url %q must be http:// or https:// for the gateway", f.URL))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("fund: provider %q must be simulator or gateway", f.Provider))
+	}
+	if f.CallTimeout <= 0 {
+		errs = append(errs, errors.New("fund: call_timeout must be positive"))
+	}
+	if f.SimulatorLatency < 0 || f.SimulatorFailRate < 0 || f.SimulatorFailRate > 1 {
+		errs = append(errs, errors.New("fund: simulator_latency cannot be negative and simulator_fail_rate must be between 0 and 1"))
+	}
+	return errors.Join(errs...)
+}
+
+// Validate reports everything wrong with s, or nil.
+func (s Sweep) Validate() error {
+	var errs []error
+	if s.Threshold < 0 || s.MinSweep <= 0 {
+		errs = append(errs, errors.New("sweep: threshold cannot be negative and min_sweep must be positive"))
+	}
+	if _, err := time.Parse("15:04", s.Time); err != nil {
+		errs = append(errs, fmt.Errorf("sweep: time %q must be HH:MM", s.Time))
+	}
+	if _, err := time.LoadLocation(s.TimeZone); err != nil || s.TimeZone == "" {
+		errs = append(errs, fmt.Errorf("sweep: time_zone %q is not a known time zone", s.TimeZone))
+	}
+	return errors.Join(errs...)
+}
+
+// Validate reports everything wrong with the calendar of year.
+func (c Calendar) Validate(year int) error {
+	var errs []error
+	for _, h := range c.Holidays {
+		d, err := time.Parse(time.DateOnly, h)
+		if err != nil || d.Year() != year {
+			errs = append(errs, fmt.Errorf("calendar/%d: holiday %q must be a YYYY-MM-DD date in %d", year, h, year))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Validate reports everything wrong with s, or nil. Each dialect must be
+// accepted by buildDialect (nil skips that check), each bank must name a
+// dialect s has, and banks sharing a listener must speak one dialect and
+// header and be told apart by their acquirers.
+func (s *Snapshot) Validate(buildDialect func(name string, spec []byte) error) error {
+	var errs []error
+	for _, name := range sortedKeys(s.Dialects) {
+		if buildDialect != nil {
+			if err := buildDialect(name, s.Dialects[name]); err != nil {
+				errs = append(errs, fmt.Errorf("dialect %q: %w", name, err))
+			}
+		}
+	}
+	shared := map[string][]*Bank{}
 	for _, code := range s.BankCodes() {
 		b := s.Banks[code]
 		if b.Code != code {
@@ -185,39 +319,85 @@ func (s *Snapshot) Validate() error {
 		if err := b.Validate(); err != nil {
 			errs = append(errs, err)
 		}
-		if other, ok := listeners[b.Listen]; ok && b.Enabled {
-			errs = append(errs, fmt.Errorf("banks %q and %q share listener %s", other, code, b.Listen))
+		if _, ok := s.Dialects[b.Dialect]; !ok && b.Dialect != "" {
+			errs = append(errs, fmt.Errorf("bank %q: dialect %q does not exist", code, b.Dialect))
 		}
 		if b.Enabled {
-			listeners[b.Listen] = code
+			shared[b.Listen] = append(shared[b.Listen], b)
 		}
 	}
-	if err := s.Limits.Validate(); err != nil {
-		errs = append(errs, err)
+	for listen, banks := range shared {
+		if err := checkShared(listen, banks); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	errs = append(errs, s.Limits.Validate(), s.Fund.Validate(), s.Sweep.Validate())
+	for year, c := range s.Calendar {
+		errs = append(errs, c.Validate(year))
+	}
+	return errors.Join(errs...)
+}
+
+// checkShared checks the banks sharing one listener: one dialect, one
+// header, and DE32 values that route each message to one bank (at most one
+// bank may take whatever no other claims).
+func checkShared(listen string, banks []*Bank) error {
+	if len(banks) < 2 {
+		return nil
+	}
+	var errs []error
+	catchAll := 0
+	owner := map[string]string{}
+	for _, b := range banks {
+		if b.Dialect != banks[0].Dialect || b.Header != banks[0].Header {
+			errs = append(errs, fmt.Errorf("banks %q and %q share listener %s but not its dialect and header", banks[0].Code, b.Code, listen))
+		}
+		if len(b.Acquirers) == 0 {
+			catchAll++
+		}
+		for _, a := range b.Acquirers {
+			a = strings.TrimLeft(a, "0")
+			if o, ok := owner[a]; ok {
+				errs = append(errs, fmt.Errorf("banks %q and %q on listener %s both claim acquirer %s", o, b.Code, listen, a))
+			}
+			owner[a] = b.Code
+		}
+	}
+	if catchAll > 1 {
+		errs = append(errs, fmt.Errorf("listener %s is shared by %d banks without acquirers; at most one may take unclaimed DE32 values", listen, catchAll))
 	}
 	return errors.Join(errs...)
 }
 
 // BankCodes returns the codes of the configured banks, sorted.
-func (s *Snapshot) BankCodes() []string {
-	codes := make([]string, 0, len(s.Banks))
-	for c := range s.Banks {
-		codes = append(codes, c)
+func (s *Snapshot) BankCodes() []string { return sortedKeys(s.Banks) }
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
 	}
-	sort.Strings(codes)
-	return codes
+	sort.Strings(keys)
+	return keys
 }
 
-// DecodeStrict decodes one JSON value into v, refusing unknown fields and
-// trailing data.
-func DecodeStrict(data []byte, v any) error {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return err
+func digits(s string) bool {
+	if s == "" {
+		return false
 	}
-	if dec.More() {
-		return errors.New("unexpected data after the JSON value")
+	for _, r := range s {
+		if r < '0' || r > '9' {
+			return false
+		}
 	}
-	return nil
+	return true
+}
+
+// splitHostPort is net.SplitHostPort without importing net's resolver.
+func splitHostPort(hp string) (string, string, error) {
+	i := strings.LastIndexByte(hp, ':')
+	if i < 0 {
+		return "", "", errors.New("missing port")
+	}
+	return hp[:i], hp[i+1:], nil
 }

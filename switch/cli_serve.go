@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -16,7 +15,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/goldcard/goldcard/config"
-	"github.com/goldcard/goldcard/fund"
 	"github.com/goldcard/goldcard/ledger"
 	"github.com/goldcard/goldcard/locks"
 )
@@ -35,6 +33,7 @@ type serveFlags struct {
 	fundLatency                  time.Duration
 	fundFailRate                 float64
 	quota                        string
+	configFile, instanceID       string
 }
 
 func newServeCommand() *cobra.Command {
@@ -42,9 +41,14 @@ func newServeCommand() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the switch",
-		Long: `Run the switch: answer banks' ISO 8583 messages on --listen (the built-in
-bank "default": ISO 8583:1987 ASCII, 2-byte binary length header) and serve the
-admin API on --admin. The database is created and migrated if needed.
+		Long: `Run the switch: answer banks' ISO 8583 messages and serve the admin API on
+--admin. The database is created and migrated if needed.
+
+Banks, dialects, limits and the fund company come from the config center in
+etcd (see goldcard config) and changes there take effect at once. When the
+config center is empty it is seeded from --config's file or, without one, from
+the flags below: the built-in bank "default" on --listen (ISO 8583:1987 ASCII,
+2-byte binary length header), --auth-timeout, --quota, --fund-url...
 
 On SIGTERM or SIGINT the switch stops accepting, answers the requests in
 flight, then exits.`,
@@ -71,7 +75,17 @@ flight, then exits.`,
 	fl.DurationVar(&f.fundLatency, "fund-latency", 50*time.Millisecond, "simulated fund: time to decide a redemption")
 	fl.Float64Var(&f.fundFailRate, "fund-fail-rate", 0, "simulated fund: share of redemptions refused, 0 to 1")
 	fl.StringVar(&f.quota, "quota", "10000.00", "instant-redemption quota per card per day (Asia/Shanghai days)")
+	fl.StringVar(&f.configFile, "config", "", "config file (YAML) to seed an empty config center with, instead of the flags above")
+	fl.StringVar(&f.instanceID, "instance-id", defaultInstanceID(), "name of this instance in the config center")
 	return c
+}
+
+func defaultInstanceID() string {
+	host, err := os.Hostname()
+	if err != nil {
+		host = "goldcard"
+	}
+	return fmt.Sprintf("%s-%d", host, os.Getpid())
 }
 
 func serve(ctx context.Context, c *cobra.Command, f serveFlags) error {
@@ -79,20 +93,17 @@ func serve(ctx context.Context, c *cobra.Command, f serveFlags) error {
 	if err != nil {
 		return err
 	}
-	bank := config.DefaultBank(f.listen)
-	bank.AuthTimeout, bank.SafetyMargin = config.Duration(f.authTimeout), config.Duration(f.safetyMargin)
-	limits := config.DefaultLimits()
-	limits.HoldValidity = config.Duration(f.holdValidity)
-	if limits.RedemptionQuota, err = parseAmount(f.quota); err != nil {
-		return usageError{fmt.Errorf("--quota: %w", err)}
-	}
-	provider, err := fundProvider(f)
+	seed, err := seedConfig(f)
 	if err != nil {
 		return usageError{err}
 	}
-	snap := &config.Snapshot{Banks: map[string]*config.Bank{bank.Code: bank}, Limits: limits}
-	if err := snap.Validate(); err != nil {
-		return usageError{err}
+	dialects := newDialectCache()
+	snap, err := config.Build(0, seed, builtinDialects())
+	if err == nil {
+		err = snap.Validate(dialects.check)
+	}
+	if err != nil {
+		return usageError{fmt.Errorf("config: %w", err)}
 	}
 	if err := os.MkdirAll(f.dataDir, 0o750); err != nil {
 		return fmt.Errorf("data directory: %w", err)
@@ -109,35 +120,80 @@ func serve(ctx context.Context, c *cobra.Command, f serveFlags) error {
 		return err
 	}
 	defer closeEtcd()
+	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	wrote, err := config.Seed(sctx, etcd, f.etcdPrefix, seed)
+	cancel()
+	switch {
+	case err != nil:
+		log.Warn("etcd unreachable: starting on the local config until it is back", "err", err)
+	case len(wrote) > 0:
+		log.Info("config center seeded", "keys", wrote)
+	}
 	locker := locks.New(etcd, locks.Options{Prefix: f.etcdPrefix, TTL: f.lockTTL, Log: log})
 	defer locker.Close()
 
-	srv := NewServer(ctx, ServerOptions{
-		Config: config.NewStore(snap), Pool: pool, Log: log, Admin: f.admin,
-		Fund: provider, Locker: locker,
-	})
+	store := config.NewStore(snap)
+	srv := NewServer(ctx, ServerOptions{Config: store, Pool: pool, Log: log, Admin: f.admin, Locker: locker})
+	srv.dialects = dialects
 	if err := srv.Start(); err != nil {
 		return err
 	}
-	log.Info("switch ready", "db", ledger.Redact(f.db))
+	watcher := &config.Watcher{
+		Client: etcd, Prefix: f.etcdPrefix, Store: store, Builtin: builtinDialects(), BuildDialect: dialects.check,
+		ID: f.instanceID, Version: version, Log: log,
+		Applied:  srv.applyConfig,
+		Rejected: func(int64, error) { srv.metrics.configRejected.Inc() },
+	}
+	srv.watcher = watcher
+	wctx, stopWatch := context.WithCancel(context.WithoutCancel(ctx))
+	watchDone := make(chan struct{})
+	go func() { defer close(watchDone); watcher.Run(wctx) }()
+
+	log.Info("switch ready", "db", ledger.Redact(f.db), "instance", f.instanceID)
 	<-ctx.Done()
 	log.Info("shutting down: answering requests in flight", "timeout", f.drainTimeout)
-	sctx, cancel := context.WithTimeout(context.Background(), f.drainTimeout)
+	dctx, cancel := context.WithTimeout(context.Background(), f.drainTimeout)
 	defer cancel()
-	srv.Shutdown(sctx)
+	stopWatch()
+	<-watchDone
+	srv.Shutdown(dctx)
 	log.Info("switch stopped")
 	return nil
 }
 
-// fundProvider is the fund company the flags name.
-func fundProvider(f serveFlags) (fund.Provider, error) {
+// seedConfig is the config the flags (or --config's file) describe: what
+// an empty config center is seeded with, and what the switch runs on
+// until it has read the config center.
+func seedConfig(f serveFlags) (map[string][]byte, error) {
+	if f.configFile != "" {
+		b, err := os.ReadFile(f.configFile)
+		if err != nil {
+			return nil, fmt.Errorf("--config: %w", err)
+		}
+		kvs, err := config.ParseFile(b)
+		if err != nil {
+			return nil, fmt.Errorf("--config %s: %w", f.configFile, err)
+		}
+		return kvs, nil
+	}
+	bank := config.DefaultBank(f.listen)
+	bank.AuthTimeout, bank.SafetyMargin = config.Duration(f.authTimeout), config.Duration(f.safetyMargin)
+	snap := &config.Snapshot{
+		Banks:  map[string]*config.Bank{bank.Code: bank},
+		Limits: config.DefaultLimits(),
+		Fund:   config.DefaultFund(),
+		Sweep:  config.DefaultSweep(),
+	}
+	snap.Limits.HoldValidity = config.Duration(f.holdValidity)
+	var err error
+	if snap.Limits.RedemptionQuota, err = parseAmount(f.quota); err != nil {
+		return nil, fmt.Errorf("--quota: %w", err)
+	}
+	snap.Fund.SimulatorLatency, snap.Fund.SimulatorFailRate = config.Duration(f.fundLatency), f.fundFailRate
 	if f.fundURL != "" {
-		return fund.NewGateway(f.fundURL)
+		snap.Fund.Provider, snap.Fund.URL = config.FundGateway, f.fundURL
 	}
-	if f.fundFailRate < 0 || f.fundFailRate > 1 {
-		return nil, errors.New("--fund-fail-rate must be between 0 and 1")
-	}
-	return fund.NewSimulator(fund.SimOptions{Latency: f.fundLatency, FailRate: f.fundFailRate}), nil
+	return snap.Values(), nil
 }
 
 // connectEtcd returns a client of the cluster named by --etcd or, without

@@ -35,6 +35,7 @@ const (
 	rcNotPermitted       = "57"
 	rcOverLimit          = "61"
 	rcUnavailable        = "91"
+	rcUnroutable         = "92"
 	rcDuplicate          = "94"
 	rcMalfunction        = "96"
 )
@@ -62,6 +63,8 @@ func responseCode(err error) string {
 		return rcInvalidTransaction
 	case errors.Is(err, errKeyReused):
 		return rcDuplicate
+	case errors.Is(err, errUnroutable):
+		return rcUnroutable
 	case errors.Is(err, errUnavailable), errors.Is(err, errDeadline), errors.Is(err, locks.ErrUnavailable),
 		errors.Is(err, ledger.ErrFenced), errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
 		return rcUnavailable

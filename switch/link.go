@@ -17,7 +17,6 @@ import (
 	connection "github.com/moov-io/iso8583-connection"
 	isoerrors "github.com/moov-io/iso8583/errors"
 
-	"github.com/goldcard/goldcard/config"
 	"github.com/goldcard/goldcard/iso"
 )
 
@@ -34,7 +33,8 @@ var errDraining = errors.New("link draining")
 // and TCP pushes back on the bank.
 type link struct {
 	srv     *Server
-	bank    string // code of the bank whose listener accepted it
+	ln      *bankListener
+	bank    string // the listener's label, for metrics and logs
 	dialect *iso.Dialect
 	header  iso.Header
 	// maxFrame is the longest body accepted; fixed for the link's life.
@@ -50,19 +50,20 @@ type link struct {
 	once     sync.Once
 }
 
-func newLink(srv *Server, b *config.Bank, d *iso.Dialect, h iso.Header, nc net.Conn, log *slog.Logger) (*link, error) {
+func newLink(bl *bankListener, lim linkLimits, nc net.Conn, log *slog.Logger) (*link, error) {
 	l := &link{
-		srv:      srv,
-		bank:     b.Code,
-		dialect:  d,
-		header:   h,
-		maxFrame: b.MaxFrame,
+		srv:      bl.srv,
+		ln:       bl,
+		bank:     bl.label(),
+		dialect:  bl.dialect,
+		header:   bl.header,
+		maxFrame: lim.maxFrame,
 		nc:       nc,
 		log:      log,
-		slots:    make(chan struct{}, b.MaxInFlight),
+		slots:    make(chan struct{}, lim.maxInFlight),
 		closed:   make(chan struct{}),
 	}
-	c, err := connection.NewFrom(deadlineConn{nc}, d.Spec, nil, nil,
+	c, err := connection.NewFrom(deadlineConn{nc}, bl.dialect.Spec, nil, nil,
 		connection.SetMessageReader(l),
 		connection.InboundMessageHandler(l.handle),
 		connection.ErrorHandler(l.onError),
@@ -173,10 +174,16 @@ func (l *link) handle(_ *connection.Connection, msg *iso8583.Message) {
 	}()
 
 	snap := l.srv.cfg.Load()
-	bank, ok := snap.Banks[l.bank]
-	if !ok {
-		bank = config.DefaultBank("")
-		bank.Code = l.bank
+	bank, err := l.ln.route(snap, msg)
+	if err != nil {
+		mti, _ := msg.GetMTI()
+		l.log.Warn("message not routed", "mti", mti, "err", err)
+		ex := exchange{mti: mti, code: responseCode(err), err: err}
+		if resp := l.srv.proc.plainResponse(l.dialect, msg, err); resp != nil && !l.send(resp) {
+			ex.lost = true
+		}
+		l.srv.observe(l.bank, ex, arrival)
+		return
 	}
 	ctx, cancel := context.WithDeadline(l.srv.baseCtx, arrival.Add(bank.Budget()))
 	defer cancel()
@@ -184,7 +191,7 @@ func (l *link) handle(_ *connection.Connection, msg *iso8583.Message) {
 	if resp != nil && !l.send(resp) {
 		ex.lost = true
 	}
-	l.srv.observe(l.bank, ex, arrival)
+	l.srv.observe(bank.Code, ex, arrival)
 }
 
 // send writes one response body with its length header. It reports false

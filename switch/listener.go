@@ -7,17 +7,35 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
+
+	"github.com/moov-io/iso8583"
+	"golang.org/x/sys/unix"
 
 	"github.com/goldcard/goldcard/config"
 	"github.com/goldcard/goldcard/iso"
 )
 
-// bankListener accepts one bank's connections.
+// listenerKey is what a listener is: its address, its wire format and the
+// banks it serves. A change to any of them replaces the listener.
+type listenerKey struct {
+	listen  string
+	dialect string // name and spec digest
+	header  string
+	banks   string // codes, sorted, joined by +
+}
+
+// bankListener accepts connections for the banks sharing one address. It
+// binds with SO_REUSEPORT, so other switches on the host (and its own
+// successor) can bind the same port.
 type bankListener struct {
 	srv     *Server
-	bank    *config.Bank
+	key     listenerKey
+	codes   []string
 	dialect *iso.Dialect
 	header  iso.Header
 	ln      net.Listener
@@ -30,20 +48,54 @@ type bankListener struct {
 	wg      sync.WaitGroup // the accept loop and every link's life
 }
 
-func listenBank(s *Server, b *config.Bank, d *iso.Dialect, h iso.Header) (*bankListener, error) {
-	ln, err := net.Listen("tcp", b.Listen)
+// listenerKeys groups a snapshot's enabled banks by address.
+func listenerKeys(snap *config.Snapshot) map[string]listenerKey {
+	byAddr := map[string][]*config.Bank{}
+	for _, code := range snap.BankCodes() {
+		if b := snap.Banks[code]; b.Enabled {
+			byAddr[b.Listen] = append(byAddr[b.Listen], b)
+		}
+	}
+	keys := map[string]listenerKey{}
+	for addr, banks := range byAddr {
+		codes := make([]string, len(banks))
+		for i, b := range banks {
+			codes[i] = b.Code
+		}
+		sort.Strings(codes)
+		keys[addr] = listenerKey{listen: addr, dialect: banks[0].Dialect + "@" + specDigest(snap.Dialects[banks[0].Dialect]), header: banks[0].Header, banks: strings.Join(codes, "+")}
+	}
+	return keys
+}
+
+// reusePort lets several sockets bind one address.
+func reusePort(_, _ string, c syscall.RawConn) error {
+	var serr error
+	err := c.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1) })
 	if err != nil {
-		return nil, fmt.Errorf("bank %s: %w", b.Code, err)
+		return err
+	}
+	return serr
+}
+
+func listenBanks(s *Server, key listenerKey, d *iso.Dialect, h iso.Header) (*bankListener, error) {
+	lc := net.ListenConfig{Control: reusePort}
+	ln, err := lc.Listen(context.Background(), "tcp", key.listen)
+	if err != nil {
+		return nil, fmt.Errorf("banks %s: %w", key.banks, err)
 	}
 	bl := &bankListener{
-		srv: s, bank: b, dialect: d, header: h, ln: ln,
-		log:   s.log.With("bank", b.Code),
+		srv: s, key: key, codes: strings.Split(key.banks, "+"), dialect: d, header: h, ln: ln,
+		log:   s.log.With("bank", key.banks),
 		links: make(map[*link]struct{}),
 	}
 	bl.wg.Add(1)
 	go bl.accept()
 	return bl, nil
 }
+
+// label names the listener's banks in logs and metrics.
+func (bl *bankListener) label() string { return bl.key.banks }
 
 func (bl *bankListener) accept() {
 	defer bl.wg.Done()
@@ -59,20 +111,59 @@ func (bl *bankListener) accept() {
 	}
 }
 
-// admit takes a new connection on, or refuses it when the bank's limits
+// limits are the link limits of the listener's banks in the current
+// config: the most permissive of them on a shared port.
+type linkLimits struct {
+	maxConns, maxInFlight, maxFrame int
+	cidrs                           []netip.Prefix // nil: any address
+}
+
+func (bl *bankListener) limits() linkLimits {
+	snap := bl.srv.cfg.Load()
+	var lim linkLimits
+	open := false
+	for _, code := range bl.codes {
+		b, ok := snap.Banks[code]
+		if !ok {
+			continue
+		}
+		lim.maxConns += b.MaxConnections
+		lim.maxInFlight = max(lim.maxInFlight, b.MaxInFlight)
+		lim.maxFrame = max(lim.maxFrame, b.MaxFrame)
+		if len(b.AllowedCIDRs) == 0 {
+			open = true
+		}
+		for _, c := range b.AllowedCIDRs {
+			if p, err := netip.ParsePrefix(c); err == nil {
+				lim.cidrs = append(lim.cidrs, p)
+			}
+		}
+	}
+	if open {
+		lim.cidrs = nil
+	}
+	if lim.maxInFlight == 0 {
+		d := config.NewBank()
+		lim.maxInFlight, lim.maxFrame = d.MaxInFlight, d.MaxFrame
+	}
+	return lim
+}
+
+// admit takes a new connection on, or refuses it when the banks' limits
 // say so.
 func (bl *bankListener) admit(nc net.Conn) {
 	m := bl.srv.metrics
 	peer := nc.RemoteAddr().String()
-	if reason := bl.refusal(nc); reason != "" {
-		m.connEvents.WithLabelValues(bl.bank.Code, "refused_"+reason).Inc()
+	lim := bl.limits()
+	if reason := bl.refusal(nc, lim); reason != "" {
+		m.connEvents.WithLabelValues(bl.label(), "refused_"+reason).Inc()
 		bl.log.Warn("connection refused", "peer", peer, "reason", reason)
 		_ = nc.Close()
 		return
 	}
 	id := bl.nextID.Add(1)
 	log := bl.log.With("link", id, "peer", peer)
-	l, err := newLink(bl.srv, bl.bank, bl.dialect, bl.header, nc, log)
+	l, err := newLink(bl, lim, nc, log)
 	if err != nil {
 		log.Error("link not started", "err", err)
 		_ = nc.Close()
@@ -86,8 +177,8 @@ func (bl *bankListener) admit(nc net.Conn) {
 	}
 	bl.links[l] = struct{}{}
 	bl.mu.Unlock()
-	m.connections.WithLabelValues(bl.bank.Code).Inc()
-	m.connEvents.WithLabelValues(bl.bank.Code, "accepted").Inc()
+	m.connections.WithLabelValues(bl.label()).Inc()
+	m.connEvents.WithLabelValues(bl.label(), "accepted").Inc()
 	log.Info("bank connected")
 	bl.wg.Add(1)
 	go func() {
@@ -96,31 +187,66 @@ func (bl *bankListener) admit(nc net.Conn) {
 		bl.mu.Lock()
 		delete(bl.links, l)
 		bl.mu.Unlock()
-		m.connections.WithLabelValues(bl.bank.Code).Dec()
+		m.connections.WithLabelValues(bl.label()).Dec()
 		log.Info("bank disconnected")
 	}()
 }
 
-func (bl *bankListener) refusal(nc net.Conn) string {
+func (bl *bankListener) refusal(nc net.Conn, lim linkLimits) string {
 	bl.mu.Lock()
 	n := len(bl.links)
 	bl.mu.Unlock()
-	if n >= bl.bank.MaxConnections {
+	if n >= lim.maxConns {
 		return "max_connections"
 	}
-	if len(bl.bank.AllowedCIDRs) == 0 {
+	if lim.cidrs == nil {
 		return ""
 	}
 	ap, err := netip.ParseAddrPort(nc.RemoteAddr().String())
 	if err != nil {
 		return "address"
 	}
-	for _, c := range bl.bank.AllowedCIDRs {
-		if p, err := netip.ParsePrefix(c); err == nil && p.Contains(ap.Addr().Unmap()) {
+	for _, p := range lim.cidrs {
+		if p.Contains(ap.Addr().Unmap()) {
 			return ""
 		}
 	}
 	return "cidr"
+}
+
+// errUnroutable is a message on a shared port whose DE32 no bank claims.
+var errUnroutable = errors.New("no bank on this port serves the message's acquirer (DE32)")
+
+// route finds the bank a message is for: the listener's only bank, or on
+// a shared port the bank whose acquirers include DE32, else the one that
+// claims no acquirers.
+func (bl *bankListener) route(snap *config.Snapshot, msg *iso8583.Message) (*config.Bank, error) {
+	var banks []*config.Bank
+	for _, code := range bl.codes {
+		if b, ok := snap.Banks[code]; ok && b.Enabled && b.Listen == bl.key.listen {
+			banks = append(banks, b)
+		}
+	}
+	switch len(banks) {
+	case 0:
+		return nil, fmt.Errorf("%w: the bank is no longer configured on this port", errUnavailable)
+	case 1:
+		return banks[0], nil
+	}
+	de32, _ := msg.GetString(32)
+	var catchAll *config.Bank
+	for _, b := range banks {
+		if b.Serves(de32) {
+			return b, nil
+		}
+		if len(b.Acquirers) == 0 {
+			catchAll = b
+		}
+	}
+	if catchAll != nil {
+		return catchAll, nil
+	}
+	return nil, errUnroutable
 }
 
 // shutdown stops accepting and drains every link.

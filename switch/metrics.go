@@ -31,6 +31,10 @@ type metrics struct {
 	lockWait          prometheus.Histogram
 	ordersSettled     *prometheus.CounterVec // state
 	quotaRejections   *prometheus.CounterVec // bank
+
+	configRevision prometheus.Gauge
+	configApply    prometheus.Histogram
+	configRejected prometheus.Counter
 }
 
 // latencyBuckets resolve the range that matters against a 3 s timeout.
@@ -108,8 +112,22 @@ func newMetrics() *metrics {
 			Name: "goldcard_quota_rejections_total",
 			Help: "Debits declined 61 because the day's instant-redemption quota could not cover their shortfall.",
 		}, []string{"bank"}),
+		configRevision: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "goldcard_config_revision",
+			Help: "etcd revision of the config this instance runs on.",
+		}),
+		configApply: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "goldcard_config_apply_seconds",
+			Help:    "Time from a config change's arrival from etcd to its being in effect.",
+			Buckets: []float64{.0001, .0002, .0005, .001, .002, .005, .01, .05, .1},
+		}),
+		configRejected: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "goldcard_config_rejected_total",
+			Help: "Config changes refused as invalid; the instance kept running on its config.",
+		}),
 	}
-	reg.MustRegister(m.requests, m.latency, m.inFlight, m.connections, m.connEvents, m.frames, m.bytes,
+	reg.MustRegister(m.configRevision, m.configApply, m.configRejected,
+		m.requests, m.latency, m.inFlight, m.connections, m.connEvents, m.frames, m.bytes,
 		m.unpackErrors, m.lostResponses, m.ledgerDuration,
 		m.redemptions, m.redemptionLatency, m.deadlineMisses, m.lockWait, m.ordersSettled, m.quotaRejections,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -32,11 +33,16 @@ type Server struct {
 	// shutdown: requests in flight are allowed to finish.
 	baseCtx context.Context
 
-	mu        sync.Mutex // guards listeners
-	listeners map[string]*bankListener
+	mu        sync.Mutex               // guards listeners
+	listeners map[string]*bankListener // by address
+	dialects  *dialectCache
+	fund      *switchableFund
 
 	admin     *http.Server
 	adminAddr net.Addr
+
+	// watcher follows the config center (nil without one).
+	watcher *config.Watcher
 
 	// reconciler settles orders left pending; stopReconciler ends it.
 	reconciler     *fund.Reconciler
@@ -53,9 +59,9 @@ type ServerOptions struct {
 	Admin string
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
-	// Fund is the fund company; with Locker, it lets debits be covered
-	// from cards' funds. Without them such debits are declined.
-	Fund   fund.Provider
+	// Locker takes cards' etcd locks; it lets debits be covered from
+	// cards' funds (the config names the fund company). Without it such
+	// debits are declined.
 	Locker cardLocker
 	// ReconcileEvery is how often pending orders are checked (default 1s).
 	ReconcileEvery time.Duration
@@ -76,12 +82,18 @@ func NewServer(ctx context.Context, o ServerOptions) *Server {
 		log:       o.Log,
 		baseCtx:   context.WithoutCancel(ctx),
 		listeners: make(map[string]*bankListener),
+		dialects:  newDialectCache(),
+		fund:      &switchableFund{},
+	}
+	if _, err := s.fund.set(o.Config.Load().Fund); err != nil {
+		o.Log.Error("fund company of the config; using the simulator", "err", err)
+		_, _ = s.fund.set(config.DefaultFund())
 	}
 	s.proc = &processor{books: ledgerBooks{l: l, metrics: s.metrics}, now: now, log: o.Log}
-	if o.Fund != nil && o.Locker != nil {
-		s.proc.redeemer = &redeemer{ledger: l, provider: o.Fund, locker: o.Locker, metrics: s.metrics, log: o.Log}
+	if o.Locker != nil {
+		s.proc.redeemer = &redeemer{ledger: l, provider: s.fund, locker: o.Locker, metrics: s.metrics, log: o.Log}
 		s.reconciler = &fund.Reconciler{
-			Ledger: l, Provider: o.Fund, Log: o.Log, Every: o.ReconcileEvery,
+			Ledger: l, Provider: s.fund, Log: o.Log, Every: o.ReconcileEvery,
 			Resolved: func(_ ledger.Order, st fund.State) { s.metrics.ordersSettled.WithLabelValues(string(st)).Inc() },
 		}
 	}
@@ -114,46 +126,83 @@ func (s *Server) Start() error {
 			s.reconciler.Run(ctx)
 		}()
 	}
-	snap := s.cfg.Load()
-	for _, code := range snap.BankCodes() {
-		b := snap.Banks[code]
-		if !b.Enabled {
-			continue
-		}
-		if err := s.openBank(b); err != nil {
-			s.Shutdown(context.Background())
-			return err
-		}
+	if err := s.reconcileListeners(s.cfg.Load()); err != nil {
+		s.Shutdown(context.Background())
+		return err
 	}
 	return nil
 }
 
-func (s *Server) openBank(b *config.Bank) error {
-	d, err := iso.Builtin(b.Dialect)
+// reconcileListeners opens a listener for each address the snapshot's
+// enabled banks use and drains those no longer wanted. A listener whose
+// wire format or banks changed is replaced: the new one binds beside the
+// old (SO_REUSEPORT) before the old stops accepting and drains.
+func (s *Server) reconcileListeners(snap *config.Snapshot) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	want := listenerKeys(snap)
+	var errs []error
+	var retired []*bankListener
+	for addr, key := range want {
+		cur, ok := s.listeners[addr]
+		if ok && cur.key == key {
+			continue
+		}
+		bl, err := s.openListener(snap, key)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if ok {
+			retired = append(retired, cur)
+		}
+		s.listeners[addr] = bl
+	}
+	for addr, cur := range s.listeners {
+		if _, ok := want[addr]; !ok {
+			retired = append(retired, cur)
+			delete(s.listeners, addr)
+		}
+	}
+	for _, bl := range retired {
+		s.log.Info("bank listener retired: draining its links", "bank", bl.label(), "addr", bl.ln.Addr().String())
+		go func() {
+			ctx, cancel := context.WithTimeout(s.baseCtx, 30*time.Second)
+			defer cancel()
+			bl.shutdown(ctx)
+		}()
+	}
+	return errors.Join(errs...)
+}
+
+func (s *Server) openListener(snap *config.Snapshot, key listenerKey) (*bankListener, error) {
+	b := snap.Banks[strings.Split(key.banks, "+")[0]]
+	d, err := s.dialects.build(b.Dialect, snap.Dialects[b.Dialect])
 	if err != nil {
-		return fmt.Errorf("bank %s: %w", b.Code, err)
+		return nil, fmt.Errorf("bank %s: %w", b.Code, err)
 	}
 	h, err := iso.HeaderByName(b.Header)
 	if err != nil {
-		return fmt.Errorf("bank %s: %w", b.Code, err)
+		return nil, fmt.Errorf("bank %s: %w", b.Code, err)
 	}
-	bl, err := listenBank(s, b, d, h)
+	bl, err := listenBanks(s, key, d, h)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	s.mu.Lock()
-	s.listeners[b.Code] = bl
-	s.mu.Unlock()
-	s.log.Info("bank listening", "bank", b.Code, "addr", bl.ln.Addr().String(), "dialect", d.Name, "header", h.Name())
-	return nil
+	s.log.Info("bank listening", "bank", key.banks, "addr", bl.ln.Addr().String(), "dialect", b.Dialect, "header", h.Name())
+	return bl, nil
 }
 
 // BankAddr returns the address a bank's listener is bound to.
 func (s *Server) BankAddr(code string) net.Addr {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if bl, ok := s.listeners[code]; ok {
-		return bl.ln.Addr()
+	for _, bl := range s.listeners {
+		for _, c := range bl.codes {
+			if c == code {
+				return bl.ln.Addr()
+			}
+		}
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -21,7 +22,11 @@ func startServer(t *testing.T) (*Server, *ledger.Ledger) {
 	l, pool := ledgertest.New(t)
 	bank := config.DefaultBank("127.0.0.1:0")
 	bank.MaxInFlight = 8
-	snap := &config.Snapshot{Banks: map[string]*config.Bank{bank.Code: bank}, Limits: config.DefaultLimits()}
+	bankJSON, _ := json.Marshal(bank)
+	snap, err := config.Build(1, map[string][]byte{"banks/default": bankJSON}, builtinDialects())
+	if err != nil {
+		t.Fatal(err)
+	}
 	log := slog.New(slog.NewTextHandler(testWriter{t}, nil))
 	srv := NewServer(context.Background(), ServerOptions{Config: config.NewStore(snap), Pool: pool, Log: log, Admin: "127.0.0.1:0"})
 	if err := srv.Start(); err != nil {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"os/exec"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/moov-io/iso8583"
 
+	"github.com/goldcard/goldcard/config"
 	"github.com/goldcard/goldcard/ledger"
 	"github.com/goldcard/goldcard/ledger/ledgertest"
 	"github.com/goldcard/goldcard/locks"
@@ -243,6 +245,12 @@ func TestKilledLockHolder(t *testing.T) {
 	waitFor(t, "a to hold the card's lock with an order out", func() bool { return len(a.cardOrders(pan)) == 1 })
 	_ = a.cmd.Process.Signal(syscall.SIGKILL)
 	<-a.done
+	// A faster fund company, through the config center.
+	cl := cluster.Client()
+	if _, err := cl.Put(context.Background(), config.ConfigKey("/goldcard/", "fund"), `{"provider":"simulator","simulator_latency":"50ms"}`); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "b to take the new fund config", func() bool { return strings.Contains(b.Logs(), `"msg":"fund company changed"`) })
 
 	start := time.Now()
 	bankB := connectBank(t, b.bank)

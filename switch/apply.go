@@ -1,0 +1,132 @@
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"reflect"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/goldcard/goldcard/config"
+	"github.com/goldcard/goldcard/fund"
+	"github.com/goldcard/goldcard/iso"
+)
+
+// dialectCache builds dialects from their specs once per distinct spec.
+type dialectCache struct {
+	mu    sync.Mutex              // guards built
+	built map[string]*iso.Dialect // by name@digest
+}
+
+func newDialectCache() *dialectCache {
+	return &dialectCache{built: map[string]*iso.Dialect{}}
+}
+
+func specDigest(spec []byte) string {
+	sum := sha256.Sum256(spec)
+	return hex.EncodeToString(sum[:8])
+}
+
+// build returns the dialect name for spec, building it if not yet built.
+func (c *dialectCache) build(name string, spec []byte) (*iso.Dialect, error) {
+	key := name + "@" + specDigest(spec)
+	c.mu.Lock()
+	d, ok := c.built[key]
+	c.mu.Unlock()
+	if ok {
+		return d, nil
+	}
+	d, err := iso.LoadDialect(name, spec)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	c.built[key] = d
+	c.mu.Unlock()
+	return d, nil
+}
+
+// check is config's dialect check: it builds the spec.
+func (c *dialectCache) check(name string, spec []byte) error {
+	_, err := c.build(name, spec)
+	return err
+}
+
+// builtinDialects are the shipped dialects' specs.
+func builtinDialects() map[string]json.RawMessage {
+	out := map[string]json.RawMessage{}
+	for _, name := range iso.BuiltinNames() {
+		if b, err := iso.BuiltinJSON(name); err == nil {
+			out[name] = b
+		}
+	}
+	return out
+}
+
+// switchableFund is the fund company of the current config: replaced,
+// not changed, when the config's fund section changes.
+type switchableFund struct {
+	cur atomic.Pointer[fundBox]
+}
+
+type fundBox struct {
+	cfg config.Fund
+	p   fund.Provider
+}
+
+// newFundProvider builds the fund company a config section names.
+func newFundProvider(f config.Fund) (fund.Provider, error) {
+	if f.Provider == config.FundGateway {
+		return fund.NewGateway(f.URL)
+	}
+	return fund.NewSimulator(fund.SimOptions{Latency: f.SimulatorLatency.D(), FailRate: f.SimulatorFailRate}), nil
+}
+
+// set makes f the fund company unless it already is; it reports a change.
+func (s *switchableFund) set(f config.Fund) (bool, error) {
+	if cur := s.cur.Load(); cur != nil && reflect.DeepEqual(cur.cfg, f) {
+		return false, nil
+	}
+	p, err := newFundProvider(f)
+	if err != nil {
+		return false, err
+	}
+	s.cur.Store(&fundBox{cfg: f, p: p})
+	return true, nil
+}
+
+func (s *switchableFund) p() fund.Provider { return s.cur.Load().p }
+
+func (s *switchableFund) Redeem(ctx context.Context, o fund.Order) (fund.Status, error) {
+	return s.p().Redeem(ctx, o)
+}
+
+func (s *switchableFund) RedemptionStatus(ctx context.Context, id string) (fund.Status, error) {
+	return s.p().RedemptionStatus(ctx, id)
+}
+
+func (s *switchableFund) Subscribe(ctx context.Context, o fund.Order) (fund.Status, error) {
+	return s.p().Subscribe(ctx, o)
+}
+
+func (s *switchableFund) SubscriptionStatus(ctx context.Context, id string) (fund.Status, error) {
+	return s.p().SubscriptionStatus(ctx, id)
+}
+
+// applyConfig puts a newly applied snapshot into effect: listeners and
+// the fund company. Requests read limits and banks from the store.
+func (s *Server) applyConfig(_, cur *config.Snapshot, took time.Duration) {
+	s.metrics.configRevision.Set(float64(cur.Revision))
+	s.metrics.configApply.Observe(took.Seconds())
+	if err := s.reconcileListeners(cur); err != nil {
+		s.log.Error("opening bank listeners of the new config", "err", err)
+	}
+	if changed, err := s.fund.set(cur.Fund); err != nil {
+		s.log.Error("fund company of the new config", "err", err)
+	} else if changed {
+		s.log.Info("fund company changed", "provider", cur.Fund.Provider, "url", cur.Fund.URL)
+	}
+}
