@@ -1,0 +1,402 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+	"sigs.k8s.io/yaml"
+
+	"github.com/goldcard/goldcard/config"
+)
+
+type configFlags struct {
+	etcd, prefix string
+	timeout      time.Duration
+	asJSON       bool
+}
+
+func newConfigCommand() *cobra.Command {
+	var f configFlags
+	c := &cobra.Command{
+		Use:   "config",
+		Short: "Read, change and follow the config center in etcd",
+		Long: `Read, change and follow the config center in etcd, which every switch watches.
+
+Keys are relative to <prefix>config/:
+  banks/<code>     a bank: {"code","name","listen","dialect","header","auth_timeout",
+                   "safety_margin","acquirers","allowed_cidrs","max_connections",
+                   "max_in_flight","max_frame","enabled"}
+  dialects/<name>  a moov-io/iso8583 JSON spec (iso87-ascii and iso87-ascii-binbitmap are built in)
+  limits           {"redemption_quota","atm_per_txn","pos_per_txn","hold_validity"}
+  fund             {"provider","url","call_timeout","simulator_latency","simulator_fail_rate"}
+  sweep            {"threshold","min_sweep","time","time_zone"}
+  calendar/<year>  {"holidays":["YYYY-MM-DD",...]}
+
+Amounts are minor units, durations Go duration strings ("3s"). testdata/goldcard.yaml
+documents every setting with its default.`,
+		Args: noArgs,
+	}
+	pf := c.PersistentFlags()
+	pf.StringVar(&f.etcd, "etcd", "http://127.0.0.1:2379", "etcd URLs, separated by commas")
+	pf.StringVar(&f.prefix, "etcd-prefix", "/goldcard/", "prefix of the switch's etcd keys")
+
+	get := &cobra.Command{
+		Use:   "get [KEY]",
+		Short: "Print a config key's value, or every key with its value",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			cl, err := etcdClient(f)
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
+			kvs, rev, err := config.Read(c.Context(), cl, f.prefix)
+			if err != nil {
+				return fmt.Errorf("reading the config center: %w", err)
+			}
+			out := c.OutOrStdout()
+			if len(args) == 1 {
+				v, ok := kvs[args[0]]
+				if !ok {
+					if name, isDialect := strings.CutPrefix(args[0], "dialects/"); isDialect {
+						if b, ok := builtinDialects()[name]; ok {
+							fmt.Fprintf(c.ErrOrStderr(), "(%s is built in; no key overrides it)\n", args[0])
+							_, err := out.Write(b)
+							return err
+						}
+					}
+					return fmt.Errorf("no key %s in the config center", args[0])
+				}
+				return writeIndented(out, v)
+			}
+			all := map[string]json.RawMessage{}
+			for k, v := range kvs {
+				all[k] = v
+			}
+			b, _ := json.MarshalIndent(map[string]any{"revision": rev, "keys": all}, "", "  ")
+			_, err = fmt.Fprintln(out, string(b))
+			return err
+		},
+	}
+
+	put := &cobra.Command{
+		Use:   "put KEY FILE",
+		Short: "Validate a value and write it, then wait until every live switch has applied it",
+		Long: `Validate KEY's new value (FILE, JSON or YAML; - for standard input) against the
+whole config, write it, then wait until every live switch reports the new
+revision, printing how long each took. Exits 1 if a switch refuses the change
+or does not report before --timeout.`,
+		Example: "  goldcard config put banks/acme acme.json\n  goldcard config put limits - <<<'{\"redemption_quota\": 500000}'",
+		Args:    exactArgs(2),
+		RunE: func(c *cobra.Command, args []string) error {
+			return configPut(c, f, args[0], args[1])
+		},
+	}
+	put.Flags().DurationVar(&f.timeout, "timeout", 10*time.Second, "longest wait for the switches to report")
+	put.Flags().BoolVar(&f.asJSON, "json", false, "print the switches' reports as JSON")
+
+	del := &cobra.Command{
+		Use:   "delete KEY",
+		Short: "Remove a key (a bank's listener closes once its links drain)",
+		Args:  exactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			cl, err := etcdClient(f)
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
+			kvs, _, err := config.Read(c.Context(), cl, f.prefix)
+			if err != nil {
+				return err
+			}
+			if _, ok := kvs[args[0]]; !ok {
+				return fmt.Errorf("no key %s in the config center", args[0])
+			}
+			delete(kvs, args[0])
+			if err := validateConfig(kvs); err != nil {
+				return fmt.Errorf("the config without %s would be invalid: %w", args[0], err)
+			}
+			resp, err := cl.Delete(c.Context(), config.ConfigKey(f.prefix, args[0]))
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(c.OutOrStdout(), "deleted %s at revision %d\n", args[0], resp.Header.Revision)
+			return nil
+		},
+	}
+
+	watch := &cobra.Command{
+		Use:   "watch",
+		Short: "Print config changes and switches' reports as they happen (until interrupted)",
+		Args:  noArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			cl, err := etcdClient(f)
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
+			out := c.OutOrStdout()
+			fmt.Fprintf(c.ErrOrStderr(), "watching %s on %s (Ctrl-C to stop)\n", f.prefix, f.etcd)
+			for resp := range cl.Watch(c.Context(), f.prefix, clientv3.WithPrefix()) {
+				if err := resp.Err(); err != nil {
+					return err
+				}
+				for _, ev := range resp.Events {
+					key := strings.TrimPrefix(string(ev.Kv.Key), f.prefix)
+					if strings.HasPrefix(key, "locks/") {
+						continue
+					}
+					fmt.Fprintf(out, "%s rev %d %s %s %s\n", time.Now().Format("15:04:05.000"), ev.Kv.ModRevision,
+						strings.ToLower(ev.Type.String()), key, compactJSON(ev.Kv.Value))
+				}
+			}
+			return nil
+		},
+	}
+
+	validate := &cobra.Command{
+		Use:   "validate FILE",
+		Short: "Check a config file (as given to goldcard serve --config) without writing anything",
+		Args:  exactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			b, err := readArg(c, args[0])
+			if err != nil {
+				return err
+			}
+			kvs, err := config.ParseFile(b)
+			if err == nil {
+				err = validateConfig(kvs)
+			}
+			if err != nil {
+				return fmt.Errorf("%s is invalid:\n%w", args[0], err)
+			}
+			fmt.Fprintf(c.OutOrStdout(), "%s is valid: %d keys\n", args[0], len(kvs))
+			return nil
+		},
+	}
+	c.AddCommand(get, put, del, watch, validate)
+	return c
+}
+
+func exactArgs(n int) cobra.PositionalArgs {
+	return func(c *cobra.Command, args []string) error {
+		if len(args) != n {
+			return usageError{fmt.Errorf("%s takes %d argument(s), got %d (see --help)", c.CommandPath(), n, len(args))}
+		}
+		return nil
+	}
+}
+
+func etcdClient(f configFlags) (*clientv3.Client, error) {
+	cl, err := clientv3.New(clientv3.Config{Endpoints: strings.Split(f.etcd, ","), DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		return nil, fmt.Errorf("etcd at %s: %w", f.etcd, err)
+	}
+	return cl, nil
+}
+
+// readArg reads a file, or standard input for "-".
+func readArg(c *cobra.Command, path string) ([]byte, error) {
+	if path == "-" {
+		return io.ReadAll(c.InOrStdin())
+	}
+	return os.ReadFile(path)
+}
+
+// validateConfig checks a whole config as a switch would before applying.
+func validateConfig(kvs map[string][]byte) error {
+	snap, err := config.Build(0, kvs, builtinDialects())
+	if err != nil {
+		return err
+	}
+	return snap.Validate(newDialectCache().check)
+}
+
+// valueJSON turns a value file (JSON or YAML) into compact JSON.
+func valueJSON(key string, b []byte) ([]byte, error) {
+	kvs, err := config.ParseFile(wrapForKey(key, b))
+	if err != nil {
+		return nil, err
+	}
+	return kvs[key], nil
+}
+
+// wrapForKey places a value where a config file would hold it, so one
+// parser reads both.
+func wrapForKey(key string, b []byte) []byte {
+	kind, name, _ := strings.Cut(key, "/")
+	js, err := yaml.YAMLToJSON(b)
+	if err != nil {
+		js = b
+	}
+	if name == "" {
+		return []byte(fmt.Sprintf(`{%q: %s}`, kind, js))
+	}
+	return []byte(fmt.Sprintf(`{%q: {%q: %s}}`, kind, name, js))
+}
+
+func configPut(c *cobra.Command, f configFlags, key, path string) error {
+	raw, err := readArg(c, path)
+	if err != nil {
+		return err
+	}
+	if _, err := config.DecodeValue(key, []byte("{}")); errors.Is(err, config.ErrUnknownKey) {
+		return usageError{err}
+	}
+	value, err := valueJSON(key, raw)
+	if err != nil {
+		return fmt.Errorf("%s is invalid:\n%w", key, err)
+	}
+	cl, err := etcdClient(f)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	ctx := c.Context()
+	kvs, _, err := config.Read(ctx, cl, f.prefix)
+	if err != nil {
+		return fmt.Errorf("reading the config center: %w", err)
+	}
+	kvs[key] = value
+	if err := validateConfig(kvs); err != nil {
+		return fmt.Errorf("refused, nothing written: the config with this %s would be invalid:\n%w", key, err)
+	}
+	live, _, err := config.Instances(ctx, cl, f.prefix)
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	resp, err := cl.Put(ctx, config.ConfigKey(f.prefix, key), string(value))
+	if err != nil {
+		return fmt.Errorf("writing %s: %w", key, err)
+	}
+	rev := resp.Header.Revision
+	fmt.Fprintf(c.ErrOrStderr(), "wrote %s at revision %d; waiting for %d switch(es)\n", key, rev, len(live))
+	results, err := waitApplied(ctx, cl, f.prefix, live, rev, start, f.timeout)
+	printApplied(c.OutOrStdout(), results, f.asJSON)
+	return err
+}
+
+// applied is one switch's answer to a config change.
+type applied struct {
+	ID      string  `json:"id"`
+	State   string  `json:"state"` // applied, rejected, silent
+	AfterMS float64 `json:"after_ms,omitempty"`
+	Error   string  `json:"error,omitempty"`
+}
+
+// waitApplied follows the instances' reports until each of live has
+// applied or refused revision rev, or timeout passes. The time each took
+// is from start (when the change was sent) to its report's applied_at.
+func waitApplied(ctx context.Context, cl *clientv3.Client, prefix string, live []config.Report, rev int64, start time.Time, timeout time.Duration) ([]applied, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	pending := map[string]bool{}
+	for _, r := range live {
+		pending[r.ID] = true
+	}
+	var out []applied
+	check := func(r config.Report) {
+		if !pending[r.ID] {
+			return
+		}
+		switch {
+		case r.Revision >= rev:
+			out = append(out, applied{ID: r.ID, State: "applied", AfterMS: float64(r.AppliedAt.Sub(start).Microseconds()) / 1000})
+		case r.Rejected >= rev:
+			out = append(out, applied{ID: r.ID, State: "rejected", Error: r.Error})
+		default:
+			return
+		}
+		delete(pending, r.ID)
+	}
+	wch := cl.Watch(ctx, prefix+"instances/", clientv3.WithPrefix(), clientv3.WithRev(rev))
+	// Reports written before the watch started are in the current state.
+	if now, _, err := config.Instances(ctx, cl, prefix); err == nil {
+		for _, r := range now {
+			check(r)
+		}
+	}
+	for len(pending) > 0 {
+		select {
+		case resp, ok := <-wch:
+			if !ok {
+				break
+			}
+			for _, ev := range resp.Events {
+				var r config.Report
+				if json.Unmarshal(ev.Kv.Value, &r) == nil {
+					check(r)
+				}
+			}
+			continue
+		case <-ctx.Done():
+		}
+		break
+	}
+	var errs []error
+	for id := range pending {
+		out = append(out, applied{ID: id, State: "silent"})
+		errs = append(errs, fmt.Errorf("switch %s did not report revision %d within the timeout", id, rev))
+	}
+	for _, a := range out {
+		if a.State == "rejected" {
+			errs = append(errs, fmt.Errorf("switch %s refused the change: %s", a.ID, a.Error))
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out, errors.Join(errs...)
+}
+
+func printApplied(w io.Writer, results []applied, asJSON bool) {
+	if asJSON {
+		b, _ := json.MarshalIndent(results, "", "  ")
+		fmt.Fprintln(w, string(b))
+		return
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SWITCH\tSTATE\tAFTER")
+	for _, a := range results {
+		after := "-"
+		if a.State == "applied" {
+			after = fmt.Sprintf("%.2f ms", a.AfterMS)
+		}
+		line := fmt.Sprintf("%s\t%s\t%s", a.ID, a.State, after)
+		if a.Error != "" {
+			line += "\t" + strings.ReplaceAll(a.Error, "\n", "; ")
+		}
+		fmt.Fprintln(tw, line)
+	}
+	tw.Flush()
+}
+
+func writeIndented(w io.Writer, v []byte) error {
+	var buf bytes.Buffer
+	if json.Indent(&buf, v, "", "  ") != nil {
+		buf.Reset()
+		buf.Write(v)
+	}
+	buf.WriteByte('\n')
+	_, err := w.Write(buf.Bytes())
+	return err
+}
+
+func compactJSON(v []byte) string {
+	var buf bytes.Buffer
+	if json.Compact(&buf, v) != nil {
+		return string(v)
+	}
+	return buf.String()
+}
