@@ -276,8 +276,12 @@ func parseOriginal(s string) (*Original, error) {
 		Acquirer:    trimZeros(s[20:31]),
 		Forwarder:   trimZeros(s[31:42]),
 	}
-	if c, _ := ClassOf(o.MTI); c == ClassUnknown || c == ClassNetwork {
-		return nil, &FieldError{90, fmt.Sprintf("original MTI %s is not a financial message", o.MTI)}
+	// Only an authorisation or a financial message (or their advices)
+	// can be an original: a reversal is never reversed or completed.
+	switch c, _ := ClassOf(o.MTI); c {
+	case ClassAuthorization, ClassAuthorizationAdvice, ClassFinancial, ClassFinancialAdvice:
+	default:
+		return nil, &FieldError{90, fmt.Sprintf("original MTI %s is not an authorisation or financial message", o.MTI)}
 	}
 	return o, nil
 }

@@ -50,8 +50,10 @@ func (c *Card) RedeemableToday(quota int64) int64 {
 // Balance is the card's ledger balance: cash less what it owes.
 func (c *Card) Balance() int64 { return c.Cash + c.Overdraft }
 
-// Available is what the card can spend without the fund.
-func (c *Card) Available() int64 { return c.Cash - c.Held }
+// Available is what the card can spend without the fund: its cash less
+// its holds and what it owes. It can be negative while the card owes more
+// than its cash.
+func (c *Card) Available() int64 { return c.Cash - c.Held + c.Overdraft }
 
 // NewCard describes a card to issue.
 type NewCard struct {

@@ -139,7 +139,7 @@ func TestPostings(t *testing.T) {
 	if _, err := post(t, l, "purchase", 6000, func(c *ledger.Card) ([]ledger.Effect, error) { return c.ForceDebit(ledger.KindCapture, 6000), nil }); err != nil {
 		t.Fatal(err)
 	}
-	mustBalances(t, l, 2000, 0, 3000, 0)
+	mustBalances(t, l, 2000, -1000, 3000, 0)
 	if _, err := post(t, l, "refund", 1500, func(c *ledger.Card) ([]ledger.Effect, error) { return c.Credit(ledger.KindRefund, 1500), nil }); err != nil {
 		t.Fatal(err)
 	}

@@ -47,7 +47,7 @@ func (c *Card) ForceDebit(kind string, amount int64) []Effect {
 	if amount <= 0 {
 		return nil
 	}
-	fromCash := min(amount, max(c.Available(), 0))
+	fromCash := min(amount, max(c.Cash-c.Held, 0))
 	owed := amount - fromCash
 	var effects []Effect
 	if fromCash > 0 {

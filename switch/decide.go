@@ -96,7 +96,9 @@ func decideOriginal(r *iso.Request, lk *ledger.Lookup, now time.Time, lim config
 // by redeeming the shortfall: 51 when the fund is short, 61 when only the
 // day's quota is.
 func coverFromFund(c *ledger.Card, amount int64, lim config.Limits) error {
-	short := amount - max(c.Available(), 0)
+	// A redemption lands in the card repaying what it owes first, so the
+	// shortfall is measured against the available balance net of debt.
+	short := amount - c.Available()
 	switch {
 	case c.Fund < short:
 		return ledger.ErrInsufficientFunds
@@ -125,10 +127,14 @@ func checkCard(r *iso.Request, c *ledger.Card, now time.Time) error {
 // authorisation's hold, or posts directly when there is none. The acquirer
 // has already acted, so an advice is never declined for funds.
 func (p *processor) advice(ctx context.Context, bank *config.Bank, r *iso.Request, build func(outcome) ([]byte, error)) (reply, error) {
-	f := ledger.Find{Key: keyOf(bank, r), Serial: serialOf(bank, r), PAN: r.PAN}
+	f := ledger.Find{Key: keyOf(bank, r), Serial: serialOf(bank, r), CheckReversed: true, RRN: r.RRN, PAN: r.PAN}
 	return p.decide(ctx, f, r, func(tx bookTx, lk *ledger.Lookup) (outcome, ledger.Record, []ledger.Effect, error) {
 		c := lk.Card
 		o := outcome{card: c}
+		if lk.ReversedBy != 0 {
+			// Its reversal came first: acknowledge, move nothing.
+			return o, record(bank, r, o), []ledger.Effect{ledger.LinkReversal(lk.ReversedBy)}, nil
+		}
 		if c == nil {
 			o.err = ledger.ErrUnknownCard
 			return o, record(bank, r, o), nil, nil
@@ -231,8 +237,11 @@ func reverse(c *ledger.Card, orig *ledger.Original, r *iso.Request) []ledger.Eff
 	switch {
 	case orig.Hold != nil && orig.Hold.State == ledger.HoldActive:
 		return []ledger.Effect{c.ReduceHold(orig.Hold, orig.Hold.Remaining-undo)}
-	case orig.Hold != nil && orig.Hold.State != ledger.HoldCaptured:
-		return nil // released or expired: nothing is held any more
+	case orig.Hold != nil:
+		// Released or expired: nothing is held any more. Captured: the
+		// completion moved the money, and it is the completion that a
+		// reversal must name to give it back.
+		return nil
 	case orig.TxnType == ledger.KindRefund || orig.TxnType == ledger.KindDeposit:
 		return c.ForceDebit(ledger.KindReversal, undo)
 	case orig.TxnType == ledger.KindPurchase || orig.TxnType == ledger.KindCash:

@@ -291,6 +291,43 @@ func TestFlows(t *testing.T) {
 		wantCard(t, d, pan, nil, before.Balance, before.Available, 500000)
 	})
 
+	de90Of := func(mti string, f map[int]string) string {
+		return mti + f[11] + f[7] + fmt.Sprintf("%011s", f[32]) + "00000000000"
+	}
+
+	t.Run("a reversal is never reversed", func(t *testing.T) {
+		before := d.card(pan)
+		orig := card("000000", "000000003000", map[int]string{41: "POS00020"})
+		wantCode(t, bank.send("0200", orig), "00")
+		rev := card("000000", "000000003000", map[int]string{41: "POS00020", 90: de90Of("0200", orig)})
+		wantCode(t, bank.send("0400", rev), "00")
+		again := card("000000", "000000003000", map[int]string{41: "POS00020", 90: de90Of("0400", rev)})
+		wantCode(t, bank.send("0400", again), "30")
+		wantCard(t, d, pan, nil, before.Balance, before.Available, 500000)
+	})
+
+	t.Run("reversing a completed authorisation moves nothing", func(t *testing.T) {
+		before := d.card(pan)
+		auth := card("000000", "000000010000", map[int]string{41: "POS00021"})
+		wantCode(t, bank.send("0100", auth), "00")
+		comp := card("000000", "000000006000", map[int]string{41: "POS00021", 90: de90Of("0100", auth)})
+		wantCode(t, bank.send("0220", comp), "00")
+		wantCard(t, d, pan, nil, before.Balance-6000, before.Available-6000, 500000)
+		wantCode(t, bank.send("0420", card("000000", "000000010000", map[int]string{41: "POS00021", 90: de90Of("0100", auth)})), "00")
+		wantCard(t, d, pan, nil, before.Balance-6000, before.Available-6000, 500000)
+		// Reversing the completion gives its amount back.
+		wantCode(t, bank.send("0420", card("000000", "000000006000", map[int]string{41: "POS00021", 90: de90Of("0220", comp)})), "00")
+		wantCard(t, d, pan, nil, before.Balance, before.Available, 500000)
+	})
+
+	t.Run("reversal before its completion", func(t *testing.T) {
+		before := d.card(pan)
+		comp := card("000000", "000000002500", map[int]string{41: "POS00022"})
+		wantCode(t, bank.send("0420", card("000000", "000000002500", map[int]string{41: "POS00022", 90: de90Of("0220", comp)})), "00")
+		wantCode(t, bank.send("0221", comp), "00")
+		wantCard(t, d, pan, nil, before.Balance, before.Available, 500000)
+	})
+
 	t.Run("partial reversal of an authorisation", func(t *testing.T) {
 		before := d.card(pan)
 		auth := card("000000", "000000006000", map[int]string{41: "POS00011"})
@@ -318,7 +355,7 @@ func TestFlows(t *testing.T) {
 	t.Run("advice is never declined for funds", func(t *testing.T) {
 		r := bank.send("0220", bank.fields(map[int]string{2: poor, 3: "000000", 4: "000000001500"}))
 		wantCode(t, r, "00")
-		wantCard(t, d, poor, r, -500, 0, 0)
+		wantCard(t, d, poor, r, -500, -500, 0)
 		// A credit repays what the card owes first.
 		r = bank.send("0200", bank.fields(map[int]string{2: poor, 3: "210000", 4: "000000000800"}))
 		wantCode(t, r, "00")

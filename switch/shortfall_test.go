@@ -108,6 +108,15 @@ func TestShortfall(t *testing.T) {
 	wantCode(t, bank.send("0420", rev), "00")
 	wantCard(t, d, rich, nil, 50000, 50000, 1950000)
 
+	// A card that owes money redeems what it owes as well.
+	const owing = "6228480000000204"
+	d.addCard(owing, 1000, 500000)
+	wantCode(t, bank.send("0220", bank.fields(map[int]string{2: owing, 3: "000000", 4: "000000001500"})), "00")
+	wantCard(t, d, owing, nil, -500, -500, 500000)
+	r = bank.send("0200", bank.fields(map[int]string{2: owing, 3: "000000", 4: "000000002000"}))
+	wantCode(t, r, "00")
+	wantCard(t, d, owing, r, -2000+2500-500, 0, 497500)
+
 	// Transfer out by hand: same order, quota and lock.
 	var out orderView
 	if st := d.api("POST", "/v1/cards/"+rich+"/transfer-out", map[string]int64{"amount": 100000}, &out); st != http.StatusOK || out.State != ledger.OrderConfirmed {
