@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
 	"testing"
 	"time"
@@ -164,5 +165,33 @@ func TestReconcilerSettlesPendingOrders(t *testing.T) {
 	card, _ = l.Card(ctx, pan, day)
 	if card.Cash != 3000 || card.Fund != 97000 || card.RedeemedToday != 3000 {
 		t.Fatalf("card after a refusal: %+v", card)
+	}
+}
+
+// TestGatewayUnclearAnswers: only a definite refusal fails an order; any
+// other non-200 leaves its fate unknown.
+func TestGatewayUnclearAnswers(t *testing.T) {
+	for _, tc := range []struct {
+		method string
+		status int
+		failed bool
+	}{
+		{"GET", 429, false}, {"GET", 403, false}, {"GET", 500, false}, {"GET", 400, false},
+		{"POST", 429, false}, {"POST", 408, false}, {"POST", 401, false}, {"POST", 503, false}, {"POST", 404, false},
+		{"POST", 400, true}, {"POST", 409, true}, {"POST", 422, true},
+	} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(tc.status) }))
+		g, _ := fund.NewGateway(srv.URL)
+		var st fund.Status
+		var err error
+		if tc.method == "GET" {
+			st, err = g.RedemptionStatus(context.Background(), "order-0001")
+		} else {
+			st, err = g.Redeem(context.Background(), order)
+		}
+		srv.Close()
+		if failed := err == nil && st.State == fund.Failed; failed != tc.failed {
+			t.Errorf("%s answered %d: state %q err %v; want failed=%v", tc.method, tc.status, st.State, err, tc.failed)
+		}
 	}
 }

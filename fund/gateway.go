@@ -75,6 +75,18 @@ func (g *Gateway) status(ctx context.Context, path, id string) (Status, error) {
 	return g.do(req)
 }
 
+// definiteRefusal reports whether a POST answered with status was
+// refused for good: a client error other than those that only say "not
+// now" (timeout, too many requests) or "not you" (authentication).
+func definiteRefusal(status int) bool {
+	switch status {
+	case http.StatusRequestTimeout, http.StatusTooManyRequests, http.StatusUnauthorized,
+		http.StatusForbidden, http.StatusNotFound, http.StatusMethodNotAllowed:
+		return false
+	}
+	return status >= 400 && status < 500
+}
+
 // do sends a request. Any answer but a definite one is an error: the
 // order's fate is unknown and must be asked again.
 func (g *Gateway) do(req *http.Request) (Status, error) {
@@ -88,12 +100,14 @@ func (g *Gateway) do(req *http.Request) (Status, error) {
 		return Status{}, fmt.Errorf("fund gateway: reading answer: %w", err)
 	}
 	switch {
-	case resp.StatusCode == http.StatusNotFound && req.Method == http.MethodGet:
+	case resp.StatusCode == http.StatusOK:
+	case req.Method == http.MethodGet && resp.StatusCode == http.StatusNotFound:
 		return Status{}, ErrUnknownOrder
-	case resp.StatusCode >= 400 && resp.StatusCode < 500:
-		// The gateway refused the order itself: it will never succeed.
+	case req.Method == http.MethodPost && definiteRefusal(resp.StatusCode):
+		// The gateway refused the order itself: it was not executed.
 		return Status{State: Failed, Reason: fmt.Sprintf("gateway refused: HTTP %d %s", resp.StatusCode, bytes.TrimSpace(raw))}, nil
-	case resp.StatusCode != http.StatusOK:
+	default:
+		// Anything else says nothing about the order's fate.
 		return Status{}, fmt.Errorf("fund gateway: HTTP %d", resp.StatusCode)
 	}
 	var st Status

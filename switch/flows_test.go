@@ -391,6 +391,20 @@ func TestFlows(t *testing.T) {
 		wantCode(t, bank.send("0800", bank.fields(map[int]string{70: "301", 2: "", 32: "", 37: "", 41: "", 42: "", 49: ""})), "00")
 	})
 
+	t.Run("responses from the bank do not jam the link", func(t *testing.T) {
+		raw := dialRaw(t, d.bank)
+		stray, _ := newMessage(bank.d, "0110", map[int]string{39: "00"})
+		packed, _ := stray.Pack()
+		for range 300 {
+			raw.write(t, packed)
+		}
+		echo, _ := newMessage(bank.d, "0800", bank.fields(map[int]string{70: "301", 2: "", 32: "", 37: "", 41: "", 42: "", 49: ""}))
+		packed, _ = echo.Pack()
+		if r := raw.roundTrip(t, packed); !bytes.HasPrefix(r, []byte("0810")) {
+			t.Fatalf("echo after 300 stray responses: %q", r)
+		}
+	})
+
 	t.Run("third-party captures", func(t *testing.T) {
 		raw := dialRaw(t, d.bank)
 		for _, fx := range thirdPartyFixtures(t) {

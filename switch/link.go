@@ -48,6 +48,8 @@ type link struct {
 	draining atomic.Bool
 	closed   chan struct{} // closed once the connection is closed
 	once     sync.Once
+	// connPtr is conn for the reader, which starts before conn is set.
+	connPtr atomic.Pointer[connection.Connection]
 }
 
 func newLink(bl *bankListener, lim linkLimits, nc net.Conn, log *slog.Logger) (*link, error) {
@@ -69,11 +71,13 @@ func newLink(bl *bankListener, lim linkLimits, nc net.Conn, log *slog.Logger) (*
 		connection.ErrorHandler(l.onError),
 		connection.ConnectionClosedHandler(func(*connection.Connection) { l.markClosed() }),
 		connection.SendTimeout(writeTimeout),
+		connection.SetRequestIDGenerator(anyMessageID{}),
 	)
 	if err != nil {
 		return nil, err
 	}
 	l.conn = c
+	l.connPtr.Store(c)
 	return l, nil
 }
 
@@ -103,6 +107,12 @@ func (l *link) ReadMessage(r io.Reader) (*iso8583.Message, error) {
 				l.log.Warn("closing link: unusable frame", "err", err)
 			}
 			return nil, err
+		}
+		if l.isClosed() {
+			// Closed while the frame was read: moov's dispatcher has
+			// stopped, and nothing may be handed to it.
+			<-l.slots
+			return nil, errDraining
 		}
 		l.srv.metrics.frames.WithLabelValues(l.bank, "in").Inc()
 		l.srv.metrics.bytes.WithLabelValues(l.bank, "in").Add(float64(l.header.Size() + len(body)))
@@ -220,6 +230,22 @@ func (l *link) onError(err error) {
 
 func (l *link) markClosed() { l.once.Do(func() { close(l.closed) }) }
 
+// isClosed reports whether the connection has been closed, by either side.
+func (l *link) isClosed() bool {
+	var done <-chan struct{}
+	if c := l.connPtr.Load(); c != nil {
+		done = c.Done()
+	}
+	select {
+	case <-l.closed:
+		return true
+	case <-done:
+		return true
+	default:
+		return false
+	}
+}
+
 // drain stops reading, waits for the requests in flight to be answered
 // (or ctx to end), then closes the link.
 func (l *link) drain(ctx context.Context) {
@@ -240,6 +266,19 @@ func (l *link) drain(ctx context.Context) {
 func (l *link) close() {
 	_ = l.conn.Close()
 	l.markClosed()
+}
+
+// anyMessageID names every inbound message for moov's dispatcher. moov
+// drops a message whose id cannot be made (a response MTI without DE11),
+// which would leave its in-flight slot taken; the switch never sends
+// requests, so any id does.
+type anyMessageID struct{}
+
+func (anyMessageID) GenerateRequestID(m *iso8583.Message) (string, error) {
+	if s, _ := m.GetString(11); s != "" {
+		return s, nil
+	}
+	return "-", nil
 }
 
 // deadlineConn gives each write a deadline.
