@@ -132,6 +132,8 @@ func (l *Locker) session(ctx context.Context) (*concurrency.Session, error) {
 
 // Lock is a held mutex.
 type Lock struct {
+	l       *Locker
+	s       *concurrency.Session
 	m       *concurrency.Mutex
 	token   int64
 	done    <-chan struct{}
@@ -164,14 +166,30 @@ func (k *Lock) Context(ctx context.Context) (context.Context, context.CancelFunc
 // ErrLost is the cause of a Lock.Context cancelled by losing the lock.
 var ErrLost = errors.New("locks: lock lost with its etcd session")
 
-// Unlock releases the lock. It is safe to call more than once.
+// Unlock releases the lock. It is safe to call more than once. If etcd
+// cannot be told, the whole session is abandoned: its lease, and with it
+// this lock's key, expires within the TTL instead of blocking the key for
+// other processes as long as this one lives.
 func (k *Lock) Unlock(ctx context.Context) error {
 	var err error
 	k.once.Do(func() {
 		defer k.release()
-		err = k.m.Unlock(ctx)
+		if err = k.m.Unlock(ctx); err != nil {
+			k.l.abandon(k.s, err)
+		}
 	})
 	return err
+}
+
+// abandon drops session s if it is still the current one.
+func (l *Locker) abandon(s *concurrency.Session, why error) {
+	l.mu.Lock()
+	if l.sess == s {
+		l.sess = nil
+	}
+	l.mu.Unlock()
+	s.Orphan()
+	l.opts.Log.Warn("etcd session abandoned: its locks expire with its lease", "lease", fmt.Sprintf("%x", s.Lease()), "err", why)
 }
 
 // Lock takes the mutex named key (under the prefix's locks/), waiting no
@@ -192,13 +210,24 @@ func (l *Locker) Lock(ctx context.Context, key string) (*Lock, error) {
 	}
 	m := concurrency.NewMutex(s, l.opts.Prefix+"locks/"+key)
 	if err := m.Lock(ctx); err != nil {
-		release()
+		// The waiter's key may have been written before the failure: take
+		// it away (or give up the session if etcd cannot be told) before
+		// this process may queue for the key again; the caller need not
+		// wait for that.
+		go func() {
+			defer release()
+			dctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			defer cancel()
+			if _, derr := l.client.Delete(dctx, m.Key()); derr != nil {
+				l.abandon(s, derr)
+			}
+		}()
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
 		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
-	return &Lock{m: m, token: m.Header().Revision, done: s.Done(), release: release}, nil
+	return &Lock{l: l, s: s, m: m, token: m.Header().Revision, done: s.Done(), release: release}, nil
 }
 
 // Close releases the session (and with it every lock still held) and

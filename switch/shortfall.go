@@ -56,13 +56,18 @@ func (rd *redeemer) lock(ctx context.Context, cardID int64) (*locks.Lock, contex
 		return nil, nil, nil, fmt.Errorf("%w: taking the card's lock: %w", errUnavailable, err)
 	}
 	lctx, cancel := k.Context(ctx)
+	// Released in the background: the answer to the bank does not wait
+	// for etcd. Work for the same card in this process waits until etcd
+	// has been told.
 	release := func() {
 		cancel()
-		uctx, ucancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer ucancel()
-		if err := k.Unlock(uctx); err != nil {
-			rd.log.Warn("releasing a card lock; it expires with the session", "err", err)
-		}
+		go func() {
+			uctx, ucancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer ucancel()
+			if err := k.Unlock(uctx); err != nil {
+				rd.log.Warn("releasing a card lock; it expires with the session", "err", err)
+			}
+		}()
 	}
 	return k, lctx, release, nil
 }
