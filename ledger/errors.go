@@ -12,6 +12,9 @@ var (
 	ErrCardExists        = errors.New("ledger: card exists")
 	ErrInsufficientFunds = errors.New("ledger: insufficient funds")
 	ErrInvalidCard       = errors.New("ledger: invalid card")
+	// ErrCommitUnknown is a commit sent whose outcome never came back:
+	// the transaction may or may not have committed.
+	ErrCommitUnknown = errors.New("ledger: commit outcome unknown")
 )
 
 // errStale means a row changed between being read and being written by

@@ -2,11 +2,13 @@ package ledger
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -89,7 +91,11 @@ func (l *Ledger) do(ctx context.Context, fn func(tx *Tx) error) error {
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
 	defer cancel()
 	if err := ptx.Commit(cctx); err != nil {
-		return fmt.Errorf("committing: %w", err)
+		var pe *pgconn.PgError
+		if errors.As(err, &pe) {
+			return fmt.Errorf("committing: %w", err) // the server refused: rolled back
+		}
+		return fmt.Errorf("%w: %w", ErrCommitUnknown, err)
 	}
 	return nil
 }

@@ -114,3 +114,27 @@ func TestRedemptions(t *testing.T) {
 		t.Fatalf("card orders: %d %v", len(os), err)
 	}
 }
+
+func TestExpireHolds(t *testing.T) {
+	l, pool := ledgertest.New(t)
+	ctx := context.Background()
+	newCard(t, l, 10000, 0)
+	for _, validity := range []time.Duration{-time.Minute, -time.Second, time.Hour} {
+		_, err := post(t, l, "purchase", 1000, func(c *ledger.Card) ([]ledger.Effect, error) {
+			h, err := c.PlaceHold(1000, time.Now().Add(validity))
+			return []ledger.Effect{h}, err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	mustBalances(t, l, 10000, 7000, 3000, 0)
+	n, err := l.ExpireHolds(ctx, 100)
+	if err != nil || n != 2 {
+		t.Fatalf("expired %d, %v", n, err)
+	}
+	mustBalances(t, l, 10000, 9000, 1000, 0)
+	if _, err := pool.Exec(ctx, `TRUNCATE holds`); err == nil {
+		t.Fatal("TRUNCATE of history was allowed")
+	}
+}

@@ -119,6 +119,10 @@ func (p *processor) handle(ctx context.Context, bank *config.Bank, d *iso.Dialec
 	case iso.ClassReversal, iso.ClassReversalAdvice:
 		rep, err = p.reversal(ctx, bank, req, build)
 	}
+	if errors.Is(err, errSilence) {
+		ex.err, ex.code = err, codeUnanswered
+		return nil, ex
+	}
 	if err != nil {
 		// Nothing was committed: the answer says why, and is not stored.
 		ex.err = err
@@ -327,5 +331,39 @@ func (p *processor) decide(ctx context.Context, f ledger.Find, r *iso.Request, p
 		rep, err = p.step(ctx, tx, f, r, pl, build, nil)
 		return err
 	})
+	if errors.Is(err, ledger.ErrCommitUnknown) {
+		return p.afterUnknownCommit(ctx, f, r)
+	}
 	return rep, err
+}
+
+// errSilence is a request that must get no answer: the bank's timeout,
+// then its reversal, settles it.
+var errSilence = errors.New("no answer: the ledger's outcome is unknown")
+
+// afterUnknownCommit answers a request whose commit never came back: with
+// what was stored if it committed, 91 if it did not, and nothing at all
+// if the ledger cannot say.
+func (p *processor) afterUnknownCommit(ctx context.Context, f ledger.Find, r *iso.Request) (reply, error) {
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	defer cancel()
+	f.PAN, f.CheckReversed = "", false
+	var rep reply
+	err := p.books.Do(cctx, func(tx bookTx) error {
+		lk, err := tx.LookupRequest(cctx, f)
+		if err != nil || lk.Prior == nil {
+			return err
+		}
+		resp, err := replay(lk.Prior, r)
+		rep = reply{resp: resp, code: lk.Prior.ResponseCode}
+		return err
+	})
+	switch {
+	case err != nil:
+		p.log.Error("commit outcome unknown and the ledger cannot say: not answering", "stan", r.STAN, "err", err)
+		return reply{}, errSilence
+	case rep.resp == nil:
+		return reply{}, fmt.Errorf("%w: the ledger did not commit", errUnavailable)
+	}
+	return rep, nil
 }

@@ -32,6 +32,8 @@ type metrics struct {
 	ordersSettled     *prometheus.CounterVec // state
 	quotaRejections   *prometheus.CounterVec // bank
 
+	holdsExpired prometheus.Counter
+
 	configRevision prometheus.Gauge
 	configApply    prometheus.Histogram
 	configRejected prometheus.Counter
@@ -112,6 +114,10 @@ func newMetrics() *metrics {
 			Name: "goldcard_quota_rejections_total",
 			Help: "Debits declined 61 because the day's instant-redemption quota could not cover their shortfall.",
 		}, []string{"bank"}),
+		holdsExpired: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "goldcard_holds_expired_total",
+			Help: "Authorisation holds released because their validity passed uncompleted.",
+		}),
 		configRevision: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "goldcard_config_revision",
 			Help: "etcd revision of the config this instance runs on.",
@@ -126,7 +132,7 @@ func newMetrics() *metrics {
 			Help: "Config changes refused as invalid; the instance kept running on its config.",
 		}),
 	}
-	reg.MustRegister(m.configRevision, m.configApply, m.configRejected,
+	reg.MustRegister(m.configRevision, m.configApply, m.configRejected, m.holdsExpired,
 		m.requests, m.latency, m.inFlight, m.connections, m.connEvents, m.frames, m.bytes,
 		m.unpackErrors, m.lostResponses, m.ledgerDuration,
 		m.redemptions, m.redemptionLatency, m.deadlineMisses, m.lockWait, m.ordersSettled, m.quotaRejections,

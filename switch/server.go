@@ -44,7 +44,8 @@ type Server struct {
 	// watcher follows the config center (nil without one).
 	watcher *config.Watcher
 
-	// reconciler settles orders left pending; stopReconciler ends it.
+	// reconciler settles orders left pending; stopReconciler ends it and
+	// the expiry of holds.
 	reconciler     *fund.Reconciler
 	stopReconciler context.CancelFunc
 	reconcilerDone chan struct{}
@@ -118,14 +119,17 @@ func (s *Server) Start() error {
 		}()
 		s.log.Info("admin API listening", "addr", ln.Addr().String())
 	}
-	if s.reconciler != nil {
-		ctx, cancel := context.WithCancel(s.baseCtx)
-		s.stopReconciler, s.reconcilerDone = cancel, make(chan struct{})
-		go func() {
-			defer close(s.reconcilerDone)
-			s.reconciler.Run(ctx)
-		}()
-	}
+	ctx, cancel := context.WithCancel(s.baseCtx)
+	s.stopReconciler, s.reconcilerDone = cancel, make(chan struct{})
+	go func() {
+		defer close(s.reconcilerDone)
+		var wg sync.WaitGroup
+		if s.reconciler != nil {
+			wg.Go(func() { s.reconciler.Run(ctx) })
+		}
+		wg.Go(func() { s.expireHolds(ctx) })
+		wg.Wait()
+	}()
 	if err := s.reconcileListeners(s.cfg.Load()); err != nil {
 		s.Shutdown(context.Background())
 		return err
@@ -268,4 +272,36 @@ func (s *Server) observe(bank string, ex exchange, arrival time.Time) {
 		attrs = append(attrs, slog.String("reason", ex.err.Error()))
 	}
 	s.log.LogAttrs(context.Background(), slog.LevelInfo, "request", attrs...)
+}
+
+// holdExpiryEvery is how often holds past their validity are released.
+const holdExpiryEvery = 15 * time.Second
+
+// expireHolds releases holds past their validity until ctx ends.
+func (s *Server) expireHolds(ctx context.Context) {
+	t := time.NewTicker(holdExpiryEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		for {
+			n, err := s.ledger.ExpireHolds(ctx, 100)
+			if err != nil {
+				if ctx.Err() == nil {
+					s.log.Warn("releasing expired holds", "err", err)
+				}
+				break
+			}
+			s.metrics.holdsExpired.Add(float64(n))
+			if n > 0 {
+				s.log.Info("expired holds released", "holds", n)
+			}
+			if n < 100 {
+				break
+			}
+		}
+	}
 }
