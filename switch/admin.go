@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"sort"
 	"strconv"
 	"time"
 
@@ -30,6 +31,8 @@ func (s *Server) adminHandler() http.Handler {
 	mux.HandleFunc("GET /v1/cards/{pan}/orders", s.cardOrders)
 	mux.HandleFunc("POST /v1/cards/{pan}/transfer-out", s.transferOut)
 	mux.HandleFunc("GET /v1/orders/{id}", s.showOrder)
+	mux.HandleFunc("GET /v1/config", s.showConfig)
+	mux.HandleFunc("GET /v1/config/status", s.configStatus)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
@@ -209,6 +212,30 @@ func (s *Server) cardFromPath(w http.ResponseWriter, r *http.Request) (*ledger.C
 		return nil, false
 	}
 	return c, true
+}
+
+// showConfig shows the config this instance runs on (dialects by name).
+func (s *Server) showConfig(w http.ResponseWriter, _ *http.Request) {
+	snap := s.cfg.Load()
+	names := make([]string, 0, len(snap.Dialects))
+	for n := range snap.Dialects {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	writeJSON(w, http.StatusOK, map[string]any{
+		"revision": snap.Revision, "banks": snap.Banks, "dialects": names, "limits": snap.Limits,
+		"fund": snap.Fund, "sweep": snap.Sweep, "calendar": snap.Calendar,
+	})
+}
+
+// configStatus is what this instance reports to the config center: the
+// revision it applied and the last change it refused, if any.
+func (s *Server) configStatus(w http.ResponseWriter, _ *http.Request) {
+	if s.watcher == nil {
+		writeJSON(w, http.StatusOK, map[string]any{"revision": s.cfg.Load().Revision, "watching": false})
+		return
+	}
+	writeJSON(w, http.StatusOK, s.watcher.Status())
 }
 
 func (s *Server) ready(w http.ResponseWriter, r *http.Request) {

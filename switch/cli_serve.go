@@ -135,9 +135,6 @@ func serve(ctx context.Context, c *cobra.Command, f serveFlags) error {
 	store := config.NewStore(snap)
 	srv := NewServer(ctx, ServerOptions{Config: store, Pool: pool, Log: log, Admin: f.admin, Locker: locker})
 	srv.dialects = dialects
-	if err := srv.Start(); err != nil {
-		return err
-	}
 	watcher := &config.Watcher{
 		Client: etcd, Prefix: f.etcdPrefix, Store: store, Builtin: builtinDialects(), BuildDialect: dialects.check,
 		ID: f.instanceID, Version: version, Log: log,
@@ -145,6 +142,9 @@ func serve(ctx context.Context, c *cobra.Command, f serveFlags) error {
 		Rejected: func(int64, error) { srv.metrics.configRejected.Inc() },
 	}
 	srv.watcher = watcher
+	if err := srv.Start(); err != nil {
+		return err
+	}
 	wctx, stopWatch := context.WithCancel(context.WithoutCancel(ctx))
 	watchDone := make(chan struct{})
 	go func() { defer close(watchDone); watcher.Run(wctx) }()

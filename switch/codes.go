@@ -20,6 +20,7 @@ var (
 	errReversedBefore     = errors.New("original arrived after its reversal")
 	errUnavailable        = errors.New("issuer unavailable")
 	errOverQuota          = errors.New("instant-redemption quota exceeded")
+	errOverTxnLimit       = errors.New("over the per-transaction limit")
 	errDeadline           = errors.New("no answer before the deadline")
 )
 
@@ -55,7 +56,7 @@ func responseCode(err error) string {
 		return rcExpired
 	case errors.Is(err, errBlocked):
 		return rcNotPermitted
-	case errors.Is(err, errOverQuota), errors.Is(err, ledger.ErrQuotaExceeded):
+	case errors.Is(err, errOverQuota), errors.Is(err, ledger.ErrQuotaExceeded), errors.Is(err, errOverTxnLimit):
 		return rcOverLimit
 	case errors.Is(err, errInvalidAmount), errors.Is(err, errWrongCurrency):
 		return rcInvalidAmount

@@ -69,6 +69,8 @@ func decideOriginal(r *iso.Request, lk *ledger.Lookup, now time.Time, lim config
 	case r.TxnType == iso.TxnBalance:
 	case r.Amount <= 0 && (isDebit(r.TxnType) || isCredit(r.TxnType)):
 		err = errInvalidAmount
+	case overTxnLimit(r, lim):
+		err = errOverTxnLimit
 	case r.Class == iso.ClassAuthorization && isDebit(r.TxnType):
 		var hold ledger.Effect
 		if hold, err = c.PlaceHold(r.Amount, now.Add(lim.HoldValidity.D())); err == nil {
@@ -90,6 +92,18 @@ func decideOriginal(r *iso.Request, lk *ledger.Lookup, now time.Time, lim config
 	}
 	o.authCode = newAuthCode()
 	return o, effects
+}
+
+// overTxnLimit reports a debit over the per-transaction cap of its kind:
+// ATM cash or purchase.
+func overTxnLimit(r *iso.Request, lim config.Limits) bool {
+	switch r.TxnType {
+	case iso.TxnCash:
+		return lim.ATMPerTxn > 0 && r.Amount > lim.ATMPerTxn
+	case iso.TxnPurchase:
+		return lim.POSPerTxn > 0 && r.Amount > lim.POSPerTxn
+	}
+	return false
 }
 
 // coverFromFund says whether a debit the cash cannot cover can be covered
