@@ -53,6 +53,20 @@ func Read(ctx context.Context, cl *clientv3.Client, prefix string) (map[string][
 	return kvs, resp.Header.Revision, nil
 }
 
+// Load reads the config under prefix and builds and validates its
+// snapshot.
+func Load(ctx context.Context, cl *clientv3.Client, prefix string, builtin map[string]json.RawMessage, buildDialect func(string, []byte) error) (*Snapshot, error) {
+	kvs, rev, err := Read(ctx, cl, prefix)
+	if err != nil {
+		return nil, err
+	}
+	snap, err := Build(rev, kvs, builtin)
+	if err == nil {
+		err = snap.Validate(buildDialect)
+	}
+	return snap, err
+}
+
 // Report is what an instance publishes about itself.
 type Report struct {
 	ID        string    `json:"id"`

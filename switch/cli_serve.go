@@ -122,12 +122,18 @@ func serve(ctx context.Context, c *cobra.Command, f serveFlags) error {
 	defer closeEtcd()
 	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	wrote, err := config.Seed(sctx, etcd, f.etcdPrefix, seed)
+	if err == nil {
+		if len(wrote) > 0 {
+			log.Info("config center seeded", "keys", wrote)
+		}
+		var loaded *config.Snapshot
+		if loaded, err = config.Load(sctx, etcd, f.etcdPrefix, builtinDialects(), dialects.check); err == nil {
+			snap = loaded
+		}
+	}
 	cancel()
-	switch {
-	case err != nil:
-		log.Warn("etcd unreachable: starting on the local config until it is back", "err", err)
-	case len(wrote) > 0:
-		log.Info("config center seeded", "keys", wrote)
+	if err != nil {
+		log.Warn("config center unusable: starting on the local config until it is", "err", err)
 	}
 	locker := locks.New(etcd, locks.Options{Prefix: f.etcdPrefix, TTL: f.lockTTL, Log: log})
 	defer locker.Close()

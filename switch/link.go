@@ -50,6 +50,10 @@ type link struct {
 	once     sync.Once
 	// connPtr is conn for the reader, which starts before conn is set.
 	connPtr atomic.Pointer[connection.Connection]
+	// lastFrame is when the last frame arrived (unix nanoseconds);
+	// inFlight counts requests read and not yet answered.
+	lastFrame atomic.Int64
+	inFlight  atomic.Int64
 }
 
 func newLink(bl *bankListener, lim linkLimits, nc net.Conn, log *slog.Logger) (*link, error) {
@@ -97,6 +101,7 @@ func (l *link) ReadMessage(r io.Reader) (*iso8583.Message, error) {
 		}
 		body, err := iso.ReadFrame(r, l.header, l.maxFrame)
 		arrival := time.Now()
+		l.lastFrame.Store(arrival.UnixNano())
 		if err != nil {
 			if l.draining.Load() {
 				return nil, l.stopReading()
@@ -118,11 +123,13 @@ func (l *link) ReadMessage(r io.Reader) (*iso8583.Message, error) {
 		l.srv.metrics.bytes.WithLabelValues(l.bank, "in").Add(float64(l.header.Size() + len(body)))
 		msg, err := l.dialect.Unpack(body)
 		if err != nil {
+			l.inFlight.Add(1)
 			go l.badFrame(body, msg, err, arrival)
 			continue
 		}
 		l.arrivals.Store(msg, arrival)
 		l.srv.metrics.inFlight.WithLabelValues(l.bank).Inc()
+		l.inFlight.Add(1)
 		return msg, nil
 	}
 }
@@ -137,6 +144,7 @@ func (l *link) stopReading() error {
 // badFrame answers a frame that could not be unpacked.
 func (l *link) badFrame(body []byte, partial *iso8583.Message, err error, arrival time.Time) {
 	defer func() { <-l.slots }()
+	defer l.inFlight.Add(-1)
 	l.srv.metrics.unpackErrors.WithLabelValues(l.bank).Inc()
 	mti, ok := l.dialect.ReadMTI(body)
 	if _, isRequest := iso.ResponseMTI(mti); !ok || !isRequest {
@@ -175,6 +183,7 @@ func (l *link) handle(_ *connection.Connection, msg *iso8583.Message) {
 		return // not read by this link's reader
 	}
 	defer l.srv.metrics.inFlight.WithLabelValues(l.bank).Dec()
+	defer l.inFlight.Add(-1)
 	arrival := v.(time.Time)
 	defer func() {
 		if r := recover(); r != nil {
@@ -246,9 +255,34 @@ func (l *link) isClosed() bool {
 	}
 }
 
-// drain stops reading, waits for the requests in flight to be answered
-// (or ctx to end), then closes the link.
+// drainQuiet is how long a draining link must go without a request before
+// it stops reading: a bank that sent one just as the switch began to drain
+// still gets its answer.
+const drainQuiet = 200 * time.Millisecond
+
+// drain answers what the bank sends until the link has been quiet for
+// drainQuiet (or ctx is about to end), then stops reading, waits for the
+// requests in flight to be answered (or ctx to end), and closes the link.
 func (l *link) drain(ctx context.Context) {
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for {
+		last := time.Unix(0, l.lastFrame.Load())
+		if l.inFlight.Load() == 0 && time.Since(last) >= drainQuiet {
+			break
+		}
+		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < time.Second {
+			break // leave time to finish what was read
+		}
+		select {
+		case <-ctx.Done():
+		case <-l.closed:
+			return
+		case <-t.C:
+			continue
+		}
+		break
+	}
 	l.draining.Store(true)
 	_ = l.nc.SetReadDeadline(time.Now()) // wake a reader waiting for a frame
 	for range cap(l.slots) {

@@ -96,15 +96,25 @@ func (c *Cluster) Stop(i int) {
 	}
 }
 
-// Start restarts member i after Stop, with its data.
-func (c *Cluster) Start(i int) {
+// Start restarts the given stopped members, with their data, together:
+// a member only becomes ready once a quorum of members is up.
+func (c *Cluster) Start(members ...int) {
 	c.t.Helper()
-	if c.members[i] != nil {
-		return
+	errs := make(chan error, len(members))
+	for _, i := range members {
+		go func() {
+			if c.members[i] != nil {
+				errs <- nil
+				return
+			}
+			e, err := locks.StartEmbedded(c.opts[i])
+			c.members[i] = e
+			errs <- err
+		}()
 	}
-	e, err := locks.StartEmbedded(c.opts[i])
-	if err != nil {
-		c.t.Fatal(err)
+	for range members {
+		if err := <-errs; err != nil {
+			c.t.Fatal(err)
+		}
 	}
-	c.members[i] = e
 }

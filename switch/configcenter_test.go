@@ -1,0 +1,219 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/goldcard/goldcard/config"
+	"github.com/goldcard/goldcard/iso"
+	"github.com/goldcard/goldcard/ledger/ledgertest"
+	"github.com/goldcard/goldcard/locks"
+	"github.com/goldcard/goldcard/locks/etcdtest"
+)
+
+// goldcardCLI runs a goldcard command and returns its output and error.
+func goldcardCLI(t *testing.T, stdin string, args ...string) (string, error) {
+	t.Helper()
+	cmd := exec.Command(switchBinary(t), args...)
+	cmd.Stdin = strings.NewReader(stdin)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	port, err := locks.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("127.0.0.1:%d", port)
+}
+
+// TestConfigCenter: three switches on one host share a three-node etcd,
+// one PostgreSQL and (SO_REUSEPORT) one bank port. Banks are added and
+// broken config refused at run time; etcd nodes die and come back.
+func TestConfigCenter(t *testing.T) {
+	cluster := etcdtest.New(t, 3)
+	etcd := strings.Join(cluster.Endpoints(), ",")
+	db := ledgertest.NewDatabase(t)
+	shared := freeAddr(t)
+	var sw []*daemon
+	for i := range 3 {
+		d := &daemon{t: t, db: db, done: make(chan error, 1), etcd: etcd}
+		d.start("--etcd", etcd, "--listen", shared, "--instance-id", fmt.Sprintf("switch-%d", i))
+		sw = append(sw, d)
+	}
+	for _, d := range sw {
+		if d.bank != shared {
+			t.Fatalf("a switch listens on %s, not the shared %s", d.bank, shared)
+		}
+	}
+	cli := func(stdin string, args ...string) (string, error) {
+		return goldcardCLI(t, stdin, append(args, "--etcd", etcd)...)
+	}
+	const pan, cashOnly = "6228480000000801", "6228480000000802"
+	sw[0].addCard(pan, 100000, 100000)
+	sw[0].addCard(cashOnly, 100000, 0)
+
+	// A bank with binary bitmaps and a 4-digit ASCII header, at run time.
+	acme := freeAddr(t)
+	out, err := cli(`{"name":"Acme","listen":"`+acme+`","dialect":"iso87-ascii-binbitmap","header":"ascii4","acquirers":["777"]}`,
+		"config", "put", "banks/acme", "-")
+	if err != nil || strings.Count(out, " applied ") != 3 {
+		t.Fatalf("config put banks/acme: %v\n%s", err, out)
+	}
+	d, _ := iso.Builtin("iso87-ascii-binbitmap")
+	h, _ := iso.HeaderByName(iso.HeaderASCII4)
+	waitFor(t, "acme's listener", func() bool {
+		c, err := dialBank(context.Background(), acme, d, h)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+	c, err := dialBank(context.Background(), acme, d, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	acmeBank := &bankSim{t: t, d: d, conn: c}
+	acmeBank.stan.Store(600000)
+	r := acmeBank.send("0200", acmeBank.fields(map[int]string{2: pan, 3: "000000", 4: "000000001000", 32: "777"}))
+	wantCode(t, r, "00")
+	if r[0] != "0210" {
+		t.Fatalf("acme answered %v", r)
+	}
+
+	// A dialect that does not build is refused by config put...
+	out, err = cli(`{"name":"broken","fields":{"0":{"type":"String","length":4,"enc":"ASCII","prefix":"ASCII.QQ"}}}`, "config", "put", "dialects/broken", "-")
+	if err == nil || !strings.Contains(out, "refused, nothing written") {
+		t.Fatalf("a broken dialect was put: %v\n%s", err, out)
+	}
+	// ...and, written straight into etcd, by every switch, which keep
+	// serving on what they had.
+	etcdClient := cluster.Client()
+	bad, err := etcdClient.Put(context.Background(), config.ConfigKey("/goldcard/", "dialects/broken"), `{"name":"broken","fields":{"0":null}}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range sw {
+		waitFor(t, "the switch to refuse the broken dialect", func() bool {
+			var st config.Report
+			d.api("GET", "/v1/config/status", nil, &st)
+			return st.Rejected == bad.Header.Revision && st.Error != ""
+		})
+		if !strings.Contains(d.metrics(), "goldcard_config_rejected_total 1") {
+			t.Errorf("rejection not counted")
+		}
+	}
+	bank := connectBank(t, shared)
+	wantCode(t, bank.send("0200", bank.fields(map[int]string{2: pan, 3: "000000", 4: "000000001000"})), "00")
+	if _, err := cli("", "config", "delete", "dialects/broken"); err != nil {
+		t.Fatal(err)
+	}
+
+	// One etcd node of three dies: locks and config carry on.
+	cluster.Stop(0)
+	wantCode(t, bank.send("0200", bank.fields(map[int]string{2: pan, 3: "000000", 4: "000000100000"})), "00") // needs the fund: a lock
+	out, err = goldcardCLI(t, `{"redemption_quota": 2000000}`, "config", "put", "limits", "-",
+		"--etcd", strings.Join(cluster.Endpoints()[1:], ","))
+	if err != nil || strings.Count(out, " applied ") != 3 {
+		t.Fatalf("config put with a node down: %v\n%s", err, out)
+	}
+
+	// All of etcd down: debits the cash covers go on.
+	cluster.Stop(1)
+	cluster.Stop(2)
+	wantCode(t, bank.send("0200", bank.fields(map[int]string{2: cashOnly, 3: "000000", 4: "000000000100"})), "00")
+
+	// etcd back: changes made now arrive everywhere.
+	cluster.Start(0, 1, 2)
+	var last error
+	waitFor(t, "a change after etcd's return to reach every switch", func() bool {
+		out, last = cli(`{"redemption_quota": 3000000}`, "config", "put", "limits", "-", "--timeout", "3s")
+		return last == nil && strings.Count(out, " applied ") == 3
+	})
+	for _, d := range sw {
+		var cfg struct{ Limits config.Limits }
+		d.api("GET", "/v1/config", nil, &cfg)
+		if cfg.Limits.RedemptionQuota != 3000000 {
+			t.Fatalf("a switch runs on quota %d", cfg.Limits.RedemptionQuota)
+		}
+	}
+
+	// How fast: a few changes through the benchmark command.
+	out, err = cli("", "bench", "config", "--changes", "50")
+	if err != nil {
+		t.Fatalf("bench config: %v\n%s", err, out)
+	}
+	t.Log(strings.TrimSpace(out))
+}
+
+// TestRollingRestart: a new switch binds the bank port beside a running
+// one (SO_REUSEPORT), the old one drains, and clients connecting all along
+// are all answered.
+func TestRollingRestart(t *testing.T) {
+	t.Parallel()
+	old := startDaemon(t)
+	addr := old.bank
+	if strings.HasSuffix(addr, ":0") {
+		t.Fatal("no port")
+	}
+	const pan = "6228480000000901"
+	old.addCard(pan, 1000000, 0)
+	// Pin the bank to the port it got, so the new switch binds it too.
+	out, err := goldcardCLI(t, `{"listen":"`+addr+`"}`, "config", "put", "banks/default", "-", "--etcd", old.etcd)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	stop := make(chan struct{})
+	errs := make(chan error, 1)
+	go func() {
+		d, _ := iso.Builtin(iso.DefaultDialect)
+		h, _ := iso.HeaderByName(iso.HeaderBinary2)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				errs <- nil
+				return
+			default:
+			}
+			c, err := dialBank(context.Background(), addr, d, h)
+			if err != nil {
+				errs <- fmt.Errorf("connection %d refused: %w", i, err)
+				return
+			}
+			b := &bankSim{t: t, d: d, conn: c}
+			b.stan.Store(int64(700000 + i))
+			m, _ := newMessage(d, "0800", b.fields(map[int]string{70: "301", 2: "", 32: "", 37: "", 41: "", 42: "", 49: ""}))
+			resp, err := c.Send(m)
+			c.Close()
+			if err != nil {
+				errs <- fmt.Errorf("connection %d not answered: %w", i, err)
+				return
+			}
+			if rc, _ := resp.GetString(39); rc != "00" {
+				errs <- fmt.Errorf("connection %d answered %s", i, rc)
+				return
+			}
+		}
+	}()
+	time.Sleep(300 * time.Millisecond)
+	next := old.startPeer()
+	if next.bank != addr {
+		t.Fatalf("the new switch listens on %s, not %s", next.bank, addr)
+	}
+	old.stop()
+	time.Sleep(300 * time.Millisecond)
+	close(stop)
+	if err := <-errs; err != nil {
+		t.Fatal(err)
+	}
+	bank := connectBank(t, addr)
+	wantCode(t, bank.send("0200", bank.fields(map[int]string{2: pan, 3: "000000", 4: "000000000100"})), "00")
+}
+
