@@ -97,10 +97,10 @@ func TestWatcherAppliesAndRejects(t *testing.T) {
 	if w.Store.Load().Revision != rev || rejected.Load() != 1 || w.Status().Error == "" {
 		t.Fatalf("after a bad change: revision %d, rejected %d, status %+v", w.Store.Load().Revision, rejected.Load(), w.Status())
 	}
-	reports, _, err := config.Instances(context.Background(), cl, prefix)
-	if err != nil || len(reports) != 1 || reports[0].Rejected != bad || reports[0].Revision != rev {
-		t.Fatalf("instance reports: %+v %v", reports, err)
-	}
+	eventually(t, "the rejection to be reported in etcd", func() bool {
+		reports, _, err := config.Instances(context.Background(), cl, prefix)
+		return err == nil && len(reports) == 1 && reports[0].Rejected == bad && reports[0].Revision == rev
+	})
 
 	fixed := put(t, cl, "dialects/mine", `{"fine":true}`)
 	eventually(t, "the fix", func() bool { return w.Store.Load().Revision == fixed })

@@ -216,4 +216,3 @@ func TestRollingRestart(t *testing.T) {
 	bank := connectBank(t, addr)
 	wantCode(t, bank.send("0200", bank.fields(map[int]string{2: pan, 3: "000000", 4: "000000000100"})), "00")
 }
-
