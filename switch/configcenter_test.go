@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"net"
 	"os/exec"
 	"strings"
 	"testing"
@@ -88,6 +89,50 @@ func TestConfigCenter(t *testing.T) {
 		t.Fatalf("acme answered %v", r)
 	}
 
+	// Limits at accept time: one connection at most, then only 10/8.
+	out, err = cli(`{"name":"Acme","listen":"`+acme+`","dialect":"iso87-ascii-binbitmap","header":"ascii4","acquirers":["777"],"max_connections":1}`,
+		"config", "put", "banks/acme", "-")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	// Three switches allow one link each and acme's first is still open:
+	// of three more, at least one is refused.
+	closedCount := 0
+	for range 3 {
+		if dialRaw(t, acme).closedWithin(time.Second) {
+			closedCount++
+		}
+	}
+	if closedCount == 0 {
+		t.Fatal("four links to three switches allowing one each were all kept")
+	}
+	out, err = cli(`{"name":"Acme","listen":"`+acme+`","dialect":"iso87-ascii-binbitmap","header":"ascii4","acquirers":["777"],"allowed_cidrs":["10.0.0.0/8"]}`,
+		"config", "put", "banks/acme", "-")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	dialRaw(t, acme).expectClosed(t)
+	refused := 0
+	for _, d := range sw {
+		if strings.Contains(d.metrics(), `goldcard_connection_events_total{bank="acme",event="refused_max_connections"}`) {
+			refused++
+		}
+	}
+	if refused == 0 {
+		t.Error("no switch counted the refused connection")
+	}
+	// Disabled, its listener closes.
+	if out, err := cli(`{"listen":"`+acme+`","dialect":"iso87-ascii-binbitmap","header":"ascii4","enabled":false}`, "config", "put", "banks/acme", "-"); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	waitFor(t, "acme's listener to close", func() bool {
+		c, err := net.DialTimeout("tcp", acme, time.Second)
+		if err == nil {
+			c.Close()
+		}
+		return err != nil
+	})
+
 	// A dialect that does not build is refused by config put...
 	out, err = cli(`{"name":"broken","fields":{"0":{"type":"String","length":4,"enc":"ASCII","prefix":"ASCII.QQ"}}}`, "config", "put", "dialects/broken", "-")
 	if err == nil || !strings.Contains(out, "refused, nothing written") {
@@ -146,7 +191,7 @@ func TestConfigCenter(t *testing.T) {
 	}
 
 	// How fast: a few changes through the benchmark command.
-	out, err = cli("", "bench", "config", "--changes", "50")
+	out, err = cli("", "bench", "config", "--changes", "200")
 	if err != nil {
 		t.Fatalf("bench config: %v\n%s", err, out)
 	}

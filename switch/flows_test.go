@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -474,6 +475,14 @@ func (r *rawLink) roundTrip(t *testing.T, body []byte) []byte {
 		t.Fatalf("reading response: %v", err)
 	}
 	return resp
+}
+
+// closedWithin reports whether the switch closes the link within d.
+func (r *rawLink) closedWithin(d time.Duration) bool {
+	_ = r.c.SetReadDeadline(time.Now().Add(d))
+	_, err := r.c.Read(make([]byte, 1))
+	var ne net.Error
+	return err != nil && !(errors.As(err, &ne) && ne.Timeout())
 }
 
 func (r *rawLink) expectClosed(t *testing.T) {
