@@ -124,12 +124,18 @@ func limitParam(w http.ResponseWriter, r *http.Request) (int, bool) {
 	return n, true
 }
 
-func (s *Server) cardTransactions(w http.ResponseWriter, r *http.Request) {
+// cardAndLimit reads the card of the path and ?limit= for the listings.
+func (s *Server) cardAndLimit(w http.ResponseWriter, r *http.Request) (*ledger.Card, int, bool) {
 	limit, ok := limitParam(w, r)
 	if !ok {
-		return
+		return nil, 0, false
 	}
 	c, ok := s.cardFromPath(w, r)
+	return c, limit, ok
+}
+
+func (s *Server) cardTransactions(w http.ResponseWriter, r *http.Request) {
+	c, limit, ok := s.cardAndLimit(w, r)
 	if !ok {
 		return
 	}
@@ -142,11 +148,7 @@ func (s *Server) cardTransactions(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) cardOrders(w http.ResponseWriter, r *http.Request) {
-	limit, ok := limitParam(w, r)
-	if !ok {
-		return
-	}
-	c, ok := s.cardFromPath(w, r)
+	c, limit, ok := s.cardAndLimit(w, r)
 	if !ok {
 		return
 	}
