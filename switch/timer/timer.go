@@ -1,0 +1,596 @@
+package timer
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Task is a due task as its handler sees it.
+type Task struct {
+	Kind     string
+	Key      string
+	Due      time.Time
+	Payload  json.RawMessage
+	Attempts int // including this one
+}
+
+// Handler runs a task. It must be idempotent. An error has the task tried
+// again later, with exponential backoff, up to the attempt limit.
+type Handler func(ctx context.Context, t Task) error
+
+// Metrics are told what the timer does.
+type Metrics interface {
+	Fired(kind string, lateness time.Duration)
+	Retried(kind string)
+	Dead(kind string)
+	Leading(bool)
+}
+
+// Options configure a Timer.
+type Options struct {
+	Pool *pgxpool.Pool
+	// Workers bounds the handlers running at once (default 64).
+	Workers int
+	// ClaimFor bounds a handler's run: its claim on the task lasts this
+	// long, after which another leader may run it again (default 30s).
+	ClaimFor time.Duration
+	// MaxAttempts parks a task as dead after this many failures (default 10).
+	MaxAttempts int
+	// MaxBackoff caps the wait between attempts (default 5m).
+	MaxBackoff time.Duration
+	// Horizon is how far ahead the schedule is held in memory (default 10m).
+	Horizon time.Duration
+	Log     *slog.Logger
+	Metrics Metrics
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+// Timer schedules tasks and, while leading, fires them.
+type Timer struct {
+	o Options
+
+	mu       sync.Mutex // guards handlers
+	handlers map[string]Handler
+}
+
+// notifyChannel carries news of tasks scheduled to the leader.
+const notifyChannel = "goldcard_timer"
+
+// lookahead is how early tasks are claimed, so that they fire on time.
+const lookahead = 20 * time.Millisecond
+
+// New returns a timer on o.Pool.
+func New(o Options) *Timer {
+	if o.Workers <= 0 {
+		o.Workers = 64
+	}
+	if o.ClaimFor <= 0 {
+		o.ClaimFor = 30 * time.Second
+	}
+	if o.MaxAttempts <= 0 {
+		o.MaxAttempts = 10
+	}
+	if o.MaxBackoff <= 0 {
+		o.MaxBackoff = 5 * time.Minute
+	}
+	if o.Horizon <= 0 {
+		o.Horizon = 10 * time.Minute
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	if o.Metrics == nil {
+		o.Metrics = noMetrics{}
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return &Timer{o: o, handlers: map[string]Handler{}}
+}
+
+// Handle registers the handler of a kind of task.
+func (t *Timer) Handle(kind string, h Handler) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.handlers[kind] = h
+}
+
+func (t *Timer) handler(kind string) Handler {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.handlers[kind]
+}
+
+// Schedule records a task due at due. A task with the same kind and key
+// already scheduled (or run) is left as it is; Schedule reports whether it
+// made a new one. The leader hears of it at once.
+func (t *Timer) Schedule(ctx context.Context, kind, key string, due time.Time, payload any) (bool, error) {
+	p, err := json.Marshal(payload)
+	if err != nil {
+		return false, fmt.Errorf("timer: payload: %w", err)
+	}
+	if payload == nil {
+		p = []byte("{}")
+	}
+	var created bool
+	err = t.o.Pool.QueryRow(ctx, `WITH ins AS (
+			INSERT INTO timer_tasks (kind, key, due_at, payload) VALUES ($1, $2, $3, $4)
+			ON CONFLICT (kind, key) DO NOTHING RETURNING kind, key, due_at)
+		SELECT count(pg_notify('`+notifyChannel+`', json_build_object('kind', kind, 'key', key,
+			'due', (extract(epoch FROM due_at) * 1000000)::bigint)::text)) > 0 FROM ins`,
+		kind, key, due, p).Scan(&created)
+	if err != nil {
+		return false, fmt.Errorf("timer: scheduling %s/%s: %w", kind, key, err)
+	}
+	return created, nil
+}
+
+// Item is one task to schedule in ScheduleMany.
+type Item struct {
+	Kind, Key string
+	Due       time.Time
+}
+
+// ScheduleMany records many payload-less tasks in one statement and tells
+// the leader to look for them; it returns how many were new.
+func (t *Timer) ScheduleMany(ctx context.Context, items []Item) (int, error) {
+	kinds, keys, dues := make([]string, len(items)), make([]string, len(items)), make([]time.Time, len(items))
+	for i, it := range items {
+		kinds[i], keys[i], dues[i] = it.Kind, it.Key, it.Due
+	}
+	tag, err := t.o.Pool.Exec(ctx, `INSERT INTO timer_tasks (kind, key, due_at)
+		SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[]) ON CONFLICT (kind, key) DO NOTHING`, kinds, keys, dues)
+	if err != nil {
+		return 0, fmt.Errorf("timer: scheduling: %w", err)
+	}
+	if _, err := t.o.Pool.Exec(ctx, `SELECT pg_notify('`+notifyChannel+`', 'reload')`); err != nil {
+		return int(tag.RowsAffected()), err
+	}
+	return int(tag.RowsAffected()), nil
+}
+
+// Cancel stops a pending task from running; it reports whether there was
+// one to stop.
+func (t *Timer) Cancel(ctx context.Context, kind, key string) (bool, error) {
+	tag, err := t.o.Pool.Exec(ctx, `UPDATE timer_tasks SET state = 'cancelled', done_at = now()
+		WHERE kind = $1 AND key = $2 AND state = 'pending'`, kind, key)
+	if err != nil {
+		return false, fmt.Errorf("timer: cancelling %s/%s: %w", kind, key, err)
+	}
+	return tag.RowsAffected() == 1, nil
+}
+
+// backoff is the wait before attempt n+1.
+func (t *Timer) backoff(n int) time.Duration {
+	d := time.Second << min(n-1, 20)
+	return min(d, t.o.MaxBackoff)
+}
+
+// Lead fires tasks until ctx ends: the caller holds the leadership for
+// that long.
+func (t *Timer) Lead(ctx context.Context) error {
+	t.o.Metrics.Leading(true)
+	defer t.o.Metrics.Leading(false)
+	l := &leader{
+		t: t, sched: newSchedule(), sem: make(chan struct{}, t.o.Workers),
+		done: make(chan finished, 4096), unclaimed: make(chan []entry, 64), succeeded: make(chan finished, 4096),
+	}
+	return l.run(ctx)
+}
+
+// leader is one term of firing tasks. Its loop owns the schedule; claims,
+// handlers and the recording of finished runs happen on other goroutines
+// and report back on channels.
+type leader struct {
+	t     *Timer
+	sched *schedule
+	// done carries every run's end; unclaimed carries due tasks a claim
+	// did not take.
+	done      chan finished
+	unclaimed chan []entry
+	// succeeded feeds the recorder of successful runs.
+	succeeded chan finished
+	sem       chan struct{}
+	wg        sync.WaitGroup
+	// horizon is the time up to which the schedule holds every task.
+	horizon time.Time
+}
+
+// finished is a task's run, reported by its worker.
+type finished struct {
+	id
+	claim string
+	err   error
+}
+
+func (l *leader) run(ctx context.Context) error {
+	notes, stopListen, err := l.listen(ctx)
+	if err != nil {
+		return err
+	}
+	defer stopListen()
+	if err := l.reload(ctx); err != nil {
+		return err
+	}
+	reload := time.NewTicker(l.t.o.Horizon / 4)
+	defer reload.Stop()
+	wake := time.NewTimer(time.Hour)
+	defer wake.Stop()
+	recorded := make(chan struct{})
+	go func() { defer close(recorded); l.record(ctx) }()
+	defer func() { <-recorded }()
+	defer l.wg.Wait()
+	for {
+		l.fireDue(ctx)
+		if next, ok := l.sched.next(); ok {
+			wake.Reset(max(time.Until(next)-lookahead, 0))
+		} else {
+			wake.Reset(l.t.o.Horizon)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-wake.C:
+		case n := <-notes:
+			l.note(ctx, n)
+		case f := <-l.done:
+			l.finish(ctx, f)
+		case es := <-l.unclaimed:
+			for _, e := range es {
+				l.sched.forget(e.id)
+				if !e.due.IsZero() {
+					l.sched.add(e.id, e.due)
+				}
+			}
+		case <-reload.C:
+			if err := l.reload(ctx); err != nil {
+				l.t.o.Log.Warn("timer: reloading the schedule", "err", err)
+			}
+		}
+	}
+}
+
+// reload reads the pending tasks due within the horizon into the schedule.
+func (l *leader) reload(ctx context.Context) error {
+	horizon := l.t.o.Now().Add(l.t.o.Horizon)
+	rows, err := l.t.o.Pool.Query(ctx, `SELECT kind, key, due_at FROM timer_tasks
+		WHERE state = 'pending' AND due_at <= $1 ORDER BY due_at`, horizon)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var e entry
+		if err := rows.Scan(&e.kind, &e.key, &e.due); err != nil {
+			return err
+		}
+		l.sched.add(e.id, e.due)
+	}
+	l.horizon = horizon
+	return rows.Err()
+}
+
+// note takes news of a scheduled task.
+func (l *leader) note(ctx context.Context, payload string) {
+	var n struct {
+		Kind, Key string
+		Due       int64
+	}
+	if payload == "reload" || json.Unmarshal([]byte(payload), &n) != nil {
+		if err := l.reload(ctx); err != nil {
+			l.t.o.Log.Warn("timer: reloading the schedule", "err", err)
+		}
+		return
+	}
+	due := time.UnixMicro(n.Due)
+	if !due.After(l.horizon) {
+		l.sched.add(id{n.Kind, n.Key}, due)
+	}
+}
+
+// fireDue hands the tasks due within the lookahead to a claimer, which
+// starts those it claims.
+func (l *leader) fireDue(ctx context.Context) {
+	due := l.sched.popDue(l.t.o.Now().Add(lookahead))
+	if len(due) == 0 {
+		return
+	}
+	l.wg.Add(1)
+	go func() {
+		defer l.wg.Done()
+		claim := newClaim()
+		tasks, err := l.claim(ctx, due, claim)
+		if err != nil {
+			if ctx.Err() == nil {
+				l.t.o.Log.Warn("timer: claiming due tasks; a reload finds them again", "tasks", len(due), "err", err)
+			}
+			tasks = nil
+		}
+		claimed := map[id]bool{}
+		for _, task := range tasks {
+			claimed[id{task.Kind, task.Key}] = true
+			l.start(ctx, task, claim)
+		}
+		// Done or cancelled meanwhile, or still claimed by an earlier
+		// leader: those are tried again when their claim runs out.
+		var missed []entry
+		for _, e := range due {
+			if !claimed[e.id] {
+				missed = append(missed, entry{id: e.id})
+			}
+		}
+		if len(missed) > 0 && err == nil {
+			l.whenFree(ctx, missed)
+		}
+		if len(missed) > 0 {
+			select {
+			case l.unclaimed <- missed:
+			case <-ctx.Done():
+			}
+		}
+	}()
+}
+
+// whenFree sets the due time of tasks still claimed by another leader to
+// when that claim runs out; the others stay zero (forgotten).
+func (l *leader) whenFree(ctx context.Context, es []entry) {
+	kinds, keys := make([]string, len(es)), make([]string, len(es))
+	for i, e := range es {
+		kinds[i], keys[i] = e.kind, e.key
+	}
+	rows, err := l.t.o.Pool.Query(ctx, `SELECT t.kind, t.key, t.claimed_until FROM timer_tasks t
+		JOIN unnest($1::text[], $2::text[]) AS k(kind, key) ON t.kind = k.kind AND t.key = k.key
+		WHERE t.state = 'pending' AND t.claimed_until IS NOT NULL`, kinds, keys)
+	if err != nil {
+		return
+	}
+	defer rows.Close()
+	free := map[id]time.Time{}
+	for rows.Next() {
+		var i id
+		var until time.Time
+		if rows.Scan(&i.kind, &i.key, &until) == nil {
+			free[i] = until.Add(time.Millisecond)
+		}
+	}
+	for n := range es {
+		es[n].due = free[es[n].id]
+	}
+}
+
+// claim takes the tasks for this leader's run.
+func (l *leader) claim(ctx context.Context, due []entry, claim string) ([]Task, error) {
+	kinds, keys := make([]string, len(due)), make([]string, len(due))
+	for i, e := range due {
+		kinds[i], keys[i] = e.kind, e.key
+	}
+	rows, err := l.t.o.Pool.Query(ctx, `UPDATE timer_tasks t SET claim = $3, claimed_until = now() + $4::interval,
+			attempts = t.attempts + 1, fired_at = now()
+		FROM unnest($1::text[], $2::text[]) AS k(kind, key)
+		WHERE t.kind = k.kind AND t.key = k.key AND t.state = 'pending'
+		  AND (t.claimed_until IS NULL OR t.claimed_until < now())
+		RETURNING t.kind, t.key, t.due_at, t.payload, t.attempts`, kinds, keys, claim, l.t.o.ClaimFor)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Task, error) {
+		var t Task
+		err := r.Scan(&t.Kind, &t.Key, &t.Due, &t.Payload, &t.Attempts)
+		return t, err
+	})
+}
+
+// start runs a claimed task's handler at its due time, on a worker.
+func (l *leader) start(ctx context.Context, task Task, claim string) {
+	l.wg.Add(1)
+	go func() {
+		defer l.wg.Done()
+		f := finished{id: id{task.Kind, task.Key}, claim: claim}
+		defer func() {
+			select {
+			case l.done <- f:
+			case <-ctx.Done():
+			}
+		}()
+		if wait := task.Due.Sub(l.t.o.Now()); wait > 0 {
+			select {
+			case <-time.After(wait):
+			case <-ctx.Done():
+				f.err = ctx.Err()
+				return
+			}
+		}
+		select {
+		case l.sem <- struct{}{}:
+		case <-ctx.Done():
+			f.err = ctx.Err()
+			return
+		}
+		defer func() { <-l.sem }()
+		h := l.t.handler(task.Kind)
+		if h == nil {
+			f.err = fmt.Errorf("no handler for task kind %q", task.Kind)
+			return
+		}
+		l.t.o.Metrics.Fired(task.Kind, l.t.o.Now().Sub(task.Due))
+		hctx, cancel := context.WithTimeout(ctx, l.t.o.ClaimFor)
+		defer cancel()
+		f.err = run(hctx, h, task)
+	}()
+}
+
+// run calls a handler, turning a panic into an error.
+func run(ctx context.Context, h Handler, t Task) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("handler panicked: %v", r)
+		}
+	}()
+	return h(ctx, t)
+}
+
+// finish takes a task's run off the schedule and has it recorded: done,
+// to be retried, or dead.
+func (l *leader) finish(ctx context.Context, f finished) {
+	l.sched.forget(f.id)
+	if ctx.Err() != nil {
+		return // the claim runs out; the next leader runs it again
+	}
+	if f.err == nil {
+		select {
+		case l.succeeded <- f:
+		case <-ctx.Done():
+		}
+		return
+	}
+	if err := l.retry(ctx, f); err != nil {
+		l.t.o.Log.Warn("timer: recording a failed run; it will run again", "kind", f.kind, "key", f.key, "err", err)
+	}
+}
+
+// record marks successful runs done, many per statement.
+func (l *leader) record(ctx context.Context) {
+	var batch []finished
+	flush := func() {
+		if len(batch) == 0 {
+			return
+		}
+		kinds, keys, claims := make([]string, len(batch)), make([]string, len(batch)), make([]string, len(batch))
+		for i, f := range batch {
+			kinds[i], keys[i], claims[i] = f.kind, f.key, f.claim
+		}
+		_, err := l.t.o.Pool.Exec(context.WithoutCancel(ctx), `UPDATE timer_tasks t SET state = 'done', done_at = now(),
+				claim = NULL, claimed_until = NULL
+			FROM unnest($1::text[], $2::text[], $3::uuid[]) AS k(kind, key, claim)
+			WHERE t.kind = k.kind AND t.key = k.key AND t.claim = k.claim`, kinds, keys, claims)
+		if err != nil {
+			l.t.o.Log.Warn("timer: recording finished runs; they will run again", "runs", len(batch), "err", err)
+		}
+		batch = batch[:0]
+	}
+	tick := time.NewTicker(2 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case f := <-l.succeeded:
+			batch = append(batch, f)
+			if len(batch) >= 512 {
+				flush()
+			}
+		case <-tick.C:
+			flush()
+		case <-ctx.Done():
+			// Record what finished before the term ended.
+			for {
+				select {
+				case f := <-l.succeeded:
+					batch = append(batch, f)
+				default:
+					flush()
+					return
+				}
+			}
+		}
+	}
+}
+
+// retry schedules a failed task again, or parks it as dead.
+func (l *leader) retry(ctx context.Context, f finished) error {
+	var attempts int
+	err := l.t.o.Pool.QueryRow(ctx, `SELECT attempts FROM timer_tasks WHERE kind = $1 AND key = $2 AND claim = $3`,
+		f.kind, f.key, f.claim).Scan(&attempts)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil // no longer ours
+	}
+	if err != nil {
+		return err
+	}
+	if attempts >= l.t.o.MaxAttempts {
+		l.t.o.Metrics.Dead(f.kind)
+		l.t.o.Log.Error("timer: task failed for good; parked as dead", "kind", f.kind, "key", f.key, "attempts", attempts, "err", f.err)
+		_, err = l.t.o.Pool.Exec(ctx, `UPDATE timer_tasks SET state = 'dead', done_at = now(), last_error = $4,
+			claim = NULL, claimed_until = NULL WHERE kind = $1 AND key = $2 AND claim = $3`, f.kind, f.key, f.claim, f.err.Error())
+		return err
+	}
+	due := l.t.o.Now().Add(l.t.backoff(attempts))
+	l.t.o.Metrics.Retried(f.kind)
+	l.t.o.Log.Warn("timer: task failed; trying again", "kind", f.kind, "key", f.key, "attempt", attempts, "at", due, "err", f.err)
+	_, err = l.t.o.Pool.Exec(ctx, `UPDATE timer_tasks SET due_at = $4, last_error = $5, claim = NULL, claimed_until = NULL
+		WHERE kind = $1 AND key = $2 AND claim = $3`, f.kind, f.key, f.claim, due, f.err.Error())
+	if err == nil && !due.After(l.horizon) {
+		l.sched.add(f.id, due)
+	}
+	return err
+}
+
+// listen subscribes to news of scheduled tasks on a connection of its own.
+func (l *leader) listen(ctx context.Context) (<-chan string, func(), error) {
+	conn, err := l.t.o.Pool.Acquire(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	if _, err := conn.Exec(ctx, "LISTEN "+notifyChannel); err != nil {
+		conn.Release()
+		return nil, nil, err
+	}
+	notes := make(chan string, 256)
+	lctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			n, err := conn.Conn().WaitForNotification(lctx)
+			if err != nil {
+				if lctx.Err() == nil {
+					l.t.o.Log.Warn("timer: listening for scheduled tasks; reloading instead", "err", err)
+					select {
+					case notes <- "reload":
+					default:
+					}
+				}
+				return
+			}
+			select {
+			case notes <- n.Payload:
+			default:
+				// Too much news: one reload covers it.
+				select {
+				case notes <- "reload":
+				default:
+				}
+			}
+		}
+	}()
+	return notes, func() {
+		cancel()
+		<-done
+		// The connection may be mid-wait; it is not returned to the pool.
+		_ = conn.Conn().Close(context.Background())
+		conn.Release()
+	}, nil
+}
+
+func newClaim() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	b[6] = (b[6] & 0x0f) | 0x40
+	b[8] = (b[8] & 0x3f) | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+}
+
+type noMetrics struct{}
+
+func (noMetrics) Fired(string, time.Duration) {}
+func (noMetrics) Retried(string)              {}
+func (noMetrics) Dead(string)                 {}
+func (noMetrics) Leading(bool)                {}
