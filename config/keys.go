@@ -94,7 +94,7 @@ func splitKey(key string) (kind, name string, err error) {
 			return kind, name, nil
 		}
 	case "calendar":
-		if y, err := strconv.Atoi(name); hasName && err == nil && y >= 2000 && y <= 2200 {
+		if y, err := strconv.Atoi(name); hasName && digits(name) && err == nil && y >= 2000 && y <= 2200 {
 			return kind, name, nil
 		}
 	}

@@ -97,6 +97,25 @@ type Fund struct {
 	// SimulatorLatency and SimulatorFailRate shape the built-in simulator.
 	SimulatorLatency  Duration `json:"simulator_latency"`
 	SimulatorFailRate float64  `json:"simulator_fail_rate"`
+	// YieldPer10K is the fund's daily income per 10,000 shares, in units
+	// of currency with up to four decimals ("0.4523"); "0" posts none.
+	YieldPer10K string `json:"yield_per_10k"`
+	// YieldTime is when each day's income is posted (HH:MM, Asia/Shanghai).
+	YieldTime string `json:"yield_time"`
+}
+
+// YieldRate is YieldPer10K in 0.0001 units of currency.
+func (f Fund) YieldRate() (int64, error) {
+	whole, frac, _ := strings.Cut(f.YieldPer10K, ".")
+	if whole == "" || len(frac) > 4 || !digits(whole) || (frac != "" && !digits(frac)) || len(whole) > 6 {
+		return 0, fmt.Errorf("fund: yield_per_10k %q must be a decimal with at most 4 places, such as \"0.4523\"", f.YieldPer10K)
+	}
+	frac += strings.Repeat("0", 4-len(frac))
+	var n int64
+	for _, c := range whole + frac {
+		n = n*10 + int64(c-'0')
+	}
+	return n, nil
 }
 
 // Sweep moves money above a threshold into the fund on trading days.
@@ -105,6 +124,9 @@ type Sweep struct {
 	MinSweep  int64  `json:"min_sweep"` // smaller excesses stay, minor units
 	Time      string `json:"time"`      // HH:MM on a trading day
 	TimeZone  string `json:"time_zone"`
+	// ConfirmTime is when, on the next trading day, a sweep's
+	// subscription is confirmed into the fund (HH:MM).
+	ConfirmTime string `json:"confirm_time"`
 }
 
 // Calendar is one year of the fund's trading calendar: weekdays are
@@ -170,12 +192,13 @@ func DefaultLimits() Limits {
 
 // DefaultFund returns the built-in simulated fund.
 func DefaultFund() Fund {
-	return Fund{Provider: FundSimulator, CallTimeout: Duration(5 * time.Second), SimulatorLatency: Duration(50 * time.Millisecond)}
+	return Fund{Provider: FundSimulator, CallTimeout: Duration(5 * time.Second), SimulatorLatency: Duration(50 * time.Millisecond),
+		YieldPer10K: "0", YieldTime: "23:30"}
 }
 
 // DefaultSweep returns the sweep used when none is configured.
 func DefaultSweep() Sweep {
-	return Sweep{Threshold: 1_000_00, MinSweep: 1_00, Time: "15:00", TimeZone: "Asia/Shanghai"}
+	return Sweep{Threshold: 1_000_00, MinSweep: 1_00, Time: "15:00", TimeZone: "Asia/Shanghai", ConfirmTime: "09:30"}
 }
 
 var codePattern = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,31}$`)
@@ -267,6 +290,12 @@ func (f Fund) Validate() error {
 	if f.SimulatorLatency < 0 || f.SimulatorFailRate < 0 || f.SimulatorFailRate > 1 {
 		errs = append(errs, errors.New("fund: simulator_latency cannot be negative and simulator_fail_rate must be between 0 and 1"))
 	}
+	if _, err := f.YieldRate(); err != nil {
+		errs = append(errs, err)
+	}
+	if _, err := time.Parse("15:04", f.YieldTime); err != nil {
+		errs = append(errs, fmt.Errorf("fund: yield_time %q must be HH:MM", f.YieldTime))
+	}
 	return errors.Join(errs...)
 }
 
@@ -278,6 +307,9 @@ func (s Sweep) Validate() error {
 	}
 	if _, err := time.Parse("15:04", s.Time); err != nil {
 		errs = append(errs, fmt.Errorf("sweep: time %q must be HH:MM", s.Time))
+	}
+	if _, err := time.Parse("15:04", s.ConfirmTime); err != nil {
+		errs = append(errs, fmt.Errorf("sweep: confirm_time %q must be HH:MM", s.ConfirmTime))
 	}
 	if _, err := time.LoadLocation(s.TimeZone); err != nil || s.TimeZone == "" {
 		errs = append(errs, fmt.Errorf("sweep: time_zone %q is not a known time zone", s.TimeZone))

@@ -115,7 +115,7 @@ func (f *flaky) Redeem(ctx context.Context, o fund.Order) (fund.Status, error) {
 	return f.Provider.Redeem(ctx, o)
 }
 
-func TestReconcilerSettlesPendingOrders(t *testing.T) {
+func TestCheckOrder(t *testing.T) {
 	l, _ := ledgertest.New(t)
 	ctx := context.Background()
 	const pan = "6228480000000001"
@@ -126,26 +126,27 @@ func TestReconcilerSettlesPendingOrders(t *testing.T) {
 	sim := fund.NewSimulator(fund.SimOptions{})
 	p := &flaky{Provider: sim, lost: map[string]bool{}}
 	day := fund.Day(time.Now())
-	place := func(id string, amount int64) {
+	place := func(id string, amount int64, to fund.Provider) {
+		rctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+		defer cancel()
 		err := l.Do(ctx, func(tx *ledger.Tx) error {
 			card, err := tx.LockCardByID(ctx, c.ID, day)
 			if err != nil {
 				return err
 			}
-			return tx.StartRedemption(ctx, card, ledger.NewRedemption{ID: id, Amount: amount, Purpose: ledger.PurposeShortfall, Day: day, Quota: 1000000, Fence: 1, CheckAfter: time.Microsecond})
+			return tx.StartRedemption(ctx, card, ledger.NewRedemption{ID: id, Amount: amount, Purpose: ledger.PurposeShortfall, Day: day, Quota: 1000000, Fence: 1})
 		})
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, _ = p.Redeem(ctx, fund.Order{ID: id, Account: fund.Account(c.ID), Amount: amount, Currency: "156"})
+		_, _ = to.Redeem(rctx, fund.Order{ID: id, Account: fund.Account(c.ID), Amount: amount, Currency: "156"})
 	}
-	place("order-lost-1", 1000)                             // lost: sent again by the reconciler
-	place("order-seen-2", 2000)                             // confirmed at the fund, pending here
-	sim2 := fund.NewSimulator(fund.SimOptions{FailRate: 1}) // a fund that refuses
-	r := &fund.Reconciler{Ledger: l, Provider: p, Log: slog.New(slog.DiscardHandler)}
-	n, err := r.Pass(ctx)
-	if err != nil || n != 2 {
-		t.Fatalf("pass: resolved %d, %v", n, err)
+	place("order-lost-1", 1000, p) // lost: sent again by the check
+	place("order-seen-2", 2000, p) // confirmed at the fund, pending here
+	for _, id := range []string{"order-lost-1", "order-seen-2"} {
+		if err := fund.CheckOrder(ctx, l, p, id, time.Second); err != nil {
+			t.Fatalf("%s: %v", id, err)
+		}
 	}
 	card, err := l.Card(ctx, pan, day)
 	if err != nil {
@@ -154,17 +155,29 @@ func TestReconcilerSettlesPendingOrders(t *testing.T) {
 	if card.Cash != 3000 || card.Fund != 97000 {
 		t.Fatalf("card after settling: cash %d fund %d", card.Cash, card.Fund)
 	}
-	place("order-refused", 500)
-	r.Provider = sim2
-	if _, err := sim2.Redeem(ctx, fund.Order{ID: "order-refused", Account: fund.Account(c.ID), Amount: 500, Currency: "156"}); err != nil {
-		t.Fatal(err)
+	// A fund company still deciding; then one that refuses.
+	slow := fund.NewSimulator(fund.SimOptions{Latency: time.Hour})
+	place("order-slow-3", 500, slow)
+	if err := fund.CheckOrder(ctx, l, slow, "order-slow-3", time.Second); !errors.Is(err, fund.ErrStillPending) {
+		t.Fatalf("a pending order: %v", err)
 	}
-	if n, err := r.Pass(ctx); err != nil || n != 1 {
-		t.Fatalf("pass: resolved %d, %v", n, err)
+	if o, _ := l.Order(ctx, "order-slow-3"); o.Checks != 1 {
+		t.Fatalf("checks %d", o.Checks)
+	}
+	refusing := fund.NewSimulator(fund.SimOptions{FailRate: 1})
+	if err := fund.CheckOrder(ctx, l, refusing, "order-slow-3", time.Second); err != nil {
+		t.Fatal(err)
 	}
 	card, _ = l.Card(ctx, pan, day)
 	if card.Cash != 3000 || card.Fund != 97000 || card.RedeemedToday != 3000 {
 		t.Fatalf("card after a refusal: %+v", card)
+	}
+	// Settled orders and orders never placed need nothing.
+	if err := fund.CheckOrder(ctx, l, p, "order-seen-2", time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := fund.CheckOrder(ctx, l, p, "order-never-9", time.Second); err != nil {
+		t.Fatal(err)
 	}
 }
 

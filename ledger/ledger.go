@@ -30,6 +30,7 @@ const (
 	SystemFundOmnibus      = "fund_omnibus"
 	SystemFundSubscription = "fund_subscription"
 	SystemFundRedeeming    = "fund_redeeming"
+	SystemYieldRemainder   = "yield_remainder"
 	SystemOpening          = "opening"
 )
 
@@ -101,7 +102,7 @@ func (l *Ledger) do(ctx context.Context, fn func(tx *Tx) error) error {
 }
 
 // systemKinds are the system accounts every currency has.
-var systemKinds = []string{SystemSettlement, SystemFundOmnibus, SystemFundSubscription, SystemFundRedeeming, SystemOpening}
+var systemKinds = []string{SystemSettlement, SystemFundOmnibus, SystemFundSubscription, SystemFundRedeeming, SystemYieldRemainder, SystemOpening}
 
 // ensureSystemAccounts creates a currency's system accounts if missing. It
 // runs on the pool, outside any transaction, so the accounts it makes are

@@ -30,20 +30,19 @@ const (
 
 // Order is a redemption order to the fund company.
 type Order struct {
-	ID          string     `json:"id"`
-	CardID      int64      `json:"-"`
-	PAN         string     `json:"-"`
-	Amount      int64      `json:"amount"`
-	Currency    string     `json:"currency"`
-	Purpose     string     `json:"purpose"`
-	State       string     `json:"state"`
-	QuotaDay    time.Time  `json:"quota_day"`
-	Fence       int64      `json:"fence"`
-	Checks      int        `json:"checks"`
-	NextCheckAt time.Time  `json:"next_check_at"`
-	LastError   string     `json:"last_error,omitempty"`
-	CreatedAt   time.Time  `json:"created_at"`
-	ResolvedAt  *time.Time `json:"resolved_at,omitempty"`
+	ID         string     `json:"id"`
+	CardID     int64      `json:"-"`
+	PAN        string     `json:"-"`
+	Amount     int64      `json:"amount"`
+	Currency   string     `json:"currency"`
+	Purpose    string     `json:"purpose"`
+	State      string     `json:"state"`
+	QuotaDay   time.Time  `json:"quota_day"`
+	Fence      int64      `json:"fence"`
+	Checks     int        `json:"checks"`
+	LastError  string     `json:"last_error,omitempty"`
+	CreatedAt  time.Time  `json:"created_at"`
+	ResolvedAt *time.Time `json:"resolved_at,omitempty"`
 }
 
 // Fence raises the card's fencing token to token, refusing with ErrFenced
@@ -67,9 +66,6 @@ type NewRedemption struct {
 	Day     time.Time // the quota day it counts on
 	Quota   int64     // the day's quota per card
 	Fence   int64     // token of the lock it is placed under
-	// CheckAfter is when the order is first due for a status check if
-	// still pending (default 5s): the placer settles it before then.
-	CheckAfter time.Duration
 }
 
 // StartRedemption records a pending order for the locked card c: the
@@ -82,12 +78,9 @@ func (tx *Tx) StartRedemption(ctx context.Context, c *Card, n NewRedemption) err
 	case c.RedeemedToday+n.Amount > n.Quota:
 		return ErrQuotaExceeded
 	}
-	if n.CheckAfter <= 0 {
-		n.CheckAfter = 5 * time.Second
-	}
 	b := &pgx.Batch{}
-	b.Queue(`INSERT INTO redemption_orders (id, card_id, amount, currency, purpose, quota_day, fence, next_check_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, now() + $8::interval)`, n.ID, c.ID, n.Amount, c.Currency, n.Purpose, n.Day, n.Fence, n.CheckAfter)
+	b.Queue(`INSERT INTO redemption_orders (id, card_id, amount, currency, purpose, quota_day, fence)
+		VALUES ($1, $2, $3, $4, $5, $6, $7)`, n.ID, c.ID, n.Amount, c.Currency, n.Purpose, n.Day, n.Fence)
 	b.Queue(`INSERT INTO redemption_quota AS q (card_id, day, used) SELECT $1::bigint, $2::date, $3::bigint WHERE $3::bigint <= $4::bigint
 		ON CONFLICT (card_id, day) DO UPDATE SET used = q.used + EXCLUDED.used WHERE q.used + EXCLUDED.used <= $4::bigint`,
 		c.ID, n.Day, n.Amount, n.Quota)
@@ -181,7 +174,7 @@ func (tx *Tx) applyForOrder(ctx context.Context, id string, effects []Effect) er
 
 // orderColumns are read from redemption_orders o joined with cards c.
 const orderColumns = `o.id, o.card_id, c.pan, o.amount, o.currency, o.purpose, o.state, o.quota_day, o.fence, o.checks,
-	o.next_check_at, coalesce(o.last_error, ''), o.created_at, o.resolved_at`
+	coalesce(o.last_error, ''), o.created_at, o.resolved_at`
 
 func scanOrders(rows pgx.Rows) ([]Order, error) {
 	defer rows.Close()
@@ -189,7 +182,7 @@ func scanOrders(rows pgx.Rows) ([]Order, error) {
 	for rows.Next() {
 		var o Order
 		if err := rows.Scan(&o.ID, &o.CardID, &o.PAN, &o.Amount, &o.Currency, &o.Purpose, &o.State, &o.QuotaDay, &o.Fence,
-			&o.Checks, &o.NextCheckAt, &o.LastError, &o.CreatedAt, &o.ResolvedAt); err != nil {
+			&o.Checks, &o.LastError, &o.CreatedAt, &o.ResolvedAt); err != nil {
 			return nil, fmt.Errorf("reading orders: %w", err)
 		}
 		out = append(out, o)
@@ -224,29 +217,22 @@ func (l *Ledger) CardOrders(ctx context.Context, cardID int64, limit int) ([]Ord
 	return scanOrders(rows)
 }
 
-// ClaimDueOrders returns up to limit pending orders whose next check is
-// due and moves their next check lease ahead, so that instances checking
-// together do not check the same order at once.
-func (l *Ledger) ClaimDueOrders(ctx context.Context, limit int, lease time.Duration) ([]Order, error) {
-	rows, err := l.pool.Query(ctx, `WITH o AS (
-			UPDATE redemption_orders SET next_check_at = now() + $2::interval
-			WHERE id IN (SELECT id FROM redemption_orders WHERE state = 'pending' AND next_check_at <= now()
-				ORDER BY next_check_at LIMIT $1 FOR UPDATE SKIP LOCKED)
-			RETURNING *)
-		SELECT `+orderColumns+` FROM o JOIN cards c ON c.id = o.card_id`, limit, lease)
+// PendingOrders lists the ids of every pending order.
+func (l *Ledger) PendingOrders(ctx context.Context) ([]string, error) {
+	rows, err := l.pool.Query(ctx, `SELECT id FROM redemption_orders WHERE state = 'pending'`)
 	if err != nil {
-		return nil, fmt.Errorf("claiming orders: %w", err)
+		return nil, fmt.Errorf("listing pending orders: %w", err)
 	}
-	return scanOrders(rows)
+	return pgx.CollectRows(rows, pgx.RowTo[string])
 }
 
-// DeferOrderCheck schedules a pending order's next check and notes why it
-// is still pending.
-func (l *Ledger) DeferOrderCheck(ctx context.Context, id string, next time.Duration, reason string) error {
-	_, err := l.pool.Exec(ctx, `UPDATE redemption_orders SET checks = checks + 1, next_check_at = now() + $2::interval,
-		last_error = nullif($3, '') WHERE id = $1 AND state = 'pending'`, id, next, reason)
+// RecordOrderCheck counts a status check of a pending order and notes why
+// it is still pending.
+func (l *Ledger) RecordOrderCheck(ctx context.Context, id, reason string) error {
+	_, err := l.pool.Exec(ctx, `UPDATE redemption_orders SET checks = checks + 1, last_error = nullif($2, '')
+		WHERE id = $1 AND state = 'pending'`, id, reason)
 	if err != nil {
-		return fmt.Errorf("deferring order check: %w", err)
+		return fmt.Errorf("recording an order check: %w", err)
 	}
 	return nil
 }

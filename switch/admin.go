@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -17,6 +19,7 @@ import (
 	"github.com/goldcard/goldcard/fund"
 	"github.com/goldcard/goldcard/iso"
 	"github.com/goldcard/goldcard/ledger"
+	"github.com/goldcard/goldcard/switch/timer"
 )
 
 // maxAdminBody bounds admin request bodies.
@@ -31,6 +34,9 @@ func (s *Server) adminHandler() http.Handler {
 	mux.HandleFunc("GET /v1/cards/{pan}/orders", s.cardOrders)
 	mux.HandleFunc("POST /v1/cards/{pan}/transfer-out", s.transferOut)
 	mux.HandleFunc("GET /v1/orders/{id}", s.showOrder)
+	mux.HandleFunc("PUT /v1/cards/{pan}/sweep", s.setSweep)
+	mux.HandleFunc("GET /v1/cards/{pan}/sweep", s.showSweep)
+	mux.HandleFunc("GET /v1/timers", s.listTimers)
 	mux.HandleFunc("GET /v1/config", s.showConfig)
 	mux.HandleFunc("GET /v1/config/status", s.configStatus)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -174,6 +180,80 @@ func (s *Server) showOrder(w http.ResponseWriter, r *http.Request) {
 	default:
 		writeJSON(w, http.StatusOK, viewOrder(*o))
 	}
+}
+
+// sweepView is a card's sweep settings.
+type sweepView struct {
+	PAN       string `json:"pan"` // masked
+	Enabled   bool   `json:"enabled"`
+	Threshold int64  `json:"threshold"`
+	// Default says the threshold is the configured one.
+	Default bool `json:"default_threshold"`
+}
+
+func (s *Server) setSweep(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Enabled   *bool  `json:"enabled"`
+		Threshold *int64 `json:"threshold"`
+	}
+	if !readJSON(w, r, &req) {
+		return
+	}
+	if req.Enabled == nil {
+		writeError(w, http.StatusBadRequest, `"enabled" is required; "threshold" (minor units) is optional, absent for the configured one`)
+		return
+	}
+	c, ok := s.cardFromPath(w, r)
+	if !ok {
+		return
+	}
+	err := s.ledger.SetSweep(r.Context(), c.PAN, *req.Enabled, req.Threshold)
+	switch {
+	case errors.Is(err, ledger.ErrInvalidCard):
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	case err != nil:
+		s.internalError(w, "setting sweep", err)
+		return
+	}
+	s.log.Info("card sweep set", "pan", iso.MaskPAN(c.PAN), "enabled", *req.Enabled)
+	s.showSweep(w, r)
+}
+
+func (s *Server) showSweep(w http.ResponseWriter, r *http.Request) {
+	c, ok := s.cardFromPath(w, r)
+	if !ok {
+		return
+	}
+	on, threshold, err := s.ledger.SweepSettings(r.Context(), c.PAN)
+	if err != nil {
+		s.internalError(w, "reading sweep", err)
+		return
+	}
+	v := sweepView{PAN: iso.MaskPAN(c.PAN), Enabled: on, Threshold: s.cfg.Load().Sweep.Threshold, Default: threshold == nil}
+	if threshold != nil {
+		v.Threshold = *threshold
+	}
+	writeJSON(w, http.StatusOK, v)
+}
+
+func (s *Server) listTimers(w http.ResponseWriter, r *http.Request) {
+	limit, ok := limitParam(w, r)
+	if !ok {
+		return
+	}
+	q := r.URL.Query()
+	state := q.Get("state")
+	if state != "" && !slices.Contains(timer.States, state) {
+		writeError(w, http.StatusBadRequest, "state must be one of "+strings.Join(timer.States, ", "))
+		return
+	}
+	tasks, err := timer.List(r.Context(), s.pool, q.Get("kind"), state, limit)
+	if err != nil {
+		s.internalError(w, "listing timer tasks", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"tasks": tasks})
 }
 
 func (s *Server) setCardStatus(w http.ResponseWriter, r *http.Request) {

@@ -139,7 +139,11 @@ func serve(ctx context.Context, c *cobra.Command, f serveFlags) error {
 	defer locker.Close()
 
 	store := config.NewStore(snap)
-	srv := NewServer(ctx, ServerOptions{Config: store, Pool: pool, Log: log, Admin: f.admin, Locker: locker})
+	election := locks.NewElection(etcd, locks.Options{Prefix: f.etcdPrefix, TTL: f.lockTTL, Log: log}, "timer", f.instanceID)
+	srv := NewServer(ctx, ServerOptions{
+		Config: store, Pool: pool, Log: log, Admin: f.admin, Locker: locker,
+		Elect: election.Run, TaskClaim: 2 * f.lockTTL,
+	})
 	srv.dialects = dialects
 	watcher := &config.Watcher{
 		Client: etcd, Prefix: f.etcdPrefix, Store: store, Builtin: builtinDialects(), BuildDialect: dialects.check,

@@ -34,6 +34,12 @@ type metrics struct {
 
 	holdsExpired prometheus.Counter
 
+	timerLateness *prometheus.HistogramVec // kind
+	timerRetries  *prometheus.CounterVec   // kind
+	timerDead     *prometheus.CounterVec   // kind
+	timerLeader   prometheus.Gauge
+	leaderChanges prometheus.Counter
+
 	configRevision prometheus.Gauge
 	configApply    prometheus.Histogram
 	configRejected prometheus.Counter
@@ -118,6 +124,27 @@ func newMetrics() *metrics {
 			Name: "goldcard_holds_expired_total",
 			Help: "Authorisation holds released because their validity passed uncompleted.",
 		}),
+		timerLateness: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "goldcard_timer_lateness_seconds",
+			Help:    "How late timer tasks started after their due time, by kind.",
+			Buckets: []float64{.0005, .001, .002, .005, .01, .02, .05, .1, .5, 1, 5, 30},
+		}, []string{"kind"}),
+		timerRetries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "goldcard_timer_retries_total",
+			Help: "Timer tasks that failed and were scheduled to run again, by kind.",
+		}, []string{"kind"}),
+		timerDead: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "goldcard_timer_dead_total",
+			Help: "Timer tasks parked as dead after their last attempt failed, by kind.",
+		}, []string{"kind"}),
+		timerLeader: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "goldcard_timer_leader",
+			Help: "1 while this instance leads the timer (fires its tasks).",
+		}),
+		leaderChanges: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "goldcard_timer_leader_changes_total",
+			Help: "Times this instance became the timer's leader.",
+		}),
 		configRevision: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "goldcard_config_revision",
 			Help: "etcd revision of the config this instance runs on.",
@@ -133,6 +160,7 @@ func newMetrics() *metrics {
 		}),
 	}
 	reg.MustRegister(m.configRevision, m.configApply, m.configRejected, m.holdsExpired,
+		m.timerLateness, m.timerRetries, m.timerDead, m.timerLeader, m.leaderChanges,
 		m.requests, m.latency, m.inFlight, m.connections, m.connEvents, m.frames, m.bytes,
 		m.unpackErrors, m.lostResponses, m.ledgerDuration,
 		m.redemptions, m.redemptionLatency, m.deadlineMisses, m.lockWait, m.ordersSettled, m.quotaRejections,

@@ -12,11 +12,12 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/goldcard/goldcard/config"
-	"github.com/goldcard/goldcard/fund"
 	"github.com/goldcard/goldcard/iso"
 	"github.com/goldcard/goldcard/ledger"
+	"github.com/goldcard/goldcard/switch/timer"
 )
 
 // Server is a running switch: bank listeners, the processor and the admin
@@ -44,11 +45,12 @@ type Server struct {
 	// watcher follows the config center (nil without one).
 	watcher *config.Watcher
 
-	// reconciler settles orders left pending; stopReconciler ends it and
-	// the expiry of holds.
-	reconciler     *fund.Reconciler
-	stopReconciler context.CancelFunc
-	reconcilerDone chan struct{}
+	// timer runs the switch's one-shot tasks while this instance leads
+	// the election elect stands in; stopBackground ends that.
+	timer          *timer.Timer
+	elect          func(ctx context.Context, lead func(ctx context.Context, token int64))
+	stopBackground context.CancelFunc
+	backgroundDone chan struct{}
 }
 
 // ServerOptions are what a Server is made of.
@@ -64,8 +66,13 @@ type ServerOptions struct {
 	// cards' funds (the config names the fund company). Without it such
 	// debits are declined.
 	Locker cardLocker
-	// ReconcileEvery is how often pending orders are checked (default 1s).
-	ReconcileEvery time.Duration
+	// Elect stands for the timer's leadership and calls lead while this
+	// instance holds it (locks.Election.Run). Without it, this instance
+	// fires no timer tasks.
+	Elect func(ctx context.Context, lead func(ctx context.Context, token int64))
+	// TaskClaim bounds a timer task's run before another leader may run
+	// it again (default 10s).
+	TaskClaim time.Duration
 }
 
 // NewServer wires a switch. Nothing listens until Start.
@@ -91,12 +98,32 @@ func NewServer(ctx context.Context, o ServerOptions) *Server {
 		_, _ = s.fund.set(config.DefaultFund())
 	}
 	s.proc = &processor{books: ledgerBooks{l: l, metrics: s.metrics}, now: now, log: o.Log}
+	claim := o.TaskClaim
+	if claim <= 0 {
+		claim = 10 * time.Second
+	}
+	s.timer = timer.New(timer.Options{Pool: o.Pool, Log: o.Log, Metrics: timerMetrics{s.metrics}, ClaimFor: claim, Now: now})
+	s.metrics.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "goldcard_timer_pending",
+		Help: "Timer tasks waiting to run (due or not).",
+	}, func() float64 {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		n, _ := timer.Count(ctx, o.Pool, "pending")
+		return float64(n)
+	}), prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "goldcard_timer_dead",
+		Help: "Timer tasks parked as dead, waiting for an operator.",
+	}, func() float64 {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		n, _ := timer.Count(ctx, o.Pool, "dead")
+		return float64(n)
+	}))
+	s.elect = o.Elect
+	s.registerTasks()
 	if o.Locker != nil {
-		s.proc.redeemer = &redeemer{ledger: l, provider: s.fund, locker: o.Locker, metrics: s.metrics, log: o.Log}
-		s.reconciler = &fund.Reconciler{
-			Ledger: l, Provider: s.fund, Log: o.Log, Every: o.ReconcileEvery,
-			Resolved: func(_ ledger.Order, st fund.State) { s.metrics.ordersSettled.WithLabelValues(string(st)).Inc() },
-		}
+		s.proc.redeemer = &redeemer{ledger: l, provider: s.fund, locker: o.Locker, timer: s.timer, metrics: s.metrics, log: o.Log}
 	}
 	if o.Admin != "" {
 		s.admin = &http.Server{Addr: o.Admin, Handler: s.adminHandler(), ReadHeaderTimeout: 5 * time.Second}
@@ -120,15 +147,12 @@ func (s *Server) Start() error {
 		s.log.Info("admin API listening", "addr", ln.Addr().String())
 	}
 	ctx, cancel := context.WithCancel(s.baseCtx)
-	s.stopReconciler, s.reconcilerDone = cancel, make(chan struct{})
+	s.stopBackground, s.backgroundDone = cancel, make(chan struct{})
 	go func() {
-		defer close(s.reconcilerDone)
-		var wg sync.WaitGroup
-		if s.reconciler != nil {
-			wg.Go(func() { s.reconciler.Run(ctx) })
+		defer close(s.backgroundDone)
+		if s.elect != nil {
+			s.elect(ctx, s.lead)
 		}
-		wg.Go(func() { s.expireHolds(ctx) })
-		wg.Wait()
 	}()
 	if err := s.reconcileListeners(s.cfg.Load()); err != nil {
 		s.Shutdown(context.Background())
@@ -228,10 +252,10 @@ func (s *Server) Shutdown(ctx context.Context) {
 		wg.Go(func() { bl.shutdown(ctx) })
 	}
 	wg.Wait()
-	if s.stopReconciler != nil {
-		s.stopReconciler()
-		<-s.reconcilerDone
-		s.stopReconciler = nil
+	if s.stopBackground != nil {
+		s.stopBackground()
+		<-s.backgroundDone
+		s.stopBackground = nil
 	}
 	if s.admin != nil {
 		_ = s.admin.Shutdown(ctx)
@@ -272,36 +296,4 @@ func (s *Server) observe(bank string, ex exchange, arrival time.Time) {
 		attrs = append(attrs, slog.String("reason", ex.err.Error()))
 	}
 	s.log.LogAttrs(context.Background(), slog.LevelInfo, "request", attrs...)
-}
-
-// holdExpiryEvery is how often holds past their validity are released.
-const holdExpiryEvery = 15 * time.Second
-
-// expireHolds releases holds past their validity until ctx ends.
-func (s *Server) expireHolds(ctx context.Context) {
-	t := time.NewTicker(holdExpiryEvery)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		for {
-			n, err := s.ledger.ExpireHolds(ctx, 100)
-			if err != nil {
-				if ctx.Err() == nil {
-					s.log.Warn("releasing expired holds", "err", err)
-				}
-				break
-			}
-			s.metrics.holdsExpired.Add(float64(n))
-			if n > 0 {
-				s.log.Info("expired holds released", "holds", n)
-			}
-			if n < 100 {
-				break
-			}
-		}
-	}
 }

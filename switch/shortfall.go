@@ -15,6 +15,7 @@ import (
 	"github.com/goldcard/goldcard/iso"
 	"github.com/goldcard/goldcard/ledger"
 	"github.com/goldcard/goldcard/locks"
+	"github.com/goldcard/goldcard/switch/timer"
 )
 
 // postingReserve is kept back from the fund company's share of a
@@ -33,8 +34,20 @@ type redeemer struct {
 	ledger   *ledger.Ledger
 	provider fund.Provider
 	locker   cardLocker
+	timer    *timer.Timer
 	metrics  *metrics
 	log      *slog.Logger
+}
+
+// followUp schedules the check of an order before it is placed, so that
+// no pending order goes unfollowed whatever happens after; a check of an
+// order that was never placed does nothing.
+func (rd *redeemer) followUp(ctx context.Context, orderID string) error {
+	_, err := rd.timer.Schedule(ctx, taskOrderCheck, orderID, time.Now().Add(orderCheckAfter), nil)
+	if err != nil {
+		return fmt.Errorf("%w: scheduling the order's follow-up: %w", errUnavailable, err)
+	}
+	return nil
 }
 
 func cardLockKey(cardID int64) string { return "cards/" + strconv.FormatInt(cardID, 10) }
@@ -78,7 +91,7 @@ func (rd *redeemer) lock(ctx context.Context, cardID int64) (*locks.Lock, contex
 // company is asked with what is left of the deadline, and a confirmation
 // is posted with the debit in one transaction that checks the lock's
 // fencing token. Without a confirmation in time the answer is 91 and the
-// order is left to the reconciler: its money lands in the card, nothing
+// order is followed up by the timer: its money lands in the card, nothing
 // is debited.
 func (p *processor) shortfall(ctx context.Context, bank *config.Bank, f ledger.Find, r *iso.Request, lim config.Limits, pl plan, need *needsRedemption, build func(outcome) ([]byte, error)) (reply, error) {
 	rd := p.redeemer
@@ -90,6 +103,9 @@ func (p *processor) shortfall(ctx context.Context, bank *config.Bank, f ledger.F
 	defer release()
 
 	orderID := newOrderID()
+	if err := rd.followUp(lctx, orderID); err != nil {
+		return reply{}, err
+	}
 	var (
 		placed *needsRedemption
 		rep    reply
@@ -148,7 +164,7 @@ func (p *processor) shortfall(ctx context.Context, bank *config.Bank, f ledger.F
 	rep2, err := p.decide(lctx, f, r, confirmed, build)
 	rep2.order = orderID
 	if err != nil {
-		rd.log.Warn("confirmed redemption not posted in time: answering 91, the reconciler lands it",
+		rd.log.Warn("confirmed redemption not posted in time: answering 91, its follow-up lands it",
 			"order", orderID, "err", err)
 	}
 	return rep2, err
@@ -178,6 +194,6 @@ func (rd *redeemer) settle(orderID string, cardID int64, st fund.Status) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := fund.Settle(ctx, rd.ledger, ledger.Order{ID: orderID, CardID: cardID}, st); err != nil {
-		rd.log.Error("recording the fund company's answer; the reconciler will retry", "order", orderID, "err", err)
+		rd.log.Error("recording the fund company's answer; its follow-up will", "order", orderID, "err", err)
 	}
 }

@@ -75,6 +75,9 @@ func (s *Server) redeemByHand(ctx context.Context, card *ledger.Card, amount int
 	}
 	defer release()
 	id := newOrderID()
+	if err := rd.followUp(lctx, id); err != nil {
+		return nil, err
+	}
 	lim := s.cfg.Load().Limits
 	day := fund.Day(s.proc.now())
 	err = s.ledger.Do(lctx, func(tx *ledger.Tx) error {

@@ -24,8 +24,20 @@ type Task struct {
 }
 
 // Handler runs a task. It must be idempotent. An error has the task tried
-// again later, with exponential backoff, up to the attempt limit.
+// again later, with exponential backoff, up to the attempt limit; Again
+// has it run again after a wait without counting as a failure.
 type Handler func(ctx context.Context, t Task) error
+
+// Again is returned by a handler whose task is not finished yet (an order
+// still pending, say): the task runs again after the wait.
+func Again(after time.Duration, why string) error { return &again{after, why} }
+
+type again struct {
+	after time.Duration
+	why   string
+}
+
+func (a *again) Error() string { return "not finished: " + a.why }
 
 // Metrics are told what the timer does.
 type Metrics interface {
@@ -60,7 +72,12 @@ type Timer struct {
 	o Options
 
 	mu       sync.Mutex // guards handlers
-	handlers map[string]Handler
+	handlers map[string]registered
+}
+
+type registered struct {
+	h        Handler
+	claimFor time.Duration
 }
 
 // notifyChannel carries news of tasks scheduled to the leader.
@@ -95,20 +112,36 @@ func New(o Options) *Timer {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	return &Timer{o: o, handlers: map[string]Handler{}}
+	return &Timer{o: o, handlers: map[string]registered{}}
 }
 
-// Handle registers the handler of a kind of task.
-func (t *Timer) Handle(kind string, h Handler) {
+// Handle registers the handler of a kind of task, which may run for the
+// timer's ClaimFor.
+func (t *Timer) Handle(kind string, h Handler) { t.HandleFor(kind, 0, h) }
+
+// HandleFor registers a handler that may run for claimFor (0: ClaimFor).
+func (t *Timer) HandleFor(kind string, claimFor time.Duration, h Handler) {
+	if claimFor <= 0 {
+		claimFor = t.o.ClaimFor
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.handlers[kind] = h
+	t.handlers[kind] = registered{h, claimFor}
 }
 
-func (t *Timer) handler(kind string) Handler {
+func (t *Timer) handler(kind string) (registered, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.handlers[kind]
+	r, ok := t.handlers[kind]
+	return r, ok
+}
+
+// claimFor is how long a claim on a task of kind lasts.
+func (t *Timer) claimFor(kind string) time.Duration {
+	if r, ok := t.handler(kind); ok {
+		return r.claimFor
+	}
+	return t.o.ClaimFor
 }
 
 // Schedule records a task due at due. A task with the same kind and key
@@ -371,15 +404,16 @@ func (l *leader) whenFree(ctx context.Context, es []entry) {
 // claim takes the tasks for this leader's run.
 func (l *leader) claim(ctx context.Context, due []entry, claim string) ([]Task, error) {
 	kinds, keys := make([]string, len(due)), make([]string, len(due))
+	claims := make([]time.Duration, len(due))
 	for i, e := range due {
-		kinds[i], keys[i] = e.kind, e.key
+		kinds[i], keys[i], claims[i] = e.kind, e.key, l.t.claimFor(e.kind)+lookahead
 	}
-	rows, err := l.t.o.Pool.Query(ctx, `UPDATE timer_tasks t SET claim = $3, claimed_until = now() + $4::interval,
+	rows, err := l.t.o.Pool.Query(ctx, `UPDATE timer_tasks t SET claim = $3, claimed_until = now() + k.claim_for,
 			attempts = t.attempts + 1, fired_at = now()
-		FROM unnest($1::text[], $2::text[]) AS k(kind, key)
+		FROM unnest($1::text[], $2::text[], $4::interval[]) AS k(kind, key, claim_for)
 		WHERE t.kind = k.kind AND t.key = k.key AND t.state = 'pending'
 		  AND (t.claimed_until IS NULL OR t.claimed_until < now())
-		RETURNING t.kind, t.key, t.due_at, t.payload, t.attempts`, kinds, keys, claim, l.t.o.ClaimFor)
+		RETURNING t.kind, t.key, t.due_at, t.payload, t.attempts`, kinds, keys, claim, claims)
 	if err != nil {
 		return nil, err
 	}
@@ -417,15 +451,15 @@ func (l *leader) start(ctx context.Context, task Task, claim string) {
 			return
 		}
 		defer func() { <-l.sem }()
-		h := l.t.handler(task.Kind)
-		if h == nil {
+		r, ok := l.t.handler(task.Kind)
+		if !ok {
 			f.err = fmt.Errorf("no handler for task kind %q", task.Kind)
 			return
 		}
 		l.t.o.Metrics.Fired(task.Kind, l.t.o.Now().Sub(task.Due))
-		hctx, cancel := context.WithTimeout(ctx, l.t.o.ClaimFor)
+		hctx, cancel := context.WithTimeout(ctx, r.claimFor)
 		defer cancel()
-		f.err = run(hctx, h, task)
+		f.err = run(hctx, r.h, task)
 	}()
 }
 
@@ -513,6 +547,16 @@ func (l *leader) retry(ctx context.Context, f finished) error {
 		return nil // no longer ours
 	}
 	if err != nil {
+		return err
+	}
+	var a *again
+	if errors.As(f.err, &a) {
+		due := l.t.o.Now().Add(a.after)
+		_, err = l.t.o.Pool.Exec(ctx, `UPDATE timer_tasks SET due_at = $4, last_error = $5, claim = NULL, claimed_until = NULL
+			WHERE kind = $1 AND key = $2 AND claim = $3`, f.kind, f.key, f.claim, due, a.why)
+		if err == nil && !due.After(l.horizon) {
+			l.sched.add(f.id, due)
+		}
 		return err
 	}
 	if attempts >= l.t.o.MaxAttempts {
