@@ -16,14 +16,21 @@ import (
 )
 
 // startServer runs a switch in this process, for tests that need the race
-// detector on the link code.
-func startServer(t *testing.T) (*Server, *ledger.Ledger) {
+// detector on the link code, with extra config keys.
+func startServer(t *testing.T, kvs ...string) (*Server, *ledger.Ledger) {
 	t.Helper()
 	l, pool := ledgertest.New(t)
 	bank := config.DefaultBank("127.0.0.1:0")
 	bank.MaxInFlight = 8
 	bankJSON, _ := json.Marshal(bank)
-	snap, err := config.Build(1, map[string][]byte{"banks/default": bankJSON}, builtinDialects())
+	keys := map[string][]byte{"banks/default": bankJSON}
+	for i := 0; i+1 < len(kvs); i += 2 {
+		keys[kvs[i]] = []byte(kvs[i+1])
+	}
+	snap, err := config.Build(1, keys, builtinDialects())
+	if err == nil {
+		err = snap.Validate(nil)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
