@@ -44,7 +44,7 @@ func (s *Server) lead(ctx context.Context, token int64) {
 	if err := s.ensureRecurring(ctx); err != nil {
 		s.log.Error("scheduling the recurring tasks", "err", err)
 	}
-	if err := s.timer.Lead(ctx); err != nil && ctx.Err() == nil {
+	if err := s.timer.Lead(ctx, token); err != nil && ctx.Err() == nil {
 		s.log.Error("timer stopped", "err", err)
 	}
 }

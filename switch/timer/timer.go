@@ -210,12 +210,13 @@ func (t *Timer) backoff(n int) time.Duration {
 }
 
 // Lead fires tasks until ctx ends: the caller holds the leadership for
-// that long.
-func (t *Timer) Lead(ctx context.Context) error {
+// that long, in the term token (which grows with every new leader; claims
+// of older terms are taken over at once).
+func (t *Timer) Lead(ctx context.Context, token int64) error {
 	t.o.Metrics.Leading(true)
 	defer t.o.Metrics.Leading(false)
 	l := &leader{
-		t: t, sched: newSchedule(), sem: make(chan struct{}, t.o.Workers),
+		t: t, token: token, sched: newSchedule(), sem: make(chan struct{}, t.o.Workers),
 		done: make(chan finished, 4096), unclaimed: make(chan []entry, 64), succeeded: make(chan finished, 4096),
 	}
 	return l.run(ctx)
@@ -226,6 +227,7 @@ func (t *Timer) Lead(ctx context.Context) error {
 // and report back on channels.
 type leader struct {
 	t     *Timer
+	token int64 // the leadership term
 	sched *schedule
 	// done carries every run's end; unclaimed carries due tasks a claim
 	// did not take.
@@ -383,7 +385,7 @@ func (l *leader) whenFree(ctx context.Context, es []entry) {
 	}
 	rows, err := l.t.o.Pool.Query(ctx, `SELECT t.kind, t.key, t.claimed_until FROM timer_tasks t
 		JOIN unnest($1::text[], $2::text[]) AS k(kind, key) ON t.kind = k.kind AND t.key = k.key
-		WHERE t.state = 'pending' AND t.claimed_until IS NOT NULL`, kinds, keys)
+		WHERE t.state = 'pending' AND t.claimed_until IS NOT NULL AND t.claim_token >= $3`, kinds, keys, l.token)
 	if err != nil {
 		return
 	}
@@ -409,11 +411,11 @@ func (l *leader) claim(ctx context.Context, due []entry, claim string) ([]Task, 
 		kinds[i], keys[i], claims[i] = e.kind, e.key, l.t.claimFor(e.kind)+lookahead
 	}
 	rows, err := l.t.o.Pool.Query(ctx, `UPDATE timer_tasks t SET claim = $3, claimed_until = now() + k.claim_for,
-			attempts = t.attempts + 1, fired_at = now()
+			claim_token = $5, attempts = t.attempts + 1, fired_at = now()
 		FROM unnest($1::text[], $2::text[], $4::interval[]) AS k(kind, key, claim_for)
 		WHERE t.kind = k.kind AND t.key = k.key AND t.state = 'pending'
-		  AND (t.claimed_until IS NULL OR t.claimed_until < now())
-		RETURNING t.kind, t.key, t.due_at, t.payload, t.attempts`, kinds, keys, claim, claims)
+		  AND (t.claimed_until IS NULL OR t.claimed_until < now() OR t.claim_token < $5)
+		RETURNING t.kind, t.key, t.due_at, t.payload, t.attempts`, kinds, keys, claim, claims, l.token)
 	if err != nil {
 		return nil, err
 	}

@@ -27,7 +27,7 @@ func eventually(t *testing.T, what string, cond func() bool) {
 func lead(t *testing.T, tm *timer.Timer) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { defer close(done); _ = tm.Lead(ctx) }()
+	go func() { defer close(done); _ = tm.Lead(ctx, time.Now().UnixNano()) }()
 	t.Cleanup(func() { cancel(); <-done })
 }
 
@@ -126,7 +126,8 @@ func TestNewLeaderFiresOverdue(t *testing.T) {
 		first.Schedule(ctx, "job", k, time.Now().Add(-time.Minute), nil)
 	}
 	// A leader that claimed one and died before running it.
-	if _, err := pool.Exec(ctx, `UPDATE timer_tasks SET claim = gen_random_uuid(), claimed_until = now() + interval '300 ms' WHERE key = '3'`); err != nil {
+	if _, err := pool.Exec(ctx, `UPDATE timer_tasks SET claim = gen_random_uuid(), claimed_until = now() + interval '300 ms',
+		claim_token = $1 WHERE key = '3'`, time.Now().Add(time.Hour).UnixNano()); err != nil {
 		t.Fatal(err)
 	}
 	start := time.Now()
