@@ -78,11 +78,11 @@ func TestSweepAndConfirm(t *testing.T) {
 		return c
 	}
 	own := int64(50000)
-	rich := mk("6228480000001001", 350000, 0, nil, true)     // keeps the configured 1,000.00
+	rich := mk("6228480000001001", 350000, 0, nil, true)        // keeps the configured 1,000.00
 	holder := mk("6228480000001002", 350000, 200000, nil, true) // 2,000.00 held is never swept
-	mine := mk("6228480000001003", 350000, 0, &own, true)    // keeps its own 500.00
-	mk("6228480000001004", 350000, 0, nil, false)            // sweeping off
-	mk("6228480000001005", 100050, 0, nil, true)             // 0.50 over: under the minimum
+	mine := mk("6228480000001003", 350000, 0, &own, true)       // keeps its own 500.00
+	mk("6228480000001004", 350000, 0, nil, false)               // sweeping off
+	mk("6228480000001005", 100050, 0, nil, true)                // 0.50 over: under the minimum
 
 	plan := fund.SweepPlan{Day: date("2026-09-30"), ConfirmOn: date("2026-10-08"), Threshold: 100000, MinSweep: 100}
 	var confirms []ledger.SweepRecord
