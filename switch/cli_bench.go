@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/rand/v2"
 	"net/http"
 	"os"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -22,6 +24,8 @@ import (
 
 	"github.com/goldcard/goldcard/config"
 	"github.com/goldcard/goldcard/iso"
+	"github.com/goldcard/goldcard/locks"
+	"github.com/goldcard/goldcard/switch/timer"
 )
 
 type benchFlags struct {
@@ -43,7 +47,7 @@ func newBenchCommand() *cobra.Command {
 		Use:   "bench",
 		Short: "Measure a running switch",
 	}
-	c.AddCommand(newBenchAuthCommand(), newBenchConfigCommand())
+	c.AddCommand(newBenchAuthCommand(), newBenchConfigCommand(), newBenchTimerCommand())
 	return c
 }
 
@@ -362,5 +366,148 @@ func benchConfig(c *cobra.Command, f configFlags, changes int) error {
 	}
 	fmt.Fprintf(c.OutOrStdout(), "%d changes x %d switches: applied after p50 %.2f ms, p99 %.2f ms, max %.2f ms\n",
 		changes, len(live), pct(.5), pct(.99), pct(1))
+	return nil
+}
+
+type benchTimerFlags struct {
+	serveFlags
+	tasks  int
+	span   time.Duration
+	asJSON bool
+}
+
+func newBenchTimerCommand() *cobra.Command {
+	var f benchTimerFlags
+	c := &cobra.Command{
+		Use:   "timer",
+		Short: "Measure the timer: schedule tasks over a span and report how late they fire",
+		Long: `Schedule --tasks probe tasks due evenly over --span, fire them from this process
+(as the timer's elected leader, on the same database and etcd flags as serve),
+and report firing lateness p50/p99/max, tasks fired and lost, and the memory
+of the in-memory schedule. The probe tasks and their records are removed
+afterwards.`,
+		Example: "  goldcard bench timer --tasks 100000 --span 20s",
+		Args:    noArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			return benchTimer(c, f)
+		},
+	}
+	fl := c.Flags()
+	fl.IntVar(&f.tasks, "tasks", 100000, "tasks to schedule")
+	fl.DurationVar(&f.span, "span", 20*time.Second, "span the tasks are due over")
+	fl.StringVar(&f.db, "db", defaultDB(), "PostgreSQL URL (default $GOLDCARD_DB)")
+	fl.StringVar(&f.dataDir, "data-dir", "./var", "directory for the embedded etcd")
+	fl.StringVar(&f.etcd, "etcd", "", "etcd cluster to join (default: run an embedded single-node etcd)")
+	fl.StringVar(&f.etcdListen, "etcd-listen", "127.0.0.1:2379", "client address of the embedded etcd")
+	fl.StringVar(&f.etcdPrefix, "etcd-prefix", "/goldcard/", "prefix of the etcd keys")
+	fl.DurationVar(&f.lockTTL, "lock-ttl", 5*time.Second, "lease of the election")
+	fl.BoolVar(&f.asJSON, "json", false, "print the result as JSON")
+	return c
+}
+
+func benchTimer(c *cobra.Command, f benchTimerFlags) error {
+	ctx := c.Context()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	pool, err := openDatabase(ctx, f.db, 32, log)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	if err := os.MkdirAll(f.dataDir, 0o750); err != nil {
+		return err
+	}
+	etcd, closeEtcd, err := connectEtcd(f.serveFlags, log)
+	if err != nil {
+		return err
+	}
+	defer closeEtcd()
+
+	run := fmt.Sprintf("bench-%d-", time.Now().UnixNano())
+	var (
+		mu    sync.Mutex
+		late  = make([]time.Duration, 0, f.tasks)
+		seen  = make(map[string]bool, f.tasks)
+		fired atomic.Int64
+	)
+	tm := timer.New(timer.Options{Pool: pool, Log: log, ClaimFor: 2 * f.lockTTL})
+	tm.Handle(taskProbe, func(ctx context.Context, task timer.Task) error {
+		l := time.Since(task.Due)
+		mu.Lock()
+		if !seen[task.Key] {
+			seen[task.Key] = true
+			late = append(late, l)
+			fired.Add(1)
+		}
+		mu.Unlock()
+		return nil
+	})
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_, _ = pool.Exec(cctx, `DELETE FROM timer_tasks WHERE kind = $1 AND key LIKE $2`, taskProbe, run+"%")
+	}()
+
+	start := time.Now().Add(2 * time.Second)
+	items := make([]timer.Item, 0, 5000)
+	for i := range f.tasks {
+		items = append(items, timer.Item{Kind: taskProbe, Key: fmt.Sprintf("%s%07d", run, i), Due: start.Add(f.span * time.Duration(i) / time.Duration(f.tasks))})
+		if len(items) == cap(items) || i == f.tasks-1 {
+			if _, err := tm.ScheduleMany(ctx, items); err != nil {
+				return err
+			}
+			items = items[:0]
+		}
+	}
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	lctx, stop := context.WithCancel(ctx)
+	defer stop()
+	election := locks.NewElection(etcd, locks.Options{Prefix: f.etcdPrefix, TTL: f.lockTTL, Log: log}, "bench-timer", "bench")
+	led := make(chan struct{})
+	go election.Run(lctx, func(ctx context.Context, token int64) {
+		close(led)
+		_ = tm.Lead(ctx, token)
+	})
+	select {
+	case <-led:
+	case <-time.After(30 * time.Second):
+		return errors.New("not elected within 30s")
+	}
+	time.Sleep(time.Second) // the schedule is loaded
+	runtime.ReadMemStats(&after)
+	stopProgress := progress(c.ErrOrStderr(), &fired, time.Now())
+	deadline := start.Add(f.span + 10*time.Second)
+	for fired.Load() < int64(f.tasks) && time.Now().Before(deadline) && ctx.Err() == nil {
+		time.Sleep(50 * time.Millisecond)
+	}
+	stopProgress()
+	stop()
+
+	mu.Lock()
+	defer mu.Unlock()
+	slices.Sort(late)
+	pct := func(p float64) float64 {
+		if len(late) == 0 {
+			return 0
+		}
+		return float64(late[int(p*float64(len(late)-1))].Microseconds()) / 1000
+	}
+	mem := int64(after.HeapInuse) - int64(before.HeapInuse)
+	res := map[string]any{
+		"tasks": f.tasks, "fired": len(late), "lost": f.tasks - len(late),
+		"lateness_p50_ms": pct(.5), "lateness_p99_ms": pct(.99), "lateness_max_ms": pct(1),
+		"schedule_bytes": mem,
+	}
+	if f.asJSON {
+		b, _ := json.MarshalIndent(res, "", "  ")
+		fmt.Fprintln(c.OutOrStdout(), string(b))
+	} else {
+		fmt.Fprintf(c.OutOrStdout(), "%d tasks over %s: %d fired, %d lost; lateness p50 %.2f ms, p99 %.2f ms, max %.2f ms; schedule ~%.1f MiB in memory\n",
+			f.tasks, f.span, len(late), f.tasks-len(late), pct(.5), pct(.99), pct(1), float64(mem)/(1<<20))
+	}
+	if len(late) != f.tasks {
+		return fmt.Errorf("%d tasks did not fire", f.tasks-len(late))
+	}
 	return nil
 }

@@ -268,7 +268,9 @@ func (l *leader) run(ctx context.Context) error {
 	for {
 		l.fireDue(ctx)
 		if next, ok := l.sched.next(); ok {
-			wake.Reset(max(time.Until(next)-lookahead, 0))
+			// Woken half a lookahead early, each wake claims what falls due
+			// in the next half to whole lookahead at once.
+			wake.Reset(max(time.Until(next)-lookahead/2, 0))
 		} else {
 			wake.Reset(l.t.o.Horizon)
 		}
@@ -514,7 +516,7 @@ func (l *leader) record(ctx context.Context) {
 		}
 		batch = batch[:0]
 	}
-	tick := time.NewTicker(2 * time.Millisecond)
+	tick := time.NewTicker(5 * time.Millisecond)
 	defer tick.Stop()
 	for {
 		select {
