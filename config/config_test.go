@@ -110,3 +110,34 @@ func TestSnapshotValidate(t *testing.T) {
 		})
 	}
 }
+
+func TestOverlappingListeners(t *testing.T) {
+	for _, tc := range []struct {
+		a, b string
+		ok   bool
+	}{
+		{":9000", "0.0.0.0:9000", false},
+		{":9000", "127.0.0.1:9000", false},
+		{"127.0.0.1:9000", "localhost:9000", false},
+		{"127.0.0.1:9000", "127.0.0.2:9000", true},
+		{":9000", ":9001", true},
+		{"127.0.0.1:0", ":0", true},
+	} {
+		kvs := map[string][]byte{
+			"banks/a": []byte(`{"listen":"` + tc.a + `"}`),
+			"banks/b": []byte(`{"listen":"` + tc.b + `"}`),
+		}
+		s, err := config.Build(1, kvs, map[string]json.RawMessage{"iso87-ascii": json.RawMessage(`{}`)})
+		if err == nil {
+			err = s.Validate(nil)
+		}
+		if (err == nil) != tc.ok {
+			t.Errorf("%s and %s: %v", tc.a, tc.b, err)
+		}
+	}
+	for _, bad := range []string{"x:y", ":99999", ":-1", "fund.example:9000", "9000"} {
+		if _, err := config.DecodeValue("banks/a", []byte(`{"listen":"`+bad+`"}`)); err == nil {
+			t.Errorf("listen %q accepted", bad)
+		}
+	}
+}

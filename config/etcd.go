@@ -39,6 +39,31 @@ func Seed(ctx context.Context, cl *clientv3.Client, prefix string, kvs map[strin
 	return wrote, nil
 }
 
+// ErrChanged is a write refused because the config changed since it was
+// read.
+var ErrChanged = errors.New("config: the config changed meanwhile")
+
+// Write puts key (or deletes it, for a nil value) if nothing under the
+// config prefix has changed since revision rev, so that a change is only
+// ever made to the config it was validated against. It returns the new
+// revision, or ErrChanged.
+func Write(ctx context.Context, cl *clientv3.Client, prefix, key string, value []byte, rev int64) (int64, error) {
+	op := clientv3.OpDelete(ConfigKey(prefix, key))
+	if value != nil {
+		op = clientv3.OpPut(ConfigKey(prefix, key), string(value))
+	}
+	resp, err := cl.Txn(ctx).
+		If(clientv3.Compare(clientv3.ModRevision(prefix+configDir), "<", rev+1).WithPrefix()).
+		Then(op).Commit()
+	if err != nil {
+		return 0, err
+	}
+	if !resp.Succeeded {
+		return 0, ErrChanged
+	}
+	return resp.Header.Revision, nil
+}
+
 // Read returns the config keys under prefix and their values, with the
 // revision they were read at.
 func Read(ctx context.Context, cl *clientv3.Client, prefix string) (map[string][]byte, int64, error) {
@@ -53,20 +78,6 @@ func Read(ctx context.Context, cl *clientv3.Client, prefix string) (map[string][
 	return kvs, resp.Header.Revision, nil
 }
 
-// Load reads the config under prefix and builds and validates its
-// snapshot.
-func Load(ctx context.Context, cl *clientv3.Client, prefix string, builtin map[string]json.RawMessage, buildDialect func(string, []byte) error) (*Snapshot, error) {
-	kvs, rev, err := Read(ctx, cl, prefix)
-	if err != nil {
-		return nil, err
-	}
-	snap, err := Build(rev, kvs, builtin)
-	if err == nil {
-		err = snap.Validate(buildDialect)
-	}
-	return snap, err
-}
-
 // Report is what an instance publishes about itself.
 type Report struct {
 	ID        string    `json:"id"`
@@ -74,8 +85,10 @@ type Report struct {
 	AppliedAt time.Time `json:"applied_at"` // when it was applied
 	// Rejected is the newest revision refused, with the reason, while
 	// the instance keeps running on Revision.
-	Rejected  int64     `json:"rejected,omitempty"`
-	Error     string    `json:"error,omitempty"`
+	Rejected int64  `json:"rejected,omitempty"`
+	Error    string `json:"error,omitempty"`
+	// Warning is a problem putting Revision into effect.
+	Warning   string    `json:"warning,omitempty"`
 	Host      string    `json:"host"`
 	PID       int       `json:"pid"`
 	Version   string    `json:"version,omitempty"`
@@ -119,14 +132,18 @@ type Watcher struct {
 	Version string
 	Log     *slog.Logger
 	// Applied is called after a snapshot replaced old, with the time the
-	// change took from its arrival; Rejected when a change was refused.
-	Applied  func(old, cur *Snapshot, took time.Duration)
+	// change took from its arrival; a problem it returns (a listener that
+	// would not bind) is reported with the applied revision. Rejected is
+	// called when a change was refused.
+	Applied  func(old, cur *Snapshot, took time.Duration) error
 	Rejected func(rev int64, err error)
 
-	mu     sync.Mutex // guards report and the lease
+	mu     sync.Mutex // guards report
 	report Report
-	lease  clientv3.LeaseID
 	kvs    map[string][]byte // config as last read, bad values included
+	// reports carries the latest report to the reporter, which owns the
+	// instance key's lease.
+	reports chan Report
 }
 
 // Status returns what the instance last reported.
@@ -145,12 +162,20 @@ func (w *Watcher) Run(ctx context.Context) {
 	if cur := w.Store.Load(); cur != nil {
 		w.report.Revision = cur.Revision
 	}
+	w.reports = make(chan Report, 1)
 	w.mu.Unlock()
+	reported := make(chan struct{})
+	go func() { defer close(reported); w.reporter(ctx) }()
+	defer func() { <-reported }()
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
+		started := time.Now()
 		err := w.follow(ctx)
 		if ctx.Err() != nil {
 			break
+		}
+		if time.Since(started) > 10*time.Second {
+			backoff = 100 * time.Millisecond // it ran well before this interruption
 		}
 		w.Log.Warn("config watch interrupted; reloading", "err", err, "retry_in", backoff)
 		select {
@@ -158,11 +183,6 @@ func (w *Watcher) Run(ctx context.Context) {
 		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, 5*time.Second)
-	}
-	rctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
-	if w.lease != 0 {
-		_, _ = w.Client.Revoke(rctx, w.lease)
 	}
 }
 
@@ -174,10 +194,8 @@ func (w *Watcher) follow(ctx context.Context) error {
 		return err
 	}
 	w.kvs = kvs
-	w.apply(ctx, rev, time.Now())
-	if err := w.publish(ctx, w.Status()); err != nil {
-		w.Log.Warn("publishing this instance's config status", "err", err)
-	}
+	w.apply(rev, time.Now(), false)
+	w.publish(w.Status())
 	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer cancel()
 	wch := w.Client.Watch(wctx, w.Prefix+configDir, clientv3.WithPrefix(), clientv3.WithRev(rev+1))
@@ -189,6 +207,10 @@ func (w *Watcher) follow(ctx context.Context) error {
 		if err := resp.Err(); err != nil {
 			return err
 		}
+		// A response may carry only part of a long catch-up, labelled
+		// with the store's newest revision: the snapshot is labelled with
+		// the newest change it holds, and every response is applied.
+		var rev int64
 		for _, ev := range resp.Events {
 			key := strings.TrimPrefix(string(ev.Kv.Key), w.Prefix+configDir)
 			if ev.Type == clientv3.EventTypeDelete {
@@ -196,92 +218,171 @@ func (w *Watcher) follow(ctx context.Context) error {
 			} else {
 				w.kvs[key] = ev.Kv.Value
 			}
+			rev = max(rev, ev.Kv.ModRevision)
 		}
 		if len(resp.Events) > 0 {
-			w.apply(ctx, resp.Header.Revision, arrived)
+			w.apply(rev, arrived, true)
 		}
 	}
 	return errors.New("watch closed")
 }
 
 // apply builds and validates the snapshot of w.kvs at rev and swaps it in,
-// or keeps the current one and reports why not.
-func (w *Watcher) apply(ctx context.Context, rev int64, arrived time.Time) {
+// or keeps the current one and reports why not. Unless always, a snapshot
+// no newer than the current one is left alone.
+func (w *Watcher) apply(rev int64, arrived time.Time, always bool) {
 	old := w.Store.Load()
-	if old != nil && old.Revision >= rev {
+	if !always && old != nil && old.Revision >= rev {
 		return
 	}
 	snap, err := Build(rev, w.kvs, w.Builtin)
 	if err == nil {
 		err = snap.Validate(w.BuildDialect)
 	}
+	var problem error
+	if err == nil {
+		w.Store.Swap(snap)
+		if w.Applied != nil {
+			problem = w.Applied(old, snap, time.Since(arrived))
+		}
+	}
 	w.mu.Lock()
 	if err != nil {
 		w.report.Rejected, w.report.Error = rev, err.Error()
 	} else {
-		w.Store.Swap(snap)
 		w.report.Revision, w.report.AppliedAt = rev, time.Now().UTC()
-		w.report.Rejected, w.report.Error = 0, ""
+		w.report.Rejected, w.report.Error, w.report.Warning = 0, "", ""
+		if problem != nil {
+			w.report.Warning = problem.Error()
+		}
 	}
 	report := w.report
 	w.mu.Unlock()
-	took := time.Since(arrived)
-	if err != nil {
+	switch {
+	case err != nil:
 		w.Log.Error("config change rejected: keeping the running config", "revision", rev, "running", report.Revision, "err", err)
 		if w.Rejected != nil {
 			w.Rejected(rev, err)
 		}
-	} else {
-		w.Log.Info("config applied", "revision", rev, "took", took)
-		if w.Applied != nil {
-			w.Applied(old, snap, took)
-		}
+	case problem != nil:
+		w.Log.Error("config applied, with a problem", "revision", rev, "problem", problem)
+	default:
+		w.Log.Info("config applied", "revision", rev, "took", time.Since(arrived))
 	}
-	if err := w.publish(ctx, report); err != nil {
-		w.Log.Warn("publishing this instance's config status", "err", err)
+	w.publish(report)
+}
+
+// SetWarning reports a problem putting the running config into effect
+// (or clears it with ""), as Applied's result does.
+func (w *Watcher) SetWarning(problem string) {
+	w.mu.Lock()
+	if w.report.Warning == problem {
+		w.mu.Unlock()
+		return
+	}
+	w.report.Warning = problem
+	report := w.report
+	w.mu.Unlock()
+	w.publish(report)
+}
+
+// publish hands the latest report to the reporter; an older one still
+// waiting is dropped.
+func (w *Watcher) publish(r Report) {
+	w.mu.Lock()
+	ch := w.reports
+	w.mu.Unlock()
+	if ch == nil {
+		return
+	}
+	for {
+		select {
+		case ch <- r:
+			return
+		default:
+		}
+		select {
+		case <-ch:
+		default:
+		}
 	}
 }
 
-// publish writes the report under instances/<id> on a lease of its own.
-func (w *Watcher) publish(ctx context.Context, r Report) error {
-	b, _ := json.Marshal(r)
-	pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	w.mu.Lock()
-	lease := w.lease
-	w.mu.Unlock()
-	if lease == 0 {
-		g, err := w.Client.Grant(pctx, 10)
-		if err != nil {
-			return err
+// reporter writes the reports under instances/<id> on a lease of its own,
+// for as long as ctx lasts: a lease lost (etcd down longer than its TTL)
+// is granted again and the report written again, and at the end the
+// lease is revoked, so the instance disappears at once.
+func (w *Watcher) reporter(ctx context.Context) {
+	const ttl = 10
+	var (
+		lease   clientv3.LeaseID
+		alive   <-chan *clientv3.LeaseKeepAliveResponse
+		stopKA  context.CancelFunc = func() {}
+		last    Report
+		have    bool
+		retry   = time.NewTimer(time.Hour)
+		pending bool
+	)
+	defer func() {
+		stopKA()
+		if lease != 0 {
+			rctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			defer cancel()
+			_, _ = w.Client.Revoke(rctx, lease)
 		}
-		ka, err := w.Client.KeepAlive(ctx, g.ID)
-		if err != nil {
-			return err
-		}
-		lease = g.ID
-		w.mu.Lock()
-		w.lease = lease
-		w.mu.Unlock()
-		go func() {
-			for range ka {
-			}
-			// The lease is gone (etcd lost it, or we stopped): the next
-			// report makes a new one.
-			w.mu.Lock()
-			if w.lease == lease {
-				w.lease = 0
-			}
-			w.mu.Unlock()
-		}()
+	}()
+	drop := func() {
+		stopKA()
+		lease, alive = 0, nil
 	}
-	_, err := w.Client.Put(pctx, InstanceKey(w.Prefix, w.ID), string(b), clientv3.WithLease(lease))
-	if err != nil {
-		w.mu.Lock()
-		if w.lease == lease {
-			w.lease = 0
+	write := func() {
+		pending = false
+		wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		if lease == 0 {
+			g, err := w.Client.Grant(wctx, ttl)
+			if err != nil {
+				w.Log.Warn("publishing this instance's config status", "err", err)
+				pending = true
+				retry.Reset(time.Second)
+				return
+			}
+			kctx, cancel := context.WithCancel(ctx)
+			ka, err := w.Client.KeepAlive(kctx, g.ID)
+			if err != nil {
+				cancel()
+				pending = true
+				retry.Reset(time.Second)
+				return
+			}
+			lease, alive, stopKA = g.ID, ka, cancel
 		}
-		w.mu.Unlock()
+		b, _ := json.Marshal(last)
+		if _, err := w.Client.Put(wctx, InstanceKey(w.Prefix, w.ID), string(b), clientv3.WithLease(lease)); err != nil {
+			w.Log.Warn("publishing this instance's config status", "err", err)
+			drop()
+			pending = true
+			retry.Reset(time.Second)
+		}
 	}
-	return err
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case r := <-w.reports:
+			last, have = r, true
+			write()
+		case _, ok := <-alive:
+			if !ok {
+				drop()
+				if have {
+					write()
+				}
+			}
+		case <-retry.C:
+			if pending && have {
+				write()
+			}
+		}
+	}
 }

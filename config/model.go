@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -212,8 +213,8 @@ func (b *Bank) Validate() error {
 	}
 	if b.Listen == "" {
 		bad("listen is required")
-	} else if _, port, err := splitHostPort(b.Listen); err != nil || port == "" {
-		bad("listen %q must be host:port", b.Listen)
+	} else if _, err := parseListen(b.Listen); err != nil {
+		bad("listen: %v", err)
 	}
 	if b.Dialect == "" {
 		bad("dialect is required")
@@ -363,6 +364,7 @@ func (s *Snapshot) Validate(buildDialect func(name string, spec []byte) error) e
 			errs = append(errs, err)
 		}
 	}
+	errs = append(errs, checkOverlaps(shared))
 	errs = append(errs, s.Limits.Validate(), s.Fund.Validate(), s.Sweep.Validate())
 	for year, c := range s.Calendar {
 		errs = append(errs, c.Validate(year))
@@ -425,11 +427,65 @@ func digits(s string) bool {
 	return true
 }
 
-// splitHostPort is net.SplitHostPort without importing net's resolver.
-func splitHostPort(hp string) (string, string, error) {
+// endpoint is a listen address, parsed.
+type endpoint struct {
+	ip   netip.Addr // invalid: any address
+	port int
+}
+
+// parseListen reads host:port, where host is empty (any address), an IP
+// address or localhost, and port is a number.
+func parseListen(hp string) (endpoint, error) {
 	i := strings.LastIndexByte(hp, ':')
 	if i < 0 {
-		return "", "", errors.New("missing port")
+		return endpoint{}, fmt.Errorf("%q must be host:port", hp)
 	}
-	return hp[:i], hp[i+1:], nil
+	host, port := strings.Trim(hp[:i], "[]"), hp[i+1:]
+	p, err := strconv.Atoi(port)
+	if err != nil || !digits(port) || p < 0 || p > 65535 {
+		return endpoint{}, fmt.Errorf("%q: port must be a number from 0 to 65535", hp)
+	}
+	var e endpoint
+	e.port = p
+	switch host {
+	case "", "0.0.0.0", "::":
+	case "localhost":
+		e.ip = netip.MustParseAddr("127.0.0.1")
+	default:
+		if e.ip, err = netip.ParseAddr(host); err != nil {
+			return endpoint{}, fmt.Errorf("%q: host must be empty, an IP address or localhost", hp)
+		}
+	}
+	return e, nil
+}
+
+// checkOverlaps refuses listen addresses that are written differently but
+// bind overlapping sockets (":9000" and "0.0.0.0:9000", or a wildcard and
+// a specific address on one port): each would get part of the other's
+// connections. Banks sharing a port must write it the same way.
+func checkOverlaps(byListen map[string][]*Bank) error {
+	type listener struct {
+		listen string
+		e      endpoint
+		bank   string
+	}
+	var ls []listener
+	for _, listen := range sortedKeys(byListen) {
+		e, err := parseListen(listen)
+		if err != nil || e.port == 0 {
+			continue
+		}
+		ls = append(ls, listener{listen, e, byListen[listen][0].Code})
+	}
+	var errs []error
+	for i := range ls {
+		for j := i + 1; j < len(ls); j++ {
+			a, b := ls[i], ls[j]
+			if a.e.port == b.e.port && (!a.e.ip.IsValid() || !b.e.ip.IsValid() || a.e.ip == b.e.ip) {
+				errs = append(errs, fmt.Errorf("banks %q (%s) and %q (%s) listen on overlapping addresses; banks sharing a port must use the same listen value",
+					a.bank, a.listen, b.bank, b.listen))
+			}
+		}
+	}
+	return errors.Join(errs...)
 }

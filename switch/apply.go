@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"reflect"
 	"sync"
 	"sync/atomic"
@@ -117,16 +118,50 @@ func (s *switchableFund) SubscriptionStatus(ctx context.Context, id string) (fun
 }
 
 // applyConfig puts a newly applied snapshot into effect: listeners and
-// the fund company. Requests read limits and banks from the store.
-func (s *Server) applyConfig(_, cur *config.Snapshot, took time.Duration) {
+// the fund company. Requests read limits and banks from the store. A
+// listener that would not bind is reported, and tried again until it does.
+func (s *Server) applyConfig(_, cur *config.Snapshot, took time.Duration) error {
 	s.metrics.configRevision.Set(float64(cur.Revision))
 	s.metrics.configApply.Observe(took.Seconds())
+	var errs []error
 	if err := s.reconcileListeners(cur); err != nil {
-		s.log.Error("opening bank listeners of the new config", "err", err)
+		errs = append(errs, err)
+		s.retryListeners()
 	}
 	if changed, err := s.fund.set(cur.Fund); err != nil {
-		s.log.Error("fund company of the new config", "err", err)
+		errs = append(errs, err)
 	} else if changed {
 		s.log.Info("fund company changed", "provider", cur.Fund.Provider, "url", cur.Fund.URL)
 	}
+	return errors.Join(errs...)
 }
+
+// retryListeners tries the current config's listeners again every few
+// seconds until they all bind, then clears the reported problem.
+func (s *Server) retryListeners() {
+	if !s.retrying.CompareAndSwap(false, true) {
+		return
+	}
+	var try func()
+	try = func() {
+		err := s.reconcileListeners(s.cfg.Load())
+		if errors.Is(err, errClosed) {
+			s.retrying.Store(false)
+			return
+		}
+		if err != nil {
+			s.log.Warn("bank listeners still not all open; trying again", "err", err)
+			time.AfterFunc(listenerRetry, try)
+			return
+		}
+		s.retrying.Store(false)
+		s.log.Info("bank listeners open")
+		if s.watcher != nil {
+			s.watcher.SetWarning("")
+		}
+	}
+	time.AfterFunc(listenerRetry, try)
+}
+
+// listenerRetry is how often listeners that would not bind are tried.
+const listenerRetry = 5 * time.Second

@@ -51,6 +51,7 @@ documents every setting with its default.`,
 	pf := c.PersistentFlags()
 	pf.StringVar(&f.etcd, "etcd", "http://127.0.0.1:2379", "etcd URLs, separated by commas")
 	pf.StringVar(&f.prefix, "etcd-prefix", "/goldcard/", "prefix of the switch's etcd keys")
+	pf.DurationVar(&f.timeout, "timeout", 10*time.Second, "longest wait for etcd, and (put) for the switches to report")
 
 	get := &cobra.Command{
 		Use:   "get [KEY]",
@@ -62,9 +63,11 @@ documents every setting with its default.`,
 				return err
 			}
 			defer cl.Close()
-			kvs, rev, err := config.Read(c.Context(), cl, f.prefix)
+			ctx, cancel := context.WithTimeout(c.Context(), f.timeout)
+			defer cancel()
+			kvs, rev, err := config.Read(ctx, cl, f.prefix)
 			if err != nil {
-				return fmt.Errorf("reading the config center: %w", err)
+				return fmt.Errorf("reading the config center at %s: %w", f.etcd, err)
 			}
 			out := c.OutOrStdout()
 			if len(args) == 1 {
@@ -104,7 +107,6 @@ or does not report before --timeout.`,
 			return configPut(c, f, args[0], args[1])
 		},
 	}
-	put.Flags().DurationVar(&f.timeout, "timeout", 10*time.Second, "longest wait for the switches to report")
 	put.Flags().BoolVar(&f.asJSON, "json", false, "print the switches' reports as JSON")
 
 	del := &cobra.Command{
@@ -117,22 +119,13 @@ or does not report before --timeout.`,
 				return err
 			}
 			defer cl.Close()
-			kvs, _, err := config.Read(c.Context(), cl, f.prefix)
+			ctx, cancel := context.WithTimeout(c.Context(), f.timeout)
+			defer cancel()
+			rev, _, err := changeConfig(ctx, cl, f, args[0], nil)
 			if err != nil {
 				return err
 			}
-			if _, ok := kvs[args[0]]; !ok {
-				return fmt.Errorf("no key %s in the config center", args[0])
-			}
-			delete(kvs, args[0])
-			if err := validateConfig(kvs); err != nil {
-				return fmt.Errorf("the config without %s would be invalid: %w", args[0], err)
-			}
-			resp, err := cl.Delete(c.Context(), config.ConfigKey(f.prefix, args[0]))
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(c.OutOrStdout(), "deleted %s at revision %d\n", args[0], resp.Header.Revision)
+			fmt.Fprintf(c.OutOrStdout(), "deleted %s at revision %d\n", args[0], rev)
 			return nil
 		},
 	}
@@ -215,6 +208,39 @@ func readArg(c *cobra.Command, path string) ([]byte, error) {
 	return os.ReadFile(path)
 }
 
+// changeConfig sets key to value (deletes it for nil) if the whole config
+// with the change is valid, and only if no one changed the config between
+// the check and the write; a concurrent change is read and checked again.
+// It returns the new revision and when the write was sent.
+func changeConfig(ctx context.Context, cl *clientv3.Client, f configFlags, key string, value []byte) (int64, time.Time, error) {
+	for {
+		kvs, rev, err := config.Read(ctx, cl, f.prefix)
+		if err != nil {
+			return 0, time.Time{}, fmt.Errorf("reading the config center at %s: %w", f.etcd, err)
+		}
+		if value == nil {
+			if _, ok := kvs[key]; !ok {
+				return 0, time.Time{}, fmt.Errorf("no key %s in the config center", key)
+			}
+			delete(kvs, key)
+		} else {
+			kvs[key] = value
+		}
+		if err := validateConfig(kvs); err != nil {
+			return 0, time.Time{}, fmt.Errorf("refused, nothing written: the config with this change to %s would be invalid:\n%w", key, err)
+		}
+		sent := time.Now()
+		newRev, err := config.Write(ctx, cl, f.prefix, key, value, rev)
+		if errors.Is(err, config.ErrChanged) {
+			continue
+		}
+		if err != nil {
+			return 0, time.Time{}, fmt.Errorf("writing %s: %w", key, err)
+		}
+		return newRev, sent, nil
+	}
+}
+
 // validateConfig checks a whole config as a switch would before applying.
 func validateConfig(kvs map[string][]byte) error {
 	snap, err := config.Build(0, kvs, builtinDialects())
@@ -264,25 +290,16 @@ func configPut(c *cobra.Command, f configFlags, key, path string) error {
 		return err
 	}
 	defer cl.Close()
-	ctx := c.Context()
-	kvs, _, err := config.Read(ctx, cl, f.prefix)
-	if err != nil {
-		return fmt.Errorf("reading the config center: %w", err)
-	}
-	kvs[key] = value
-	if err := validateConfig(kvs); err != nil {
-		return fmt.Errorf("refused, nothing written: the config with this %s would be invalid:\n%w", key, err)
-	}
+	ctx, cancel := context.WithTimeout(c.Context(), f.timeout)
+	defer cancel()
 	live, _, err := config.Instances(ctx, cl, f.prefix)
+	if err != nil {
+		return fmt.Errorf("reading the config center at %s: %w", f.etcd, err)
+	}
+	rev, start, err := changeConfig(ctx, cl, f, key, value)
 	if err != nil {
 		return err
 	}
-	start := time.Now()
-	resp, err := cl.Put(ctx, config.ConfigKey(f.prefix, key), string(value))
-	if err != nil {
-		return fmt.Errorf("writing %s: %w", key, err)
-	}
-	rev := resp.Header.Revision
 	fmt.Fprintf(c.ErrOrStderr(), "wrote %s at revision %d; waiting for %d switch(es)\n", key, rev, len(live))
 	results, err := waitApplied(ctx, cl, f.prefix, live, rev, start, f.timeout)
 	printApplied(c.OutOrStdout(), results, f.asJSON)

@@ -126,14 +126,25 @@ func serve(ctx context.Context, c *cobra.Command, f serveFlags) error {
 		if len(wrote) > 0 {
 			log.Info("config center seeded", "keys", wrote)
 		}
-		var loaded *config.Snapshot
-		if loaded, err = config.Load(sctx, etcd, f.etcdPrefix, builtinDialects(), dialects.check); err == nil {
+		kvs, rev, rerr := config.Read(sctx, etcd, f.etcdPrefix)
+		err = rerr
+		if rerr == nil {
+			// etcd answered: its config is the truth, and a switch that
+			// cannot run on it does not start on something else.
+			loaded, berr := config.Build(rev, kvs, builtinDialects())
+			if berr == nil {
+				berr = loaded.Validate(dialects.check)
+			}
+			if berr != nil {
+				cancel()
+				return fmt.Errorf("the config center's config is invalid; fix it with goldcard config put/delete:\n%w", berr)
+			}
 			snap = loaded
 		}
 	}
 	cancel()
 	if err != nil {
-		log.Warn("config center unusable: starting on the local config until it is", "err", err)
+		log.Warn("config center unreachable: starting on the local config until it is back", "err", err)
 	}
 	locker := locks.New(etcd, locks.Options{Prefix: f.etcdPrefix, TTL: f.lockTTL, Log: log})
 	defer locker.Close()

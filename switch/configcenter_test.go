@@ -261,3 +261,19 @@ func TestRollingRestart(t *testing.T) {
 	bank := connectBank(t, addr)
 	wantCode(t, bank.send("0200", bank.fields(map[int]string{2: pan, 3: "000000", 4: "000000000100"})), "00")
 }
+
+// TestRefusesInvalidConfigCenter: a switch does not start on something
+// else when etcd answers with a config it cannot run.
+func TestRefusesInvalidConfigCenter(t *testing.T) {
+	t.Parallel()
+	cluster := etcdtest.New(t, 1)
+	if _, err := cluster.Client().Put(context.Background(), config.ConfigKey("/goldcard/", "banks/acme"), `{"listen":":9000","dialect":"missing"}`); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(switchBinary(t), "serve", "--db", ledgertest.NewDatabase(t), "--etcd", cluster.Endpoints()[0],
+		"--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--data-dir", t.TempDir())
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), `dialect "missing" does not exist`) {
+		t.Fatalf("serve on an invalid config: %v\n%s", err, out)
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/moov-io/iso8583"
 	"golang.org/x/sys/unix"
@@ -46,6 +47,8 @@ type bankListener struct {
 	links   map[*link]struct{}
 	closing bool
 	wg      sync.WaitGroup // the accept loop and every link's life
+	// accepting is done when the accept loop has returned.
+	accepting sync.WaitGroup
 }
 
 // listenerKeys groups a snapshot's enabled banks by address.
@@ -90,7 +93,11 @@ func listenBanks(s *Server, key listenerKey, d *iso.Dialect, h iso.Header) (*ban
 		links: make(map[*link]struct{}),
 	}
 	bl.wg.Add(1)
-	go bl.accept()
+	bl.accepting.Add(1)
+	go func() {
+		defer bl.accepting.Done()
+		bl.accept()
+	}()
 	return bl, nil
 }
 
@@ -102,12 +109,16 @@ func (bl *bankListener) accept() {
 	for {
 		nc, err := bl.ln.Accept()
 		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				return // the queue is empty: shutdown closes the listener
+			}
 			if !errors.Is(err, net.ErrClosed) {
 				bl.log.Error("accept failed; listener stopped", "err", err)
 			}
 			return
 		}
-		bl.admit(nc)
+		bl.admit(nc) // quick: the link runs on goroutines of its own
 	}
 }
 
@@ -223,17 +234,23 @@ var errUnroutable = errors.New("no bank on this port serves the message's acquir
 func (bl *bankListener) route(snap *config.Snapshot, msg *iso8583.Message) (*config.Bank, error) {
 	var banks []*config.Bank
 	for _, code := range bl.codes {
-		if b, ok := snap.Banks[code]; ok && b.Enabled && b.Listen == bl.key.listen {
+		// A listener being replaced (its bank moved to another address)
+		// still answers for its bank while its links drain.
+		if b, ok := snap.Banks[code]; ok && b.Enabled {
 			banks = append(banks, b)
 		}
 	}
+	de32, _ := msg.GetString(32)
 	switch len(banks) {
 	case 0:
 		return nil, fmt.Errorf("%w: the bank is no longer configured on this port", errUnavailable)
 	case 1:
-		return banks[0], nil
+		// A bank that names its acquirers gets only those.
+		if b := banks[0]; len(b.Acquirers) == 0 || b.Serves(de32) {
+			return b, nil
+		}
+		return nil, errUnroutable
 	}
-	de32, _ := msg.GetString(32)
 	var catchAll *config.Bank
 	for _, b := range banks {
 		if b.Serves(de32) {
@@ -249,8 +266,15 @@ func (bl *bankListener) route(snap *config.Snapshot, msg *iso8583.Message) (*con
 	return nil, errUnroutable
 }
 
-// shutdown stops accepting and drains every link.
+// shutdown stops accepting and drains every link. Connections the kernel
+// has queued for this listener are accepted first: closing a listener
+// resets its queue (unless net.ipv4.tcp_migrate_req hands it to a sibling
+// SO_REUSEPORT listener).
 func (bl *bankListener) shutdown(ctx context.Context) {
+	if tl, ok := bl.ln.(*net.TCPListener); ok {
+		_ = tl.SetDeadline(time.Now().Add(10 * time.Millisecond))
+		bl.accepting.Wait()
+	}
 	_ = bl.ln.Close()
 	bl.mu.Lock()
 	bl.closing = true

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -34,10 +35,15 @@ type Server struct {
 	// shutdown: requests in flight are allowed to finish.
 	baseCtx context.Context
 
-	mu        sync.Mutex               // guards listeners
+	mu        sync.Mutex               // guards listeners and closed
 	listeners map[string]*bankListener // by address
-	dialects  *dialectCache
-	fund      *switchableFund
+	closed    bool
+	// retired counts listeners draining after a config change; retrying
+	// is set while listeners that would not bind are being tried again.
+	retired  sync.WaitGroup
+	retrying atomic.Bool
+	dialects *dialectCache
+	fund     *switchableFund
 
 	admin     *http.Server
 	adminAddr net.Addr
@@ -168,6 +174,9 @@ func (s *Server) Start() error {
 func (s *Server) reconcileListeners(snap *config.Snapshot) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.closed {
+		return errClosed
+	}
 	want := listenerKeys(snap)
 	var errs []error
 	var retired []*bankListener
@@ -194,11 +203,11 @@ func (s *Server) reconcileListeners(snap *config.Snapshot) error {
 	}
 	for _, bl := range retired {
 		s.log.Info("bank listener retired: draining its links", "bank", bl.label(), "addr", bl.ln.Addr().String())
-		go func() {
+		s.retired.Go(func() {
 			ctx, cancel := context.WithTimeout(s.baseCtx, 30*time.Second)
 			defer cancel()
 			bl.shutdown(ctx)
-		}()
+		})
 	}
 	return errors.Join(errs...)
 }
@@ -221,6 +230,9 @@ func (s *Server) openListener(snap *config.Snapshot, key listenerKey) (*bankList
 	return bl, nil
 }
 
+// errClosed is a change to a server that is shutting down.
+var errClosed = errors.New("server shutting down")
+
 // BankAddr returns the address a bank's listener is bound to.
 func (s *Server) BankAddr(code string) net.Addr {
 	s.mu.Lock()
@@ -242,6 +254,7 @@ func (s *Server) AdminAddr() net.Addr { return s.adminAddr }
 // ends), then closes every link and the admin API.
 func (s *Server) Shutdown(ctx context.Context) {
 	s.mu.Lock()
+	s.closed = true
 	ls := make([]*bankListener, 0, len(s.listeners))
 	for _, bl := range s.listeners {
 		ls = append(ls, bl)
@@ -252,6 +265,7 @@ func (s *Server) Shutdown(ctx context.Context) {
 		wg.Go(func() { bl.shutdown(ctx) })
 	}
 	wg.Wait()
+	s.retired.Wait()
 	if s.stopBackground != nil {
 		s.stopBackground()
 		<-s.backgroundDone
