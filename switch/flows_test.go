@@ -464,17 +464,29 @@ func (r *rawLink) write(t *testing.T, body []byte) {
 
 func (r *rawLink) roundTrip(t *testing.T, body []byte) []byte {
 	t.Helper()
-	r.write(t, body)
-	_ = r.c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	var h [2]byte
-	if _, err := io.ReadFull(r.c, h[:]); err != nil {
-		t.Fatalf("reading response: %v", err)
-	}
-	resp := make([]byte, binary.BigEndian.Uint16(h[:]))
-	if _, err := io.ReadFull(r.c, resp); err != nil {
+	resp, err := r.exchange(body)
+	if err != nil {
 		t.Fatalf("reading response: %v", err)
 	}
 	return resp
+}
+
+// exchange sends one framed body and reads one framed answer.
+func (r *rawLink) exchange(body []byte) ([]byte, error) {
+	frame := binary.BigEndian.AppendUint16(nil, uint16(len(body)))
+	if _, err := r.c.Write(append(frame, body...)); err != nil {
+		return nil, err
+	}
+	_ = r.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	var h [2]byte
+	if _, err := io.ReadFull(r.c, h[:]); err != nil {
+		return nil, err
+	}
+	resp := make([]byte, binary.BigEndian.Uint16(h[:]))
+	if _, err := io.ReadFull(r.c, resp); err != nil {
+		return nil, err
+	}
+	return resp, nil
 }
 
 // closedWithin reports whether the switch closes the link within d.

@@ -82,6 +82,8 @@ func newLink(bl *bankListener, lim linkLimits, nc net.Conn, log *slog.Logger) (*
 	}
 	l.conn = c
 	l.connPtr.Store(c)
+	// A link accepted while draining gets its quiet time to send.
+	l.lastFrame.Store(time.Now().UnixNano())
 	return l, nil
 }
 
