@@ -237,8 +237,10 @@ type leader struct {
 	succeeded chan finished
 	sem       chan struct{}
 	wg        sync.WaitGroup
-	// horizon is the time up to which the schedule holds every task.
-	horizon time.Time
+	// horizon is the time up to which the schedule holds every task;
+	// reloaded is when it was last read.
+	horizon  time.Time
+	reloaded time.Time
 }
 
 // finished is a task's run, reported by its worker.
@@ -254,7 +256,7 @@ func (l *leader) run(ctx context.Context) error {
 		return err
 	}
 	defer stopListen()
-	if err := l.reload(ctx); err != nil {
+	if err := l.reload(ctx, false); err != nil {
 		return err
 	}
 	reload := time.NewTicker(l.t.o.Horizon / 4)
@@ -290,18 +292,42 @@ func (l *leader) run(ctx context.Context) error {
 				}
 			}
 		case <-reload.C:
-			if err := l.reload(ctx); err != nil {
+			if err := l.reload(ctx, false); err != nil {
 				l.t.o.Log.Warn("timer: reloading the schedule", "err", err)
 			}
 		}
 	}
 }
 
-// reload reads the pending tasks due within the horizon into the schedule.
-func (l *leader) reload(ctx context.Context) error {
-	horizon := l.t.o.Now().Add(l.t.o.Horizon)
+// kinds lists the kinds of task this timer has handlers for.
+func (t *Timer) kinds() []string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make([]string, 0, len(t.handlers))
+	for k := range t.handlers {
+		out = append(out, k)
+	}
+	return out
+}
+
+// reload reads the pending tasks due within the horizon into the schedule:
+// only kinds this timer handles, so that a leader never claims what it
+// cannot run (another program's tasks, a newer version's).
+//
+// A recent reload reads only the tasks made since the last one (less a
+// margin for transactions still committing); the periodic full reload
+// catches anything that missed.
+func (l *leader) reload(ctx context.Context, recent bool) error {
+	now := l.t.o.Now()
+	horizon := now.Add(l.t.o.Horizon)
+	since := time.Time{}
+	if recent && !l.reloaded.IsZero() {
+		since = l.reloaded.Add(-5 * time.Second)
+	}
 	rows, err := l.t.o.Pool.Query(ctx, `SELECT kind, key, due_at FROM timer_tasks
-		WHERE state = 'pending' AND due_at <= $1 ORDER BY due_at`, horizon)
+		WHERE state = 'pending' AND due_at <= $1 AND kind = ANY($2) AND created_at > $3 ORDER BY due_at`,
+		horizon, l.t.kinds(), since)
+	l.reloaded = now
 	if err != nil {
 		return err
 	}
@@ -313,7 +339,9 @@ func (l *leader) reload(ctx context.Context) error {
 		}
 		l.sched.add(e.id, e.due)
 	}
-	l.horizon = horizon
+	if since.IsZero() {
+		l.horizon = horizon
+	}
 	return rows.Err()
 }
 
@@ -324,13 +352,13 @@ func (l *leader) note(ctx context.Context, payload string) {
 		Due       int64
 	}
 	if payload == "reload" || json.Unmarshal([]byte(payload), &n) != nil {
-		if err := l.reload(ctx); err != nil {
+		if err := l.reload(ctx, true); err != nil {
 			l.t.o.Log.Warn("timer: reloading the schedule", "err", err)
 		}
 		return
 	}
 	due := time.UnixMicro(n.Due)
-	if !due.After(l.horizon) {
+	if _, handled := l.t.handler(n.Kind); handled && !due.After(l.horizon) {
 		l.sched.add(id{n.Kind, n.Key}, due)
 	}
 }
