@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -414,8 +415,8 @@ func (l *leader) whenFree(ctx context.Context, es []entry) {
 		kinds[i], keys[i] = e.kind, e.key
 	}
 	rows, err := l.t.o.Pool.Query(ctx, `SELECT t.kind, t.key, t.claimed_until FROM timer_tasks t
-		JOIN unnest($1::text[], $2::text[]) AS k(kind, key) ON t.kind = k.kind AND t.key = k.key
-		WHERE t.state = 'pending' AND t.claimed_until IS NOT NULL AND t.claim_token >= $3`, kinds, keys, l.token)
+		WHERE t.key = ANY($2::text[]) AND t.kind = ANY($1::text[])
+		  AND t.state = 'pending' AND t.claimed_until IS NOT NULL AND t.claim_token >= $3`, kinds, keys, l.token)
 	if err != nil {
 		return
 	}
@@ -433,27 +434,37 @@ func (l *leader) whenFree(ctx context.Context, es []entry) {
 	}
 }
 
-// claim takes the tasks for this leader's run.
+// claim takes the tasks for this leader's run, one statement per kind.
+// Each reads the primary key with a list of keys, a plan that does not
+// depend on the table's statistics: a join with unnest, or a plain state
+// test that matches the partial index of pending tasks, lets the planner
+// scan every pending task instead.
 func (l *leader) claim(ctx context.Context, due []entry, claim string) ([]Task, error) {
-	kinds, keys := make([]string, len(due)), make([]string, len(due))
-	claims := make([]time.Duration, len(due))
-	for i, e := range due {
-		kinds[i], keys[i], claims[i] = e.kind, e.key, l.t.claimFor(e.kind)+lookahead
+	byKind := map[string][]string{}
+	for _, e := range due {
+		byKind[e.kind] = append(byKind[e.kind], e.key)
 	}
-	rows, err := l.t.o.Pool.Query(ctx, `UPDATE timer_tasks t SET claim = $3, claimed_until = now() + k.claim_for,
-			claim_token = $5, attempts = t.attempts + 1, fired_at = now()
-		FROM unnest($1::text[], $2::text[], $4::interval[]) AS k(kind, key, claim_for)
-		WHERE t.kind = k.kind AND t.key = k.key AND t.state = 'pending'
-		  AND (t.claimed_until IS NULL OR t.claimed_until < now() OR t.claim_token < $5)
-		RETURNING t.kind, t.key, t.due_at, t.payload, t.attempts`, kinds, keys, claim, claims, l.token)
-	if err != nil {
-		return nil, err
+	var out []Task
+	for kind, keys := range byKind {
+		rows, err := l.t.o.Pool.Query(ctx, `UPDATE timer_tasks t SET claim = $3, claimed_until = now() + $4::interval,
+				claim_token = $5, attempts = t.attempts + 1, fired_at = now()
+			WHERE t.kind = $1 AND t.key = ANY($2::text[]) AND coalesce(t.state, '') = 'pending'
+			  AND (t.claimed_until IS NULL OR t.claimed_until < now() OR t.claim_token < $5)
+			RETURNING t.kind, t.key, t.due_at, t.payload, t.attempts`, kind, keys, claim, l.t.claimFor(kind)+lookahead, l.token)
+		if err != nil {
+			return out, err
+		}
+		tasks, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Task, error) {
+			var t Task
+			err := r.Scan(&t.Kind, &t.Key, &t.Due, &t.Payload, &t.Attempts)
+			return t, err
+		})
+		if err != nil {
+			return out, err
+		}
+		out = append(out, tasks...)
 	}
-	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Task, error) {
-		var t Task
-		err := r.Scan(&t.Kind, &t.Key, &t.Due, &t.Payload, &t.Attempts)
-		return t, err
-	})
+	return out, nil
 }
 
 // start runs a claimed task's handler at its due time, on a worker.
@@ -531,16 +542,27 @@ func (l *leader) record(ctx context.Context) {
 		if len(batch) == 0 {
 			return
 		}
-		kinds, keys, claims := make([]string, len(batch)), make([]string, len(batch)), make([]string, len(batch))
-		for i, f := range batch {
-			kinds[i], keys[i], claims[i] = f.kind, f.key, f.claim
+		type group struct{ keys, claims []string }
+		byKind := map[string]*group{}
+		for _, f := range batch {
+			g := byKind[f.kind]
+			if g == nil {
+				g = &group{}
+				byKind[f.kind] = g
+			}
+			g.keys = append(g.keys, f.key)
+			if !slices.Contains(g.claims, f.claim) {
+				g.claims = append(g.claims, f.claim)
+			}
 		}
-		_, err := l.t.o.Pool.Exec(context.WithoutCancel(ctx), `UPDATE timer_tasks t SET state = 'done', done_at = now(),
-				claim = NULL, claimed_until = NULL
-			FROM unnest($1::text[], $2::text[], $3::uuid[]) AS k(kind, key, claim)
-			WHERE t.kind = k.kind AND t.key = k.key AND t.claim = k.claim`, kinds, keys, claims)
-		if err != nil {
-			l.t.o.Log.Warn("timer: recording finished runs; they will run again", "runs", len(batch), "err", err)
+		for kind, g := range byKind {
+			// Only rows still claimed by one of this leader's claims.
+			_, err := l.t.o.Pool.Exec(context.WithoutCancel(ctx), `UPDATE timer_tasks SET state = 'done', done_at = now(),
+					claim = NULL, claimed_until = NULL
+				WHERE kind = $1 AND key = ANY($2::text[]) AND claim = ANY($3::uuid[])`, kind, g.keys, g.claims)
+			if err != nil {
+				l.t.o.Log.Warn("timer: recording finished runs; they will run again", "runs", len(g.keys), "err", err)
+			}
 		}
 		batch = batch[:0]
 	}
