@@ -58,13 +58,11 @@ documents every setting with its default.`,
 		Short: "Print a config key's value, or every key with its value",
 		Args:  cobra.MaximumNArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			cl, err := etcdClient(f)
+			ctx, cl, done, err := etcdCall(c, f)
 			if err != nil {
 				return err
 			}
-			defer cl.Close()
-			ctx, cancel := context.WithTimeout(c.Context(), f.timeout)
-			defer cancel()
+			defer done()
 			kvs, rev, err := config.Read(ctx, cl, f.prefix)
 			if err != nil {
 				return fmt.Errorf("reading the config center at %s: %w", f.etcd, err)
@@ -114,13 +112,11 @@ or does not report before --timeout.`,
 		Short: "Remove a key (a bank's listener closes once its links drain)",
 		Args:  exactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			cl, err := etcdClient(f)
+			ctx, cl, done, err := etcdCall(c, f)
 			if err != nil {
 				return err
 			}
-			defer cl.Close()
-			ctx, cancel := context.WithTimeout(c.Context(), f.timeout)
-			defer cancel()
+			defer done()
 			rev, _, err := changeConfig(ctx, cl, f, args[0], nil)
 			if err != nil {
 				return err
@@ -190,6 +186,17 @@ func exactArgs(n int) cobra.PositionalArgs {
 		}
 		return nil
 	}
+}
+
+// etcdCall connects to etcd for one command, with the command's timeout;
+// done closes the connection.
+func etcdCall(c *cobra.Command, f configFlags) (ctx context.Context, cl *clientv3.Client, done func(), err error) {
+	cl, err = etcdClient(f)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	ctx, cancel := context.WithTimeout(c.Context(), f.timeout)
+	return ctx, cl, func() { cancel(); cl.Close() }, nil
 }
 
 func etcdClient(f configFlags) (*clientv3.Client, error) {
@@ -285,13 +292,11 @@ func configPut(c *cobra.Command, f configFlags, key, path string) error {
 	if err != nil {
 		return fmt.Errorf("%s is invalid:\n%w", key, err)
 	}
-	cl, err := etcdClient(f)
+	ctx, cl, done, err := etcdCall(c, f)
 	if err != nil {
 		return err
 	}
-	defer cl.Close()
-	ctx, cancel := context.WithTimeout(c.Context(), f.timeout)
-	defer cancel()
+	defer done()
 	live, _, err := config.Instances(ctx, cl, f.prefix)
 	if err != nil {
 		return fmt.Errorf("reading the config center at %s: %w", f.etcd, err)

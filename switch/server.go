@@ -109,23 +109,9 @@ func NewServer(ctx context.Context, o ServerOptions) *Server {
 		claim = 10 * time.Second
 	}
 	s.timer = timer.New(timer.Options{Pool: o.Pool, Log: o.Log, Metrics: timerMetrics{s.metrics}, ClaimFor: claim, Now: now})
-	s.metrics.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "goldcard_timer_pending",
-		Help: "Timer tasks waiting to run (due or not).",
-	}, func() float64 {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		n, _ := timer.Count(ctx, o.Pool, "pending")
-		return float64(n)
-	}), prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "goldcard_timer_dead",
-		Help: "Timer tasks parked as dead, waiting for an operator.",
-	}, func() float64 {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		n, _ := timer.Count(ctx, o.Pool, "dead")
-		return float64(n)
-	}))
+	s.metrics.reg.MustRegister(
+		taskGauge(o.Pool, "pending", "goldcard_timer_pending", "Timer tasks waiting to run (due or not)."),
+		taskGauge(o.Pool, "dead", "goldcard_timer_dead", "Timer tasks parked as dead, waiting for an operator."))
 	s.elect = o.Elect
 	s.registerTasks()
 	if o.Locker != nil {
@@ -228,6 +214,16 @@ func (s *Server) openListener(snap *config.Snapshot, key listenerKey) (*bankList
 	}
 	s.log.Info("bank listening", "bank", key.banks, "addr", bl.ln.Addr().String(), "dialect", b.Dialect, "header", h.Name())
 	return bl, nil
+}
+
+// taskGauge counts the timer tasks in a state when scraped.
+func taskGauge(pool *pgxpool.Pool, state, name, help string) prometheus.Collector {
+	return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, func() float64 {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		n, _ := timer.Count(ctx, pool, state)
+		return float64(n)
+	})
 }
 
 // errClosed is a change to a server that is shutting down.
