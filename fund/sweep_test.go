@@ -64,9 +64,10 @@ func TestSweepAndConfirm(t *testing.T) {
 				if err != nil {
 					return err
 				}
-				return tx.Save(ctx, ledger.Record{Key: ledger.Key{Bank: "b", STAN: pan[10:], Class: "010"}, MTI: "0100",
+				_, err = tx.Save(ctx, ledger.Record{Key: ledger.Key{Bank: "b", STAN: pan[10:], Class: "010"}, MTI: "0100",
 					Fingerprint: []byte{1}, CardID: card.ID, TxnType: "purchase", Amount: held, ResponseCode: "00", Response: []byte("x")},
 					[]ledger.Effect{h})
+				return err
 			})
 			if err != nil {
 				t.Fatal(err)

@@ -99,14 +99,14 @@ func (tx *Tx) apply(ctx context.Context, effects []Effect) error {
 	for _, e := range effects {
 		e.queue(b, "NULL")
 	}
-	return tx.sendEffects(ctx, b, effects, false)
+	return tx.sendEffects(ctx, b, effects, nil)
 }
 
-func (tx *Tx) sendEffects(ctx context.Context, b *pgx.Batch, effects []Effect, withRequest bool) error {
+func (tx *Tx) sendEffects(ctx context.Context, b *pgx.Batch, effects []Effect, requestID *int64) error {
 	br := tx.tx.SendBatch(ctx, b)
 	defer br.Close()
-	if withRequest {
-		if _, err := br.Exec(); err != nil {
+	if requestID != nil {
+		if err := br.QueryRow().Scan(requestID); err != nil {
 			return fmt.Errorf("saving request: %w", err)
 		}
 	}

@@ -56,7 +56,8 @@ func post(t *testing.T, l *ledger.Ledger, txnType string, amount int64, plan fun
 			return err
 		}
 		out = c
-		return tx.Save(context.Background(), record(c, txnType, amount), effects)
+		_, err = tx.Save(context.Background(), record(c, txnType, amount), effects)
+		return err
 	})
 	return out, err
 }
@@ -180,7 +181,7 @@ func TestSchemaRefusesWhatMustNeverHappen(t *testing.T) {
 	// The same idempotency key twice, and two reversals of one request.
 	rec := record(c, "purchase", 1)
 	save := func(r ledger.Record) error {
-		return l.Do(ctx, func(tx *ledger.Tx) error { return tx.Save(ctx, r, nil) })
+		return l.Do(ctx, func(tx *ledger.Tx) error { _, err := tx.Save(ctx, r, nil); return err })
 	}
 	if err := save(rec); err != nil {
 		t.Fatal(err)

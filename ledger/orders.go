@@ -169,7 +169,7 @@ func (tx *Tx) applyForOrder(ctx context.Context, id string, effects []Effect) er
 		b.Queue(`INSERT INTO transfers (order_id, kind, debit_account, credit_account, currency, amount)
 			VALUES ($1, $2, $3, $4, $5, $6)`, id, t.kind, t.debit, t.credit, t.currency, t.amount)
 	}
-	return tx.sendEffects(ctx, b, effects, false)
+	return tx.sendEffects(ctx, b, effects, nil)
 }
 
 // orderColumns are read from redemption_orders o joined with cards c.

@@ -152,8 +152,10 @@ type Record struct {
 }
 
 // Save writes a request's record and the effects of its decision in one
-// round trip and returns the record's id.
-func (tx *Tx) Save(ctx context.Context, r Record, effects []Effect) error {
+// round trip and returns the record's id. Ids of one card's requests
+// follow the order they were committed in, as each is taken under the
+// card's row lock.
+func (tx *Tx) Save(ctx context.Context, r Record, effects []Effect) (int64, error) {
 	var cardID, reverses *int64
 	if r.CardID != 0 {
 		cardID = &r.CardID
@@ -173,13 +175,15 @@ func (tx *Tx) Save(ctx context.Context, r Record, effects []Effect) error {
 	b.Queue(`INSERT INTO requests (bank, acquirer, stan, transmitted, terminal, mti_class, mti, rrn, fingerprint,
 			card_id, txn_type, amount, response_code, auth_code, response, reverses,
 			orig_class, orig_acquirer, orig_stan, orig_transmitted)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)`,
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)
+		RETURNING id`,
 		r.Key.Bank, r.Key.Acquirer, r.Key.STAN, r.Key.Transmitted, r.Key.Terminal, r.Key.Class, r.MTI, r.RRN, r.Fingerprint,
 		cardID, r.TxnType, r.Amount, r.ResponseCode, auth, r.Response, reverses, oc, oa, os, ot)
 	for _, e := range effects {
 		e.queue(b, "currval('requests_id_seq')")
 	}
-	return tx.sendEffects(ctx, b, effects, true)
+	var id int64
+	return id, tx.sendEffects(ctx, b, effects, &id)
 }
 
 // Original is the request a reversal or completion refers to, locked.

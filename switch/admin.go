@@ -39,6 +39,7 @@ func (s *Server) adminHandler() http.Handler {
 	mux.HandleFunc("GET /v1/timers", s.listTimers)
 	mux.HandleFunc("GET /v1/config", s.showConfig)
 	mux.HandleFunc("GET /v1/config/status", s.configStatus)
+	mux.HandleFunc("GET /v1/config/dialects/{name}", s.showDialect)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
@@ -308,6 +309,18 @@ func (s *Server) showConfig(w http.ResponseWriter, _ *http.Request) {
 		"revision": snap.Revision, "banks": snap.Banks, "dialects": names, "limits": snap.Limits,
 		"fund": snap.Fund, "sweep": snap.Sweep, "calendar": snap.Calendar,
 	})
+}
+
+// showDialect serves a dialect's moov-io spec, for tools that speak to a
+// bank's listener (goldcard replay --bank).
+func (s *Server) showDialect(w http.ResponseWriter, r *http.Request) {
+	spec, ok := s.cfg.Load().Dialects[r.PathValue("name")]
+	if !ok {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no dialect %q in the configuration", r.PathValue("name")))
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(spec)
 }
 
 // configStatus is what this instance reports to the config center: the

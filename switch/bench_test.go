@@ -27,7 +27,7 @@ func (memTx) FindOriginal(context.Context, ledger.OriginalRef) (*ledger.Original
 	return nil, nil
 }
 
-func (memTx) Save(context.Context, ledger.Record, []ledger.Effect) error { return nil }
+func (memTx) Save(context.Context, ledger.Record, []ledger.Effect) (int64, error) { return 0, nil }
 
 func (memTx) Fence(context.Context, int64, int64) error { return nil }
 

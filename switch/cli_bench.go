@@ -195,7 +195,7 @@ func benchLevel(ctx context.Context, stderr io.Writer, f benchFlags, d *iso.Dial
 	)
 	var done atomic.Int64
 	start := time.Now()
-	stopProgress := progress(stderr, &done, start)
+	stopProgress := progress(stderr, &done, start, "requests")
 	for w := range n {
 		wg.Go(func() {
 			var local []time.Duration
@@ -247,7 +247,7 @@ func benchLevel(ctx context.Context, stderr io.Writer, f benchFlags, d *iso.Dial
 }
 
 // progress prints a running count on a terminal and returns a stop func.
-func progress(w io.Writer, done *atomic.Int64, start time.Time) func() {
+func progress(w io.Writer, done *atomic.Int64, start time.Time, unit string) func() {
 	f, ok := w.(*os.File)
 	if !ok || !term.IsTerminal(int(f.Fd())) {
 		return func() {}
@@ -264,7 +264,7 @@ func progress(w io.Writer, done *atomic.Int64, start time.Time) func() {
 				return
 			case <-t.C:
 				n := done.Load()
-				fmt.Fprintf(w, "\r\033[K%d requests, %.0f/s", n, float64(n)/time.Since(start).Seconds())
+				fmt.Fprintf(w, "\r\033[K%d %s, %.0f/s", n, unit, float64(n)/time.Since(start).Seconds())
 			}
 		}
 	})
@@ -334,7 +334,7 @@ func benchConfig(c *cobra.Command, f configFlags, changes int) error {
 	}
 	var lags []float64
 	done := atomic.Int64{}
-	stop := progress(c.ErrOrStderr(), &done, time.Now())
+	stop := progress(c.ErrOrStderr(), &done, time.Now(), "changes")
 	base := lim.RedemptionQuota
 	for i := range changes {
 		lim.RedemptionQuota = base + int64(i%2) + 1
@@ -483,7 +483,7 @@ func benchTimer(c *cobra.Command, f benchTimerFlags) error {
 		time.Sleep(wait / 2)
 	}
 	runtime.ReadMemStats(&after)
-	stopProgress := progress(c.ErrOrStderr(), &fired, time.Now())
+	stopProgress := progress(c.ErrOrStderr(), &fired, time.Now(), "timers fired")
 	deadline := start.Add(f.span + 10*time.Second)
 	for fired.Load() < int64(f.tasks) && time.Now().Before(deadline) && ctx.Err() == nil {
 		time.Sleep(50 * time.Millisecond)

@@ -90,13 +90,7 @@ func cardCall(c *cobra.Command, f cardFlags, method, path string, body any, want
 		return err
 	}
 	if status != want {
-		var e struct {
-			Error string `json:"error"`
-		}
-		if json.Unmarshal(raw, &e) == nil && e.Error != "" {
-			return fmt.Errorf("%s (HTTP %d)", e.Error, status)
-		}
-		return fmt.Errorf("admin API answered HTTP %d: %s", status, bytes.TrimSpace(raw))
+		return adminFailure(raw, status)
 	}
 	out := c.OutOrStdout()
 	if f.asJSON {
@@ -110,6 +104,18 @@ func cardCall(c *cobra.Command, f cardFlags, method, path string, body any, want
 	fmt.Fprintf(out, "card       %s (%s, currency %s)\nbalance    %s\navailable  %s\nheld       %s\nfund       %s\n",
 		v.PAN, v.Status, v.Currency, formatAmount(v.Balance), formatAmount(v.Available), formatAmount(v.Held), formatAmount(v.FundBalance))
 	return nil
+}
+
+// adminFailure is the error an admin API answer with an unexpected status
+// stands for: its reason, where it gives one.
+func adminFailure(raw []byte, status int) error {
+	var e struct {
+		Error string `json:"error"`
+	}
+	if json.Unmarshal(raw, &e) == nil && e.Error != "" {
+		return fmt.Errorf("%s (HTTP %d)", e.Error, status)
+	}
+	return fmt.Errorf("admin API answered HTTP %d: %s", status, bytes.TrimSpace(raw))
 }
 
 // adminCall sends a JSON request to a switch's admin API.

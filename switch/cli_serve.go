@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -34,6 +35,8 @@ type serveFlags struct {
 	fundFailRate                 float64
 	quota                        string
 	configFile, instanceID       string
+	capture                      string
+	capturePAN                   bool
 }
 
 func newServeCommand() *cobra.Command {
@@ -77,6 +80,8 @@ flight, then exits.`,
 	fl.StringVar(&f.quota, "quota", "10000.00", "instant-redemption quota per card per day (Asia/Shanghai days)")
 	fl.StringVar(&f.configFile, "config", "", "config file (YAML) to seed an empty config center with, instead of the flags above")
 	fl.StringVar(&f.instanceID, "instance-id", defaultInstanceID(), "name of this instance in the config center")
+	fl.StringVar(&f.capture, "capture", "", "record every bank link's messages into this directory as replayable fixtures (test environments only)")
+	fl.BoolVar(&f.capturePAN, "capture-pan", false, "with --capture: keep card numbers as they are instead of stand-ins")
 	return c
 }
 
@@ -92,6 +97,9 @@ func serve(ctx context.Context, c *cobra.Command, f serveFlags) error {
 	log, err := newLogger(c.ErrOrStderr(), f.logFormat, f.logLevel)
 	if err != nil {
 		return err
+	}
+	if f.capturePAN && f.capture == "" {
+		return usageError{errors.New("--capture-pan needs --capture DIR")}
 	}
 	seed, err := seedConfig(f)
 	if err != nil {
@@ -156,6 +164,11 @@ func serve(ctx context.Context, c *cobra.Command, f serveFlags) error {
 		Elect: election.Run, TaskClaim: 2 * f.lockTTL,
 	})
 	srv.dialects = dialects
+	if f.capture != "" {
+		if err := srv.Capture(f.capture, f.capturePAN); err != nil {
+			return fmt.Errorf("--capture: %w", err)
+		}
+	}
 	watcher := &config.Watcher{
 		Client: etcd, Prefix: f.etcdPrefix, Store: store, Builtin: builtinDialects(), BuildDialect: dialects.check,
 		ID: f.instanceID, Version: version, Log: log,

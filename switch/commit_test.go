@@ -51,9 +51,9 @@ func (t lostCommitTx) LookupRequest(ctx context.Context, f ledger.Find) (*ledger
 	return t.memTx.LookupRequest(ctx, f)
 }
 
-func (t lostCommitTx) Save(_ context.Context, r ledger.Record, _ []ledger.Effect) error {
+func (t lostCommitTx) Save(_ context.Context, r ledger.Record, _ []ledger.Effect) (int64, error) {
 	t.b.saved = &r
-	return nil
+	return 1, nil
 }
 
 // TestUnknownCommit: a request whose commit never came back is answered

@@ -26,7 +26,7 @@ type books interface {
 type bookTx interface {
 	LookupRequest(ctx context.Context, f ledger.Find) (*ledger.Lookup, error)
 	FindOriginal(ctx context.Context, ref ledger.OriginalRef) (*ledger.Original, error)
-	Save(ctx context.Context, r ledger.Record, effects []ledger.Effect) error
+	Save(ctx context.Context, r ledger.Record, effects []ledger.Effect) (int64, error)
 	Fence(ctx context.Context, cardID, token int64) error
 	StartRedemption(ctx context.Context, c *ledger.Card, n ledger.NewRedemption) error
 	ConfirmRedemption(ctx context.Context, c *ledger.Card, id string) (bool, error)
@@ -68,6 +68,7 @@ type exchange struct {
 	lost     bool   // the link went down before the response was written
 	order    string // the redemption order placed for it, if any
 	err      error  // why it was declined or failed
+	seq      int64  // the ledger's id of the request answered (0: none)
 }
 
 // codeUnanswered stands for the response code of a message that gets no
@@ -132,7 +133,7 @@ func (p *processor) handle(ctx context.Context, bank *config.Bank, d *iso.Dialec
 		}
 		return p.plainResponse(d, msg, err), ex
 	}
-	ex.code, ex.replayed, ex.order, ex.err = rep.code, rep.replayed, rep.order, rep.declined
+	ex.code, ex.replayed, ex.order, ex.err, ex.seq = rep.code, rep.replayed, rep.order, rep.declined, rep.seq
 	return rep.resp, ex
 }
 
@@ -287,6 +288,7 @@ type reply struct {
 	replayed bool   // stored for an earlier copy of the request
 	order    string // redemption order placed on the way, if any
 	declined error  // why it was declined, for logs and metrics
+	seq      int64  // the ledger's id of the request answered
 }
 
 // plan decides a request on what its lookup found: the outcome for the
@@ -307,7 +309,7 @@ func (p *processor) step(ctx context.Context, tx bookTx, f ledger.Find, r *iso.R
 	}
 	if lk.Prior != nil {
 		resp, err := replay(lk.Prior, r)
-		return reply{resp: resp, code: lk.Prior.ResponseCode, replayed: err == nil}, err
+		return reply{resp: resp, code: lk.Prior.ResponseCode, replayed: err == nil, seq: lk.Prior.ID}, err
 	}
 	o, rec, effects, err := pl(tx, lk)
 	var need *needsRedemption
@@ -322,7 +324,8 @@ func (p *processor) step(ctx context.Context, tx bookTx, f ledger.Find, r *iso.R
 		return reply{}, err
 	}
 	rec.Response = resp
-	return reply{resp: resp, code: rec.ResponseCode, declined: o.err}, tx.Save(ctx, rec, effects)
+	id, err := tx.Save(ctx, rec, effects)
+	return reply{resp: resp, code: rec.ResponseCode, declined: o.err, seq: id}, err
 }
 
 // decide runs one request's step in a ledger transaction of its own.
@@ -355,7 +358,7 @@ func (p *processor) afterUnknownCommit(ctx context.Context, f ledger.Find, r *is
 			return err
 		}
 		resp, err := replay(lk.Prior, r)
-		rep = reply{resp: resp, code: lk.Prior.ResponseCode}
+		rep = reply{resp: resp, code: lk.Prior.ResponseCode, seq: lk.Prior.ID}
 		return err
 	})
 	switch {

@@ -18,6 +18,7 @@ import (
 	isoerrors "github.com/moov-io/iso8583/errors"
 
 	"github.com/goldcard/goldcard/iso"
+	"github.com/goldcard/goldcard/switch/fixture"
 )
 
 // writeTimeout bounds one write to a bank: a peer that stops reading loses
@@ -43,8 +44,9 @@ type link struct {
 	conn     *connection.Connection
 	log      *slog.Logger
 
-	slots    chan struct{} // a token per request being read or worked on
-	arrivals sync.Map      // *iso8583.Message -> time.Time it was read
+	slots    chan struct{}     // a token per request being read or worked on
+	arrivals sync.Map          // *iso8583.Message -> arrived
+	rec      *fixture.Recorder // nil unless the switch captures traffic
 	draining atomic.Bool
 	closed   chan struct{} // closed once the connection is closed
 	once     sync.Once
@@ -68,6 +70,7 @@ func newLink(bl *bankListener, lim linkLimits, nc net.Conn, log *slog.Logger) (*
 		log:      log,
 		slots:    make(chan struct{}, lim.maxInFlight),
 		closed:   make(chan struct{}),
+		rec:      bl.srv.capture.Open(bl.label(), bl.dialect, bl.header, nc.RemoteAddr().String()),
 	}
 	c, err := connection.NewFrom(deadlineConn{nc}, bl.dialect.Spec, nil, nil,
 		connection.SetMessageReader(l),
@@ -126,14 +129,22 @@ func (l *link) ReadMessage(r io.Reader) (*iso8583.Message, error) {
 		msg, err := l.dialect.Unpack(body)
 		if err != nil {
 			l.inFlight.Add(1)
-			go l.badFrame(body, msg, err, arrival)
+			step := l.rec.In(body, nil, arrival)
+			go l.badFrame(body, msg, err, arrival, step)
 			continue
 		}
-		l.arrivals.Store(msg, arrival)
+		l.arrivals.Store(msg, arrived{at: arrival, step: l.rec.In(body, msg, arrival)})
 		l.srv.metrics.inFlight.WithLabelValues(l.bank).Inc()
 		l.inFlight.Add(1)
 		return msg, nil
 	}
+}
+
+// arrived is when a request was read, and its step in the link's
+// capture.
+type arrived struct {
+	at   time.Time
+	step int
 }
 
 // stopReading parks the reader until the drained link is closed.
@@ -144,7 +155,7 @@ func (l *link) stopReading() error {
 }
 
 // badFrame answers a frame that could not be unpacked.
-func (l *link) badFrame(body []byte, partial *iso8583.Message, err error, arrival time.Time) {
+func (l *link) badFrame(body []byte, partial *iso8583.Message, err error, arrival time.Time, step int) {
 	defer func() { <-l.slots }()
 	defer l.inFlight.Add(-1)
 	l.srv.metrics.unpackErrors.WithLabelValues(l.bank).Inc()
@@ -164,7 +175,7 @@ func (l *link) badFrame(body []byte, partial *iso8583.Message, err error, arriva
 	if resp == nil {
 		return
 	}
-	l.send(resp)
+	l.send(resp, step, 0)
 	l.srv.observe(l.bank, exchange{mti: mti, code: rcFormatError}, arrival)
 }
 
@@ -186,7 +197,8 @@ func (l *link) handle(_ *connection.Connection, msg *iso8583.Message) {
 	}
 	defer l.srv.metrics.inFlight.WithLabelValues(l.bank).Dec()
 	defer l.inFlight.Add(-1)
-	arrival := v.(time.Time)
+	a := v.(arrived)
+	arrival := a.at
 	defer func() {
 		if r := recover(); r != nil {
 			l.log.Error("request handler panicked", "panic", r, "stack", string(debug.Stack()))
@@ -200,7 +212,7 @@ func (l *link) handle(_ *connection.Connection, msg *iso8583.Message) {
 		mti, _ := msg.GetMTI()
 		l.log.Warn("message not routed", "mti", mti, "err", err)
 		ex := exchange{mti: mti, code: responseCode(err), err: err}
-		if resp := l.srv.proc.plainResponse(l.dialect, msg, err); resp != nil && !l.send(resp) {
+		if resp := l.srv.proc.plainResponse(l.dialect, msg, err); resp != nil && !l.send(resp, a.step, 0) {
 			ex.lost = true
 		}
 		l.srv.observe(l.bank, ex, arrival)
@@ -209,15 +221,17 @@ func (l *link) handle(_ *connection.Connection, msg *iso8583.Message) {
 	ctx, cancel := context.WithDeadline(l.srv.baseCtx, arrival.Add(bank.Budget()))
 	defer cancel()
 	resp, ex := l.srv.proc.handle(ctx, bank, l.dialect, snap.Limits, msg)
-	if resp != nil && !l.send(resp) {
+	if resp != nil && !l.send(resp, a.step, ex.seq) {
 		ex.lost = true
 	}
 	l.srv.observe(bank.Code, ex, arrival)
 }
 
-// send writes one response body with its length header. It reports false
+// send writes one response body with its length header, the answer to
+// the capture's step, answering the ledger's request seq. It reports false
 // when the link is gone.
-func (l *link) send(body []byte) bool {
+func (l *link) send(body []byte, step int, seq int64) bool {
+	answered := time.Now()
 	frame, err := iso.Frame(l.header, body)
 	if err == nil {
 		_, err = l.conn.Write(frame)
@@ -229,6 +243,7 @@ func (l *link) send(body []byte) bool {
 	}
 	l.srv.metrics.frames.WithLabelValues(l.bank, "out").Inc()
 	l.srv.metrics.bytes.WithLabelValues(l.bank, "out").Add(float64(len(frame)))
+	l.rec.Out(step, body, answered, seq)
 	return true
 }
 
@@ -239,7 +254,12 @@ func (l *link) onError(err error) {
 	l.log.Debug("link error", "err", err)
 }
 
-func (l *link) markClosed() { l.once.Do(func() { close(l.closed) }) }
+func (l *link) markClosed() {
+	l.once.Do(func() {
+		close(l.closed)
+		l.rec.Close()
+	})
+}
 
 // isClosed reports whether the connection has been closed, by either side.
 func (l *link) isClosed() bool {

@@ -16,8 +16,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/goldcard/goldcard/config"
+	"github.com/goldcard/goldcard/fund"
 	"github.com/goldcard/goldcard/iso"
 	"github.com/goldcard/goldcard/ledger"
+	"github.com/goldcard/goldcard/switch/fixture"
 	"github.com/goldcard/goldcard/switch/timer"
 )
 
@@ -44,6 +46,7 @@ type Server struct {
 	retrying atomic.Bool
 	dialects *dialectCache
 	fund     *switchableFund
+	capture  *fixture.Capture // nil unless links are recorded
 
 	admin     *http.Server
 	adminAddr net.Addr
@@ -121,6 +124,36 @@ func NewServer(ctx context.Context, o ServerOptions) *Server {
 		s.admin = &http.Server{Addr: o.Admin, Handler: s.adminHandler(), ReadHeaderTimeout: 5 * time.Second}
 	}
 	return s
+}
+
+// Capture records the traffic of every link opened from now on into dir,
+// one fixture per connection; card numbers are replaced by stand-ins
+// unless keepPAN is set.
+func (s *Server) Capture(dir string, keepPAN bool) error {
+	c, err := fixture.NewCapture(dir, keepPAN, s.cardAtFirstSight, s.log)
+	if err != nil {
+		return err
+	}
+	s.capture = c
+	s.log.Warn("recording every bank link's messages: for test environments only", "dir", dir, "card_numbers", map[bool]string{true: "kept", false: "replaced"}[keepPAN])
+	return nil
+}
+
+// cardAtFirstSight is a card as a capture records it: what it had
+// available, as cash, and its fund position.
+func (s *Server) cardAtFirstSight(ctx context.Context, pan string) (fixture.Card, bool, error) {
+	c, err := s.ledger.Card(ctx, pan, fund.Day(time.Now()))
+	if errors.Is(err, ledger.ErrUnknownCard) {
+		return fixture.Card{}, false, nil
+	}
+	if err != nil {
+		return fixture.Card{}, false, err
+	}
+	card := fixture.Card{PAN: pan, Currency: c.Currency, Balance: max(c.Available(), 0), FundBalance: c.Fund}
+	if c.Status != ledger.StatusActive {
+		card.Status = c.Status
+	}
+	return card, true, nil
 }
 
 // Start opens the admin API and every enabled bank's listener.

@@ -1,0 +1,518 @@
+package main
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/goldcard/goldcard/config"
+	"github.com/goldcard/goldcard/iso"
+	"github.com/goldcard/goldcard/switch/fixture"
+)
+
+type replayFlags struct {
+	addr, admin, bank string
+	dialect, header   string
+	cards             []string
+	noCards           bool
+	update            bool
+	sequential        bool
+	asJSON, quiet     bool
+	timeout           time.Duration
+}
+
+func newReplayCommand() *cobra.Command {
+	var f replayFlags
+	c := &cobra.Command{
+		Use:   "replay [flags] PATH...",
+		Short: "Send message fixtures or packet captures to a switch and compare its answers",
+		Long: `Send message fixtures to a running switch, as a bank would, and compare each
+answer with the one the fixture expects.
+
+PATH is a fixture file (.yaml), a directory of them (searched recursively), or
+a packet capture (.pcap or .pcapng, as dumpcap or tcpdump write them): its TCP
+streams are reassembled, split into frames by the length header (--header)
+and unpacked with --dialect; each request is paired with the captured response
+of the same STAN, and that response is what is expected.
+
+Each fixture runs on a connection of its own, one step at a time. Steps are
+sent in the order the switch answered them when they were captured, across
+all PATHs (so the connections of a capture are replayed together, and the
+balances the answers show come out the same even if the capture had many
+requests in flight); steps without capture times run first, in file order.
+--sequential runs each PATH to its end before the next instead. The cards a
+fixture names are issued first through the admin API (--admin); a card that
+exists is left as it is. Replay against a fresh switch: balances, holds and
+the day's redemption quota are part of what the answers show.
+
+Fields are compared exactly, except where the fixture writes "*" (present,
+any value) or "/regexp/", or lists the field under "ignore". Each mismatch
+is printed with the fields that differ; the exit status is 1 if any step
+failed. --update rewrites the expectations from the answers instead (a
+capture's are written next to it as PATH-N.yaml), keeping every pattern
+that still matches.`,
+		Example: `  goldcard replay testdata/fixtures
+  goldcard replay --addr 10.0.0.5:8583 --admin http://10.0.0.5:8080 capture/
+  goldcard replay --bank ICBC --cards capture/cards.yaml session.pcapng
+  goldcard replay --update testdata/fixtures/core/purchase.yaml`,
+		RunE: func(c *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return usageError{errors.New("name at least one fixture file, directory or capture (see goldcard replay --help)")}
+			}
+			return runReplay(c, f, args)
+		},
+	}
+	fl := c.Flags()
+	fl.StringVar(&f.addr, "addr", "127.0.0.1:8583", "the switch's bank listener, HOST:PORT")
+	fl.StringVar(&f.admin, "admin", "http://127.0.0.1:8080", "the switch's admin API, for issuing the fixtures' cards")
+	fl.StringVar(&f.bank, "bank", "", "replay as this bank: its listener, dialect and header come from the switch's configuration")
+	fl.StringVar(&f.dialect, "dialect", "", "dialect of captures and of fixtures that name none (default "+iso.DefaultDialect+", or the bank's)")
+	fl.StringVar(&f.header, "header", "", "length header of captures and of fixtures that name none (default binary2, or the bank's)")
+	fl.StringSliceVar(&f.cards, "cards", nil, "more fixture files or directories whose cards are issued (e.g. those of a --capture run, for a packet capture)")
+	fl.BoolVar(&f.noCards, "no-cards", false, "issue no cards")
+	fl.BoolVar(&f.update, "update", false, "rewrite the expected responses from the switch's answers")
+	fl.BoolVar(&f.sequential, "sequential", false, "replay each PATH to its end before the next, whatever the capture times")
+	fl.DurationVar(&f.timeout, "timeout", 10*time.Second, "longest wait for one answer")
+	fl.BoolVar(&f.asJSON, "json", false, "print the result as JSON")
+	fl.BoolVarP(&f.quiet, "quiet", "q", false, "print only failures and the summary")
+	return c
+}
+
+func runReplay(c *cobra.Command, f replayFlags, args []string) error {
+	ctx := c.Context()
+	stdout, stderr := c.OutOrStdout(), c.ErrOrStderr()
+	dialects := &remoteDialects{admin: f.admin, ctx: ctx, got: map[string]*iso.Dialect{}}
+	if f.bank != "" {
+		b, err := bankConfig(ctx, f.admin, f.bank)
+		if err != nil {
+			return err
+		}
+		if !c.Flags().Changed("addr") {
+			f.addr = bankAddr(b.Listen, f.admin)
+		}
+		f.dialect = cmp.Or(f.dialect, b.Dialect)
+		f.header = cmp.Or(f.header, b.Header)
+		dialects.bank = b
+	}
+	f.dialect = cmp.Or(f.dialect, iso.DefaultDialect)
+	f.header = cmp.Or(f.header, iso.HeaderBinary2)
+	h, err := iso.HeaderByName(f.header)
+	if err != nil {
+		return usageError{fmt.Errorf("--header: %w", err)}
+	}
+	paths, err := fixture.Paths(args)
+	if err != nil {
+		return usageError{err}
+	}
+	if len(paths) == 0 {
+		return usageError{fmt.Errorf("no fixtures (.yaml) or captures (.pcap, .pcapng) in %s", strings.Join(args, ", "))}
+	}
+	sources, err := loadSources(paths, f, dialects, h, stderr)
+	if err != nil {
+		return err
+	}
+	if !f.noCards {
+		cardFiles, err := fixture.Paths(f.cards)
+		if err != nil {
+			return usageError{fmt.Errorf("--cards: %w", err)}
+		}
+		extra := make([]*fixture.Source, 0, len(cardFiles))
+		for _, p := range cardFiles {
+			if ext := strings.ToLower(filepath.Ext(p)); ext != ".yaml" && ext != ".yml" {
+				continue
+			}
+			file, err := fixture.LoadCards(p)
+			if err != nil {
+				return usageError{fmt.Errorf("--cards %s: %w", p, err)}
+			}
+			extra = append(extra, &fixture.Source{Path: p, File: file})
+		}
+		if err := issueCards(ctx, f.admin, append(extra, sources...), stderr); err != nil {
+			return err
+		}
+	}
+
+	total := 0
+	for _, s := range sources {
+		total += len(s.File.Steps)
+	}
+	var done atomic.Int64
+	stopProgress := func() {}
+	if !f.asJSON {
+		stopProgress = progress(stderr, &done, time.Now(), "steps")
+	}
+	r := &fixture.Replayer{
+		Addr: f.addr, Timeout: f.timeout, Dialect: dialects.find,
+		Report: func(o fixture.Outcome) {
+			done.Add(1)
+			if o.Status == fixture.Fail && !f.asJSON && !f.update {
+				stopProgress()
+				printFailure(stdout, o)
+				stopProgress = progress(stderr, &done, time.Now(), "steps")
+			}
+		},
+	}
+	start := time.Now()
+	outcomes := r.Run(ctx, sources, f.sequential)
+	stopProgress()
+	sum := summarise(sources, outcomes, time.Since(start))
+
+	if f.update {
+		for _, s := range fixture.Update(outcomes) {
+			path := s.Path
+			if s.Conn > 0 {
+				path = fmt.Sprintf("%s-%d.yaml", strings.TrimSuffix(s.Path, filepath.Ext(s.Path)), s.Conn)
+			}
+			if err := fixture.Save(path, s.File); err != nil {
+				return fmt.Errorf("writing %s: %w", path, err)
+			}
+			sum.Updated = append(sum.Updated, path)
+		}
+	}
+	if f.asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(sum); err != nil {
+			return err
+		}
+	} else {
+		sum.print(stdout, f.quiet)
+	}
+	failed := sum.Failed
+	if f.update {
+		failed = sum.Unanswered
+	}
+	if failed > 0 {
+		return fmt.Errorf("%d of %d steps failed", failed, sum.Steps)
+	}
+	return nil
+}
+
+// loadSources reads fixtures and captures into conversations.
+func loadSources(paths []string, f replayFlags, dialects *remoteDialects, h iso.Header, stderr io.Writer) ([]*fixture.Source, error) {
+	var sources []*fixture.Source
+	for _, p := range paths {
+		switch strings.ToLower(filepath.Ext(p)) {
+		case ".pcap", ".pcapng":
+			d, err := dialects.find(f.dialect)
+			if err != nil {
+				return nil, usageError{fmt.Errorf("--dialect: %w", err)}
+			}
+			files, warnings, err := fixture.ReadCapture(p, d, h)
+			if err != nil {
+				return nil, err
+			}
+			for _, w := range warnings {
+				fmt.Fprintf(stderr, "goldcard: warning: %s\n", w)
+			}
+			if len(files) == 0 {
+				return nil, fmt.Errorf("%s: no %s frames with a %s header in any TCP stream", p, d.Name, h.Name())
+			}
+			for i, file := range files {
+				sources = append(sources, &fixture.Source{Path: p, Conn: i + 1, File: file})
+			}
+		default:
+			file, err := fixture.Load(p)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", p, err)
+			}
+			if file.Dialect == "" {
+				file.Dialect = f.dialect
+			}
+			if file.Header == "" {
+				file.Header = f.header
+			}
+			sources = append(sources, &fixture.Source{Path: p, File: file})
+		}
+	}
+	if b := dialects.bank; b != nil {
+		for _, s := range sources {
+			if s.File.Dialect != b.Dialect || s.File.Header != b.Header {
+				return nil, fmt.Errorf("%s is in dialect %s with header %s; bank %s speaks %s with %s",
+					s.Label(), s.File.Dialect, s.File.Header, b.Code, b.Dialect, b.Header)
+			}
+			routeTo(s.File, b)
+		}
+	}
+	return sources, nil
+}
+
+// routeTo makes a fixture's requests reach bank b on a shared listener:
+// where b names its acquirers, DE32 is set to the first of them unless it
+// already routes to b, in the requests and the expected answers alike.
+func routeTo(f *fixture.File, b *config.Bank) {
+	if len(b.Acquirers) == 0 {
+		return
+	}
+	for i := range f.Steps {
+		st := &f.Steps[i]
+		if st.Request.Fields == nil || b.Serves(st.Request.Fields[32]) {
+			continue
+		}
+		st.Request.Fields[32] = b.Acquirers[0]
+		if st.Response != nil && st.Response.Fields != nil {
+			st.Response.Fields[32] = b.Acquirers[0]
+		}
+	}
+}
+
+// bankConfig reads one bank's configuration from a switch.
+func bankConfig(ctx context.Context, admin, code string) (*config.Bank, error) {
+	raw, status, err := adminCall(ctx, admin, http.MethodGet, "/v1/config", nil)
+	if err != nil {
+		return nil, err
+	}
+	if status != http.StatusOK {
+		return nil, adminFailure(raw, status)
+	}
+	var cfg struct {
+		Banks map[string]*config.Bank `json:"banks"`
+	}
+	if err := json.Unmarshal(raw, &cfg); err != nil {
+		return nil, fmt.Errorf("reading the switch's configuration: %w", err)
+	}
+	b, ok := cfg.Banks[code]
+	if !ok {
+		codes := make([]string, 0, len(cfg.Banks))
+		for c := range cfg.Banks {
+			codes = append(codes, c)
+		}
+		slices.Sort(codes)
+		return nil, usageError{fmt.Errorf("--bank %s: the switch has no such bank (it has %s)", code, strings.Join(codes, ", "))}
+	}
+	return b, nil
+}
+
+// bankAddr is where to reach a listener configured as listen: an
+// unspecified host means the admin API's host.
+func bankAddr(listen, admin string) string {
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return listen
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "127.0.0.1"
+		if !strings.Contains(admin, "://") {
+			admin = "http://" + admin
+		}
+		if u, err := url.Parse(admin); err == nil && u.Hostname() != "" {
+			host = u.Hostname()
+		}
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// remoteDialects finds dialects: the shipped ones, then those in the
+// switch's configuration.
+type remoteDialects struct {
+	ctx   context.Context
+	admin string
+	bank  *config.Bank
+	got   map[string]*iso.Dialect
+}
+
+func (r *remoteDialects) find(name string) (*iso.Dialect, error) {
+	if d, err := iso.Builtin(name); err == nil {
+		return d, nil
+	}
+	if d, ok := r.got[name]; ok {
+		return d, nil
+	}
+	raw, status, err := adminCall(r.ctx, r.admin, http.MethodGet, "/v1/config/dialects/"+url.PathEscape(name), nil)
+	if err != nil {
+		return nil, fmt.Errorf("dialect %s is not shipped, and the switch could not be asked for it: %w", name, err)
+	}
+	if status != http.StatusOK {
+		return nil, fmt.Errorf("dialect %s: %w", name, adminFailure(raw, status))
+	}
+	d, err := iso.LoadDialect(name, raw)
+	if err != nil {
+		return nil, err
+	}
+	r.got[name] = d
+	return d, nil
+}
+
+// issueCards issues every card the sources name through the admin API.
+// A card named twice is issued as first named; one that exists is left as
+// it is, with a note.
+func issueCards(ctx context.Context, admin string, sources []*fixture.Source, stderr io.Writer) error {
+	seen := map[string]string{}
+	existed := 0
+	defer func() {
+		if existed > 0 {
+			fmt.Fprintf(stderr, "goldcard: %d of the %d cards existed and were left as they are: answers may differ from a fresh switch's\n", existed, len(seen))
+		}
+	}()
+	for _, s := range sources {
+		for _, card := range s.File.Cards {
+			if first, ok := seen[card.PAN]; ok {
+				if first != s.Label() {
+					fmt.Fprintf(stderr, "goldcard: card %s is named by %s and %s; issued as %s has it\n", iso.MaskPAN(card.PAN), first, s.Label(), first)
+				}
+				continue
+			}
+			seen[card.PAN] = s.Label()
+			created, err := issueCard(ctx, admin, card)
+			if err != nil {
+				return fmt.Errorf("%s: card %s: %w", s.Label(), iso.MaskPAN(card.PAN), err)
+			}
+			if !created {
+				existed++
+			}
+		}
+	}
+	return nil
+}
+
+// issueCard issues one card; it reports false for a card that exists.
+func issueCard(ctx context.Context, admin string, card fixture.Card) (bool, error) {
+	raw, status, err := adminCall(ctx, admin, http.MethodPost, "/v1/cards", map[string]any{
+		"pan": card.PAN, "currency": cmp.Or(card.Currency, "156"), "balance": card.Balance, "fund_balance": card.FundBalance,
+	})
+	switch {
+	case err != nil:
+		return false, err
+	case status == http.StatusConflict:
+		return false, nil
+	case status != http.StatusCreated:
+		return false, adminFailure(raw, status)
+	}
+	path := "/v1/cards/" + url.PathEscape(card.PAN)
+	if card.Status != "" && card.Status != "active" {
+		raw, status, err := adminCall(ctx, admin, http.MethodPut, path+"/status", map[string]string{"status": card.Status})
+		if err == nil && status != http.StatusOK {
+			err = adminFailure(raw, status)
+		}
+		if err != nil {
+			return true, fmt.Errorf("setting status %s: %w", card.Status, err)
+		}
+	}
+	if card.Sweep {
+		raw, status, err := adminCall(ctx, admin, http.MethodPut, path+"/sweep", map[string]bool{"enabled": true})
+		if err == nil && status != http.StatusOK {
+			err = adminFailure(raw, status)
+		}
+		if err != nil {
+			return true, fmt.Errorf("turning the sweep on: %w", err)
+		}
+	}
+	return true, nil
+}
+
+// printFailure writes one failed step and what differs.
+func printFailure(w io.Writer, o fixture.Outcome) {
+	fmt.Fprintf(w, "FAIL %s %s\n", o.Source.Label(), o.Title())
+	if o.Problem != "" {
+		fmt.Fprintf(w, "    %s\n", o.Problem)
+	}
+	for _, d := range o.Diffs {
+		fmt.Fprintf(w, "    %s\n", d)
+	}
+}
+
+// replaySummary is the result of a replay, as --json prints it.
+type replaySummary struct {
+	Sources    int             `json:"sources"`
+	Steps      int             `json:"steps"`
+	Passed     int             `json:"passed"`
+	Failed     int             `json:"failed"`
+	Unchecked  int             `json:"unchecked"`
+	Skipped    int             `json:"skipped"`
+	Unanswered int             `json:"-"`
+	Seconds    float64         `json:"seconds"`
+	Files      []sourceSummary `json:"files"`
+	Failures   []failureReport `json:"failures"`
+	Updated    []string        `json:"updated,omitempty"`
+}
+
+type sourceSummary struct {
+	Source string `json:"source"`
+	Steps  int    `json:"steps"`
+	Failed int    `json:"failed"`
+}
+
+type failureReport struct {
+	Source  string       `json:"source"`
+	Step    int          `json:"step"`
+	Name    string       `json:"name,omitempty"`
+	Problem string       `json:"problem,omitempty"`
+	Diffs   []diffReport `json:"diffs,omitempty"`
+}
+
+type diffReport struct {
+	Field string `json:"field"`
+	Want  string `json:"want"`
+	Got   string `json:"got"`
+}
+
+func summarise(sources []*fixture.Source, outcomes []fixture.Outcome, took time.Duration) *replaySummary {
+	sum := &replaySummary{Sources: len(sources), Steps: len(outcomes), Seconds: took.Seconds(), Failures: []failureReport{}}
+	per := map[*fixture.Source]*sourceSummary{}
+	for _, s := range sources {
+		sum.Files = append(sum.Files, sourceSummary{Source: s.Label()})
+	}
+	for i, s := range sources {
+		per[s] = &sum.Files[i]
+	}
+	for _, o := range outcomes {
+		ps := per[o.Source]
+		ps.Steps++
+		switch o.Status {
+		case fixture.Pass:
+			sum.Passed++
+		case fixture.Unchecked:
+			sum.Unchecked++
+		case fixture.Skip:
+			sum.Skipped++
+		case fixture.Fail:
+			sum.Failed++
+			ps.Failed++
+			if o.Got == nil {
+				sum.Unanswered++
+			}
+			fr := failureReport{Source: o.Source.Label(), Step: o.Step, Name: o.Name, Problem: o.Problem}
+			for _, d := range o.Diffs {
+				fr.Diffs = append(fr.Diffs, diffReport{Field: d.FieldName(), Want: d.WantShown(), Got: d.GotShown()})
+			}
+			sum.Failures = append(sum.Failures, fr)
+		}
+	}
+	return sum
+}
+
+func (s *replaySummary) print(w io.Writer, quiet bool) {
+	if !quiet {
+		for _, f := range s.Files {
+			status := "ok  "
+			if f.Failed > 0 {
+				status = "FAIL"
+			}
+			fmt.Fprintf(w, "%s %s (%d steps)\n", status, f.Source, f.Steps)
+		}
+	}
+	for _, u := range s.Updated {
+		fmt.Fprintf(w, "updated %s\n", u)
+	}
+	fmt.Fprintf(w, "%d conversations, %d steps: %d passed, %d failed", s.Sources, s.Steps, s.Passed, s.Failed)
+	if s.Unchecked > 0 {
+		fmt.Fprintf(w, ", %d answered with nothing to compare", s.Unchecked)
+	}
+	if s.Skipped > 0 {
+		fmt.Fprintf(w, ", %d skipped (withheld at capture)", s.Skipped)
+	}
+	fmt.Fprintf(w, " in %.2fs\n", s.Seconds)
+}
