@@ -126,7 +126,7 @@ func (p *processor) handle(ctx context.Context, bank *config.Bank, d *iso.Dialec
 	}
 	if err != nil {
 		// Nothing was committed: the answer says why, and is not stored.
-		ex.err = err
+		ex.err, ex.order = err, rep.order
 		ex.code = responseCode(err)
 		if ex.code == rcMalfunction {
 			p.log.Error("request failed", "mti", mti, "stan", req.STAN, "err", err)

@@ -56,6 +56,50 @@ type link struct {
 	// inFlight counts requests read and not yet answered.
 	lastFrame atomic.Int64
 	inFlight  atomic.Int64
+
+	stateMu sync.Mutex
+	state   string // its goldcard_connections state
+	gone    bool   // closed: counted no more
+}
+
+// Link states, as goldcard_connections counts them.
+const (
+	linkConnected = "connected"
+	linkSignedOn  = "signed_on" // signed on with 0800/001, until 0800/002
+	linkDraining  = "draining"
+)
+
+// setState moves the link from one state of the connections gauge to
+// another; "" leaves the gauge for good. A draining link stays draining
+// until closed.
+func (l *link) setState(to string) {
+	l.stateMu.Lock()
+	defer l.stateMu.Unlock()
+	if l.gone || l.state == to || (l.state == linkDraining && to != "") {
+		return
+	}
+	l.gone = to == ""
+	g := l.srv.metrics.connections
+	if l.state != "" {
+		g.WithLabelValues(l.bank, l.state).Dec()
+	}
+	if to != "" {
+		g.WithLabelValues(l.bank, to).Inc()
+	}
+	l.state = to
+}
+
+// signOn follows the bank's sign-on and sign-off.
+func (l *link) signOn(ex exchange) {
+	if ex.req == nil || ex.req.Class != iso.ClassNetwork || ex.code != rcApproved {
+		return
+	}
+	switch ex.req.NetworkCode {
+	case "001":
+		l.setState(linkSignedOn)
+	case "002":
+		l.setState(linkConnected)
+	}
 }
 
 func newLink(bl *bankListener, lim linkLimits, nc net.Conn, log *slog.Logger) (*link, error) {
@@ -224,6 +268,7 @@ func (l *link) handle(_ *connection.Connection, msg *iso8583.Message) {
 	if resp != nil && !l.send(resp, a.step, ex.seq) {
 		ex.lost = true
 	}
+	l.signOn(ex)
 	l.srv.observe(bank.Code, ex, arrival)
 }
 
@@ -306,6 +351,7 @@ func (l *link) drain(ctx context.Context) {
 		break
 	}
 	l.draining.Store(true)
+	l.setState(linkDraining)
 	_ = l.nc.SetReadDeadline(time.Now()) // wake a reader waiting for a frame
 	for range cap(l.slots) {
 		select {

@@ -92,6 +92,18 @@ func listenBanks(s *Server, key listenerKey, d *iso.Dialect, h iso.Header) (*ban
 		log:   s.log.With("bank", key.banks),
 		links: make(map[*link]struct{}),
 	}
+	// A bank's series exist from the start, so that "no link up" shows
+	// as zero rather than as nothing.
+	for _, st := range []string{linkConnected, linkSignedOn} {
+		s.metrics.connections.WithLabelValues(bl.label(), st).Add(0)
+	}
+	s.metrics.unpackErrors.WithLabelValues(bl.label())
+	s.metrics.lostResponses.WithLabelValues(bl.label())
+	for _, code := range bl.codes {
+		for _, stage := range []string{"fund", "ledger"} {
+			s.metrics.deadlineMisses.WithLabelValues(code, stage)
+		}
+	}
 	bl.wg.Add(1)
 	bl.accepting.Add(1)
 	go func() {
@@ -188,7 +200,7 @@ func (bl *bankListener) admit(nc net.Conn) {
 	}
 	bl.links[l] = struct{}{}
 	bl.mu.Unlock()
-	m.connections.WithLabelValues(bl.label()).Inc()
+	l.setState(linkConnected)
 	m.connEvents.WithLabelValues(bl.label(), "accepted").Inc()
 	log.Info("bank connected")
 	bl.wg.Add(1)
@@ -198,7 +210,7 @@ func (bl *bankListener) admit(nc net.Conn) {
 		bl.mu.Lock()
 		delete(bl.links, l)
 		bl.mu.Unlock()
-		m.connections.WithLabelValues(bl.label()).Dec()
+		l.setState("")
 		log.Info("bank disconnected")
 	}()
 }

@@ -17,7 +17,7 @@ type metrics struct {
 	requests       *prometheus.CounterVec   // bank, mti, processing_code, response_code
 	latency        *prometheus.HistogramVec // bank, mti
 	inFlight       *prometheus.GaugeVec     // bank
-	connections    *prometheus.GaugeVec     // bank
+	connections    *prometheus.GaugeVec     // bank, state
 	connEvents     *prometheus.CounterVec   // bank, event
 	frames         *prometheus.CounterVec   // bank, direction
 	bytes          *prometheus.CounterVec   // bank, direction
@@ -25,9 +25,9 @@ type metrics struct {
 	lostResponses  *prometheus.CounterVec   // bank
 	ledgerDuration *prometheus.HistogramVec // outcome
 
-	redemptions       *prometheus.CounterVec   // purpose, result
+	redemptions       *prometheus.CounterVec   // bank, purpose, result
 	redemptionLatency *prometheus.HistogramVec // purpose
-	deadlineMisses    prometheus.Counter
+	deadlineMisses    *prometheus.CounterVec   // bank, stage
 	lockWait          prometheus.Histogram
 	ordersSettled     *prometheus.CounterVec // state
 	quotaRejections   *prometheus.CounterVec // bank
@@ -67,8 +67,8 @@ func newMetrics() *metrics {
 		}, []string{"bank"}),
 		connections: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "goldcard_connections",
-			Help: "Open bank connections.",
-		}, []string{"bank"}),
+			Help: "Open bank connections by state: connected, signed_on (after a 0800 sign-on, until sign-off) or draining (at shutdown or when the bank moves).",
+		}, []string{"bank", "state"}),
 		connEvents: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "goldcard_connection_events_total",
 			Help: "Bank connections accepted, refused and closed, with the reason.",
@@ -96,17 +96,17 @@ func newMetrics() *metrics {
 		}, []string{"result"}),
 		redemptions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "goldcard_redemptions_total",
-			Help: "Redemptions asked of the fund company, by purpose (shortfall, transfer_out) and result (confirmed, failed, pending, no_answer).",
-		}, []string{"purpose", "result"}),
+			Help: "Redemptions asked of the fund company, by bank (admin for transfers out), purpose (shortfall, transfer_out) and result (confirmed, failed, pending, no_answer).",
+		}, []string{"bank", "purpose", "result"}),
 		redemptionLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "goldcard_redemption_duration_seconds",
 			Help:    "Time the fund company took to answer a redemption (or the time given up waiting).",
 			Buckets: latencyBuckets,
 		}, []string{"purpose"}),
-		deadlineMisses: prometheus.NewCounter(prometheus.CounterOpts{
+		deadlineMisses: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "goldcard_deadline_misses_total",
-			Help: "Shortfall debits answered 91 because the fund company had not confirmed before the bank's deadline.",
-		}),
+			Help: "Requests answered 91 because the bank's deadline came first, by bank and by what was awaited: the fund company's confirmation (fund) or the ledger (ledger).",
+		}, []string{"bank", "stage"}),
 		lockWait: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "goldcard_lock_wait_seconds",
 			Help:    "Time spent waiting for a card's etcd lock, failures included.",

@@ -114,7 +114,9 @@ func NewServer(ctx context.Context, o ServerOptions) *Server {
 	s.timer = timer.New(timer.Options{Pool: o.Pool, Log: o.Log, Metrics: timerMetrics{s.metrics}, ClaimFor: claim, Now: now})
 	s.metrics.reg.MustRegister(
 		taskGauge(o.Pool, "pending", "goldcard_timer_pending", "Timer tasks waiting to run (due or not)."),
-		taskGauge(o.Pool, "dead", "goldcard_timer_dead", "Timer tasks parked as dead, waiting for an operator."))
+		taskGauge(o.Pool, "dead", "goldcard_timer_dead", "Timer tasks parked as dead, waiting for an operator."),
+		newPoolCollector(o.Pool))
+	s.metrics.reg.MustRegister(healthGauges(o.Pool, o.Locker)...)
 	s.elect = o.Elect
 	s.registerTasks()
 	if o.Locker != nil {
@@ -321,8 +323,14 @@ func (s *Server) observe(bank string, ex exchange, arrival time.Time) {
 			slog.Int64("amount", r.Amount))
 	}
 	s.metrics.requests.WithLabelValues(bank, mti, proc, ex.code).Inc()
-	if errors.Is(ex.err, errOverQuota) {
+	switch {
+	case errors.Is(ex.err, errOverQuota):
 		s.metrics.quotaRejections.WithLabelValues(bank).Inc()
+	case ex.code != rcUnavailable:
+	case errors.Is(ex.err, errDeadline):
+		s.metrics.deadlineMisses.WithLabelValues(bank, "fund").Inc()
+	case errors.Is(ex.err, context.DeadlineExceeded):
+		s.metrics.deadlineMisses.WithLabelValues(bank, "ledger").Inc()
 	}
 	s.metrics.latency.WithLabelValues(bank, mti).Observe(elapsed.Seconds())
 	attrs = append(attrs, slog.String("response_code", ex.code), slog.Duration("latency", elapsed))

@@ -131,10 +131,9 @@ func (p *processor) shortfall(ctx context.Context, bank *config.Bank, f ledger.F
 	}
 	rep.order = orderID
 
-	st, err := rd.redeem(lctx, orderID, card, placed.amount, ledger.PurposeShortfall)
+	st, err := rd.redeem(lctx, bank.Code, orderID, card, placed.amount, ledger.PurposeShortfall)
 	switch {
 	case err != nil || st.State == fund.Pending:
-		rd.metrics.deadlineMisses.Inc()
 		rd.log.Warn("no confirmation before the deadline: answering 91, the order stays pending",
 			"order", orderID, "pan", iso.MaskPAN(r.PAN), "amount", placed.amount, "err", err)
 		return rep, fmt.Errorf("%w: fund company has not confirmed order %s", errDeadline, orderID)
@@ -172,7 +171,7 @@ func (p *processor) shortfall(ctx context.Context, bank *config.Bank, f ledger.F
 
 // redeem asks the fund company to redeem amount for the card, with what is
 // left of ctx's deadline less the posting reserve.
-func (rd *redeemer) redeem(ctx context.Context, orderID string, c *ledger.Card, amount int64, purpose string) (fund.Status, error) {
+func (rd *redeemer) redeem(ctx context.Context, bank, orderID string, c *ledger.Card, amount int64, purpose string) (fund.Status, error) {
 	if dl, ok := ctx.Deadline(); ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithDeadline(ctx, dl.Add(-postingReserve))
@@ -184,7 +183,7 @@ func (rd *redeemer) redeem(ctx context.Context, orderID string, c *ledger.Card, 
 	if err != nil {
 		result = "no_answer"
 	}
-	rd.metrics.redemptions.WithLabelValues(purpose, result).Inc()
+	rd.metrics.redemptions.WithLabelValues(bank, purpose, result).Inc()
 	rd.metrics.redemptionLatency.WithLabelValues(purpose).Observe(time.Since(start).Seconds())
 	return st, err
 }

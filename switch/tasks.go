@@ -34,6 +34,14 @@ func (s *Server) registerTasks() {
 	s.timer.Handle(taskSweepConfirm, s.confirmSweep)
 	s.timer.HandleFor(taskYieldDay, 10*time.Minute, s.yieldDay)
 	s.timer.Handle(taskProbe, s.probe)
+	// Every kind's series exist from the start, at zero.
+	for _, kind := range []string{taskOrderCheck, taskHoldsExpire, taskSweepDay, taskSweepConfirm, taskYieldDay, taskProbe} {
+		s.metrics.timerRetries.WithLabelValues(kind)
+		s.metrics.timerDead.WithLabelValues(kind)
+	}
+	for _, st := range []string{ledger.OrderConfirmed, ledger.OrderFailed} {
+		s.metrics.ordersSettled.WithLabelValues(st)
+	}
 }
 
 // lead is a term as the timer's leader: the recurring tasks are made sure

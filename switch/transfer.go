@@ -95,7 +95,7 @@ func (s *Server) redeemByHand(ctx context.Context, card *ledger.Card, amount int
 	if err != nil {
 		return nil, err
 	}
-	st, err := rd.redeem(lctx, id, card, amount, ledger.PurposeTransferOut)
+	st, err := rd.redeem(lctx, "admin", id, card, amount, ledger.PurposeTransferOut)
 	if err == nil && st.State != fund.Pending {
 		if err := fund.Settle(lctx, s.ledger, ledger.Order{ID: id, CardID: card.ID}, st); err != nil {
 			return nil, fmt.Errorf("recording the fund company's answer: %w", err)

@@ -1,0 +1,90 @@
+package main
+
+import (
+	"context"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// poolCollector exports the PostgreSQL pool's statistics at each scrape.
+type poolCollector struct {
+	pool                                 *pgxpool.Pool
+	conns, max                           *prometheus.Desc
+	acquires, waited, empty, canceled    *prometheus.Desc
+	newConns, idleClosed, lifetimeClosed *prometheus.Desc
+}
+
+func newPoolCollector(pool *pgxpool.Pool) *poolCollector {
+	d := func(name, help string, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc(name, help, labels, nil)
+	}
+	return &poolCollector{
+		pool:           pool,
+		conns:          d("goldcard_db_connections", "PostgreSQL connections of the pool by state: idle, acquired (in use) or constructing.", "state"),
+		max:            d("goldcard_db_max_connections", "Most connections the pool opens (--db-pool)."),
+		acquires:       d("goldcard_db_acquires_total", "Connections taken from the pool."),
+		waited:         d("goldcard_db_acquire_wait_seconds_total", "Time spent taking connections from the pool, waits included."),
+		empty:          d("goldcard_db_empty_acquires_total", "Takes that found no idle connection and had to wait for one."),
+		canceled:       d("goldcard_db_canceled_acquires_total", "Takes given up because their context ended (deadline) first."),
+		newConns:       d("goldcard_db_connects_total", "Connections opened to PostgreSQL."),
+		idleClosed:     d("goldcard_db_idle_closed_total", "Connections closed for being idle too long."),
+		lifetimeClosed: d("goldcard_db_lifetime_closed_total", "Connections closed at the end of their lifetime."),
+	}
+}
+
+func (c *poolCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.conns, c.max, c.acquires, c.waited, c.empty, c.canceled, c.newConns, c.idleClosed, c.lifetimeClosed} {
+		ch <- d
+	}
+}
+
+func (c *poolCollector) Collect(ch chan<- prometheus.Metric) {
+	s := c.pool.Stat()
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	counter := func(d *prometheus.Desc, v float64) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v)
+	}
+	gauge(c.conns, float64(s.IdleConns()), "idle")
+	gauge(c.conns, float64(s.AcquiredConns()), "acquired")
+	gauge(c.conns, float64(s.ConstructingConns()), "constructing")
+	gauge(c.max, float64(s.MaxConns()))
+	counter(c.acquires, float64(s.AcquireCount()))
+	counter(c.waited, s.AcquireDuration().Seconds())
+	counter(c.empty, float64(s.EmptyAcquireCount()))
+	counter(c.canceled, float64(s.CanceledAcquireCount()))
+	counter(c.newConns, float64(s.NewConnsCount()))
+	counter(c.idleClosed, float64(s.MaxIdleDestroyCount()))
+	counter(c.lifetimeClosed, float64(s.MaxLifetimeDestroyCount()))
+}
+
+// healthGauges are goldcard_postgres_up, from a ping at each scrape, and
+// goldcard_etcd_up, from the card locker's own probe (absent without one).
+func healthGauges(pool *pgxpool.Pool, locker cardLocker) []prometheus.Collector {
+	cs := []prometheus.Collector{prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "goldcard_postgres_up",
+		Help: "1 if PostgreSQL answered a ping within a second at this scrape.",
+	}, func() float64 {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		if pool.Ping(ctx) != nil {
+			return 0
+		}
+		return 1
+	})}
+	if h, ok := locker.(interface{ Healthy() bool }); ok {
+		cs = append(cs, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "goldcard_etcd_up",
+			Help: "1 if etcd answered the switch's last health probe (card locks and leadership need it).",
+		}, func() float64 {
+			if h.Healthy() {
+				return 1
+			}
+			return 0
+		}))
+	}
+	return cs
+}
