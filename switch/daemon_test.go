@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -218,13 +219,21 @@ func (d *daemon) metrics() string {
 	return string(b)
 }
 
-// assertNoSecrets fails if the logs hold any of the full PANs.
-func (d *daemon) assertNoSecrets(pans ...string) {
+// track2Data is what track 2 data looks like: a PAN, a separator and the
+// expiry date with what follows.
+var track2Data = regexp.MustCompile(`\d{13,19}[=D]\d{4}`)
+
+// assertNoSecrets fails if the logs hold any of the secrets (full PANs,
+// track 2 data, PIN blocks) or anything shaped like track 2 data.
+func (d *daemon) assertNoSecrets(secrets ...string) {
 	d.t.Helper()
 	logs := d.Logs()
-	for _, p := range pans {
-		if strings.Contains(logs, p) {
-			d.t.Errorf("the switch logged the full PAN %s", p)
+	for _, s := range secrets {
+		if strings.Contains(logs, s) {
+			d.t.Errorf("the switch logged the secret %s", s)
 		}
+	}
+	if m := track2Data.FindString(logs); m != "" {
+		d.t.Errorf("the switch logged track 2 data %s", m)
 	}
 }
