@@ -494,6 +494,14 @@ func summarise(sources []*fixture.Source, outcomes []fixture.Outcome, took time.
 	return sum
 }
 
+// plural is n and the word, with an s unless n is 1.
+func plural(n int, word string) string {
+	if n == 1 {
+		return "1 " + word
+	}
+	return fmt.Sprintf("%d %ss", n, word)
+}
+
 func (s *replaySummary) print(w io.Writer, quiet bool) {
 	if !quiet {
 		for _, f := range s.Files {
@@ -501,13 +509,13 @@ func (s *replaySummary) print(w io.Writer, quiet bool) {
 			if f.Failed > 0 {
 				status = "FAIL"
 			}
-			fmt.Fprintf(w, "%s %s (%d steps)\n", status, f.Source, f.Steps)
+			fmt.Fprintf(w, "%s %s (%s)\n", status, f.Source, plural(f.Steps, "step"))
 		}
 	}
 	for _, u := range s.Updated {
 		fmt.Fprintf(w, "updated %s\n", u)
 	}
-	fmt.Fprintf(w, "%d conversations, %d steps: %d passed, %d failed", s.Sources, s.Steps, s.Passed, s.Failed)
+	fmt.Fprintf(w, "%s, %s: %d passed, %d failed", plural(s.Sources, "conversation"), plural(s.Steps, "step"), s.Passed, s.Failed)
 	if s.Unchecked > 0 {
 		fmt.Fprintf(w, ", %d answered with nothing to compare", s.Unchecked)
 	}
