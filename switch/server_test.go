@@ -19,6 +19,13 @@ import (
 // detector on the link code, with extra config keys.
 func startServer(t *testing.T, kvs ...string) (*Server, *ledger.Ledger) {
 	t.Helper()
+	return startServerWith(t, ServerOptions{}, kvs...)
+}
+
+// startServerWith is startServer with options of o (a locker, an
+// election); the config, pool, log and admin address are its own.
+func startServerWith(t *testing.T, o ServerOptions, kvs ...string) (*Server, *ledger.Ledger) {
+	t.Helper()
 	l, pool := ledgertest.New(t)
 	bank := config.DefaultBank("127.0.0.1:0")
 	bank.MaxInFlight = 8
@@ -35,7 +42,8 @@ func startServer(t *testing.T, kvs ...string) (*Server, *ledger.Ledger) {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(testWriter{t}, nil))
-	srv := NewServer(context.Background(), ServerOptions{Config: config.NewStore(snap), Pool: pool, Log: log, Admin: "127.0.0.1:0"})
+	o.Config, o.Pool, o.Log, o.Admin = config.NewStore(snap), pool, log, "127.0.0.1:0"
+	srv := NewServer(context.Background(), o)
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)
 	}
