@@ -133,6 +133,12 @@ func TestConfigCenter(t *testing.T) {
 		}
 		return err != nil
 	})
+	// ...and its links' series go: a bank out of service is no link down.
+	for _, d := range sw {
+		waitFor(t, "acme's connection series to go", func() bool {
+			return !strings.Contains(d.metrics(), `goldcard_connections{bank="acme"`)
+		})
+	}
 
 	// A dialect that does not build is refused by config put...
 	out, err = cli(`{"name":"broken","fields":{"0":{"type":"String","length":4,"enc":"ASCII","prefix":"ASCII.QQ"}}}`, "config", "put", "dialects/broken", "-")

@@ -228,9 +228,26 @@ func (s *Server) reconcileListeners(snap *config.Snapshot) error {
 			ctx, cancel := context.WithTimeout(s.baseCtx, 30*time.Second)
 			defer cancel()
 			bl.shutdown(ctx)
+			s.forgetLinks(bl.label())
 		})
 	}
 	return errors.Join(errs...)
+}
+
+// forgetLinks drops the connection series of a retired listener's banks
+// unless a listener still serves them: a bank taken out of the config is
+// not a bank whose links are down.
+func (s *Server) forgetLinks(label string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, bl := range s.listeners {
+		if bl.label() == label {
+			return
+		}
+	}
+	for _, st := range []string{linkConnected, linkSignedOn, linkDraining} {
+		s.metrics.connections.DeleteLabelValues(label, st)
+	}
 }
 
 func (s *Server) openListener(snap *config.Snapshot, key listenerKey) (*bankListener, error) {
