@@ -1,11 +1,13 @@
 package config
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"strings"
 	"sync"
@@ -16,9 +18,13 @@ import (
 
 // Keys in etcd: <prefix>config/<key> holds the config, and
 // <prefix>instances/<id> each live instance's report (on a lease).
+// <prefix>config-changed is written with every change made through
+// Write, so that the config's revision (the newest change to it) counts a
+// key's removal too.
 const (
 	configDir   = "config/"
 	instanceDir = "instances/"
+	changedKey  = "config-changed"
 )
 
 // Seed writes each of kvs (config keys and values) that etcd lacks and
@@ -54,7 +60,7 @@ func Write(ctx context.Context, cl *clientv3.Client, prefix, key string, value [
 	}
 	resp, err := cl.Txn(ctx).
 		If(clientv3.Compare(clientv3.ModRevision(prefix+configDir), "<", rev+1).WithPrefix()).
-		Then(op).Commit()
+		Then(op, clientv3.OpPut(prefix+changedKey, time.Now().UTC().Format(time.RFC3339Nano))).Commit()
 	if err != nil {
 		return 0, err
 	}
@@ -65,17 +71,30 @@ func Write(ctx context.Context, cl *clientv3.Client, prefix, key string, value [
 }
 
 // Read returns the config keys under prefix and their values, with the
-// revision they were read at.
+// config's revision: the etcd revision of its newest change. Instances on
+// the same config report the same revision, however long they have run.
 func Read(ctx context.Context, cl *clientv3.Client, prefix string) (map[string][]byte, int64, error) {
-	resp, err := cl.Get(ctx, prefix+configDir, clientv3.WithPrefix())
+	kvs, rev, _, err := read(ctx, cl, prefix)
+	return kvs, rev, err
+}
+
+// read is Read, also returning the revision of the store when it was read,
+// from which a watch carries on.
+func read(ctx context.Context, cl *clientv3.Client, prefix string) (kvs map[string][]byte, rev, at int64, err error) {
+	resp, err := cl.Txn(ctx).Then(clientv3.OpGet(prefix+configDir, clientv3.WithPrefix()), clientv3.OpGet(prefix+changedKey)).Commit()
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, 0, err
 	}
-	kvs := make(map[string][]byte, len(resp.Kvs))
-	for _, kv := range resp.Kvs {
+	keys, changed := resp.Responses[0].GetResponseRange(), resp.Responses[1].GetResponseRange()
+	kvs = make(map[string][]byte, len(keys.Kvs))
+	for _, kv := range keys.Kvs {
 		kvs[strings.TrimPrefix(string(kv.Key), prefix+configDir)] = kv.Value
+		rev = max(rev, kv.ModRevision)
 	}
-	return kvs, resp.Header.Revision, nil
+	for _, kv := range changed.Kvs {
+		rev = max(rev, kv.ModRevision)
+	}
+	return kvs, rev, resp.Header.Revision, nil
 }
 
 // Report is what an instance publishes about itself.
@@ -189,16 +208,19 @@ func (w *Watcher) Run(ctx context.Context) {
 // follow reads the whole config, applies it, then applies each change as
 // it is watched, until the watch ends.
 func (w *Watcher) follow(ctx context.Context) error {
-	kvs, rev, err := Read(ctx, w.Client, w.Prefix)
+	kvs, rev, at, err := read(ctx, w.Client, w.Prefix)
 	if err != nil {
 		return err
 	}
+	// Applied again only if it changed: a key removed without Write
+	// leaves the revision as it was.
+	changed := w.kvs != nil && !maps.EqualFunc(w.kvs, kvs, bytes.Equal)
 	w.kvs = kvs
-	w.apply(rev, time.Now(), false)
+	w.apply(rev, time.Now(), changed)
 	w.publish(w.Status())
 	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer cancel()
-	wch := w.Client.Watch(wctx, w.Prefix+configDir, clientv3.WithPrefix(), clientv3.WithRev(rev+1))
+	wch := w.Client.Watch(wctx, w.Prefix+configDir, clientv3.WithPrefix(), clientv3.WithRev(at+1))
 	for resp := range wch {
 		arrived := time.Now()
 		if resp.CompactRevision != 0 {

@@ -39,7 +39,7 @@ Start a switch with "goldcard serve"; manage cards with "goldcard card".`,
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return usageError{fmt.Errorf("%w (see %s --help)", err, c.CommandPath())}
 	})
-	root.AddCommand(newServeCommand(), newMigrateCommand(), newConfigCommand(), newCardCommand(), newFundsimCommand(), newBenchCommand(), newReplayCommand())
+	root.AddCommand(newServeCommand(), newMigrateCommand(), newConfigCommand(), newCardCommand(), newFundsimCommand(), newBenchCommand(), newReplayCommand(), newTopCommand())
 	return root
 }
 

@@ -102,6 +102,7 @@ func NewServer(ctx context.Context, o ServerOptions) *Server {
 		dialects:  newDialectCache(),
 		fund:      &switchableFund{},
 	}
+	s.metrics.configRevision.Set(float64(o.Config.Load().Revision))
 	if _, err := s.fund.set(o.Config.Load().Fund); err != nil {
 		o.Log.Error("fund company of the config; using the simulator", "err", err)
 		_, _ = s.fund.set(config.DefaultFund())

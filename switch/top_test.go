@@ -1,0 +1,253 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"os/exec"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+	"unicode/utf8"
+)
+
+// TestTopThreeInstances: three switches on one database and etcd, each
+// sent a steady load of known rate and approval mix; goldcard top --once
+// over all three reports those rates within 5%.
+func TestTopThreeInstances(t *testing.T) {
+	d1 := startDaemon(t, "--db-pool", "8")
+	ds := []*daemon{d1, d1.startPeer("--db-pool", "8"), d1.startPeer("--db-pool", "8")}
+	approved := []string{"6228480000000301", "6228480000000302", "6228480000000303"}
+	for _, pan := range approved {
+		d1.addCard(pan, 1_000_000_00, 0)
+	}
+
+	// Each switch gets one request every 25 ms (40/s): three debits of
+	// 0.01 from cards with money, then one for a card never issued (14).
+	const perSwitch = 40.0
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	var sent, failed atomic.Int64
+	for _, d := range ds {
+		b := connectBank(t, d.bank)
+		wg.Go(func() {
+			tick := time.NewTicker(time.Duration(float64(time.Second) / perSwitch))
+			defer tick.Stop()
+			for n := 0; ; n++ {
+				select {
+				case <-ctx.Done():
+					return
+				case <-tick.C:
+				}
+				pan := approved[n%3]
+				if n%4 == 3 {
+					pan = "6228480000009999"
+				}
+				m, err := newMessage(b.d, "0200", b.fields(map[int]string{2: pan, 3: "000000", 4: "000000000001"}))
+				if err != nil {
+					failed.Add(1)
+					continue
+				}
+				wg.Go(func() {
+					if _, err := b.conn.Send(m); err != nil {
+						failed.Add(1)
+					}
+					sent.Add(1)
+				})
+			}
+		})
+	}
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	time.Sleep(1500 * time.Millisecond)
+
+	admins := ds[0].admin + "," + ds[1].admin + "," + ds[2].admin
+	out, stderr, err := runTopCLI(t, "--addr", admins, "--once", "--json", "--interval", "3s")
+	if err != nil {
+		t.Fatalf("top --once --json: %v\n%s%s", err, out, stderr)
+	}
+	var v TopView
+	if err := json.Unmarshal([]byte(out), &v); err != nil {
+		t.Fatalf("top --json printed %q: %v", out, err)
+	}
+	if len(v.Banks) != 1 || v.Banks[0].Bank != "default" {
+		t.Fatalf("banks: %+v", v.Banks)
+	}
+	b := v.Banks[0]
+	want := perSwitch * float64(len(ds))
+	if math.Abs(b.Requests-want)/want > 0.05 {
+		t.Errorf("requests/s = %.1f, the load sent %.0f/s", b.Requests, want)
+	}
+	if b.Approval == nil || math.Abs(*b.Approval-0.75) > 0.05 {
+		t.Errorf("approval rate = %v, want 0.75", b.Approval)
+	}
+	if len(b.Codes) != 2 || b.Codes[0].Code != "00" || b.Codes[1].Code != "14" {
+		t.Errorf("code mix = %+v, want 00 then 14", b.Codes)
+	}
+	if b.P50 == nil || b.P99 == nil || *b.P50 <= 0 || *b.P99 < *b.P50 || *b.P99 > 3 {
+		t.Errorf("latency p50 %v p99 %v", b.P50, b.P99)
+	}
+	if b.LinksUp != len(ds) || b.DeadlineMisses != 0 {
+		t.Errorf("links up %d (want %d), deadline misses %.2f/s", b.LinksUp, len(ds), b.DeadlineMisses)
+	}
+	leaders := 0
+	for i, inst := range v.Instances {
+		if !inst.Up || inst.Requests == nil || math.Abs(*inst.Requests-perSwitch)/perSwitch > 0.05 {
+			t.Errorf("instance %d: %+v (requests/s want %.0f)", i, inst, perSwitch)
+		}
+		if inst.EtcdUp == nil || !*inst.EtcdUp || inst.PostgresUp == nil || !*inst.PostgresUp || inst.Version == "" {
+			t.Errorf("instance %d health: %+v", i, inst)
+		}
+		if inst.TimerLeader {
+			leaders++
+		}
+		if inst.ConfigRevision <= 0 || inst.ConfigRevision != v.Instances[0].ConfigRevision {
+			t.Errorf("instance %d runs config revision %d, instance 0 %d", i, inst.ConfigRevision, v.Instances[0].ConfigRevision)
+		}
+	}
+	if leaders != 1 {
+		t.Errorf("%d instances lead the timer, want 1", leaders)
+	}
+
+	// The plain frame fits 80x24 and says the same.
+	text, stderr, err := runTopCLI(t, "--addr", admins, "--once", "--interval", "1s")
+	if err != nil {
+		t.Fatalf("top --once: %v\n%s%s", err, text, stderr)
+	}
+	checkFrame(t, text, 80, 24)
+	for _, s := range []string{"3/3 instances up", "default", "00 ", "14 ", ds[2].admin} {
+		if !strings.Contains(text, s) {
+			t.Errorf("frame lacks %q:\n%s", s, text)
+		}
+	}
+
+	// An instance that cannot be scraped is shown and fails --once.
+	text, stderr, err = runTopCLI(t, "--addr", admins+","+freeAddr(t), "--once", "--interval", "200ms")
+	if err == nil || !strings.Contains(text, "3/4 instances up") || !strings.Contains(text, "DOWN") ||
+		!strings.Contains(stderr, "1 of 4 instances could not be scraped") {
+		t.Errorf("with one instance down: err %v\n%s%s", err, text, stderr)
+	}
+	if failed.Load() > 0 {
+		t.Errorf("%d of %d load requests failed", failed.Load(), sent.Load())
+	}
+}
+
+func runTopCLI(t *testing.T, args ...string) (stdout, stderr string, err error) {
+	t.Helper()
+	cmd := exec.Command(switchBinary(t), append([]string{"top"}, args...)...)
+	var o, e bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &o, &e
+	err = cmd.Run()
+	return o.String(), e.String(), err
+}
+
+func checkFrame(t *testing.T, frame string, width, height int) {
+	t.Helper()
+	lines := strings.Split(strings.TrimSuffix(frame, "\n"), "\n")
+	if len(lines) > height {
+		t.Errorf("frame of %d lines, more than %d:\n%s", len(lines), height, frame)
+	}
+	for _, l := range lines {
+		if n := utf8.RuneCountInString(l); n > width {
+			t.Errorf("line of %d columns, more than %d: %q", n, width, l)
+		}
+	}
+}
+
+func TestBucketQuantile(t *testing.T) {
+	inf := math.Inf(1)
+	for _, c := range []struct {
+		q       float64
+		buckets map[float64]float64
+		want    float64
+		ok      bool
+	}{
+		{0.5, map[float64]float64{0.001: 0, 0.002: 50, 0.005: 100, inf: 100}, 0.002, true},
+		{0.5, map[float64]float64{0.001: 0, 0.002: 0, 0.005: 100, inf: 100}, 0.0035, true},
+		{0.99, map[float64]float64{0.001: 90, 0.002: 95, 0.005: 98, inf: 100}, 0.005, true}, // in +Inf: the top bound
+		{0.5, map[float64]float64{0.001: 40, inf: 40}, 0.0005, true},
+		{0.5, map[float64]float64{0.001: 0, inf: 0}, 0, false},
+		{0.5, map[float64]float64{0.001: 5}, 0, false}, // no +Inf bucket
+	} {
+		got, ok := bucketQuantile(c.q, c.buckets)
+		if ok != c.ok || math.Abs(got-c.want) > 1e-12 {
+			t.Errorf("bucketQuantile(%v, %v) = %v, %v; want %v, %v", c.q, c.buckets, got, ok, c.want, c.ok)
+		}
+	}
+}
+
+// TestTopViewFromScrapes: rates, shares and a counter reset, from two
+// scrapes of two instances given as exposition text; the frame fits a
+// 80x24 screen however many banks there are.
+func TestTopViewFromScrapes(t *testing.T) {
+	expo := func(approved, declined, echo, miss float64, inst int) string {
+		return fmt.Sprintf(`# TYPE goldcard_requests_total counter
+goldcard_requests_total{bank="ICBC",mti="0200",processing_code="00",response_code="00"} %v
+goldcard_requests_total{bank="ICBC",mti="0200",processing_code="00",response_code="51"} %v
+goldcard_requests_total{bank="ICBC",mti="0800",processing_code="none",response_code="00"} %v
+# TYPE goldcard_deadline_misses_total counter
+goldcard_deadline_misses_total{bank="ICBC",stage="fund"} %v
+# TYPE goldcard_connections gauge
+goldcard_connections{bank="ICBC",state="signed_on"} 2
+goldcard_connections{bank="ICBC",state="draining"} 1
+goldcard_connections{bank="BOC",state="connected"} 0
+# TYPE goldcard_timer_leader gauge
+goldcard_timer_leader %d
+# TYPE goldcard_request_duration_seconds histogram
+goldcard_request_duration_seconds_bucket{bank="ICBC",mti="0200",le="0.01"} %v
+goldcard_request_duration_seconds_bucket{bank="ICBC",mti="0200",le="+Inf"} %v
+goldcard_request_duration_seconds_sum{bank="ICBC",mti="0200"} 1
+goldcard_request_duration_seconds_count{bank="ICBC",mti="0200"} %v
+`, approved, declined, echo, miss, inst, approved+declined, approved+declined, approved+declined)
+	}
+	at := time.Now()
+	mk := func(i int, text string, at time.Time) *instanceScrape {
+		is := &instanceScrape{addr: fmt.Sprintf("10.0.0.%d:8080", i), at: at}
+		if err := is.parse(strings.NewReader(text)); err != nil {
+			t.Fatal(err)
+		}
+		return is
+	}
+	prev := scrape{mk(1, expo(100, 10, 5, 0, 1), at), mk(2, expo(500, 0, 0, 0, 0), at)}
+	// Instance 2 restarted: its counters start again from zero.
+	cur := scrape{mk(1, expo(190, 20, 7, 2, 1), at.Add(2*time.Second)), mk(2, expo(80, 0, 0, 0, 0), at.Add(2*time.Second))}
+	v := topView(cur, prev)
+	if len(v.Banks) != 2 || v.Banks[0].Bank != "ICBC" || v.Banks[1].Bank != "BOC" || v.Total == nil {
+		t.Fatalf("banks %+v", v.Banks)
+	}
+	b := v.Banks[0]
+	// Instance 1: 90+10+2 in 2 s; instance 2: 80 since its restart.
+	if b.Requests != 51+40 {
+		t.Errorf("requests/s = %v, want 91", b.Requests)
+	}
+	if b.Approval == nil || math.Abs(*b.Approval-170.0/180) > 1e-9 {
+		t.Errorf("approval = %v, want %v (0800 left out)", *b.Approval, 170.0/180)
+	}
+	if b.DeadlineMisses != 1 || b.LinksUp != 4 {
+		t.Errorf("misses %v/s, links up %d; want 1 and 4", b.DeadlineMisses, b.LinksUp)
+	}
+	if b.Codes[0].Code != "00" || b.Codes[1].Code != "51" {
+		t.Errorf("codes %+v", b.Codes)
+	}
+
+	// Forty banks: the frame still fits, the busiest shown.
+	var sb strings.Builder
+	sb.WriteString("# TYPE goldcard_requests_total counter\n")
+	for i := range 40 {
+		fmt.Fprintf(&sb, "goldcard_requests_total{bank=\"BANK%02d\",mti=\"0200\",processing_code=\"00\",response_code=\"00\"} %d\n", i, i)
+	}
+	many := topView(scrape{mk(1, sb.String(), at.Add(time.Second))}, scrape{mk(1, "", at)})
+	frame := renderTop(many, 80, 24)
+	checkFrame(t, frame, 80, 24)
+	if !strings.Contains(frame, "BANK39") || strings.Contains(frame, "BANK00") || !strings.Contains(frame, "more banks") {
+		t.Errorf("frame of 40 banks:\n%s", frame)
+	}
+	// First frame: no rates yet.
+	first := renderTop(topView(prev, nil), 80, 24)
+	if !strings.Contains(first, "rates from the next frame") {
+		t.Errorf("first frame:\n%s", first)
+	}
+}
