@@ -52,8 +52,27 @@ type Bank struct {
 	// link stops reading when it is reached.
 	MaxInFlight int `json:"max_in_flight"`
 	// MaxFrame is the longest message body accepted, in bytes.
-	MaxFrame int  `json:"max_frame"`
-	Enabled  bool `json:"enabled"`
+	MaxFrame int `json:"max_frame"`
+	// IdleTimeout closes a link that sends nothing, not even an echo, for
+	// this long (0: never). FrameTimeout bounds the time from a frame's
+	// first byte to its last, so a peer cannot hold a link open by
+	// trickling bytes.
+	IdleTimeout  Duration `json:"idle_timeout"`
+	FrameTimeout Duration `json:"frame_timeout"`
+	// MaxRequestRate is the most requests per second one connection may
+	// send (0: no limit), with bursts of RateBurst; requests over it are
+	// answered 91 without being worked on.
+	MaxRequestRate float64 `json:"max_request_rate,omitempty"`
+	RateBurst      int     `json:"rate_burst,omitempty"`
+	// RequireSignOn refuses financial messages (91) on a link until the
+	// bank has signed on with 0800/001.
+	RequireSignOn bool `json:"require_sign_on,omitempty"`
+	// TLS secures the listener; without it the bank speaks plain TCP.
+	TLS *TLS `json:"tls,omitempty"`
+	// MAC authenticates every message in DE64 (DE128 when the message has
+	// a secondary bitmap).
+	MAC     *MAC `json:"mac,omitempty"`
+	Enabled bool `json:"enabled"`
 }
 
 // Budget is the time the switch has to answer a message from this bank.
@@ -160,6 +179,8 @@ const (
 	DefaultMaxConnections  = 64
 	DefaultMaxInFlight     = 256
 	DefaultMaxFrame        = 8192
+	DefaultIdleTimeout     = 5 * time.Minute
+	DefaultFrameTimeout    = 10 * time.Second
 	DefaultRedemptionQuota = 10_000_00 // 10,000.00 in minor units
 	DefaultHoldValidity    = 7 * 24 * time.Hour
 )
@@ -182,6 +203,8 @@ func NewBank() *Bank {
 		MaxConnections: DefaultMaxConnections,
 		MaxInFlight:    DefaultMaxInFlight,
 		MaxFrame:       DefaultMaxFrame,
+		IdleTimeout:    Duration(DefaultIdleTimeout),
+		FrameTimeout:   Duration(DefaultFrameTimeout),
 		Enabled:        true,
 	}
 }
@@ -251,6 +274,25 @@ func (b *Bank) Validate() error {
 	}
 	if b.MaxFrame < 64 || b.MaxFrame > 65535 {
 		bad("max_frame must be between 64 and 65535 bytes")
+	}
+	if b.IdleTimeout < 0 {
+		bad("idle_timeout cannot be negative (0 keeps idle links)")
+	}
+	if b.FrameTimeout <= 0 {
+		bad("frame_timeout must be positive")
+	}
+	if b.MaxRequestRate < 0 || b.RateBurst < 0 {
+		bad("max_request_rate and rate_burst cannot be negative")
+	}
+	if b.TLS != nil {
+		if err := b.TLS.Validate(); err != nil {
+			bad("tls: %v", err)
+		}
+	}
+	if b.MAC != nil {
+		if err := b.MAC.Validate(); err != nil {
+			bad("mac: %v", err)
+		}
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("bank %q: %w", b.Code, err)
@@ -385,6 +427,9 @@ func checkShared(listen string, banks []*Bank) error {
 	for _, b := range banks {
 		if b.Dialect != banks[0].Dialect || b.Header != banks[0].Header {
 			errs = append(errs, fmt.Errorf("banks %q and %q share listener %s but not its dialect and header", banks[0].Code, b.Code, listen))
+		}
+		if !sameListenerTLS(b.TLS, banks[0].TLS) {
+			errs = append(errs, fmt.Errorf("banks %q and %q share listener %s but not its TLS certificate, key, client CA and minimum version", banks[0].Code, b.Code, listen))
 		}
 		if len(b.Acquirers) == 0 {
 			catchAll++

@@ -305,8 +305,12 @@ func (s *Server) showConfig(w http.ResponseWriter, _ *http.Request) {
 		names = append(names, n)
 	}
 	sort.Strings(names)
+	banks := make(map[string]*config.Bank, len(snap.Banks))
+	for code, b := range snap.Banks {
+		banks[code] = b.Redacted()
+	}
 	writeJSON(w, http.StatusOK, map[string]any{
-		"revision": snap.Revision, "banks": snap.Banks, "dialects": names, "limits": snap.Limits,
+		"revision": snap.Revision, "banks": banks, "dialects": names, "limits": snap.Limits,
 		"fund": snap.Fund, "sweep": snap.Sweep, "calendar": snap.Calendar,
 	})
 }
