@@ -2,6 +2,7 @@ package iso
 
 import (
 	"embed"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"path"
@@ -96,6 +97,19 @@ func BuiltinNames() []string {
 // NewMessage returns an empty message of this dialect.
 func (d *Dialect) NewMessage() *iso8583.Message {
 	return iso8583.NewMessage(d.Spec)
+}
+
+// SetField sets field id of m from its text: binary fields (such as DE52,
+// DE64 and DE128) from hex, as their String shows them, others as they are.
+func (d *Dialect) SetField(m *iso8583.Message, id int, v string) error {
+	if _, ok := d.Spec.Fields[id].(*field.Binary); ok {
+		b, err := hex.DecodeString(v)
+		if err != nil {
+			return fmt.Errorf("DE%d is binary: write it in hex", id)
+		}
+		return m.BinaryField(id, b)
+	}
+	return m.Field(id, v)
 }
 
 // Unpack reads one message body (without its length header).

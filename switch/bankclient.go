@@ -45,7 +45,7 @@ func newMessage(d *iso.Dialect, mti string, fields map[int]string) (*iso8583.Mes
 	m := d.NewMessage()
 	m.MTI(mti)
 	for id, v := range fields {
-		if err := m.Field(id, v); err != nil {
+		if err := d.SetField(m, id, v); err != nil {
 			return nil, fmt.Errorf("DE%d: %w", id, err)
 		}
 	}
