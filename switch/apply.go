@@ -123,7 +123,7 @@ func (s *switchableFund) SubscriptionStatus(ctx context.Context, id string) (fun
 func (s *Server) applyConfig(_, cur *config.Snapshot, took time.Duration) error {
 	s.metrics.configRevision.Set(float64(cur.Revision))
 	s.metrics.configApply.Observe(took.Seconds())
-	var errs []error
+	errs := s.macs.update(cur)
 	if err := s.reconcileListeners(cur); err != nil {
 		errs = append(errs, err)
 		s.retryListeners()

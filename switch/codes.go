@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	"github.com/goldcard/goldcard/iso"
 	"github.com/goldcard/goldcard/ledger"
@@ -22,11 +23,13 @@ var (
 	errOverQuota          = errors.New("instant-redemption quota exceeded")
 	errOverTxnLimit       = errors.New("over the per-transaction limit")
 	errDeadline           = errors.New("no answer before the deadline")
+	errNotSignedOn        = fmt.Errorf("link has not signed on: %w", errUnavailable)
 )
 
 // Response codes (DE39).
 const (
 	rcApproved           = "00"
+	rcBadMAC             = "A0" // message authentication failed
 	rcInvalidTransaction = "12"
 	rcInvalidAmount      = "13"
 	rcInvalidCard        = "14"
@@ -46,6 +49,8 @@ func responseCode(err error) string {
 	switch {
 	case err == nil:
 		return rcApproved
+	case errors.Is(err, iso.ErrBadMAC), errors.Is(err, iso.ErrNoMAC):
+		return rcBadMAC
 	case errors.Is(err, iso.ErrFormat):
 		return rcFormatError
 	case errors.Is(err, ledger.ErrUnknownCard):

@@ -9,6 +9,7 @@ import (
 	"net"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -17,6 +18,7 @@ import (
 	connection "github.com/moov-io/iso8583-connection"
 	isoerrors "github.com/moov-io/iso8583/errors"
 
+	"github.com/goldcard/goldcard/config"
 	"github.com/goldcard/goldcard/iso"
 	"github.com/goldcard/goldcard/switch/fixture"
 )
@@ -177,7 +179,7 @@ func (l *link) ReadMessage(r io.Reader) (*iso8583.Message, error) {
 			go l.badFrame(body, msg, err, arrival, step)
 			continue
 		}
-		l.arrivals.Store(msg, arrived{at: arrival, step: l.rec.In(body, msg, arrival)})
+		l.arrivals.Store(msg, arrived{at: arrival, step: l.rec.In(body, msg, arrival), body: body})
 		l.srv.metrics.inFlight.WithLabelValues(l.bank).Inc()
 		l.inFlight.Add(1)
 		return msg, nil
@@ -189,6 +191,7 @@ func (l *link) ReadMessage(r io.Reader) (*iso8583.Message, error) {
 type arrived struct {
 	at   time.Time
 	step int
+	body []byte // as read, for its MAC
 }
 
 // stopReading parks the reader until the drained link is closed.
@@ -262,14 +265,75 @@ func (l *link) handle(_ *connection.Connection, msg *iso8583.Message) {
 		l.srv.observe(l.bank, ex, arrival)
 		return
 	}
+	key, err := l.srv.macs.verify(bank.Code, a.body, msg)
+	if err == nil {
+		err = l.signedOn(bank, msg)
+	}
+	if err != nil {
+		l.refuse(bank, key, msg, a, err)
+		return
+	}
 	ctx, cancel := context.WithDeadline(l.srv.baseCtx, arrival.Add(bank.Budget()))
 	defer cancel()
 	resp, ex := l.srv.proc.handle(ctx, bank, l.dialect, snap.Limits, msg)
-	if resp != nil && !l.send(resp, a.step, ex.seq) {
+	if resp != nil && !l.send(l.sign(key, resp), a.step, ex.seq) {
 		ex.lost = true
 	}
 	l.signOn(ex)
 	l.srv.observe(bank.Code, ex, arrival)
+}
+
+// signedOn refuses a financial message on a link that has not signed on,
+// when the bank requires it.
+func (l *link) signedOn(bank *config.Bank, msg *iso8583.Message) error {
+	if !bank.RequireSignOn {
+		return nil
+	}
+	if mti, _ := msg.GetMTI(); strings.HasPrefix(mti, "08") {
+		return nil
+	}
+	l.stateMu.Lock()
+	on := l.state == linkSignedOn
+	l.stateMu.Unlock()
+	if !on {
+		return errNotSignedOn
+	}
+	return nil
+}
+
+// refuse answers a request the link may not pass on (a MAC that does not
+// verify, a link not signed on) without working on it: nothing is posted.
+func (l *link) refuse(bank *config.Bank, key *iso.MACKey, msg *iso8583.Message, a arrived, err error) {
+	mti, _ := msg.GetMTI()
+	ex := exchange{mti: mti, code: responseCode(err), err: err}
+	if req, perr := iso.ParseRequest(msg); perr == nil {
+		ex.req = req
+	}
+	switch {
+	case errors.Is(err, iso.ErrNoMAC):
+		l.srv.metrics.macFailures.WithLabelValues(bank.Code, "missing").Inc()
+	case errors.Is(err, iso.ErrBadMAC):
+		l.srv.metrics.macFailures.WithLabelValues(bank.Code, "mismatch").Inc()
+	}
+	if resp := l.srv.proc.plainResponse(l.dialect, msg, err); resp != nil && !l.send(l.sign(key, resp), a.step, 0) {
+		ex.lost = true
+	}
+	l.srv.observe(bank.Code, ex, a.at)
+}
+
+// sign adds the MAC to a response when the bank uses one. A response that
+// cannot be signed goes as it is (its money has moved): the bank declines
+// it, and the log says why.
+func (l *link) sign(key *iso.MACKey, resp []byte) []byte {
+	if key == nil {
+		return resp
+	}
+	signed, err := key.Sign(l.dialect, resp)
+	if err != nil {
+		l.log.Error("response could not be signed; sent without a MAC", "err", err)
+		return resp
+	}
+	return signed
 }
 
 // send writes one response body with its length header, the answer to

@@ -22,6 +22,7 @@ type metrics struct {
 	frames         *prometheus.CounterVec   // bank, direction
 	bytes          *prometheus.CounterVec   // bank, direction
 	unpackErrors   *prometheus.CounterVec   // bank
+	macFailures    *prometheus.CounterVec   // bank, reason
 	lostResponses  *prometheus.CounterVec   // bank
 	ledgerDuration *prometheus.HistogramVec // outcome
 
@@ -85,6 +86,10 @@ func newMetrics() *metrics {
 			Name: "goldcard_unpack_errors_total",
 			Help: "Frames that could not be unpacked (answered with 30 when their MTI was readable).",
 		}, []string{"bank"}),
+		macFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "goldcard_mac_failures_total",
+			Help: "Requests declined A0 because their MAC was missing (missing) or did not verify (mismatch).",
+		}, []string{"bank", "reason"}),
 		lostResponses: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "goldcard_responses_lost_total",
 			Help: "Responses decided but not delivered because the link went down first.",
@@ -162,7 +167,7 @@ func newMetrics() *metrics {
 	reg.MustRegister(m.configRevision, m.configApply, m.configRejected, m.holdsExpired,
 		m.timerLateness, m.timerRetries, m.timerDead, m.timerLeader, m.leaderChanges,
 		m.requests, m.latency, m.inFlight, m.connections, m.connEvents, m.frames, m.bytes,
-		m.unpackErrors, m.lostResponses, m.ledgerDuration,
+		m.unpackErrors, m.macFailures, m.lostResponses, m.ledgerDuration,
 		m.redemptions, m.redemptionLatency, m.deadlineMisses, m.lockWait, m.ordersSettled, m.quotaRejections,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		buildInfo())

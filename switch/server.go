@@ -27,6 +27,7 @@ import (
 // API over one ledger.
 type Server struct {
 	cfg     *config.Store
+	macs    *macKeys
 	ledger  *ledger.Ledger
 	pool    *pgxpool.Pool
 	proc    *processor
@@ -103,6 +104,10 @@ func NewServer(ctx context.Context, o ServerOptions) *Server {
 		fund:      &switchableFund{},
 	}
 	s.metrics.configRevision.Set(float64(o.Config.Load().Revision))
+	s.macs = newMACKeys(now)
+	for _, err := range s.macs.update(o.Config.Load()) {
+		o.Log.Error("MAC key of the config", "err", err)
+	}
 	if _, err := s.fund.set(o.Config.Load().Fund); err != nil {
 		o.Log.Error("fund company of the config; using the simulator", "err", err)
 		_, _ = s.fund.set(config.DefaultFund())

@@ -1,0 +1,129 @@
+package main
+
+import (
+	"encoding/hex"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/goldcard/goldcard/iso"
+)
+
+// TestMACAndSignOn: a bank that signs its messages (X9.19) and must sign
+// on. Before sign-on a debit gets 91; a wrong or missing MAC gets A0 and
+// posts nothing; the right MAC is approved and the response's MAC
+// verifies. A key change is taken without restart, the old key accepted
+// (and answered under) for the overlap only. Keys are never logged nor
+// shown by the admin API.
+func TestMACAndSignOn(t *testing.T) {
+	d := startDaemon(t)
+	const pan = "6228480000000901"
+	d.addCard(pan, 100000, 0)
+
+	const k1, k2 = "0123456789ABCDEFFEDCBA9876543210", "1F2E3D4C5B6A79880123456789ABCDEF"
+	addr := freeAddr(t)
+	putBank := func(key, overlap string) {
+		t.Helper()
+		cfg := fmt.Sprintf(`{"name":"Signing bank","listen":%q,"require_sign_on":true,"mac":{"algorithm":"x9.19","key":%q,"overlap":%q}}`, addr, key, overlap)
+		if out, err := goldcardCLI(t, cfg, "config", "put", "banks/signing", "-", "--etcd", d.etcd); err != nil {
+			t.Fatalf("config put: %v\n%s", err, out)
+		}
+	}
+	putBank(k1, "5m")
+	waitFor(t, "the signing bank's listener", func() bool { return d.metricValue(`goldcard_connections{bank="signing",state="connected"}`) == 0 })
+
+	dia, _ := iso.Builtin(iso.DefaultDialect)
+	key := func(h string) *iso.MACKey {
+		raw, _ := hex.DecodeString(h)
+		k, err := iso.NewMACKey(iso.MACX919, raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+	key1, key2, wrong := key(k1), key(k2), key("0123456789ABCDEF0123456789ABCDEF")
+	sim := &bankSim{t: t, d: dia}
+	sim.stan.Store(400000)
+	link := dialRaw(t, addr)
+	// send packs a request, signs it under k (nil: no MAC) and returns
+	// the response, checking its MAC under want (nil: not checked).
+	send := func(mti string, f map[int]string, k, want *iso.MACKey) map[int]string {
+		t.Helper()
+		m, err := newMessage(dia, mti, sim.fields(f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, err := m.Pack()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if k != nil {
+			if body, err = k.Sign(dia, body); err != nil {
+				t.Fatal(err)
+			}
+		}
+		raw := link.roundTrip(t, body)
+		resp, err := dia.Unpack(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want != nil {
+			if err := want.Verify(raw, resp); err != nil {
+				t.Errorf("%s response MAC: %v", mti, err)
+			}
+		}
+		return fieldsOf(t, resp)
+	}
+	debit := map[int]string{2: pan, 3: "000000", 4: "000000001000"}
+
+	wantCode(t, send("0200", debit, key1, key1), "91") // not signed on
+	wantCode(t, send("0800", map[int]string{70: "001"}, key1, key1), "00")
+	wantCode(t, send("0200", debit, wrong, key1), "A0")
+	wantCode(t, send("0200", debit, nil, key1), "A0")
+	wantCard(t, d, pan, nil, 100000, 100000, 0)
+	wantCode(t, send("0200", debit, key1, key1), "00")
+	wantCard(t, d, pan, nil, 99000, 99000, 0)
+	if v := d.metricValue(`goldcard_mac_failures_total{bank="signing",reason="mismatch"}`); v != 1 {
+		t.Errorf("MAC mismatches counted %v, want 1", v)
+	}
+	if v := d.metricValue(`goldcard_mac_failures_total{bank="signing",reason="missing"}`); v != 1 {
+		t.Errorf("missing MACs counted %v, want 1", v)
+	}
+
+	// A new key: the old one still works during the overlap, answered
+	// under the key the request came with.
+	putBank(k2, "1s")
+	changed := time.Now()
+	wantCode(t, send("0200", debit, key2, key2), "00")
+	wantCode(t, send("0200", debit, key1, key1), "00")
+	time.Sleep(time.Until(changed.Add(1500 * time.Millisecond)))
+	wantCode(t, send("0200", debit, key1, key2), "A0")
+	wantCode(t, send("0200", debit, key2, key2), "00")
+	wantCard(t, d, pan, nil, 96000, 96000, 0)
+
+	var cfg map[string]any
+	d.api("GET", "/v1/config", nil, &cfg)
+	shown := fmt.Sprint(cfg)
+	for _, k := range []string{k1, k2, strings.ToLower(k1), strings.ToLower(k2)} {
+		if strings.Contains(shown, k) {
+			t.Errorf("GET /v1/config shows a MAC key")
+		}
+	}
+	d.assertNoSecrets(pan, k1, k2, strings.ToLower(k1), strings.ToLower(k2))
+}
+
+// metricValue is the value of one series of the switch's metrics, or -1
+// when it is absent.
+func (d *daemon) metricValue(series string) float64 {
+	d.t.Helper()
+	for _, line := range strings.Split(d.metrics(), "\n") {
+		if v, ok := strings.CutPrefix(line, series+" "); ok {
+			var f float64
+			if _, err := fmt.Sscan(v, &f); err == nil {
+				return f
+			}
+		}
+	}
+	return -1
+}
