@@ -138,7 +138,11 @@ func adminCall(ctx context.Context, base, method, path string, body any) ([]byte
 		return nil, 0, usageError{fmt.Errorf("--admin: %w", err)}
 	}
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
+	creds, err := adminClient()
+	if err != nil {
+		return nil, 0, err
+	}
+	resp, err := creds.do(http.DefaultClient, req)
 	if err != nil {
 		return nil, 0, fmt.Errorf("reaching the switch's admin API at %s (is goldcard serve running?): %w", base, err)
 	}

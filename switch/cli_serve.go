@@ -37,6 +37,9 @@ type serveFlags struct {
 	configFile, instanceID       string
 	capture                      string
 	capturePAN                   bool
+
+	adminTokenFile, adminCert, adminKey, adminClientCA string
+	adminOpen                                          []string
 }
 
 func newServeCommand() *cobra.Command {
@@ -80,6 +83,11 @@ flight, then exits.`,
 	fl.StringVar(&f.quota, "quota", "10000.00", "instant-redemption quota per card per day (Asia/Shanghai days)")
 	fl.StringVar(&f.configFile, "config", "", "config file (YAML) to seed an empty config center with, instead of the flags above")
 	fl.StringVar(&f.instanceID, "instance-id", defaultInstanceID(), "name of this instance in the config center")
+	fl.StringVar(&f.adminTokenFile, "admin-token-file", "", "file holding the admin API's bearer token (default $GOLDCARD_ADMIN_TOKEN); required, or --admin-client-ca, when --admin is not a loopback address")
+	fl.StringVar(&f.adminCert, "admin-tls-cert", "", "serve the admin API over HTTPS with this certificate (PEM)")
+	fl.StringVar(&f.adminKey, "admin-tls-key", "", "key of --admin-tls-cert (PEM)")
+	fl.StringVar(&f.adminClientCA, "admin-client-ca", "", "accept admin API clients with a certificate issued by this CA (PEM), as a token holder")
+	fl.StringSliceVar(&f.adminOpen, "admin-open", nil, "paths readable without credentials, e.g. /metrics,/healthz,/readyz")
 	fl.StringVar(&f.capture, "capture", "", "record every bank link's messages into this directory as replayable fixtures (test environments only)")
 	fl.BoolVar(&f.capturePAN, "capture-pan", false, "with --capture: keep card numbers as they are instead of stand-ins")
 	return c
@@ -104,6 +112,16 @@ func serve(ctx context.Context, c *cobra.Command, f serveFlags) error {
 	seed, err := seedConfig(f)
 	if err != nil {
 		return usageError{err}
+	}
+	token, err := readToken(f.adminTokenFile, "GOLDCARD_ADMIN_TOKEN")
+	if err != nil {
+		return usageError{fmt.Errorf("--admin-token-file: %w", err)}
+	}
+	auth := AdminAuth{Token: token, CertFile: f.adminCert, KeyFile: f.adminKey, ClientCAFile: f.adminClientCA, Open: f.adminOpen}
+	for _, p := range f.adminOpen {
+		if !strings.HasPrefix(p, "/") || strings.HasPrefix(p, "/v1") {
+			return usageError{fmt.Errorf("--admin-open %q: name read-only paths such as /metrics, /healthz, /readyz", p)}
+		}
 	}
 	dialects := newDialectCache()
 	snap, err := config.Build(0, seed, builtinDialects())
@@ -160,7 +178,7 @@ func serve(ctx context.Context, c *cobra.Command, f serveFlags) error {
 	store := config.NewStore(snap)
 	election := locks.NewElection(etcd, locks.Options{Prefix: f.etcdPrefix, TTL: f.lockTTL, Log: log}, "timer", f.instanceID)
 	srv := NewServer(ctx, ServerOptions{
-		Config: store, Pool: pool, Log: log, Admin: f.admin, Locker: locker,
+		Config: store, Pool: pool, Log: log, Admin: f.admin, AdminAuth: auth, Locker: locker,
 		Elect: election.Run, TaskClaim: 2 * f.lockTTL,
 	})
 	srv.dialects = dialects

@@ -217,7 +217,11 @@ func (s *topScraper) fetch(ctx context.Context, addr string) (io.Reader, error) 
 		return nil, err
 	}
 	req.Header.Set("Accept", string(expfmt.NewFormat(expfmt.TypeTextPlain)))
-	resp, err := s.client.Do(req)
+	creds, err := adminClient()
+	if err != nil {
+		return nil, err
+	}
+	resp, err := creds.do(s.client, req)
 	if err != nil {
 		return nil, err
 	}

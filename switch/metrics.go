@@ -23,6 +23,7 @@ type metrics struct {
 	bytes          *prometheus.CounterVec   // bank, direction
 	unpackErrors   *prometheus.CounterVec   // bank
 	macFailures    *prometheus.CounterVec   // bank, reason
+	adminRefused   *prometheus.CounterVec   // reason
 	lostResponses  *prometheus.CounterVec   // bank
 	ledgerDuration *prometheus.HistogramVec // outcome
 
@@ -90,6 +91,10 @@ func newMetrics() *metrics {
 			Name: "goldcard_mac_failures_total",
 			Help: "Requests declined A0 because their MAC was missing (missing) or did not verify (mismatch).",
 		}, []string{"bank", "reason"}),
+		adminRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "goldcard_admin_refused_total",
+			Help: "Admin API requests refused 401, by reason: no credentials (missing) or a wrong token (wrong).",
+		}, []string{"reason"}),
 		lostResponses: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "goldcard_responses_lost_total",
 			Help: "Responses decided but not delivered because the link went down first.",
@@ -167,7 +172,7 @@ func newMetrics() *metrics {
 	reg.MustRegister(m.configRevision, m.configApply, m.configRejected, m.holdsExpired,
 		m.timerLateness, m.timerRetries, m.timerDead, m.timerLeader, m.leaderChanges,
 		m.requests, m.latency, m.inFlight, m.connections, m.connEvents, m.frames, m.bytes,
-		m.unpackErrors, m.macFailures, m.lostResponses, m.ledgerDuration,
+		m.unpackErrors, m.macFailures, m.adminRefused, m.lostResponses, m.ledgerDuration,
 		m.redemptions, m.redemptionLatency, m.deadlineMisses, m.lockWait, m.ordersSettled, m.quotaRejections,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		buildInfo())

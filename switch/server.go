@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -50,6 +51,7 @@ type Server struct {
 	capture  *fixture.Capture // nil unless links are recorded
 
 	admin     *http.Server
+	adminAuth AdminAuth
 	adminAddr net.Addr
 
 	// watcher follows the config center (nil without one).
@@ -70,6 +72,8 @@ type ServerOptions struct {
 	Log    *slog.Logger
 	// Admin is the admin API's listen address; empty disables it.
 	Admin string
+	// AdminAuth says who may use it.
+	AdminAuth AdminAuth
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
 	// Locker takes cards' etcd locks; it lets debits be covered from
@@ -129,7 +133,9 @@ func NewServer(ctx context.Context, o ServerOptions) *Server {
 		s.proc.redeemer = &redeemer{ledger: l, provider: s.fund, locker: o.Locker, timer: s.timer, metrics: s.metrics, log: o.Log}
 	}
 	if o.Admin != "" {
-		s.admin = &http.Server{Addr: o.Admin, Handler: s.adminHandler(), ReadHeaderTimeout: 5 * time.Second}
+		s.admin = &http.Server{Addr: o.Admin, Handler: newAdminGuard(o.AdminAuth, s.metrics.adminRefused, s.adminHandler()),
+			ReadHeaderTimeout: 5 * time.Second}
+		s.adminAuth = o.AdminAuth
 	}
 	return s
 }
@@ -167,17 +173,28 @@ func (s *Server) cardAtFirstSight(ctx context.Context, pan string) (fixture.Card
 // Start opens the admin API and every enabled bank's listener.
 func (s *Server) Start() error {
 	if s.admin != nil {
+		tc, err := s.adminAuth.tlsConfig()
+		if err != nil {
+			return err
+		}
 		ln, err := net.Listen("tcp", s.admin.Addr)
 		if err != nil {
 			return fmt.Errorf("admin API: %w", err)
 		}
+		if err := s.adminAuth.checkExposure(ln.Addr()); err != nil {
+			ln.Close()
+			return err
+		}
 		s.adminAddr = ln.Addr()
+		if tc != nil {
+			ln = tls.NewListener(ln, tc)
+		}
 		go func() {
 			if err := s.admin.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				s.log.Error("admin API stopped", "err", err)
 			}
 		}()
-		s.log.Info("admin API listening", "addr", ln.Addr().String())
+		s.log.Info("admin API listening", "addr", ln.Addr().String(), "tls", tc != nil, "auth", s.adminAuth.required())
 	}
 	ctx, cancel := context.WithCancel(s.baseCtx)
 	s.stopBackground, s.backgroundDone = cancel, make(chan struct{})

@@ -1,0 +1,181 @@
+package main
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// AdminAuth says who may use the admin API.
+//
+// Without a token and client CA the API is open, which the switch allows
+// only on a loopback address. With either, every request needs a bearer
+// token (compared in constant time) or a client certificate issued by the
+// client CA, except GET and HEAD of the Open paths (such as /metrics and
+// /healthz for a scraper). Writes always need them.
+type AdminAuth struct {
+	Token string
+	// CertFile and KeyFile serve the API over HTTPS; ClientCAFile
+	// accepts clients with a certificate it issued.
+	CertFile, KeyFile, ClientCAFile string
+	Open                            []string
+}
+
+func (a AdminAuth) required() bool { return a.Token != "" || a.ClientCAFile != "" }
+
+// tlsConfig is the HTTPS configuration, or nil for plain HTTP.
+func (a AdminAuth) tlsConfig() (*tls.Config, error) {
+	if a.CertFile == "" && a.KeyFile == "" {
+		if a.ClientCAFile != "" {
+			return nil, errors.New("--admin-client-ca needs --admin-tls-cert and --admin-tls-key")
+		}
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(a.CertFile, a.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("admin API certificate: %w", err)
+	}
+	c := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if a.ClientCAFile != "" {
+		pem, err := os.ReadFile(a.ClientCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("admin API client CA: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("admin API client CA %s holds no PEM certificate", a.ClientCAFile)
+		}
+		// Checked when given; whether one is needed is the handler's call,
+		// so that token holders and open paths work without one.
+		c.ClientCAs, c.ClientAuth = pool, tls.VerifyClientCertIfGiven
+	}
+	return c, nil
+}
+
+// checkExposure refuses an open admin API on an address other hosts reach.
+func (a AdminAuth) checkExposure(addr net.Addr) error {
+	if a.required() {
+		return nil
+	}
+	if ta, ok := addr.(*net.TCPAddr); ok && ta.IP.IsLoopback() {
+		return nil
+	}
+	return fmt.Errorf("the admin API on %s is reachable from other hosts and would be open to them: "+
+		"give it a token (--admin-token-file or $GOLDCARD_ADMIN_TOKEN) or client certificates (--admin-client-ca), "+
+		"or bind it to 127.0.0.1", addr)
+}
+
+// adminGuard lets through the requests AdminAuth allows.
+type adminGuard struct {
+	auth    AdminAuth
+	digest  [32]byte // of the token
+	refused *prometheus.CounterVec
+	next    http.Handler
+}
+
+func newAdminGuard(a AdminAuth, refused *prometheus.CounterVec, next http.Handler) http.Handler {
+	if !a.required() {
+		return next
+	}
+	return &adminGuard{auth: a, digest: sha256.Sum256([]byte(a.Token)), refused: refused, next: next}
+}
+
+func (g *adminGuard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if (r.Method == http.MethodGet || r.Method == http.MethodHead) && slices.Contains(g.auth.Open, r.URL.Path) {
+		g.next.ServeHTTP(w, r)
+		return
+	}
+	if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 {
+		g.next.ServeHTTP(w, r)
+		return
+	}
+	reason := "missing"
+	if token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
+		got := sha256.Sum256([]byte(token))
+		if g.auth.Token != "" && subtle.ConstantTimeCompare(got[:], g.digest[:]) == 1 {
+			g.next.ServeHTTP(w, r)
+			return
+		}
+		reason = "wrong"
+	}
+	g.refused.WithLabelValues(reason).Inc()
+	w.Header().Set("WWW-Authenticate", `Bearer realm="goldcard"`)
+	writeError(w, http.StatusUnauthorized, "the admin API needs a bearer token (Authorization: Bearer ...) or a client certificate")
+}
+
+// readToken reads the admin token from file, or else from $env; "" when
+// neither is given.
+func readToken(file, env string) (string, error) {
+	if file == "" {
+		return strings.TrimSpace(os.Getenv(env)), nil
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return "", err
+	}
+	t := strings.TrimSpace(string(b))
+	if t == "" {
+		return "", fmt.Errorf("%s is empty", file)
+	}
+	return t, nil
+}
+
+// Admin API clients (goldcard card, replay, top, bench) take their
+// credentials from the environment: $GOLDCARD_ADMIN_TOKEN (or a file named
+// by $GOLDCARD_ADMIN_TOKEN_FILE), and for HTTPS $GOLDCARD_ADMIN_CA and, for
+// client certificates, $GOLDCARD_ADMIN_CERT and $GOLDCARD_ADMIN_KEY.
+var adminClient = sync.OnceValues(func() (*adminCredentials, error) {
+	token, err := readToken(os.Getenv("GOLDCARD_ADMIN_TOKEN_FILE"), "GOLDCARD_ADMIN_TOKEN")
+	if err != nil {
+		return nil, fmt.Errorf("$GOLDCARD_ADMIN_TOKEN_FILE: %w", err)
+	}
+	c := &tls.Config{MinVersion: tls.VersionTLS12}
+	if ca := os.Getenv("GOLDCARD_ADMIN_CA"); ca != "" {
+		pem, err := os.ReadFile(ca)
+		if err != nil {
+			return nil, fmt.Errorf("$GOLDCARD_ADMIN_CA: %w", err)
+		}
+		c.RootCAs = x509.NewCertPool()
+		if !c.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("$GOLDCARD_ADMIN_CA %s holds no PEM certificate", ca)
+		}
+	}
+	if cf, kf := os.Getenv("GOLDCARD_ADMIN_CERT"), os.Getenv("GOLDCARD_ADMIN_KEY"); cf != "" || kf != "" {
+		cert, err := tls.LoadX509KeyPair(cf, kf)
+		if err != nil {
+			return nil, fmt.Errorf("$GOLDCARD_ADMIN_CERT and $GOLDCARD_ADMIN_KEY: %w", err)
+		}
+		c.Certificates = []tls.Certificate{cert}
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = c
+	return &adminCredentials{token: token, transport: tr}, nil
+})
+
+type adminCredentials struct {
+	token     string
+	transport http.RoundTripper
+}
+
+// do sends an admin API request with the environment's credentials.
+func (c *adminCredentials) do(client *http.Client, req *http.Request) (*http.Response, error) {
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	hc := *client
+	if hc.Transport == nil {
+		hc.Transport = c.transport
+	}
+	return hc.Do(req)
+}
