@@ -375,7 +375,10 @@ type TopShare struct {
 
 // TopInstance is one switch.
 type TopInstance struct {
-	Addr           string   `json:"addr"`
+	Addr string `json:"addr"`
+	// Since and At are when the scrapes the rates come from were taken.
+	Since          *time.Time `json:"since,omitempty"`
+	At             time.Time  `json:"at"`
 	Up             bool     `json:"up"`
 	Error          string   `json:"error,omitempty"`
 	Version        string   `json:"version,omitempty"`
@@ -412,7 +415,7 @@ func topView(cur, prev scrape) *TopView {
 	}
 	var intervals []float64
 	for i, is := range cur {
-		inst := TopInstance{Addr: is.addr, Up: is.err == nil}
+		inst := TopInstance{Addr: is.addr, Up: is.err == nil, At: is.at.UTC()}
 		if is.err != nil {
 			inst.Error = is.err.Error()
 			v.Instances = append(v.Instances, inst)
@@ -426,6 +429,7 @@ func topView(cur, prev scrape) *TopView {
 		if p != nil {
 			secs = is.at.Sub(p.at).Seconds()
 			intervals = append(intervals, secs)
+			inst.Since = new(p.at.UTC())
 		}
 		rate := func(s sample) float64 {
 			d := increase(s, p)

@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -61,20 +63,88 @@ func (c *poolCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.lifetimeClosed, float64(s.MaxLifetimeDestroyCount()))
 }
 
-// healthGauges are goldcard_postgres_up, from a ping at each scrape, and
-// goldcard_etcd_up, from the card locker's own probe (absent without one).
-func healthGauges(pool *pgxpool.Pool, locker cardLocker) []prometheus.Collector {
-	cs := []prometheus.Collector{prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "goldcard_postgres_up",
-		Help: "1 if PostgreSQL answered a ping within a second at this scrape.",
-	}, func() float64 {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		if pool.Ping(ctx) != nil {
-			return 0
+// dbProbe checks PostgreSQL every probeEvery on a connection of its own,
+// and counts the timer's pending and dead tasks while at it. A scrape reads
+// what it found: it never waits for the database, and a pool busy with
+// requests is not taken for a database that is down.
+type dbProbe struct {
+	cfg           *pgx.ConnConfig
+	conn          *pgx.Conn // the probe's goroutine's only
+	up            atomic.Bool
+	pending, dead atomic.Int64
+}
+
+const probeEvery = 2 * time.Second
+
+func newDBProbe(pool *pgxpool.Pool) *dbProbe {
+	return &dbProbe{cfg: pool.Config().ConnConfig.Copy()}
+}
+
+// run probes until ctx ends.
+func (p *dbProbe) run(ctx context.Context) {
+	t := time.NewTicker(probeEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			if p.conn != nil {
+				_ = p.conn.Close(context.Background())
+			}
+			return
+		case <-t.C:
+			p.probe(ctx)
 		}
-		return 1
-	})}
+	}
+}
+
+func (p *dbProbe) probe(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, probeEvery)
+	defer cancel()
+	if p.conn == nil || p.conn.IsClosed() {
+		c, err := pgx.ConnectConfig(ctx, p.cfg)
+		if err != nil {
+			p.up.Store(false)
+			return
+		}
+		p.conn = c
+	}
+	var pending, dead int64
+	err := p.conn.QueryRow(ctx, `SELECT count(*) FILTER (WHERE state = 'pending'), count(*) FILTER (WHERE state = 'dead')
+		FROM timer_tasks WHERE state IN ('pending', 'dead')`).Scan(&pending, &dead)
+	if err != nil {
+		p.up.Store(false)
+		_ = p.conn.Close(context.Background())
+		p.conn = nil
+		return
+	}
+	p.pending.Store(pending)
+	p.dead.Store(dead)
+	p.up.Store(true)
+}
+
+// healthGauges are goldcard_postgres_up and the timer's task counts, from
+// the database probe, and goldcard_etcd_up, from the card locker's own
+// probe (absent without one).
+func healthGauges(probe *dbProbe, locker cardLocker) []prometheus.Collector {
+	cs := []prometheus.Collector{
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "goldcard_postgres_up",
+			Help: "1 if PostgreSQL answered the switch's last probe (every 2s, on a connection of its own).",
+		}, func() float64 {
+			if probe.up.Load() {
+				return 1
+			}
+			return 0
+		}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "goldcard_timer_pending",
+			Help: "Timer tasks waiting to run (due or not), as of the last database probe.",
+		}, func() float64 { return float64(probe.pending.Load()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "goldcard_timer_dead",
+			Help: "Timer tasks parked as dead, waiting for an operator, as of the last database probe.",
+		}, func() float64 { return float64(probe.dead.Load()) }),
+	}
 	if h, ok := locker.(interface{ Healthy() bool }); ok {
 		cs = append(cs, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "goldcard_etcd_up",

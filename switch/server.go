@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/goldcard/goldcard/config"
 	"github.com/goldcard/goldcard/fund"
@@ -52,6 +51,7 @@ type Server struct {
 
 	admin     *http.Server
 	adminAuth AdminAuth
+	dbProbe   *dbProbe
 	adminAddr net.Addr
 
 	// watcher follows the config center (nil without one).
@@ -123,10 +123,9 @@ func NewServer(ctx context.Context, o ServerOptions) *Server {
 	}
 	s.timer = timer.New(timer.Options{Pool: o.Pool, Log: o.Log, Metrics: timerMetrics{s.metrics}, ClaimFor: claim, Now: now})
 	s.metrics.reg.MustRegister(
-		taskGauge(o.Pool, "pending", "goldcard_timer_pending", "Timer tasks waiting to run (due or not)."),
-		taskGauge(o.Pool, "dead", "goldcard_timer_dead", "Timer tasks parked as dead, waiting for an operator."),
 		newPoolCollector(o.Pool))
-	s.metrics.reg.MustRegister(healthGauges(o.Pool, o.Locker)...)
+	s.dbProbe = newDBProbe(o.Pool)
+	s.metrics.reg.MustRegister(healthGauges(s.dbProbe, o.Locker)...)
 	s.elect = o.Elect
 	s.registerTasks()
 	if o.Locker != nil {
@@ -198,11 +197,15 @@ func (s *Server) Start() error {
 	}
 	ctx, cancel := context.WithCancel(s.baseCtx)
 	s.stopBackground, s.backgroundDone = cancel, make(chan struct{})
+	s.dbProbe.probe(ctx)
 	go func() {
 		defer close(s.backgroundDone)
+		var wg sync.WaitGroup
+		wg.Go(func() { s.dbProbe.run(ctx) })
 		if s.elect != nil {
 			s.elect(ctx, s.lead)
 		}
+		wg.Wait()
 	}()
 	if err := s.reconcileListeners(s.cfg.Load()); err != nil {
 		s.Shutdown(context.Background())
@@ -289,16 +292,6 @@ func (s *Server) openListener(snap *config.Snapshot, key listenerKey) (*bankList
 	}
 	s.log.Info("bank listening", "bank", key.banks, "addr", bl.ln.Addr().String(), "dialect", b.Dialect, "header", h.Name())
 	return bl, nil
-}
-
-// taskGauge counts the timer tasks in a state when scraped.
-func taskGauge(pool *pgxpool.Pool, state, name, help string) prometheus.Collector {
-	return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, func() float64 {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		n, _ := timer.Count(ctx, pool, state)
-		return float64(n)
-	})
 }
 
 // errClosed is a change to a server that is shutting down.

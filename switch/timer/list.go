@@ -41,10 +41,3 @@ func List(ctx context.Context, pool *pgxpool.Pool, kind, state string, limit int
 		return v, err
 	})
 }
-
-// Count returns how many tasks are in state.
-func Count(ctx context.Context, pool *pgxpool.Pool, state string) (int64, error) {
-	var n int64
-	err := pool.QueryRow(ctx, `SELECT count(*) FROM timer_tasks WHERE state = $1`, state).Scan(&n)
-	return n, err
-}
