@@ -1,16 +1,8 @@
 package main
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -23,78 +15,6 @@ import (
 	"github.com/goldcard/goldcard/ledger/ledgertest"
 	"github.com/goldcard/goldcard/locks"
 )
-
-// testCA is a certificate authority made for a test.
-type testCA struct {
-	cert    *x509.Certificate
-	key     *ecdsa.PrivateKey
-	certPEM []byte
-	dir     string
-}
-
-func newTestCA(t *testing.T, name string) *testCA {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: name},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	ca := &testCA{cert: cert, key: key, certPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), dir: t.TempDir()}
-	return ca
-}
-
-// file writes the CA's certificate and returns its path.
-func (ca *testCA) file(t *testing.T) string {
-	t.Helper()
-	p := filepath.Join(ca.dir, "ca.pem")
-	if err := os.WriteFile(p, ca.certPEM, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
-// issue makes a certificate for cn, valid for 127.0.0.1 and localhost,
-// and returns the paths of its PEM certificate and key.
-func (ca *testCA) issue(t *testing.T, cn string) (certFile, keyFile string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: cn},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		KeyUsage:    x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, DNSNames: []string{"localhost"},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	certFile, keyFile = filepath.Join(dir, cn+".pem"), filepath.Join(dir, cn+"-key.pem")
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return certFile, keyFile
-}
 
 // TestAdminExposure: an admin API reachable from other hosts without
 // credentials is refused at start.
@@ -190,26 +110,20 @@ func TestAdminToken(t *testing.T) {
 // certificate of the client CA is let in, one without is not, and one
 // with a certificate of another CA fails the handshake.
 func TestAdminMTLS(t *testing.T) {
-	serverCA, clientCA, otherCA := newTestCA(t, "server CA"), newTestCA(t, "client CA"), newTestCA(t, "other CA")
-	cert, key := serverCA.issue(t, "goldcard")
-	d := startDaemon(t, "--admin", "0.0.0.0:0", "--admin-tls-cert", cert, "--admin-tls-key", key,
-		"--admin-client-ca", clientCA.file(t), "--admin-open", "/healthz")
+	dir := t.TempDir()
+	serverCA, clientCA, otherCA := newTestCA(t, dir, "server"), newTestCA(t, dir, "client"), newTestCA(t, dir, "other")
+	srv := serverCA.issue("goldcard", "goldcard")
+	d := startDaemon(t, "--admin", "0.0.0.0:0", "--admin-tls-cert", srv.certFile, "--admin-tls-key", srv.keyFile,
+		"--admin-client-ca", clientCA.file, "--admin-open", "/healthz")
 	_, port, _ := net.SplitHostPort(d.admin)
 	base := "https://127.0.0.1:" + port
 	client := func(ca *testCA) *http.Client {
-		roots := x509.NewCertPool()
-		roots.AddCert(serverCA.cert)
-		c := &tls.Config{RootCAs: roots}
+		var cert *testCert
 		if ca != nil {
-			cf, kf := ca.issue(t, "operator")
-			pair, err := tls.LoadX509KeyPair(cf, kf)
-			if err != nil {
-				t.Fatal(err)
-			}
-			// Sent even when the server asks for another CA's.
-			c.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &pair, nil }
+			c := ca.issue("operator-"+ca.name, "operator")
+			cert = &c
 		}
-		return &http.Client{Transport: &http.Transport{TLSClientConfig: c}, Timeout: 5 * time.Second}
+		return &http.Client{Transport: &http.Transport{TLSClientConfig: clientConfig(t, serverCA, cert)}, Timeout: 5 * time.Second}
 	}
 	get := func(c *http.Client, path string) (int, error) {
 		resp, err := c.Get(base + path)
@@ -232,9 +146,9 @@ func TestAdminMTLS(t *testing.T) {
 		t.Errorf("another CA's certificate: HTTP %d, want a failed handshake", code)
 	}
 	// The CLI over HTTPS with the environment's certificates.
-	cf, kf := clientCA.issue(t, "cli")
+	cli := clientCA.issue("cli", "cli")
 	cmd := exec.Command(switchBinary(t), "card", "show", "--pan", "6228480000000952", "--admin", base)
-	cmd.Env = append(os.Environ(), "GOLDCARD_ADMIN_CA="+serverCA.file(t), "GOLDCARD_ADMIN_CERT="+cf, "GOLDCARD_ADMIN_KEY="+kf)
+	cmd.Env = append(os.Environ(), "GOLDCARD_ADMIN_CA="+serverCA.file, "GOLDCARD_ADMIN_CERT="+cli.certFile, "GOLDCARD_ADMIN_KEY="+cli.keyFile)
 	out, err := cmd.CombinedOutput()
 	if !strings.Contains(string(out), "no card") && !strings.Contains(string(out), "not found") {
 		t.Errorf("goldcard card show over mTLS: %v\n%s", err, out)

@@ -40,6 +40,7 @@ type benchFlags struct {
 	header      string
 	prefix      string
 	shortfall   bool
+	tls         clientTLS
 }
 
 func newBenchCommand() *cobra.Command {
@@ -86,6 +87,7 @@ answer that is not 00 counts as an error.`,
 	fl.StringVar(&f.header, "header", iso.HeaderBinary2, "length header of the bank listener")
 	fl.StringVar(&f.prefix, "pan-prefix", "", "first digits of the cards' PANs (random when empty)")
 	fl.BoolVar(&f.shortfall, "shortfall", false, "issue cards with an empty cash account and a large fund, so every debit redeems from the fund")
+	f.tls.addFlags(c)
 	return c
 }
 
@@ -125,13 +127,17 @@ func runBench(ctx context.Context, stdout, stderr io.Writer, f benchFlags, level
 	if err != nil {
 		return usageError{err}
 	}
+	tlsConf, err := f.tls.config()
+	if err != nil {
+		return usageError{err}
+	}
 	pans, err := issueBenchCards(ctx, f)
 	if err != nil {
 		return err
 	}
 	conns := make([]*connection.Connection, f.conns)
 	for i := range conns {
-		if conns[i], err = dialBank(ctx, f.addr, d, h); err != nil {
+		if conns[i], err = dialBank(ctx, f.addr, d, h, withTLS(tlsConf)); err != nil {
 			return err
 		}
 		defer conns[i].Close()

@@ -32,6 +32,7 @@ type replayFlags struct {
 	sequential        bool
 	asJSON, quiet     bool
 	timeout           time.Duration
+	tls               clientTLS
 }
 
 func newReplayCommand() *cobra.Command {
@@ -88,6 +89,7 @@ that still matches.`,
 	fl.DurationVar(&f.timeout, "timeout", 10*time.Second, "longest wait for one answer")
 	fl.BoolVar(&f.asJSON, "json", false, "print the result as JSON")
 	fl.BoolVarP(&f.quiet, "quiet", "q", false, "print only failures and the summary")
+	f.tls.addFlags(c)
 	return c
 }
 
@@ -112,6 +114,10 @@ func runReplay(c *cobra.Command, f replayFlags, args []string) error {
 	h, err := iso.HeaderByName(f.header)
 	if err != nil {
 		return usageError{fmt.Errorf("--header: %w", err)}
+	}
+	tlsConf, err := f.tls.config()
+	if err != nil {
+		return usageError{err}
 	}
 	paths, err := fixture.Paths(args)
 	if err != nil {
@@ -155,7 +161,7 @@ func runReplay(c *cobra.Command, f replayFlags, args []string) error {
 		stopProgress = progress(stderr, &done, time.Now(), "steps")
 	}
 	r := &fixture.Replayer{
-		Addr: f.addr, Timeout: f.timeout, Dialect: dialects.find,
+		Addr: f.addr, Timeout: f.timeout, Dialect: dialects.find, Dial: tlsDialer(tlsConf),
 		Report: func(o fixture.Outcome) {
 			done.Add(1)
 			if o.Status == fixture.Fail && !f.asJSON && !f.update {

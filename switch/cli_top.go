@@ -379,15 +379,15 @@ type TopInstance struct {
 	// Since and At are when the scrapes the rates come from were taken.
 	Since          *time.Time `json:"since,omitempty"`
 	At             time.Time  `json:"at"`
-	Up             bool     `json:"up"`
-	Error          string   `json:"error,omitempty"`
-	Version        string   `json:"version,omitempty"`
-	ConfigRevision int64    `json:"config_revision"`
-	TimerLeader    bool     `json:"timer_leader"`
-	EtcdUp         *bool    `json:"etcd_up,omitempty"`
-	PostgresUp     *bool    `json:"postgres_up,omitempty"`
-	InFlight       int      `json:"in_flight"`
-	Requests       *float64 `json:"requests_per_second,omitempty"`
+	Up             bool       `json:"up"`
+	Error          string     `json:"error,omitempty"`
+	Version        string     `json:"version,omitempty"`
+	ConfigRevision int64      `json:"config_revision"`
+	TimerLeader    bool       `json:"timer_leader"`
+	EtcdUp         *bool      `json:"etcd_up,omitempty"`
+	PostgresUp     *bool      `json:"postgres_up,omitempty"`
+	InFlight       int        `json:"in_flight"`
+	Requests       *float64   `json:"requests_per_second,omitempty"`
 }
 
 func (v *TopView) down() int {

@@ -69,7 +69,7 @@ func responseCode(err error) string {
 		return rcInvalidTransaction
 	case errors.Is(err, errKeyReused):
 		return rcDuplicate
-	case errors.Is(err, errUnroutable):
+	case errors.Is(err, errUnroutable), errors.Is(err, errNotBound):
 		return rcUnroutable
 	case errors.Is(err, errUnavailable), errors.Is(err, errDeadline), errors.Is(err, locks.ErrUnavailable),
 		errors.Is(err, ledger.ErrFenced), errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):

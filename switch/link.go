@@ -254,7 +254,7 @@ func (l *link) handle(_ *connection.Connection, msg *iso8583.Message) {
 	}()
 
 	snap := l.srv.cfg.Load()
-	bank, err := l.ln.route(snap, msg)
+	bank, err := l.route(snap, msg)
 	if err != nil {
 		mti, _ := msg.GetMTI()
 		l.log.Warn("message not routed", "mti", mti, "err", err)

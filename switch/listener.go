@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -21,13 +22,15 @@ import (
 	"github.com/goldcard/goldcard/iso"
 )
 
-// listenerKey is what a listener is: its address, its wire format and the
-// banks it serves. A change to any of them replaces the listener.
+// listenerKey is what a listener is: its address, its wire format, its
+// TLS files and the banks it serves. A change to any of them replaces the
+// listener.
 type listenerKey struct {
 	listen  string
 	dialect string // name and spec digest
 	header  string
 	banks   string // codes, sorted, joined by +
+	tls     string // see tlsKey; empty for plain TCP
 }
 
 // bankListener accepts connections for the banks sharing one address. It
@@ -40,13 +43,19 @@ type bankListener struct {
 	dialect *iso.Dialect
 	header  iso.Header
 	ln      net.Listener
+	tls     *tls.Config // nil for plain TCP
 	log     *slog.Logger
 	nextID  atomic.Uint64
+	// life ends when the listener shuts down, cutting short the TLS
+	// handshakes under way.
+	life context.Context
+	stop context.CancelFunc
 
-	mu      sync.Mutex // guards links and closing
-	links   map[*link]struct{}
-	closing bool
-	wg      sync.WaitGroup // the accept loop and every link's life
+	mu          sync.Mutex // guards links, handshaking and closing
+	links       map[*link]struct{}
+	handshaking int // connections accepted, still in their TLS handshake
+	closing     bool
+	wg          sync.WaitGroup // the accept loop and every link's life
 	// accepting is done when the accept loop has returned.
 	accepting sync.WaitGroup
 }
@@ -66,7 +75,7 @@ func listenerKeys(snap *config.Snapshot) map[string]listenerKey {
 			codes[i] = b.Code
 		}
 		sort.Strings(codes)
-		keys[addr] = listenerKey{listen: addr, dialect: banks[0].Dialect + "@" + specDigest(snap.Dialects[banks[0].Dialect]), header: banks[0].Header, banks: strings.Join(codes, "+")}
+		keys[addr] = listenerKey{listen: addr, dialect: banks[0].Dialect + "@" + specDigest(snap.Dialects[banks[0].Dialect]), header: banks[0].Header, banks: strings.Join(codes, "+"), tls: tlsKey(banks[0].TLS)}
 	}
 	return keys
 }
@@ -81,17 +90,27 @@ func reusePort(_, _ string, c syscall.RawConn) error {
 	return serr
 }
 
-func listenBanks(s *Server, key listenerKey, d *iso.Dialect, h iso.Header) (*bankListener, error) {
+// listenBanks opens a listener; t is its TLS, nil for plain TCP.
+func listenBanks(s *Server, key listenerKey, d *iso.Dialect, h iso.Header, t *config.TLS) (*bankListener, error) {
+	bl := &bankListener{
+		srv: s, key: key, codes: strings.Split(key.banks, "+"), dialect: d, header: h,
+		log:   s.log.With("bank", key.banks),
+		links: make(map[*link]struct{}),
+	}
+	if t != nil {
+		lt, err := newListenerTLS(*t, bl.verifyPeer, bl.log)
+		if err != nil {
+			return nil, fmt.Errorf("banks %s: %w", key.banks, err)
+		}
+		bl.tls = lt.serverConfig()
+	}
 	lc := net.ListenConfig{Control: reusePort}
 	ln, err := lc.Listen(context.Background(), "tcp", key.listen)
 	if err != nil {
 		return nil, fmt.Errorf("banks %s: %w", key.banks, err)
 	}
-	bl := &bankListener{
-		srv: s, key: key, codes: strings.Split(key.banks, "+"), dialect: d, header: h, ln: ln,
-		log:   s.log.With("bank", key.banks),
-		links: make(map[*link]struct{}),
-	}
+	bl.ln = ln
+	bl.life, bl.stop = context.WithCancel(context.Background())
 	// A bank's series exist from the start, so that "no link up" shows
 	// as zero rather than as nothing.
 	for _, st := range []string{linkConnected, linkSignedOn} {
@@ -186,6 +205,16 @@ func (bl *bankListener) admit(nc net.Conn) {
 	}
 	id := bl.nextID.Add(1)
 	log := bl.log.With("link", id, "peer", peer)
+	if bl.tls != nil {
+		bl.handshake(nc, lim, log) // on a goroutine of its own
+		return
+	}
+	bl.start(nc, lim, log)
+}
+
+// start runs a link on an admitted connection.
+func (bl *bankListener) start(nc net.Conn, lim linkLimits, log *slog.Logger) {
+	m := bl.srv.metrics
 	l, err := newLink(bl, lim, nc, log)
 	if err != nil {
 		log.Error("link not started", "err", err)
@@ -217,7 +246,7 @@ func (bl *bankListener) admit(nc net.Conn) {
 
 func (bl *bankListener) refusal(nc net.Conn, lim linkLimits) string {
 	bl.mu.Lock()
-	n := len(bl.links)
+	n := len(bl.links) + bl.handshaking
 	bl.mu.Unlock()
 	if n >= lim.maxConns {
 		return "max_connections"
@@ -295,6 +324,7 @@ func (bl *bankListener) shutdown(ctx context.Context) {
 		links = append(links, l)
 	}
 	bl.mu.Unlock()
+	bl.stop()
 	var wg sync.WaitGroup
 	for _, l := range links {
 		wg.Go(func() { l.drain(ctx) })

@@ -286,11 +286,11 @@ func (s *Server) openListener(snap *config.Snapshot, key listenerKey) (*bankList
 	if err != nil {
 		return nil, fmt.Errorf("bank %s: %w", b.Code, err)
 	}
-	bl, err := listenBanks(s, key, d, h)
+	bl, err := listenBanks(s, key, d, h, b.TLS)
 	if err != nil {
 		return nil, err
 	}
-	s.log.Info("bank listening", "bank", key.banks, "addr", bl.ln.Addr().String(), "dialect", b.Dialect, "header", h.Name())
+	s.log.Info("bank listening", "bank", key.banks, "addr", bl.ln.Addr().String(), "dialect", b.Dialect, "header", h.Name(), "tls", b.TLS != nil)
 	return bl, nil
 }
 
