@@ -1,6 +1,7 @@
 package iso
 
 import (
+	"crypto/cipher"
 	"crypto/des"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -41,8 +42,9 @@ var (
 // and enciphered again under the first. hmac-sha256 is the first 8 bytes
 // of HMAC-SHA-256 of the input.
 type MACKey struct {
-	alg string
-	key []byte
+	alg         string
+	key         []byte
+	left, right cipher.Block // x9.19's key halves, scheduled once
 }
 
 // NewMACKey checks key for alg.
@@ -59,7 +61,12 @@ func NewMACKey(alg string, key []byte) (*MACKey, error) {
 	default:
 		return nil, fmt.Errorf("unknown MAC algorithm %q", alg)
 	}
-	return &MACKey{alg: alg, key: append([]byte(nil), key...)}, nil
+	k := &MACKey{alg: alg, key: append([]byte(nil), key...)}
+	if alg == MACX919 {
+		k.left, _ = des.NewCipher(k.key[:8])
+		k.right, _ = des.NewCipher(k.key[8:16])
+	}
+	return k, nil
 }
 
 // Equal reports whether k and o are the same algorithm and key.
@@ -80,8 +87,7 @@ func (k *MACKey) Sum(data []byte) []byte {
 		h.Write(data)
 		return h.Sum(nil)[:MACSize]
 	}
-	left, _ := des.NewCipher(k.key[:8])
-	right, _ := des.NewCipher(k.key[8:16])
+	left, right := k.left, k.right
 	var block [8]byte
 	for i := 0; i < len(data) || i == 0; i += 8 {
 		for j := 0; j < 8 && i+j < len(data); j++ {

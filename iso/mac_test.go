@@ -117,3 +117,40 @@ func TestSignVerify(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkMAC: verifying a request's MAC and signing a response, as a
+// bank with MAC costs the switch on each message.
+func BenchmarkMAC(b *testing.B) {
+	d, _ := Builtin(DefaultDialect)
+	m := d.NewMessage()
+	m.MTI("0200")
+	for id, v := range map[int]string{2: "6228480000000202", 3: "000000", 4: "000000010000", 7: "1125101010", 11: "123456",
+		12: "101010", 13: "1125", 32: "1234", 37: "000000000001", 41: "ATM00001", 42: "MERCHANT0000001", 49: "156"} {
+		_ = d.SetField(m, id, v)
+	}
+	plain, _ := m.Pack()
+	for _, alg := range []string{MACX919, MACHMACSHA256} {
+		key, _ := NewMACKey(alg, make([]byte, 16))
+		signed, err := key.Sign(d, plain)
+		if err != nil {
+			b.Fatal(err)
+		}
+		u, _ := d.Unpack(signed)
+		b.Run(alg+"/verify", func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := key.Verify(signed, u); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(alg+"/sign", func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := key.Sign(d, plain); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
