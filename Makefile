@@ -5,8 +5,15 @@ GO       ?= go
 BIN      := bin/goldcard
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -X main.version=$(VERSION)
-# Seconds each fuzz target runs in `make fuzz`.
-FUZZTIME ?= 30s
+# How long each fuzz target runs: FUZZTIME in `make fuzz`, FUZZSMOKE in
+# `make test`; FUZZFLAGS adds flags (e.g. -parallel=1 to leave cores free).
+FUZZTIME  ?= 10m
+FUZZSMOKE ?= 5s
+FUZZFLAGS ?=
+# Every fuzz target, as package:Target.
+FUZZ_TARGETS := ./iso:FuzzReadFrame ./iso:FuzzReadAndParse ./iso:FuzzParseRequest \
+	./config:FuzzDecodeValue ./config:FuzzParseFile \
+	./switch/fixture:FuzzParse ./switch:FuzzHandle
 
 .PHONY: build run test bench fuzz db vet clean
 
@@ -23,11 +30,21 @@ vet:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
+# Runs each fuzz target for $(1), one after another (go test fuzzes one
+# target at a time).
+define fuzz-each
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; fn=$${t#*:}; echo "fuzz $$fn ($$pkg) for $(1)"; \
+		$(GO) test $$pkg -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(1) $(FUZZFLAGS); \
+	done
+endef
+
 test: db vet
 	$(GO) test -race -count=1 -timeout 10m ./...
+	$(call fuzz-each,$(FUZZSMOKE))
 
 fuzz: db
-	$(GO) test ./iso -run '^$$' -fuzz FuzzReadAndParse -fuzztime $(FUZZTIME)
+	$(call fuzz-each,$(FUZZTIME))
 
 # Benchmarks: in-process figures, then the switch end to end next to
 # pgbench on the same PostgreSQL server.

@@ -9,43 +9,46 @@ import (
 	"github.com/goldcard/goldcard/config"
 )
 
+// decodeCases are config values and what DecodeValue says of them; they
+// also seed FuzzDecodeValue.
+var decodeCases = []struct {
+	key, value string
+	wantErr    string // substring; empty means accepted
+}{
+	{"banks/acme", `{"code":"acme","listen":":9001","dialect":"iso87-ascii","header":"ascii4","auth_timeout":"2s","safety_margin":"200ms","enabled":true}`, ""},
+	{"banks/acme", `{"listen":":9001"}`, ""},
+	{"banks/acme", `{"code":"acme","listen":":9001","colour":"red"}`, "unknown field"},
+	{"banks/acme", `{"code":"other","listen":":9001"}`, "differs"},
+	{"banks/acme", `{"listen":":9001","auth_timeout":"-1s"}`, "auth_timeout must be positive"},
+	{"banks/acme", `{"listen":":9001","auth_timeout":3}`, "duration must be a string"},
+	{"banks/acme", `{"listen":":9001","auth_timeout":"1s","safety_margin":"2s"}`, "leaves no time"},
+	{"banks/acme", `{"listen":":9001","header":"bcd2"}`, "header"},
+	{"banks/acme", `{"listen":"9001"}`, "host:port"},
+	{"banks/acme", `{"listen":":9001","allowed_cidrs":["10.0.0.0/33"]}`, "allowed_cidrs"},
+	{"banks/acme", `{"listen":":9001","acquirers":["12AB"]}`, "acquirer"},
+	{"banks/acme", `{"listen":":9001","max_connections":0}`, "max_connections"},
+	{"banks/acme", `{"listen":":9001"} {"x":1}`, "unexpected data"},
+	{"banks/ACME", `{"listen":":9001"}`, "unknown key"},
+	{"dialects/custom", `{"name":"x","fields":{}}`, ""},
+	{"dialects/custom", `{"name":`, "not JSON"},
+	{"limits", `{"redemption_quota":500000,"atm_per_txn":200000,"pos_per_txn":0,"hold_validity":"72h"}`, ""},
+	{"limits", `{"redemption_quota":-1}`, "redemption_quota"},
+	{"limits", `{"hold_validity":"0s"}`, "hold_validity"},
+	{"fund", `{"provider":"gateway","url":"http://fund:9090"}`, ""},
+	{"fund", `{"provider":"gateway"}`, "url"},
+	{"fund", `{"provider":"bank"}`, "provider"},
+	{"fund", `{"simulator_fail_rate":2}`, "fail_rate"},
+	{"sweep", `{"threshold":100000,"time":"15:00","time_zone":"Asia/Shanghai"}`, ""},
+	{"sweep", `{"time":"25:00"}`, "HH:MM"},
+	{"sweep", `{"time_zone":"Mars/Olympus"}`, "time zone"},
+	{"calendar/2026", `{"holidays":["2026-01-01","2026-10-01"]}`, ""},
+	{"calendar/2026", `{"holidays":["2025-12-31"]}`, "in 2026"},
+	{"calendar/20x6", `{"holidays":[]}`, "unknown key"},
+	{"colours", `{}`, "unknown key"},
+}
+
 func TestDecodeValue(t *testing.T) {
-	tests := []struct {
-		key, value string
-		wantErr    string // substring; empty means accepted
-	}{
-		{"banks/acme", `{"code":"acme","listen":":9001","dialect":"iso87-ascii","header":"ascii4","auth_timeout":"2s","safety_margin":"200ms","enabled":true}`, ""},
-		{"banks/acme", `{"listen":":9001"}`, ""},
-		{"banks/acme", `{"code":"acme","listen":":9001","colour":"red"}`, "unknown field"},
-		{"banks/acme", `{"code":"other","listen":":9001"}`, "differs"},
-		{"banks/acme", `{"listen":":9001","auth_timeout":"-1s"}`, "auth_timeout must be positive"},
-		{"banks/acme", `{"listen":":9001","auth_timeout":3}`, "duration must be a string"},
-		{"banks/acme", `{"listen":":9001","auth_timeout":"1s","safety_margin":"2s"}`, "leaves no time"},
-		{"banks/acme", `{"listen":":9001","header":"bcd2"}`, "header"},
-		{"banks/acme", `{"listen":"9001"}`, "host:port"},
-		{"banks/acme", `{"listen":":9001","allowed_cidrs":["10.0.0.0/33"]}`, "allowed_cidrs"},
-		{"banks/acme", `{"listen":":9001","acquirers":["12AB"]}`, "acquirer"},
-		{"banks/acme", `{"listen":":9001","max_connections":0}`, "max_connections"},
-		{"banks/acme", `{"listen":":9001"} {"x":1}`, "unexpected data"},
-		{"banks/ACME", `{"listen":":9001"}`, "unknown key"},
-		{"dialects/custom", `{"name":"x","fields":{}}`, ""},
-		{"dialects/custom", `{"name":`, "not JSON"},
-		{"limits", `{"redemption_quota":500000,"atm_per_txn":200000,"pos_per_txn":0,"hold_validity":"72h"}`, ""},
-		{"limits", `{"redemption_quota":-1}`, "redemption_quota"},
-		{"limits", `{"hold_validity":"0s"}`, "hold_validity"},
-		{"fund", `{"provider":"gateway","url":"http://fund:9090"}`, ""},
-		{"fund", `{"provider":"gateway"}`, "url"},
-		{"fund", `{"provider":"bank"}`, "provider"},
-		{"fund", `{"simulator_fail_rate":2}`, "fail_rate"},
-		{"sweep", `{"threshold":100000,"time":"15:00","time_zone":"Asia/Shanghai"}`, ""},
-		{"sweep", `{"time":"25:00"}`, "HH:MM"},
-		{"sweep", `{"time_zone":"Mars/Olympus"}`, "time zone"},
-		{"calendar/2026", `{"holidays":["2026-01-01","2026-10-01"]}`, ""},
-		{"calendar/2026", `{"holidays":["2025-12-31"]}`, "in 2026"},
-		{"calendar/20x6", `{"holidays":[]}`, "unknown key"},
-		{"colours", `{}`, "unknown key"},
-	}
-	for _, tc := range tests {
+	for _, tc := range decodeCases {
 		t.Run(tc.key+" "+tc.value, func(t *testing.T) {
 			_, err := config.DecodeValue(tc.key, []byte(tc.value))
 			switch {

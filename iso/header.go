@@ -115,12 +115,33 @@ func ReadFrame(r io.Reader, h Header, max int) ([]byte, error) {
 	if n > max {
 		return nil, fmt.Errorf("%w: %d > %d bytes", ErrFrameTooLarge, n, max)
 	}
-	body := make([]byte, n)
-	if _, err := io.ReadFull(r, body); err != nil {
+	body, err := readBody(r, n)
+	if err != nil {
 		if errors.Is(err, io.EOF) {
 			err = io.ErrUnexpectedEOF
 		}
 		return nil, err
+	}
+	return body, nil
+}
+
+// bodyChunk is what a frame's body buffer starts at.
+const bodyChunk = 512
+
+// readBody reads n bytes, growing its buffer as they arrive rather than
+// taking n up front: a header that announces a large body followed by
+// nothing holds bodyChunk bytes, not n.
+func readBody(r io.Reader, n int) ([]byte, error) {
+	body := make([]byte, 0, min(n, bodyChunk))
+	for len(body) < n {
+		if len(body) == cap(body) {
+			body = append(body, make([]byte, min(n, 2*cap(body))-len(body))...)[:len(body)]
+		}
+		got, err := io.ReadFull(r, body[len(body):min(n, cap(body))])
+		body = body[:len(body)+got]
+		if err != nil {
+			return nil, err
+		}
 	}
 	return body, nil
 }

@@ -74,3 +74,47 @@ func TestLoadDialectRefusesBrokenSpecs(t *testing.T) {
 		t.Fatalf("unknown builtin: %v", err)
 	}
 }
+
+// trickle hands out at most one byte per Read and records the largest
+// buffer it was given.
+type trickle struct {
+	data    []byte
+	largest int
+}
+
+func (t *trickle) Read(p []byte) (int, error) {
+	t.largest = max(t.largest, len(p))
+	if len(t.data) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p[:1], t.data)
+	t.data = t.data[n:]
+	return n, nil
+}
+
+// TestReadFrameGrowsWithTheBytes: the body buffer grows with what has
+// arrived, not with what the header announces, and never reads past the
+// frame into the next one.
+func TestReadFrameGrowsWithTheBytes(t *testing.T) {
+	h, _ := HeaderByName(HeaderBinary2)
+	promise := &trickle{data: append([]byte{0xff, 0xff}, "0800"...)}
+	if _, err := ReadFrame(promise, h, 0xffff); !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Fatalf("65,535 bytes announced, 4 sent: %v", err)
+	}
+	if promise.largest > bodyChunk {
+		t.Fatalf("read into a buffer of %d bytes for a body of 4 so far", promise.largest)
+	}
+	for _, n := range []int{0, 1, bodyChunk - 1, bodyChunk, bodyChunk + 1, 3*bodyChunk + 7, 9999} {
+		body := bytes.Repeat([]byte{'b'}, n)
+		first, _ := Frame(h, body)
+		next, _ := Frame(h, []byte("next"))
+		r := bytes.NewReader(append(first, next...))
+		got, err := ReadFrame(r, h, 0xffff)
+		if err != nil || !bytes.Equal(got, body) {
+			t.Fatalf("%d bytes: got %d, %v", n, len(got), err)
+		}
+		if got, err := ReadFrame(r, h, 0xffff); err != nil || string(got) != "next" {
+			t.Fatalf("after %d bytes, the next frame: %q, %v", n, got, err)
+		}
+	}
+}

@@ -17,6 +17,7 @@ import (
 	"github.com/moov-io/iso8583"
 	connection "github.com/moov-io/iso8583-connection"
 	isoerrors "github.com/moov-io/iso8583/errors"
+	"golang.org/x/time/rate"
 
 	"github.com/goldcard/goldcard/config"
 	"github.com/goldcard/goldcard/iso"
@@ -40,8 +41,13 @@ type link struct {
 	bank    string // the listener's label, for metrics and logs
 	dialect *iso.Dialect
 	header  iso.Header
-	// maxFrame is the longest body accepted; fixed for the link's life.
+	// maxFrame is the longest body accepted and read the timeouts and
+	// request rate; all fixed for the link's life.
 	maxFrame int
+	read     readLimits
+	limiter  *rate.Limiter // nil: no request rate limit
+	clock    frameClock    // the reader's alone
+	rateLog  breachLog
 	nc       net.Conn
 	conn     *connection.Connection
 	log      *slog.Logger
@@ -112,12 +118,15 @@ func newLink(bl *bankListener, lim linkLimits, nc net.Conn, log *slog.Logger) (*
 		dialect:  bl.dialect,
 		header:   bl.header,
 		maxFrame: lim.maxFrame,
+		read:     lim.read,
+		limiter:  lim.read.newLimiter(),
 		nc:       nc,
 		log:      log,
 		slots:    make(chan struct{}, lim.maxInFlight),
 		closed:   make(chan struct{}),
 		rec:      bl.srv.capture.Open(bl.label(), bl.dialect, bl.header, nc.RemoteAddr().String()),
 	}
+	l.clock.l = l // before the reader starts, in connection.NewFrom
 	c, err := connection.NewFrom(deadlineConn{nc}, bl.dialect.Spec, nil, nil,
 		connection.SetMessageReader(l),
 		connection.InboundMessageHandler(l.handle),
@@ -138,8 +147,10 @@ func newLink(bl *bankListener, lim linkLimits, nc net.Conn, log *slog.Logger) (*
 
 // ReadMessage reads frames until one unpacks. A frame that does not is
 // answered with 30 where its MTI is readable and is otherwise only logged
-// and counted; the link carries on. A frame over the maximum length, or a
-// broken stream, ends the link.
+// and counted; the link carries on. A request over the link's rate is
+// answered 91 unworked. A frame over the maximum length, an idle link, a
+// frame that does not arrive whole in time, or a broken stream ends the
+// link.
 func (l *link) ReadMessage(r io.Reader) (*iso8583.Message, error) {
 	for {
 		select {
@@ -150,7 +161,7 @@ func (l *link) ReadMessage(r io.Reader) (*iso8583.Message, error) {
 		if l.draining.Load() {
 			return nil, l.stopReading()
 		}
-		body, err := iso.ReadFrame(r, l.header, l.maxFrame)
+		body, err := l.readFrame(r)
 		arrival := time.Now()
 		l.lastFrame.Store(arrival.UnixNano())
 		if err != nil {
@@ -158,7 +169,10 @@ func (l *link) ReadMessage(r io.Reader) (*iso8583.Message, error) {
 				return nil, l.stopReading()
 			}
 			<-l.slots
-			if errors.Is(err, iso.ErrFrameTooLarge) || errors.Is(err, iso.ErrBadHeader) {
+			if errors.Is(err, iso.ErrFrameTooLarge) {
+				l.breach(limitFrameSize, "closed_bad_frame")
+				l.log.Warn("closing link: unusable frame", "limit", limitFrameSize, "err", err)
+			} else if errors.Is(err, iso.ErrBadHeader) {
 				l.srv.metrics.connEvents.WithLabelValues(l.bank, "closed_bad_frame").Inc()
 				l.log.Warn("closing link: unusable frame", "err", err)
 			}
@@ -177,6 +191,11 @@ func (l *link) ReadMessage(r io.Reader) (*iso8583.Message, error) {
 			l.inFlight.Add(1)
 			step := l.rec.In(body, nil, arrival)
 			go l.badFrame(body, msg, err, arrival, step)
+			continue
+		}
+		if l.overRate(arrival) {
+			l.inFlight.Add(1)
+			go l.declineOverRate(msg, arrival, l.rec.In(body, msg, arrival))
 			continue
 		}
 		l.arrivals.Store(msg, arrived{at: arrival, step: l.rec.In(body, msg, arrival), body: body})

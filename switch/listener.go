@@ -117,6 +117,7 @@ func listenBanks(s *Server, key listenerKey, d *iso.Dialect, h iso.Header, t *co
 		s.metrics.connections.WithLabelValues(bl.label(), st).Add(0)
 	}
 	s.metrics.unpackErrors.WithLabelValues(bl.label())
+	initLimitSeries(s.metrics, bl.label())
 	s.metrics.lostResponses.WithLabelValues(bl.label())
 	for _, code := range bl.codes {
 		for _, stage := range []string{"fund", "ledger"} {
@@ -158,6 +159,7 @@ func (bl *bankListener) accept() {
 type linkLimits struct {
 	maxConns, maxInFlight, maxFrame int
 	cidrs                           []netip.Prefix // nil: any address
+	read                            readLimits
 }
 
 func (bl *bankListener) limits() linkLimits {
@@ -184,6 +186,7 @@ func (bl *bankListener) limits() linkLimits {
 	if open {
 		lim.cidrs = nil
 	}
+	lim.read = readLimitsOf(snap, bl.codes)
 	if lim.maxInFlight == 0 {
 		d := config.NewBank()
 		lim.maxInFlight, lim.maxFrame = d.MaxInFlight, d.MaxFrame

@@ -19,6 +19,7 @@ type metrics struct {
 	inFlight       *prometheus.GaugeVec     // bank
 	connections    *prometheus.GaugeVec     // bank, state
 	connEvents     *prometheus.CounterVec   // bank, event
+	limitBreaches  *prometheus.CounterVec   // bank, limit
 	frames         *prometheus.CounterVec   // bank, direction
 	bytes          *prometheus.CounterVec   // bank, direction
 	unpackErrors   *prometheus.CounterVec   // bank
@@ -75,6 +76,10 @@ func newMetrics() *metrics {
 			Name: "goldcard_connection_events_total",
 			Help: "Bank connections accepted, refused and closed, with the reason.",
 		}, []string{"bank", "event"}),
+		limitBreaches: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "goldcard_limit_breaches_total",
+			Help: "Link limits breached, by bank and limit: idle, slow_frame and frame_size close the link; rate answers the request 91.",
+		}, []string{"bank", "limit"}),
 		frames: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "goldcard_frames_total",
 			Help: "Frames read from (in) and written to (out) banks.",
@@ -171,7 +176,7 @@ func newMetrics() *metrics {
 	}
 	reg.MustRegister(m.configRevision, m.configApply, m.configRejected, m.holdsExpired,
 		m.timerLateness, m.timerRetries, m.timerDead, m.timerLeader, m.leaderChanges,
-		m.requests, m.latency, m.inFlight, m.connections, m.connEvents, m.frames, m.bytes,
+		m.requests, m.latency, m.inFlight, m.connections, m.connEvents, m.limitBreaches, m.frames, m.bytes,
 		m.unpackErrors, m.macFailures, m.adminRefused, m.lostResponses, m.ledgerDuration,
 		m.redemptions, m.redemptionLatency, m.deadlineMisses, m.lockWait, m.ordersSettled, m.quotaRejections,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),

@@ -544,6 +544,7 @@ var promisedMetrics = []struct{ name, kind string }{
 	{"goldcard_frames_total", "counter"},
 	{"goldcard_bytes_total", "counter"},
 	{"goldcard_unpack_errors_total", "counter"},
+	{"goldcard_limit_breaches_total", "counter"},
 	{"goldcard_ledger_transaction_seconds", "histogram"},
 	{"goldcard_db_connections", "gauge"},
 	{"goldcard_db_acquires_total", "counter"},

@@ -1,0 +1,373 @@
+package main
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/goldcard/goldcard/iso"
+)
+
+// TestHostileLinks: while links of one bank send garbage, trickle bytes,
+// stall, send oversized frames and flood over the bank's request rate, a
+// well-behaved bank's p99 latency stays within 20% of what it is without
+// them, the switch stays healthy, and once the attackers leave no
+// goroutine or heap is left behind.
+func TestHostileLinks(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a minute of load")
+	}
+	d := startDaemon(t, "--db-pool", "8")
+	rogue := freeAddr(t)
+	if out, err := goldcardCLI(t, `{"name":"Rogue","listen":"`+rogue+`","idle_timeout":"2s","frame_timeout":"1s","max_request_rate":5,"rate_burst":5}`,
+		"config", "put", "banks/rogue", "-", "--etcd", d.etcd); err != nil {
+		t.Fatalf("config put banks/rogue: %v\n%s", err, out)
+	}
+	waitFor(t, "the rogue bank's listener", func() bool {
+		c, err := net.DialTimeout("tcp", rogue, time.Second)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+	const cards = 16
+	pans := make([]string, cards)
+	for i := range pans {
+		pans[i] = fmt.Sprintf("62284800000011%02d", i)
+		d.addCard(pans[i], 1_000_000_000, 0)
+	}
+	d.addCard(floodPAN, 1_000_000_000, 0)
+	bank := connectBank(t, d.bank)
+
+	// The well-behaved bank: one debit every 10ms, each on its own
+	// goroutine, as a bank's many terminals send them.
+	var next atomic.Int64
+	load := func(n int) []time.Duration {
+		lat := make([]time.Duration, n)
+		var wg sync.WaitGroup
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		for i := range n {
+			<-tick.C
+			wg.Go(func() {
+				pan := pans[next.Add(1)%cards]
+				m, err := newMessage(bank.d, "0200", bank.fields(map[int]string{2: pan, 3: "000000", 4: "000000000100"}))
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				start := time.Now()
+				resp, err := bank.conn.Send(m)
+				lat[i] = time.Since(start)
+				if err != nil {
+					t.Errorf("debit: %v", err)
+					return
+				}
+				if code, _ := resp.GetString(39); code != "00" {
+					t.Errorf("debit answered %s", code)
+				}
+			})
+		}
+		wg.Wait()
+		return lat
+	}
+	load(300) // warm up
+
+	gauges := func() (goroutines, heap float64) {
+		fams := scrapeMetrics(t, d.admin)
+		return total(fams["go_goroutines"], nil), total(fams["go_memstats_heap_inuse_bytes"], nil)
+	}
+	goroutinesBefore, heapBefore := gauges()
+
+	// Rounds without and with the attack, interleaved so that whatever
+	// else the machine does falls on both alike; the p99s compared are
+	// the medians of the rounds', so that one round disturbed by
+	// something else on a small machine (a checkpoint, another test) does
+	// not decide.
+	const rounds, perRound = 6, 400
+	var calm, attacked []time.Duration
+	var calmP99, attackedP99 []time.Duration
+	var stats attackStats
+	var calmCPU, attackedCPU float64
+	cpu := func() float64 { return total(scrapeMetrics(t, d.admin)["process_cpu_seconds_total"], nil) }
+	for r := range rounds {
+		c0 := cpu()
+		lat := load(perRound)
+		calm = append(calm, lat...)
+		calmP99 = append(calmP99, percentile(lat, 0.99))
+		c1 := cpu()
+		calmCPU += c1 - c0
+
+		a := startAttack(t, rogue, &stats)
+		time.Sleep(time.Second) // measured once the attackers are at it
+		healthy := make(chan error, 1)
+		go func() { healthy <- checkHealth(d.admin, 3*time.Second) }()
+		lat = load(perRound)
+		if err := <-healthy; err != nil {
+			t.Errorf("round %d: %v", r+1, err)
+		}
+		a.stop()
+		attackedCPU += cpu() - c1
+		time.Sleep(time.Second) // and once they are gone
+		attacked = append(attacked, lat...)
+		attackedP99 = append(attackedP99, percentile(lat, 0.99))
+	}
+	lat := load(perRound) // the attackers gone, and some garbage collected
+	calm = append(calm, lat...)
+	calmP99 = append(calmP99, percentile(lat, 0.99))
+
+	base, under := percentile(calmP99, 0.5), percentile(attackedP99, 0.5)
+	t.Logf("p99 (median of rounds) without the attack %v, under it %v (%+.1f%%); of all requests %v and %v; p50 %v and %v; per round without %v, under %v",
+		base, under, 100*(float64(under)/float64(base)-1), percentile(calm, 0.99), percentile(attacked, 0.99),
+		percentile(calm, 0.5), percentile(attacked, 0.5), calmP99, attackedP99)
+	t.Logf("the switch's CPU: %.2fs in the rounds without the attack, %.2fs in those under it", calmCPU, attackedCPU)
+	t.Logf("attack: %d links opened, %d bytes sent, %d bytes of answers to the flood",
+		stats.links.Load(), stats.bytes.Load(), stats.answered.Load())
+	if under > base*12/10 {
+		t.Errorf("p99 under attack %v is over 120%% of %v without", under, base)
+	}
+
+	// Every limit was breached and counted.
+	fams := scrapeMetrics(t, d.admin)
+	for _, limit := range []string{limitIdle, limitSlowFrame, limitFrameSize, limitRate} {
+		if total(fams["goldcard_limit_breaches_total"], map[string]string{"bank": "rogue", "limit": limit}) == 0 {
+			t.Errorf("no %s breach counted", limit)
+		}
+		if n := total(fams["goldcard_limit_breaches_total"], map[string]string{"bank": "default", "limit": limit}); n != 0 {
+			t.Errorf("the well-behaved bank has %v %s breaches", n, limit)
+		}
+	}
+	declined := total(fams["goldcard_requests_total"], map[string]string{"bank": "rogue", "response_code": "91"})
+	worked := total(fams["goldcard_requests_total"], map[string]string{"bank": "rogue", "response_code": "00"})
+	t.Logf("the flood: %v answered 91 unworked, %v approved", declined, worked)
+	if declined == 0 || worked == 0 || worked > 5*rounds*7 {
+		t.Errorf("the flood was answered 91 %v times and 00 %v times", declined, worked)
+	}
+	// The rate's warnings come at most once a second per link.
+	if n, most := strings.Count(d.Logs(), "requests over the link's rate answered 91"), rounds*(4+2); n > most {
+		t.Errorf("%d warnings for the rate in %d rounds of 4s", n, rounds)
+	}
+
+	// Nothing is left behind: links closed, goroutines and heap back.
+	waitFor(t, "the rogue links to close", func() bool {
+		return total(scrapeMetrics(t, d.admin)["goldcard_connections"], map[string]string{"bank": "rogue"}) == 0
+	})
+	var goroutinesAfter, heapAfter float64
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		goroutinesAfter, heapAfter = gauges()
+		if (goroutinesAfter <= goroutinesBefore+5 && heapAfter <= max(heapBefore*1.25, heapBefore+4<<20)) || time.Now().After(deadline) {
+			break
+		}
+		load(100) // allocation brings the next garbage collection
+	}
+	t.Logf("goroutines %v before the attacks, %v after; heap in use %.1f MiB before, %.1f MiB after",
+		goroutinesBefore, goroutinesAfter, heapBefore/(1<<20), heapAfter/(1<<20))
+	if goroutinesAfter > goroutinesBefore+5 {
+		t.Errorf("goroutines grew from %v to %v", goroutinesBefore, goroutinesAfter)
+	}
+	if heapAfter > max(heapBefore*1.25, heapBefore+4<<20) {
+		t.Errorf("heap in use grew from %.1f MiB to %.1f MiB", heapBefore/(1<<20), heapAfter/(1<<20))
+	}
+	wantCode(t, bank.send("0800", bank.fields(map[int]string{70: "301", 2: "", 32: "", 37: "", 41: "", 42: "", 49: ""})), "00")
+}
+
+// percentile returns the q-quantile of ds (nearest rank).
+func percentile(ds []time.Duration, q float64) time.Duration {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	return s[min(len(s)-1, int(q*float64(len(s))))]
+}
+
+// checkHealth polls /healthz for the duration.
+func checkHealth(admin string, d time.Duration) error {
+	c := http.Client{Timeout: time.Second}
+	for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(250 * time.Millisecond) {
+		resp, err := c.Get("http://" + admin + "/healthz")
+		if err != nil {
+			return fmt.Errorf("healthz: %w", err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("healthz: HTTP %d", resp.StatusCode)
+		}
+	}
+	return nil
+}
+
+// floodPAN is the card the flood debits.
+const floodPAN = "6228480000001199"
+
+type attackStats struct {
+	links, bytes atomic.Int64
+	answered     atomic.Int64 // bytes of answers to the flood
+}
+
+// attack is a set of hostile links on one address, each opened again
+// 100ms after the switch closes it, until stop. (How fast a peer may
+// open connections is a matter for the firewall in front of the switch.)
+type attack struct {
+	done chan struct{}
+	wg   sync.WaitGroup
+}
+
+func (a *attack) stop() {
+	close(a.done)
+	a.wg.Wait()
+}
+
+func (a *attack) stopped() bool {
+	select {
+	case <-a.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// startAttack opens the hostile links: random bytes, truncated frames, a
+// 65,535-byte header and nothing more, oversized frames, links trickling
+// a frame a byte a second, silent links, and a flood of debits at a
+// hundred times the bank's rate.
+func startAttack(t *testing.T, addr string, st *attackStats) *attack {
+	t.Helper()
+	d, err := iso.Builtin(iso.DefaultDialect)
+	if err != nil {
+		t.Fatal(err)
+	}
+	echo := echoFrame(t, 1)
+	a := &attack{done: make(chan struct{})}
+	// link runs one kind of hostile link, over and over.
+	link := func(name string, send func(c net.Conn) error) {
+		a.wg.Go(func() {
+			for !a.stopped() {
+				c, err := net.DialTimeout("tcp", addr, time.Second)
+				if err != nil {
+					time.Sleep(100 * time.Millisecond)
+					continue
+				}
+				st.links.Add(1)
+				go func() { <-a.done; c.Close() }()
+				err = send(c)
+				c.Close()
+				if err != nil && !a.stopped() && !isClosedByPeer(err) {
+					t.Errorf("%s: %v", name, err)
+				}
+				select { // and again a little later
+				case <-a.done:
+				case <-time.After(100 * time.Millisecond):
+				}
+			}
+		})
+	}
+	write := func(c net.Conn, b []byte) error {
+		_, err := c.Write(b)
+		st.bytes.Add(int64(len(b)))
+		return err
+	}
+	// waitClosed reads whatever comes until the switch closes the link.
+	waitClosed := func(c net.Conn) error {
+		_, err := io.Copy(io.Discard, c)
+		return err
+	}
+	link("random bytes", func(c net.Conn) error {
+		buf := make([]byte, 512)
+		for !a.stopped() {
+			for i := range buf {
+				buf[i] = byte(rand.IntN(256))
+			}
+			if err := write(c, buf); err != nil {
+				return err
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		return nil
+	})
+	link("truncated frame", func(c net.Conn) error {
+		if err := write(c, append(binary.BigEndian.AppendUint16(nil, 400), echo...)); err != nil {
+			return err
+		}
+		return waitClosed(c)
+	})
+	link("65,535 and nothing", func(c net.Conn) error {
+		if err := write(c, []byte{0xff, 0xff}); err != nil {
+			return err
+		}
+		return waitClosed(c)
+	})
+	link("oversized frame", func(c net.Conn) error {
+		frame := append(binary.BigEndian.AppendUint16(nil, 9000), bytes.Repeat([]byte{'9'}, 9000)...)
+		if err := write(c, frame); err != nil {
+			return err
+		}
+		return waitClosed(c)
+	})
+	for range 8 {
+		link("slowloris", func(c net.Conn) error {
+			frame := append(binary.BigEndian.AppendUint16(nil, uint16(len(echo))), echo...)
+			for i := range frame {
+				if err := write(c, frame[i:i+1]); err != nil {
+					return err
+				}
+				select {
+				case <-a.done:
+					return nil
+				case <-time.After(time.Second):
+				}
+			}
+			return waitClosed(c)
+		})
+	}
+	for range 4 {
+		link("silent", waitClosed)
+	}
+	// The flood's frames are packed up front: the attacker shares the
+	// machine, and its own work should not be what is measured.
+	var flood [][]byte
+	for i := range 500 {
+		m, err := newMessage(d, "0200", map[int]string{2: floodPAN, 3: "000000", 4: "000000000100",
+			7: "1125101010", 11: fmt.Sprintf("%06d", i+1), 32: "9999", 41: "FLOOD001", 49: "156"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := m.Pack()
+		flood = append(flood, append(binary.BigEndian.AppendUint16(nil, uint16(len(b))), b...))
+	}
+	link("flood", func(c net.Conn) error {
+		go func() { // read the answers
+			n, _ := io.Copy(io.Discard, c)
+			st.answered.Add(n)
+		}()
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for i := 0; !a.stopped(); {
+			<-tick.C
+			var batch []byte
+			for range 10 { // 500 a second, a hundred times the rate
+				batch = append(batch, flood[i%len(flood)]...)
+				i++
+			}
+			if err := write(c, batch); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return a
+}
+
+// isClosedByPeer reports whether err is the switch closing the link.
+func isClosedByPeer(err error) bool {
+	s := err.Error()
+	return strings.Contains(s, "connection reset") || strings.Contains(s, "broken pipe") || strings.Contains(s, "use of closed")
+}
