@@ -41,8 +41,8 @@ type link struct {
 	bank    string // the listener's label, for metrics and logs
 	dialect *iso.Dialect
 	header  iso.Header
-	// maxFrame is the longest body accepted and read the timeouts and
-	// request rate; all fixed for the link's life.
+	// maxFrame is the longest body accepted and read holds the timeouts
+	// and request rate: all fixed for the link's life.
 	maxFrame int
 	read     readLimits
 	limiter  *rate.Limiter // nil: no request rate limit
