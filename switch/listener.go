@@ -123,6 +123,9 @@ func listenBanks(s *Server, key listenerKey, d *iso.Dialect, h iso.Header, t *co
 		for _, stage := range []string{"fund", "ledger"} {
 			s.metrics.deadlineMisses.WithLabelValues(code, stage)
 		}
+		for _, reason := range []string{"missing", "mismatch"} {
+			s.metrics.macFailures.WithLabelValues(code, reason)
+		}
 	}
 	bl.wg.Add(1)
 	bl.accepting.Add(1)

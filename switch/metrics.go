@@ -174,6 +174,9 @@ func newMetrics() *metrics {
 			Help: "Config changes refused as invalid; the instance kept running on its config.",
 		}),
 	}
+	for _, reason := range []string{"missing", "wrong"} {
+		m.adminRefused.WithLabelValues(reason)
+	}
 	reg.MustRegister(m.configRevision, m.configApply, m.configRejected, m.holdsExpired,
 		m.timerLateness, m.timerRetries, m.timerDead, m.timerLeader, m.leaderChanges,
 		m.requests, m.latency, m.inFlight, m.connections, m.connEvents, m.limitBreaches, m.frames, m.bytes,
