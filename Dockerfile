@@ -1,6 +1,7 @@
 # Goldcard switch: a static binary on a distroless base, run as non-root.
 #   docker build -t goldcard .
-#   docker run -p 8583:8583 -p 8080:8080 -e GOLDCARD_DB=postgres://... goldcard
+#   docker run -p 8583:8583 -p 8080:8080 -e GOLDCARD_DB=postgres://... \
+#     -e GOLDCARD_ADMIN_TOKEN="$(openssl rand -hex 32)" goldcard
 FROM golang:1.26 AS build
 WORKDIR /src
 COPY go.mod go.sum ./
@@ -17,5 +18,8 @@ USER 65532:65532
 EXPOSE 8583 8080
 ENTRYPOINT ["/goldcard"]
 # Inside a container the admin API must listen beyond loopback to be
-# reachable; publish its port only to the operators' network.
-CMD ["serve", "--admin", "0.0.0.0:8080", "--data-dir", "/var/lib/goldcard"]
+# reachable, so it needs credentials: the switch refuses to start without
+# $GOLDCARD_ADMIN_TOKEN (or client certificates). Probes and the scraper
+# read /healthz, /readyz and /metrics without them; publish the port only
+# to the operators' network.
+CMD ["serve", "--admin", "0.0.0.0:8080", "--admin-open", "/healthz,/readyz,/metrics", "--data-dir", "/var/lib/goldcard"]
