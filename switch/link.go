@@ -284,7 +284,7 @@ func (l *link) handle(_ *connection.Connection, msg *iso8583.Message) {
 		l.srv.observe(l.bank, ex, arrival)
 		return
 	}
-	key, err := l.srv.macs.verify(bank.Code, a.body, msg)
+	key, err := l.srv.macs.verify(bank, a.body, msg)
 	if err == nil {
 		err = l.signedOn(bank, msg)
 	}
@@ -322,6 +322,8 @@ func (l *link) signedOn(bank *config.Bank, msg *iso8583.Message) error {
 
 // refuse answers a request the link may not pass on (a MAC that does not
 // verify, a link not signed on) without working on it: nothing is posted.
+// The answer to a request whose MAC failed carries none: signing what an
+// unauthenticated peer chose would hand out MACs of its choosing.
 func (l *link) refuse(bank *config.Bank, key *iso.MACKey, msg *iso8583.Message, a arrived, err error) {
 	mti, _ := msg.GetMTI()
 	ex := exchange{mti: mti, code: responseCode(err), err: err}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/hex"
+	"fmt"
 	"sync"
 	"time"
 
@@ -39,11 +40,7 @@ func (k *macKeys) update(snap *config.Snapshot) []error {
 		if b.MAC == nil {
 			continue
 		}
-		raw, err := hex.DecodeString(b.MAC.Key)
-		var key *iso.MACKey
-		if err == nil {
-			key, err = iso.NewMACKey(b.MAC.Algorithm, raw)
-		}
+		key, err := macKey(b.MAC)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -63,19 +60,44 @@ func (k *macKeys) update(snap *config.Snapshot) []error {
 	return errs
 }
 
-// verify checks a request of bank: it returns the key that verifies it
-// (to answer under), or the current key and why it does not verify. A
-// bank without MAC gets nil, nil.
-func (k *macKeys) verify(bank string, body []byte, msg *iso8583.Message) (*iso.MACKey, error) {
-	k.mu.RLock()
-	bk := k.banks[bank]
-	k.mu.RUnlock()
-	if bk == nil {
+// verify checks a request of bank under the config it runs with: it
+// returns the key that verifies it, to answer under, or why it does not
+// verify. A bank without MAC gets nil, nil. The keys the config names are
+// used even before update has seen it, so a bank that has just turned MAC
+// on is never served without.
+func (k *macKeys) verify(bank *config.Bank, body []byte, msg *iso8583.Message) (*iso.MACKey, error) {
+	if bank.MAC == nil {
 		return nil, nil
 	}
-	err := bk.cur.Verify(body, msg)
-	if err != nil && bk.prev != nil && k.now().Before(bk.prevUntil) && bk.prev.Verify(body, msg) == nil {
+	cur, err := macKey(bank.MAC)
+	if err != nil {
+		return nil, err
+	}
+	k.mu.RLock()
+	bk := k.banks[bank.Code]
+	k.mu.RUnlock()
+	if bk != nil && bk.cur.Equal(cur) {
+		cur = bk.cur
+	}
+	err = cur.Verify(body, msg)
+	if err == nil {
+		return cur, nil
+	}
+	if bk != nil && bk.prev != nil && !bk.prev.Equal(cur) && k.now().Before(bk.prevUntil) && bk.prev.Verify(body, msg) == nil {
 		return bk.prev, nil
 	}
-	return bk.cur, err
+	return nil, err
+}
+
+// macKey is the key of a bank's MAC settings.
+func macKey(m *config.MAC) (*iso.MACKey, error) {
+	raw, err := hex.DecodeString(m.Key)
+	if err != nil {
+		return nil, fmt.Errorf("%w: the configured key is not hex", iso.ErrNoMAC)
+	}
+	key, err := iso.NewMACKey(m.Algorithm, raw)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", iso.ErrNoMAC, err)
+	}
+	return key, nil
 }

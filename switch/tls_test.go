@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net"
 	"os"
@@ -362,4 +363,37 @@ func TestCertBound(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestTLSNeverPlain: a bank whose config turns TLS on is not served on a
+// plain link, even while its TLS listener cannot open (here, a key file
+// that does not exist) and the plain one it replaces keeps accepting.
+func TestTLSNeverPlain(t *testing.T) {
+	d := startDaemon(t, "--db-pool", "8")
+	addr := freeAddr(t)
+	if out, err := goldcardCLI(t, `{"listen":"`+addr+`"}`, "config", "put", "banks/acme", "-", "--etcd", d.etcd); err != nil {
+		t.Fatalf("config put banks/acme: %v\n%s", err, out)
+	}
+	const pan = "6228480000000961"
+	d.addCard(pan, 100000, 0)
+	h, _ := iso.HeaderByName(iso.HeaderBinary2)
+	waitFor(t, "acme's plain listener", func() bool {
+		c, err := dialBank(context.Background(), addr, mustDialect(t), h)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+	bank := connectBank(t, addr)
+	debit := map[int]string{2: pan, 3: "000000", 4: "000000001000"}
+	wantCode(t, bank.send("0200", bank.fields(debit)), "00")
+
+	missing := filepath.Join(t.TempDir(), "missing.pem")
+	cfg := fmt.Sprintf(`{"listen":%q,"tls":{"cert_file":%q,"key_file":%q}}`, addr, missing, missing)
+	out, _ := goldcardCLI(t, cfg, "config", "put", "banks/acme", "-", "--etcd", d.etcd)
+	t.Logf("config put with missing files: %s", out)
+	waitFor(t, "the TLS listener's failure", func() bool { return strings.Contains(d.Logs(), "missing.pem") })
+	wantCode(t, bank.send("0200", bank.fields(debit)), "92")
+	wantCode(t, connectBank(t, addr).send("0200", bank.fields(debit)), "92")
+	wantCard(t, d, pan, nil, 99000, 99000, 0)
 }
