@@ -59,7 +59,10 @@ func Write(ctx context.Context, cl *clientv3.Client, prefix, key string, value [
 		op = clientv3.OpPut(ConfigKey(prefix, key), string(value))
 	}
 	resp, err := cl.Txn(ctx).
-		If(clientv3.Compare(clientv3.ModRevision(prefix+configDir), "<", rev+1).WithPrefix()).
+		If(clientv3.Compare(clientv3.ModRevision(prefix+configDir), "<", rev+1).WithPrefix(),
+			// A key removed meanwhile leaves nothing under the prefix to
+			// compare, but its removal stamped changedKey.
+			clientv3.Compare(clientv3.ModRevision(prefix+changedKey), "<", rev+1)).
 		Then(op, clientv3.OpPut(prefix+changedKey, time.Now().UTC().Format(time.RFC3339Nano))).Commit()
 	if err != nil {
 		return 0, err

@@ -142,3 +142,32 @@ func TestWatcherSurvivesCompactionAndRestart(t *testing.T) {
 	rev := put(t, writer, "banks/acme", `{"listen":":9001"}`)
 	eventually(t, "a change after the restart", func() bool { return w.Store.Load().Revision >= rev })
 }
+
+// TestWriteComparesRemovals: a write made against a revision is refused
+// when a key was removed since, though nothing left under the prefix
+// changed; and the config's revision counts the removal.
+func TestWriteComparesRemovals(t *testing.T) {
+	ctx := context.Background()
+	cl := client(t, etcdtest.New(t, 1).Endpoints()...)
+	const prefix = "/gc/"
+	if _, err := config.Write(ctx, cl, prefix, "limits", []byte(`{}`), 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := config.Write(ctx, cl, prefix, "sweep", []byte(`{}`), 1<<40); err != nil {
+		t.Fatal(err)
+	}
+	_, rev, err := config.Read(ctx, cl, prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	removed, err := config.Write(ctx, cl, prefix, "sweep", nil, rev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := config.Write(ctx, cl, prefix, "limits", []byte(`{"redemption_quota":1}`), rev); !errors.Is(err, config.ErrChanged) {
+		t.Fatalf("a write against revision %d after a removal at %d: %v, want ErrChanged", rev, removed, err)
+	}
+	if _, now, _ := config.Read(ctx, cl, prefix); now != removed {
+		t.Fatalf("config revision %d after a removal at %d", now, removed)
+	}
+}
