@@ -109,7 +109,7 @@ func runTop(ctx context.Context, w io.Writer, f topFlags) error {
 	}
 	prev := s.scrape(ctx)
 	if live {
-		fmt.Fprint(w, "\x1b[H\x1b[2J"+renderTop(topView(prev, nil), width, height))
+		fmt.Fprint(w, "\x1b[H\x1b[2J"+renderTop(topView(prev, nil), width, height-1))
 	}
 	tick := time.NewTicker(f.interval)
 	defer tick.Stop()
@@ -138,7 +138,7 @@ func runTop(ctx context.Context, w io.Writer, f topFlags) error {
 					width, height = cw, ch
 				}
 			}
-			fmt.Fprint(w, "\x1b[H\x1b[2J"+renderTop(v, width, height))
+			fmt.Fprint(w, "\x1b[H\x1b[2J"+renderTop(v, width, height-1)) // the last newline would scroll
 		default:
 			// Scripts get whole frames, never cut to a screen's height.
 			fmt.Fprint(w, renderTop(v, 80, 0))
@@ -333,6 +333,19 @@ func increase(s sample, prev *instanceScrape) float64 {
 	return s.value - old
 }
 
+// restarted reports whether any counter of is went down since prev: the
+// instance restarted, and every count it has is since then.
+func restarted(is, prev *instanceScrape) bool {
+	for _, s := range is.series {
+		if strings.HasSuffix(s.name, "_total") || strings.HasSuffix(s.name, "_bucket") || strings.HasSuffix(s.name, "_count") {
+			if old, ok := prev.index[s.key]; ok && s.value < old {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // Approved response codes, for the approval rate.
 var approvedCodes = map[string]bool{"00": true, "08": true, "10": true, "11": true}
 
@@ -417,13 +430,17 @@ func topView(cur, prev scrape) *TopView {
 	for i, is := range cur {
 		inst := TopInstance{Addr: is.addr, Up: is.err == nil, At: is.at.UTC()}
 		if is.err != nil {
-			inst.Error = is.err.Error()
+			inst.Error = printable(is.err.Error())
 			v.Instances = append(v.Instances, inst)
 			continue
 		}
 		var p *instanceScrape
 		if prev != nil && i < len(prev) && prev[i].err == nil {
 			p = prev[i]
+			if restarted(is, p) {
+				// Every counter started again: all of it is new.
+				p = &instanceScrape{addr: p.addr, at: p.at, index: map[string]float64{}}
+			}
 		}
 		secs := 0.0
 		if p != nil {
@@ -659,6 +676,18 @@ func renderTop(v *TopView, width, height int) string {
 		b.WriteByte('\n')
 	}
 	return b.String()
+}
+
+// printable is s on one line, without control characters, as a proxy's
+// error page may hold them.
+func printable(s string) string {
+	s = strings.Map(func(r rune) rune {
+		if r < ' ' || r == 0x7f || (r >= 0x80 && r < 0xa0) {
+			return ' '
+		}
+		return r
+	}, s)
+	return cut(strings.Join(strings.Fields(s), " "), 300)
 }
 
 func padBetween(left, right string, width int) string {
