@@ -54,8 +54,10 @@ type bankListener struct {
 	mu          sync.Mutex // guards links, handshaking and closing
 	links       map[*link]struct{}
 	handshaking int // connections accepted, still in their TLS handshake
-	closing     bool
-	wg          sync.WaitGroup // the accept loop and every link's life
+	// handshakesFrom counts them by peer address.
+	handshakesFrom map[netip.Addr]int
+	closing        bool
+	wg             sync.WaitGroup // the accept loop and every link's life
 	// accepting is done when the accept loop has returned.
 	accepting sync.WaitGroup
 }
@@ -250,19 +252,27 @@ func (bl *bankListener) start(nc net.Conn, lim linkLimits, log *slog.Logger) {
 	}()
 }
 
+// maxHandshakesPerAddr bounds the TLS handshakes one address may have
+// under way, so that peers stalling theirs cannot take every one of a
+// bank's connections from one host.
+const maxHandshakesPerAddr = 4
+
 func (bl *bankListener) refusal(nc net.Conn, lim linkLimits) string {
+	ap, err := netip.ParseAddrPort(nc.RemoteAddr().String())
+	if err != nil {
+		return "address"
+	}
 	bl.mu.Lock()
-	n := len(bl.links) + bl.handshaking
+	n, stalling := len(bl.links)+bl.handshaking, bl.handshakesFrom[ap.Addr().Unmap()]
 	bl.mu.Unlock()
 	if n >= lim.maxConns {
 		return "max_connections"
 	}
+	if bl.tls != nil && stalling >= maxHandshakesPerAddr {
+		return "handshakes_per_address"
+	}
 	if lim.cidrs == nil {
 		return ""
-	}
-	ap, err := netip.ParseAddrPort(nc.RemoteAddr().String())
-	if err != nil {
-		return "address"
 	}
 	for _, p := range lim.cidrs {
 		if p.Contains(ap.Addr().Unmap()) {

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"slices"
 	"strings"
@@ -213,8 +214,16 @@ func certBound(b *config.Bank, leaf *x509.Certificate) bool {
 // goroutine of its own, within tlsHandshakeTimeout, then starts its link.
 // Until then the connection counts against the banks' max_connections.
 func (bl *bankListener) handshake(nc net.Conn, lim linkLimits, log *slog.Logger) {
+	var addr netip.Addr
+	if ap, err := netip.ParseAddrPort(nc.RemoteAddr().String()); err == nil {
+		addr = ap.Addr().Unmap()
+	}
 	bl.mu.Lock()
 	bl.handshaking++
+	if bl.handshakesFrom == nil {
+		bl.handshakesFrom = map[netip.Addr]int{}
+	}
+	bl.handshakesFrom[addr]++
 	bl.mu.Unlock()
 	bl.wg.Add(1)
 	go func() {
@@ -222,6 +231,9 @@ func (bl *bankListener) handshake(nc net.Conn, lim linkLimits, log *slog.Logger)
 		defer func() {
 			bl.mu.Lock()
 			bl.handshaking--
+			if bl.handshakesFrom[addr]--; bl.handshakesFrom[addr] <= 0 {
+				delete(bl.handshakesFrom, addr)
+			}
 			bl.mu.Unlock()
 		}()
 		tc := tls.Server(nc, bl.tls)

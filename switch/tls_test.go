@@ -266,6 +266,18 @@ func TestTLSSharedListener(t *testing.T) {
 	if idle.closedWithin(100 * time.Millisecond) {
 		t.Error("a connection still in its handshake was closed early")
 	}
+	// One address may have only so many handshakes under way; the next
+	// connection from it is refused at once, and the links up carry on.
+	refusedAt := 0
+	for i := 2; i <= maxHandshakesPerAddr+2 && refusedAt == 0; i++ {
+		if dialRaw(t, addr).closedWithin(300 * time.Millisecond) {
+			refusedAt = i
+		}
+	}
+	if refusedAt != maxHandshakesPerAddr+1 {
+		t.Errorf("stalled handshake %d of one address refused, want %d", refusedAt, maxHandshakesPerAddr+1)
+	}
+	debit(n, "111", "00")
 }
 
 // TestListenerTLSReload: the files are read again when they change, at
