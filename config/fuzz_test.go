@@ -3,22 +3,18 @@ package config_test
 import (
 	"bytes"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"os"
-	"path/filepath"
-	"sort"
 	"strings"
 	"testing"
 
 	"github.com/goldcard/goldcard/config"
+	"github.com/goldcard/goldcard/iso/fuzzseed"
 )
 
 // The fuzz targets' seed corpora live in testdata/fuzz/<target>, made
 // from testdata/goldcard.yaml and the decoding cases by TestFuzzSeeds;
 // findings are added there by hand as regressions.
-
-var writeSeeds = flag.Bool("write-seeds", false, "rewrite the fuzz seed corpora under testdata/fuzz from the fixtures")
 
 // FuzzDecodeValue decodes arbitrary values under arbitrary keys. A value
 // accepted encodes to JSON that decodes to the same value, as the config
@@ -104,45 +100,6 @@ func TestFuzzSeeds(t *testing.T) {
 		}
 		files[fmt.Sprintf("case-%02d", i+1)] = []any{[]byte(doc)}
 	}
-	syncSeeds(t, "FuzzDecodeValue", values)
-	syncSeeds(t, "FuzzParseFile", files)
-}
-
-// syncSeeds writes (with -write-seeds) or checks the seed files of one
-// fuzz target, in the go test fuzz v1 format.
-func syncSeeds(t *testing.T, target string, seeds map[string][]any) {
-	t.Helper()
-	dir := filepath.Join("testdata", "fuzz", target)
-	names := make([]string, 0, len(seeds))
-	for name := range seeds {
-		names = append(names, name)
-	}
-	sort.Strings(names)
-	for _, name := range names {
-		var b strings.Builder
-		b.WriteString("go test fuzz v1\n")
-		for _, v := range seeds[name] {
-			switch v := v.(type) {
-			case []byte:
-				fmt.Fprintf(&b, "[]byte(%q)\n", v)
-			case string:
-				fmt.Fprintf(&b, "string(%q)\n", v)
-			default:
-				t.Fatalf("seed of type %T", v)
-			}
-		}
-		path := filepath.Join(dir, name)
-		if *writeSeeds {
-			if err := os.MkdirAll(dir, 0o755); err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
-				t.Fatal(err)
-			}
-			continue
-		}
-		if got, err := os.ReadFile(path); err != nil || string(got) != b.String() {
-			t.Errorf("%s is missing or stale: go test ./config -run TestFuzzSeeds -write-seeds", path)
-		}
-	}
+	fuzzseed.Sync(t, "FuzzDecodeValue", values)
+	fuzzseed.Sync(t, "FuzzParseFile", files)
 }

@@ -6,24 +6,22 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"testing"
 
 	"github.com/moov-io/iso8583"
 	"sigs.k8s.io/yaml"
+
+	"github.com/goldcard/goldcard/iso/fuzzseed"
 )
 
 // The fuzz targets' seed corpora live in testdata/fuzz/<target>, made
 // from the captured third-party messages and the replay conversations by
 // TestFuzzSeeds; findings are added there by hand as regressions.
-
-var writeSeeds = flag.Bool("write-seeds", false, "rewrite the fuzz seed corpora under testdata/fuzz from the fixtures")
 
 // headerKinds are the length headers in the order a fuzz input picks them.
 var headerKinds = []string{HeaderBinary2, HeaderBinary2Inclusive, HeaderASCII4}
@@ -269,48 +267,7 @@ func TestFuzzSeeds(t *testing.T) {
 		}
 		requests[sm.name] = args
 	}
-	syncSeeds(t, "FuzzReadFrame", frames)
-	syncSeeds(t, "FuzzReadAndParse", parse)
-	syncSeeds(t, "FuzzParseRequest", requests)
-}
-
-// syncSeeds writes (with -write-seeds) or checks the seed files of one
-// fuzz target, in the go test fuzz v1 format.
-func syncSeeds(t *testing.T, target string, seeds map[string][]any) {
-	t.Helper()
-	dir := filepath.Join("testdata", "fuzz", target)
-	names := make([]string, 0, len(seeds))
-	for name := range seeds {
-		names = append(names, name)
-	}
-	sort.Strings(names)
-	for _, name := range names {
-		var b strings.Builder
-		b.WriteString("go test fuzz v1\n")
-		for _, v := range seeds[name] {
-			switch v := v.(type) {
-			case []byte:
-				fmt.Fprintf(&b, "[]byte(%q)\n", v)
-			case string:
-				fmt.Fprintf(&b, "string(%q)\n", v)
-			case byte:
-				fmt.Fprintf(&b, "byte(%q)\n", v)
-			default:
-				fmt.Fprintf(&b, "%T(%v)\n", v, v)
-			}
-		}
-		path := filepath.Join(dir, name)
-		if *writeSeeds {
-			if err := os.MkdirAll(dir, 0o755); err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
-				t.Fatal(err)
-			}
-			continue
-		}
-		if got, err := os.ReadFile(path); err != nil || string(got) != b.String() {
-			t.Errorf("%s is missing or stale: go test ./iso -run TestFuzzSeeds -write-seeds", path)
-		}
-	}
+	fuzzseed.Sync(t, "FuzzReadFrame", frames)
+	fuzzseed.Sync(t, "FuzzReadAndParse", parse)
+	fuzzseed.Sync(t, "FuzzParseRequest", requests)
 }
