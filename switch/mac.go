@@ -21,6 +21,7 @@ type macKeys struct {
 }
 
 type bankKeys struct {
+	conf      config.MAC // what cur was made from
 	cur, prev *iso.MACKey
 	prevUntil time.Time
 }
@@ -45,7 +46,7 @@ func (k *macKeys) update(snap *config.Snapshot) []error {
 			errs = append(errs, err)
 			continue
 		}
-		bk := &bankKeys{cur: key}
+		bk := &bankKeys{conf: *b.MAC, cur: key}
 		if old := k.banks[code]; old != nil {
 			switch {
 			case old.cur.Equal(key):
@@ -69,17 +70,20 @@ func (k *macKeys) verify(bank *config.Bank, body []byte, msg *iso8583.Message) (
 	if bank.MAC == nil {
 		return nil, nil
 	}
-	cur, err := macKey(bank.MAC)
-	if err != nil {
-		return nil, err
-	}
 	k.mu.RLock()
 	bk := k.banks[bank.Code]
 	k.mu.RUnlock()
-	if bk != nil && bk.cur.Equal(cur) {
+	var cur *iso.MACKey
+	if bk != nil && bk.conf.Algorithm == bank.MAC.Algorithm && bk.conf.Key == bank.MAC.Key {
 		cur = bk.cur
+	} else {
+		// The config changed and update has not seen it yet.
+		var err error
+		if cur, err = macKey(bank.MAC); err != nil {
+			return nil, err
+		}
 	}
-	err = cur.Verify(body, msg)
+	err := cur.Verify(body, msg)
 	if err == nil {
 		return cur, nil
 	}
