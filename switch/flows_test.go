@@ -31,14 +31,16 @@ type bankSim struct {
 	rrn  atomic.Int64
 }
 
-func connectBank(t *testing.T, addr string) *bankSim {
+// connectBank connects a bank to addr; opts are dialBank's, such as
+// withTLS.
+func connectBank(t *testing.T, addr string, opts ...connection.Option) *bankSim {
 	t.Helper()
 	d, err := iso.Builtin(iso.DefaultDialect)
 	if err != nil {
 		t.Fatal(err)
 	}
 	h, _ := iso.HeaderByName(iso.HeaderBinary2)
-	c, err := dialBank(context.Background(), addr, d, h)
+	c, err := dialBank(context.Background(), addr, d, h, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}

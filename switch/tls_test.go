@@ -33,24 +33,6 @@ func tlsBankJSON(addr string, acquirers []string, srv testCert, clientCA *testCA
 	return string(out)
 }
 
-// connectTLSBank is connectBank over TLS.
-func connectTLSBank(t *testing.T, addr string, c *tls.Config) *bankSim {
-	t.Helper()
-	d, err := iso.Builtin(iso.DefaultDialect)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, _ := iso.HeaderByName(iso.HeaderBinary2)
-	conn, err := dialBank(context.Background(), addr, d, h, withTLS(c))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = conn.Close() })
-	b := &bankSim{t: t, d: d, conn: conn}
-	b.stan.Store(time.Now().UnixNano() % 500000)
-	return b
-}
-
 // echo is a network management echo's fields.
 func (b *bankSim) echo() map[int]string {
 	return b.fields(map[int]string{70: "301", 2: "", 32: "", 37: "", 41: "", 42: "", 49: ""})
@@ -113,12 +95,12 @@ func TestTLSBankListener(t *testing.T) {
 
 	const pan = "6228480000000951"
 	d.addCard(pan, 100000, 0)
-	bank := connectTLSBank(t, addr, clientConfig(t, serverCA, &acmeGW))
+	bank := connectBank(t, addr, withTLS(clientConfig(t, serverCA, &acmeGW)))
 	wantCode(t, bank.send("0800", bank.echo()), "00")
 	r := bank.send("0200", bank.fields(map[int]string{2: pan, 3: "000000", 4: "000000001000"}))
 	wantCode(t, r, "00")
 	wantCard(t, d, pan, r, 99000, 99000, 0)
-	dr := connectTLSBank(t, addr, clientConfig(t, serverCA, &acmeDR))
+	dr := connectBank(t, addr, withTLS(clientConfig(t, serverCA, &acmeDR)))
 	wantCode(t, dr.send("0800", dr.echo()), "00")
 
 	refusedTLS := regexp.MustCompile(`goldcard_connection_events_total\{bank="acme",event="refused_tls"\} (\d+)`)
@@ -250,8 +232,8 @@ func TestTLSSharedListener(t *testing.T) {
 	// A client that never starts its handshake holds up nobody (and does
 	// not hold up shutdown either).
 	idle := dialRaw(t, addr)
-	n := connectTLSBank(t, addr, clientConfig(t, serverCA, &north))
-	s := connectTLSBank(t, addr, clientConfig(t, serverCA, &south))
+	n := connectBank(t, addr, withTLS(clientConfig(t, serverCA, &north)))
+	s := connectBank(t, addr, withTLS(clientConfig(t, serverCA, &south)))
 	debit(n, "111", "00")
 	debit(s, "222", "00")
 	debit(n, "222", "92")
