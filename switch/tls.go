@@ -290,16 +290,17 @@ func (l *link) route(snap *config.Snapshot, msg *iso8583.Message) (*config.Bank,
 		return nil, err
 	}
 	var leaf *x509.Certificate
+	var st tls.ConnectionState
 	tc, secured := l.nc.(*tls.Conn)
 	if secured {
-		if certs := tc.ConnectionState().PeerCertificates; len(certs) > 0 {
-			leaf = certs[0]
+		if st = tc.ConnectionState(); len(st.PeerCertificates) > 0 {
+			leaf = st.PeerCertificates[0]
 		}
 	}
 	// A bank configured for TLS is never served on a plain link, such as
 	// one of the listener kept while the TLS one cannot open; nor, with a
 	// client CA, on a link without a verified certificate.
-	if b.TLS != nil && (!secured || (b.TLS.ClientCAFile != "" && len(tc.ConnectionState().VerifiedChains) == 0)) {
+	if b.TLS != nil && (!secured || (b.TLS.ClientCAFile != "" && len(st.VerifiedChains) == 0)) {
 		return nil, fmt.Errorf("%w: %s requires TLS", errNotBound, b.Code)
 	}
 	if !certBound(b, leaf) {
