@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -71,8 +72,23 @@ type Bank struct {
 	TLS *TLS `json:"tls,omitempty"`
 	// MAC authenticates every message in DE64 (DE128 when the message has
 	// a secondary bitmap).
-	MAC     *MAC `json:"mac,omitempty"`
-	Enabled bool `json:"enabled"`
+	MAC *MAC `json:"mac,omitempty"`
+	// TxnKey names the fields that identify one of the bank's
+	// transactions: a repeat or retransmission carries the same values,
+	// and is answered with its original's response (see TxnKeyFields).
+	TxnKey  []string `json:"txn_key"`
+	Enabled bool     `json:"enabled"`
+}
+
+// TxnKeyFields are the fields a bank's txn_key may name.
+var TxnKeyFields = []string{"acquirer", "stan", "transmitted", "terminal", "rrn", "local_date", "local_time", "merchant"}
+
+// DefaultTxnKey identifies a transaction by what stays the same on every
+// transmission of it: acquirer (DE32), STAN (DE11), terminal (DE41), RRN
+// (DE37) and local date and time (DE13, DE12). DE7 is left out, since many
+// acquirers stamp it afresh on each transmission.
+func DefaultTxnKey() []string {
+	return []string{"acquirer", "stan", "terminal", "rrn", "local_date", "local_time"}
 }
 
 // Budget is the time the switch has to answer a message from this bank.
@@ -205,6 +221,7 @@ func NewBank() *Bank {
 		MaxFrame:       DefaultMaxFrame,
 		IdleTimeout:    Duration(DefaultIdleTimeout),
 		FrameTimeout:   Duration(DefaultFrameTimeout),
+		TxnKey:         DefaultTxnKey(),
 		Enabled:        true,
 	}
 }
@@ -294,8 +311,34 @@ func (b *Bank) Validate() error {
 			bad("mac: %v", err)
 		}
 	}
+	if err := validTxnKey(b.TxnKey); err != nil {
+		bad("txn_key: %v", err)
+	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("bank %q: %w", b.Code, err)
+	}
+	return nil
+}
+
+// validTxnKey checks a txn_key: known fields, each once, with the STAN and
+// something that tells one day's STANs from another's, so that a STAN used
+// again is never taken for a repeat of an old transaction.
+func validTxnKey(fields []string) error {
+	seen := map[string]bool{}
+	for _, f := range fields {
+		if !slices.Contains(TxnKeyFields, f) {
+			return fmt.Errorf("%q is not a field a key may name (%s)", f, strings.Join(TxnKeyFields, ", "))
+		}
+		if seen[f] {
+			return fmt.Errorf("%q is named twice", f)
+		}
+		seen[f] = true
+	}
+	switch {
+	case !seen["stan"]:
+		return errors.New("must name stan")
+	case !seen["rrn"] && !seen["transmitted"] && !seen["local_date"]:
+		return errors.New("must name rrn, transmitted or local_date as well as stan: STANs are used again")
 	}
 	return nil
 }
