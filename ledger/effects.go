@@ -76,7 +76,7 @@ func (h changeHold) check(n int64) error {
 type linkReversal struct{ reversal int64 }
 
 func (l linkReversal) queue(b *pgx.Batch, requestSQL string) {
-	b.Queue(`UPDATE requests SET reverses = `+requestSQL+` WHERE id = $1 AND reverses IS NULL`, l.reversal)
+	b.Queue(`UPDATE requests SET reverses = `+requestSQL+`, waiting = false WHERE id = $1 AND waiting`, l.reversal)
 }
 
 func (l linkReversal) check(n int64) error {
@@ -121,3 +121,47 @@ func (tx *Tx) sendEffects(ctx context.Context, b *pgx.Batch, effects []Effect, r
 	}
 	return br.Close()
 }
+
+// Exception kinds.
+const (
+	// ExceptionForeignCurrency is an advice, completion or reversal in a
+	// currency the card does not hold: acknowledged, not posted.
+	ExceptionForeignCurrency = "foreign_currency"
+)
+
+// Exception is a message the bank believes moved money that the switch did
+// not post, kept for an operator.
+type Exception struct {
+	ID         int64      `json:"id"`
+	Kind       string     `json:"kind"`
+	RequestID  int64      `json:"request_id"`
+	CardID     int64      `json:"-"`
+	CardRef    string     `json:"card_id,omitempty"`
+	PAN        string     `json:"-"`
+	Bank       string     `json:"bank"`
+	Currency   string     `json:"currency"`
+	Amount     int64      `json:"amount"`
+	Detail     string     `json:"detail"`
+	MTI        string     `json:"mti"`
+	STAN       string     `json:"stan"`
+	RRN        string     `json:"rrn"`
+	CreatedAt  time.Time  `json:"created_at"`
+	ResolvedAt *time.Time `json:"resolved_at,omitempty"`
+	Resolution string     `json:"resolution,omitempty"`
+}
+
+type raiseException struct{ e Exception }
+
+func (r raiseException) queue(b *pgx.Batch, requestSQL string) {
+	var card *int64
+	if r.e.CardID != 0 {
+		card = &r.e.CardID
+	}
+	b.Queue(`INSERT INTO exceptions (kind, request_id, card_id, bank, currency, amount, detail)
+		VALUES ($1, `+requestSQL+`, $2, $3, $4, $5, $6)`, r.e.Kind, card, r.e.Bank, r.e.Currency, r.e.Amount, r.e.Detail)
+}
+
+func (raiseException) check(int64) error { return nil }
+
+// RaiseException records an exception for the request being saved.
+func RaiseException(e Exception) Effect { return raiseException{e} }

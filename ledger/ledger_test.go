@@ -30,9 +30,8 @@ var stan atomic.Int64
 func record(card *ledger.Card, txnType string, amount int64) ledger.Record {
 	s := fmt.Sprintf("%06d", stan.Add(1))
 	return ledger.Record{
-		Key:          ledger.Key{Bank: "default", Acquirer: "1234", STAN: s, Transmitted: "1125101010", Terminal: "T1", Class: "020"},
+		Key:          ledger.Key{Bank: "default", Acquirer: "1234", STAN: s, Transmitted: "1125101010", Terminal: "T1", Class: "020", RRN: "RRN" + s},
 		MTI:          "0200",
-		RRN:          "RRN" + s,
 		Fingerprint:  []byte("f"),
 		CardID:       card.ID,
 		TxnType:      txnType,
@@ -193,13 +192,50 @@ func TestSchemaRefusesWhatMustNeverHappen(t *testing.T) {
 	if err := pool.QueryRow(ctx, `SELECT id FROM requests`).Scan(&orig); err != nil {
 		t.Fatal(err)
 	}
-	for i := range 2 {
+	// Reversals of one original: each that moves money leaves less
+	// standing, never more than the original, and a reversal is never
+	// reversed.
+	var lastReversal int64
+	for _, tc := range []struct {
+		stands int64
+		ok     bool
+	}{{2, false}, {1, false}, {0, true}, {0, false}} {
 		r := record(c, "reversal", 1)
-		r.Key.Class, r.MTI, r.Reverses = "040", "0400", orig
-		err := save(r)
-		if (i == 0) != (err == nil) {
-			t.Fatalf("reversal %d: %v", i+1, err)
+		r.Key.Class, r.MTI, r.Reverses, r.Stands = "040", "0400", orig, &tc.stands
+		if err := save(r); (err == nil) != tc.ok {
+			t.Fatalf("reversal leaving %d standing: %v", tc.stands, err)
 		}
+	}
+	if err := pool.QueryRow(ctx, `SELECT max(id) FROM requests WHERE reverses IS NOT NULL`).Scan(&lastReversal); err != nil {
+		t.Fatal(err)
+	}
+	zero := int64(0)
+	r := record(c, "reversal", 1)
+	r.Key.Class, r.MTI, r.Reverses, r.Stands = "040", "0400", lastReversal, &zero
+	if err := save(r); err == nil {
+		t.Fatal("a reversal of a reversal was saved")
+	}
+	// An answered request is final; one being decided is taken over only
+	// once its time to answer has passed.
+	for _, sql := range []string{
+		fmt.Sprintf(`UPDATE requests SET response_code = '51' WHERE id = %d`, orig),
+		fmt.Sprintf(`UPDATE requests SET state = 'deciding', response = NULL, response_code = NULL WHERE id = %d`, orig),
+	} {
+		if _, err := pool.Exec(ctx, sql); err == nil {
+			t.Fatalf("%s was allowed", sql)
+		}
+	}
+	deciding := record(c, "purchase", 5)
+	var id int64
+	if err := l.Do(ctx, func(tx *ledger.Tx) error {
+		var err error
+		id, _, err = tx.BeginDeciding(ctx, deciding, time.Hour)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pool.Exec(ctx, `UPDATE requests SET claim = 7 WHERE id = $1`, id); err == nil {
+		t.Fatal("a request being decided was taken over before its time was up")
 	}
 	mustBalances(t, l, 1000, 1000, 0, 0)
 }

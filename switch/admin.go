@@ -37,6 +37,8 @@ func (s *Server) adminHandler() http.Handler {
 	mux.HandleFunc("PUT /v1/cards/{pan}/sweep", s.setSweep)
 	mux.HandleFunc("GET /v1/cards/{pan}/sweep", s.showSweep)
 	mux.HandleFunc("GET /v1/timers", s.listTimers)
+	mux.HandleFunc("GET /v1/exceptions", s.listExceptions)
+	mux.HandleFunc("POST /v1/exceptions/{id}/resolve", s.resolveException)
 	mux.HandleFunc("GET /v1/config", s.showConfig)
 	mux.HandleFunc("GET /v1/config/status", s.configStatus)
 	mux.HandleFunc("GET /v1/config/dialects/{name}", s.showDialect)

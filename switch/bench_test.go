@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"testing"
@@ -17,6 +18,14 @@ type memBooks struct{}
 
 func (memBooks) Do(ctx context.Context, fn func(tx bookTx) error) error { return fn(memTx{}) }
 
+func (memBooks) AwaitDecision(context.Context, int64) (*ledger.Prior, error) {
+	return nil, errors.New("memBooks: nothing is ever being decided")
+}
+
+func (memBooks) Release(context.Context, int64, int64, string, []byte) (bool, error) {
+	return true, nil
+}
+
 type memTx struct{}
 
 func (memTx) LookupRequest(context.Context, ledger.Find) (*ledger.Lookup, error) {
@@ -28,6 +37,10 @@ func (memTx) FindOriginal(context.Context, ledger.OriginalRef) (*ledger.Original
 }
 
 func (memTx) Save(context.Context, ledger.Record, []ledger.Effect) (int64, error) { return 0, nil }
+
+func (memTx) BeginDeciding(context.Context, ledger.Record, time.Duration) (int64, int64, error) {
+	return 1, 1, nil
+}
 
 func (memTx) Fence(context.Context, int64, int64) error { return nil }
 

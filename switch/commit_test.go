@@ -46,7 +46,7 @@ func (b *lostCommitBooks) Do(ctx context.Context, fn func(tx bookTx) error) erro
 func (t lostCommitTx) LookupRequest(ctx context.Context, f ledger.Find) (*ledger.Lookup, error) {
 	if t.b.calls > 1 && t.b.committed && t.b.saved != nil {
 		r := t.b.saved
-		return &ledger.Lookup{Prior: &ledger.Prior{Fingerprint: r.Fingerprint, ResponseCode: r.ResponseCode, Response: r.Response}}, nil
+		return &ledger.Lookup{Prior: &ledger.Prior{Fingerprint: r.Fingerprint, State: ledger.StateAnswered, ResponseCode: r.ResponseCode, Response: r.Response}}, nil
 	}
 	return t.memTx.LookupRequest(ctx, f)
 }

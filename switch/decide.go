@@ -17,7 +17,7 @@ import (
 // its fund when the fund and the day's quota allow (see shortfall).
 func (p *processor) original(ctx context.Context, bank *config.Bank, r *iso.Request, lim config.Limits, build func(outcome) ([]byte, error)) (reply, error) {
 	now := p.now()
-	f := ledger.Find{Key: keyOf(bank, r), Serial: serialOf(bank, r), CheckReversed: true, RRN: r.RRN, PAN: r.PAN, Day: fund.Day(now)}
+	f := ledger.Find{Key: keyOf(bank, r), Serial: serialOf(bank, r), CheckReversed: true, Amount: r.Amount, PAN: r.PAN, Day: fund.Day(now)}
 	pl := func(_ bookTx, lk *ledger.Lookup) (outcome, ledger.Record, []ledger.Effect, error) {
 		o, effects := decideOriginal(r, lk, now, lim)
 		var need *needsRedemption
@@ -29,10 +29,11 @@ func (p *processor) original(ctx context.Context, bank *config.Bank, r *iso.Requ
 		}
 		return o, record(bank, r, o), effects, nil
 	}
-	rep, err := p.decide(ctx, f, r, pl, build)
+	j := job{f: f, r: r, plan: pl, build: build}
+	rep, err := p.decide(ctx, j)
 	var need *needsRedemption
 	if errors.As(err, &need) {
-		return p.shortfall(ctx, bank, f, r, lim, pl, need, build)
+		return p.shortfall(ctx, bank, j, lim, need)
 	}
 	return rep, err
 }
@@ -53,9 +54,9 @@ func (n *needsRedemption) Error() string {
 func decideOriginal(r *iso.Request, lk *ledger.Lookup, now time.Time, lim config.Limits) (outcome, []ledger.Effect) {
 	c := lk.Card
 	o := outcome{card: c}
-	if lk.ReversedBy != 0 {
+	if effects, reversed := reversedBefore(lk); reversed {
 		o.err = errReversedBefore
-		return o, []ledger.Effect{ledger.LinkReversal(lk.ReversedBy)}
+		return o, effects
 	}
 	if err := checkCard(r, c, now); err != nil {
 		o.err = err
@@ -92,6 +93,19 @@ func decideOriginal(r *iso.Request, lk *ledger.Lookup, now time.Time, lim config
 	}
 	o.authCode = newAuthCode()
 	return o, effects
+}
+
+// reversedBefore reports a request whose reversal came first: one waiting
+// for it, which it is linked to, or one already settled against it while
+// it was released or its decider had gone.
+func reversedBefore(lk *ledger.Lookup) ([]ledger.Effect, bool) {
+	switch {
+	case lk.Waiting != 0:
+		return []ledger.Effect{ledger.LinkReversal(lk.Waiting)}, true
+	case lk.Prior != nil && lk.Prior.ReversedBy != 0:
+		return nil, true
+	}
+	return nil, false
 }
 
 // overTxnLimit reports a debit over the per-transaction cap of its kind:
@@ -139,15 +153,17 @@ func checkCard(r *iso.Request, c *ledger.Card, now time.Time) error {
 
 // advice records a completion or advice (0120, 0220): it captures the
 // authorisation's hold, or posts directly when there is none. The acquirer
-// has already acted, so an advice is never declined for funds.
+// has already acted, so an advice is never declined for funds; one in a
+// currency the card does not hold is acknowledged with 13, posts nothing,
+// and becomes an exception for an operator.
 func (p *processor) advice(ctx context.Context, bank *config.Bank, r *iso.Request, build func(outcome) ([]byte, error)) (reply, error) {
-	f := ledger.Find{Key: keyOf(bank, r), Serial: serialOf(bank, r), CheckReversed: true, RRN: r.RRN, PAN: r.PAN}
-	return p.decide(ctx, f, r, func(tx bookTx, lk *ledger.Lookup) (outcome, ledger.Record, []ledger.Effect, error) {
+	f := ledger.Find{Key: keyOf(bank, r), Serial: serialOf(bank, r), CheckReversed: true, Amount: r.Amount, PAN: r.PAN, Day: fund.Day(p.now())}
+	return p.decide(ctx, job{f: f, r: r, build: build, plan: func(tx bookTx, lk *ledger.Lookup) (outcome, ledger.Record, []ledger.Effect, error) {
 		c := lk.Card
 		o := outcome{card: c}
-		if lk.ReversedBy != 0 {
+		if effects, reversed := reversedBefore(lk); reversed {
 			// Its reversal came first: acknowledge, move nothing.
-			return o, record(bank, r, o), []ledger.Effect{ledger.LinkReversal(lk.ReversedBy)}, nil
+			return o, record(bank, r, o), effects, nil
 		}
 		if c == nil {
 			o.err = ledger.ErrUnknownCard
@@ -160,11 +176,17 @@ func (p *processor) advice(ctx context.Context, bank *config.Bank, r *iso.Reques
 			o.err = errInvalidTransaction
 			return o, record(bank, r, o), nil, nil
 		}
+		if foreignCurrency(r, c) {
+			return p.refuseForeign(bank, r, o)
+		}
 		var auth *ledger.Original
 		if isDebit(r.TxnType) {
 			var err error
 			if auth, err = findAuthorization(ctx, tx, bank, r); err != nil {
 				return o, ledger.Record{}, nil, err
+			}
+			if auth != nil && auth.State == ledger.StateDeciding && !auth.Expired {
+				return o, ledger.Record{}, nil, &awaiting{id: auth.ID, original: true}
 			}
 		}
 		var effects []ledger.Effect
@@ -182,16 +204,40 @@ func (p *processor) advice(ctx context.Context, bank *config.Bank, r *iso.Reques
 		}
 		o.authCode = r.AuthCode
 		return o, record(bank, r, o), effects, nil
-	}, build)
+	}})
+}
+
+// foreignCurrency reports a message in a currency other than the card's.
+// There is no exchange: its minor units are never posted as the card's.
+func foreignCurrency(r *iso.Request, c *ledger.Card) bool {
+	return c != nil && r.Currency != "" && r.Currency != c.Currency
+}
+
+// refuseForeign acknowledges an advice or reversal in a currency the card
+// does not hold with 13, posting nothing, and records it as an exception:
+// the bank believes money moved.
+func (p *processor) refuseForeign(bank *config.Bank, r *iso.Request, o outcome) (outcome, ledger.Record, []ledger.Effect, error) {
+	o.err = errWrongCurrency
+	c := o.card
+	detail := fmt.Sprintf("%s %s of %d in currency %s on a card in %s: not posted", r.MTI, txnName(r.TxnType), r.Amount, r.Currency, c.Currency)
+	p.log.Warn("message in another currency than the card's: acknowledged with 13, not posted, kept as an exception",
+		"bank", bank.Code, "mti", r.MTI, "pan", iso.MaskPAN(r.PAN), "stan", r.STAN, "rrn", r.RRN,
+		"amount", r.Amount, "currency", r.Currency, "card_currency", c.Currency)
+	if p.exceptions != nil {
+		p.exceptions.WithLabelValues(bank.Code, ledger.ExceptionForeignCurrency).Inc()
+	}
+	return o, record(bank, r, o), []ledger.Effect{ledger.RaiseException(ledger.Exception{
+		Kind: ledger.ExceptionForeignCurrency, CardID: c.ID, Bank: bank.Code, Currency: r.Currency, Amount: r.Amount, Detail: detail,
+	})}, nil
 }
 
 // findAuthorization finds the authorisation a completion completes: by
 // DE90, else by RRN and STAN, else by RRN alone if its hold is still open.
 func findAuthorization(ctx context.Context, tx bookTx, bank *config.Bank, r *iso.Request) (*ledger.Original, error) {
-	if k := originalKey(bank, r); k != nil {
-		return tx.FindOriginal(ctx, ledger.OriginalRef{Key: k})
+	ref := originalRef(bank, r, "010")
+	if ref.ByDE90 != nil {
+		return tx.FindOriginal(ctx, ref)
 	}
-	ref := ledger.OriginalRef{Bank: bank.Code, Acquirer: r.Acquirer, RRN: r.RRN, Terminal: r.Terminal, STAN: r.STAN, Classes: []string{"010"}}
 	auth, err := tx.FindOriginal(ctx, ref)
 	if auth != nil || err != nil {
 		return auth, err
@@ -200,51 +246,68 @@ func findAuthorization(ctx context.Context, tx bookTx, bank *config.Bank, r *iso
 	return tx.FindOriginal(ctx, ref)
 }
 
-// reversal undoes an earlier request, fully or down to DE95's actual
-// amount. A reversal is acknowledged once recorded: when its original is
-// unknown it waits for it, and a second reversal changes nothing.
+// reversal undoes an earlier request down to what it says stands: DE95's
+// actual amount, or nothing. A reversal is acknowledged once recorded. One
+// whose original is known is settled at once: it moves the original to
+// what it says stands, never up (what an earlier reversal took off stays
+// off), and never below zero. Only one whose original has never been seen
+// waits, for that transaction alone (see ledger.Find.CheckReversed).
 func (p *processor) reversal(ctx context.Context, bank *config.Bank, r *iso.Request, build func(outcome) ([]byte, error)) (reply, error) {
 	if r.Original == nil && r.RRN == "" {
 		return reply{}, &iso.FieldError{Field: 90, Reason: "a reversal needs DE90 or DE37 to find its original"}
 	}
-	f := ledger.Find{Key: keyOf(bank, r), Serial: serialOf(bank, r), PAN: r.PAN}
-	return p.decide(ctx, f, r, func(tx bookTx, lk *ledger.Lookup) (outcome, ledger.Record, []ledger.Effect, error) {
+	f := ledger.Find{Key: keyOf(bank, r), Serial: serialOf(bank, r), PAN: r.PAN, Day: fund.Day(p.now())}
+	return p.decide(ctx, job{f: f, r: r, build: build, plan: func(tx bookTx, lk *ledger.Lookup) (outcome, ledger.Record, []ledger.Effect, error) {
 		c := lk.Card
 		o := outcome{card: c}
-		rec := record(bank, r, o)
-		var (
-			orig *ledger.Original
-			err  error
-		)
-		if k := originalKey(bank, r); k != nil {
-			orig, err = tx.FindOriginal(ctx, ledger.OriginalRef{Key: k})
-		} else {
-			orig, err = tx.FindOriginal(ctx, ledger.OriginalRef{Bank: bank.Code, Acquirer: r.Acquirer, RRN: r.RRN, Terminal: r.Terminal, STAN: r.STAN,
-				Classes: []string{"010", "012", "020", "022"}})
-		}
+		orig, err := tx.FindOriginal(ctx, originalRef(bank, r, "010", "012", "020", "022"))
 		if err != nil {
-			return o, rec, nil, err
+			return o, ledger.Record{}, nil, err
 		}
-		if orig == nil || c == nil || orig.CardID != c.ID {
-			// Unknown original: remember what it will look like.
-			rec.Orig = originalKey(bank, r)
-			return o, rec, nil, nil
-		}
-		if orig.ReversedBy != 0 || !orig.Approved() {
+		rec := record(bank, r, o)
+		switch {
+		case orig != nil && orig.State == ledger.StateDeciding && !orig.Expired:
+			return o, ledger.Record{}, nil, &awaiting{id: orig.ID, original: true}
+		case orig == nil || orig.State == ledger.StateDeciding:
+			// Never seen, or never answered (its decider is gone, and a
+			// repeat that decides it afresh finds this reversal waiting).
+			if foreignCurrency(r, c) {
+				return p.refuseForeign(bank, r, o)
+			}
+			rec.Waiting, rec.Orig = true, origKey(r)
 			return o, rec, nil, nil
 		}
 		rec.Reverses = orig.ID
-		return o, rec, reverse(c, orig, r), nil
-	}, build)
+		switch {
+		case !orig.Approved():
+			return o, rec, nil, nil
+		case c == nil || orig.CardID != c.ID:
+			p.log.Warn("reversal names another card's transaction: acknowledged, nothing moved",
+				"bank", bank.Code, "pan", iso.MaskPAN(r.PAN), "stan", r.STAN, "rrn", r.RRN, "original", orig.ID)
+			return o, rec, nil, nil
+		case foreignCurrency(r, c):
+			return p.refuseForeign(bank, r, o)
+		}
+		stands := standsAfter(orig, r)
+		if stands >= orig.Stands {
+			return o, rec, nil, nil // an earlier reversal took off as much or more
+		}
+		rec.Stands = &stands
+		return o, rec, reverse(c, orig, orig.Stands-stands), nil
+	}})
 }
 
-// reverse plans the undoing of an approved original: the part of its
-// amount that DE95 does not keep.
-func reverse(c *ledger.Card, orig *ledger.Original, r *iso.Request) []ledger.Effect {
-	undo := orig.Amount
-	if r.Actual != nil {
-		undo = orig.Amount - min(*r.Actual, orig.Amount)
+// standsAfter is what of orig a reversal says stands: DE95's actual
+// amount, capped at the original, or nothing.
+func standsAfter(orig *ledger.Original, r *iso.Request) int64 {
+	if r.Actual == nil {
+		return 0
 	}
+	return max(0, min(*r.Actual, orig.Amount))
+}
+
+// reverse plans giving back undo of an approved original.
+func reverse(c *ledger.Card, orig *ledger.Original, undo int64) []ledger.Effect {
 	if undo <= 0 {
 		return nil
 	}

@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"log/slog"
 	"math/big"
+	"strconv"
 	"time"
 
 	"github.com/moov-io/iso8583"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/goldcard/goldcard/config"
 	"github.com/goldcard/goldcard/iso"
@@ -20,6 +22,11 @@ import (
 // production (see ledgerBooks).
 type books interface {
 	Do(ctx context.Context, fn func(tx bookTx) error) error
+	// AwaitDecision waits for a request being decided elsewhere.
+	AwaitDecision(ctx context.Context, id int64) (*ledger.Prior, error)
+	// Release answers a request being decided under claim without a
+	// decision.
+	Release(ctx context.Context, id, claim int64, code string, response []byte) (bool, error)
 }
 
 // bookTx is one ledger transaction.
@@ -27,6 +34,7 @@ type bookTx interface {
 	LookupRequest(ctx context.Context, f ledger.Find) (*ledger.Lookup, error)
 	FindOriginal(ctx context.Context, ref ledger.OriginalRef) (*ledger.Original, error)
 	Save(ctx context.Context, r ledger.Record, effects []ledger.Effect) (int64, error)
+	BeginDeciding(ctx context.Context, r ledger.Record, within time.Duration) (id, claim int64, err error)
 	Fence(ctx context.Context, cardID, token int64) error
 	StartRedemption(ctx context.Context, c *ledger.Card, n ledger.NewRedemption) error
 	ConfirmRedemption(ctx context.Context, c *ledger.Card, id string) (bool, error)
@@ -49,6 +57,14 @@ func (b ledgerBooks) Do(ctx context.Context, fn func(tx bookTx) error) error {
 	return err
 }
 
+func (b ledgerBooks) AwaitDecision(ctx context.Context, id int64) (*ledger.Prior, error) {
+	return b.l.AwaitDecision(ctx, id)
+}
+
+func (b ledgerBooks) Release(ctx context.Context, id, claim int64, code string, response []byte) (bool, error) {
+	return b.l.Release(ctx, id, claim, code, response)
+}
+
 // processor decides issuer requests against the ledger.
 type processor struct {
 	books books
@@ -57,6 +73,9 @@ type processor struct {
 	// redeemer covers shortfalls from the fund; without one a debit the
 	// cash cannot cover is declined.
 	redeemer *redeemer
+	// exceptions counts messages kept for an operator (bank, kind); nil
+	// counts nothing.
+	exceptions *prometheus.CounterVec
 }
 
 // exchange is one request and its answer, as the link logs and counts it.
@@ -65,6 +84,7 @@ type exchange struct {
 	mti      string
 	code     string // DE39 sent, or codeUnanswered
 	replayed bool   // the stored response to an earlier copy was sent
+	joined   bool   // it waited for an earlier copy being decided
 	lost     bool   // the link went down before the response was written
 	order    string // the redemption order placed for it, if any
 	err      error  // why it was declined or failed
@@ -120,6 +140,7 @@ func (p *processor) handle(ctx context.Context, bank *config.Bank, d *iso.Dialec
 	case iso.ClassReversal, iso.ClassReversalAdvice:
 		rep, err = p.reversal(ctx, bank, req, build)
 	}
+	ex.joined = rep.joined
 	if errors.Is(err, errSilence) {
 		ex.err, ex.code = err, codeUnanswered
 		return nil, ex
@@ -130,6 +151,11 @@ func (p *processor) handle(ctx context.Context, bank *config.Bank, d *iso.Dialec
 		ex.code = responseCode(err)
 		if ex.code == rcMalfunction {
 			p.log.Error("request failed", "mti", mti, "stan", req.STAN, "err", err)
+		}
+		if rep.card != nil {
+			if b, berr := buildResponse(d, msg, outcome{err: err, card: rep.card}, lim); berr == nil {
+				return b, ex
+			}
 		}
 		return p.plainResponse(d, msg, err), ex
 	}
@@ -204,18 +230,39 @@ func balances(c *ledger.Card, lim config.Limits) []iso.Balance {
 	}
 }
 
-// keyOf is the idempotency key of a request.
+// keyOf is the idempotency key of a request: the fields its bank names
+// as identifying a transaction and, for a reversal, what it says stands.
 func keyOf(bank *config.Bank, r *iso.Request) ledger.Key {
-	return ledger.Key{Bank: bank.Code, Acquirer: r.Acquirer, STAN: r.STAN, Transmitted: r.Transmitted, Terminal: r.Terminal, Class: r.MTIClass()}
+	k := ledger.Key{
+		Bank: bank.Code, Class: r.MTIClass(), Fields: bank.TxnKey,
+		Acquirer: r.Acquirer, STAN: r.STAN, Transmitted: r.Transmitted, Terminal: r.Terminal, RRN: r.RRN,
+		LocalDate: r.LocalDate, LocalTime: r.LocalTime, Merchant: r.Merchant,
+	}
+	if r.Class.IsReversal() && r.Actual != nil {
+		k.Actual = strconv.FormatInt(*r.Actual, 10)
+	}
+	return k
 }
 
-// originalKey is the key of the message DE90 refers to.
-func originalKey(bank *config.Bank, r *iso.Request) *ledger.Key {
+// origKey is the original DE90 names, if any.
+func origKey(r *iso.Request) *ledger.OrigKey {
 	o := r.Original
 	if o == nil {
 		return nil
 	}
-	return &ledger.Key{Bank: bank.Code, Acquirer: o.Acquirer, STAN: o.STAN, Transmitted: o.Transmitted, Terminal: r.Terminal, Class: o.MTI[:3]}
+	return &ledger.OrigKey{Class: o.MTI[:3], Acquirer: o.Acquirer, STAN: o.STAN, Transmitted: o.Transmitted}
+}
+
+// originalRef finds the original a reversal or completion names: by DE90
+// (with another DE7 too, of the same RRN or amount, when the bank's key
+// leaves DE7 out: an acquirer that stamps DE7 afresh may name any
+// transmission's), else by DE32, DE37, DE41 and DE11.
+func originalRef(bank *config.Bank, r *iso.Request, classes ...string) ledger.OriginalRef {
+	ref := ledger.OriginalRef{Bank: bank.Code, Terminal: r.Terminal, Acquirer: r.Acquirer, RRN: r.RRN, STAN: r.STAN, Classes: classes, Amount: r.Amount}
+	if o := origKey(r); o != nil {
+		ref.ByDE90, ref.AnyTransmission = o, !keyOf(bank, r).Names(ledger.FieldTransmitted)
+	}
+	return ref
 }
 
 // serialOf names the transaction a request belongs to (ledger.SerialKey):
@@ -259,7 +306,7 @@ func record(bank *config.Bank, r *iso.Request, o outcome) ledger.Record {
 	rec := ledger.Record{
 		Key:          keyOf(bank, r),
 		MTI:          r.MTI,
-		RRN:          r.RRN,
+		Currency:     r.Currency,
 		Fingerprint:  r.Fingerprint(),
 		TxnType:      txnName(r.TxnType),
 		Amount:       r.Amount,
@@ -272,77 +319,153 @@ func record(bank *config.Bank, r *iso.Request, o outcome) ledger.Record {
 	return rec
 }
 
-// replay returns the stored response to an earlier copy of r, or
-// errKeyReused when the earlier message asked for something else.
-func replay(prior *ledger.Prior, r *iso.Request) ([]byte, error) {
-	if string(prior.Fingerprint) != string(r.Fingerprint()) {
-		return nil, errKeyReused
-	}
-	return prior.Response, nil
-}
-
 // reply is a decided request's response.
 type reply struct {
 	resp     []byte
 	code     string
 	replayed bool   // stored for an earlier copy of the request
+	joined   bool   // it waited for an earlier copy being decided
 	order    string // redemption order placed on the way, if any
 	declined error  // why it was declined, for logs and metrics
 	seq      int64  // the ledger's id of the request answered
+	// card, on an error, is the request's card, for DE54.
+	card *ledger.Card
 }
 
 // plan decides a request on what its lookup found: the outcome for the
 // response, the record to store and the ledger effects to write. A plan
 // may instead return a *needsRedemption: nothing is saved, and the
-// transaction is left to the caller's onShortfall.
+// transaction is left to the caller's onShortfall; or an *awaiting: the
+// request's original is being decided, and the request is decided again
+// once it is.
 type plan func(tx bookTx, lk *ledger.Lookup) (outcome, ledger.Record, []ledger.Effect, error)
 
+// awaiting is a request that must wait for another being decided: a copy
+// of it (which then answers for both), or its original.
+type awaiting struct {
+	id       int64
+	original bool
+}
+
+func (a *awaiting) Error() string {
+	if a.original {
+		return fmt.Sprintf("waiting for its original (request %d) to be decided", a.id)
+	}
+	return fmt.Sprintf("waiting for an earlier copy (request %d) to be decided", a.id)
+}
+
+// job is one request's work in the ledger: what to look up, how to decide
+// it and answer it, and, once it is being decided (the shortfall path),
+// the claim it is decided under.
+type job struct {
+	f     ledger.Find
+	r     *iso.Request
+	plan  plan
+	build func(outcome) ([]byte, error)
+	claim int64
+	// onShortfall, when set, runs in place of saving when the plan needs
+	// a redemption; over is what the request takes the place of.
+	onShortfall func(lk *ledger.Lookup, need *needsRedemption, over *ledger.Prior) error
+}
+
 // step is one request's work inside a ledger transaction: look it up,
-// replay an earlier answer, or let pl decide and save the decision with
-// its response. When pl needs a redemption, onShortfall (if set) runs in
-// its place and the transaction commits whatever it wrote.
-func (p *processor) step(ctx context.Context, tx bookTx, f ledger.Find, r *iso.Request, pl plan, build func(outcome) ([]byte, error),
-	onShortfall func(lk *ledger.Lookup, need *needsRedemption) error) (reply, error) {
-	lk, err := tx.LookupRequest(ctx, f)
+// replay an earlier answer or wait for one being decided, or let the plan
+// decide and save the decision with its response. A request stored as
+// released, or whose decider ran out of time, is decided afresh in its
+// place. When the plan needs a redemption, onShortfall (if set) runs
+// instead and the transaction commits whatever it wrote.
+func (p *processor) step(ctx context.Context, tx bookTx, j job) (reply, error) {
+	lk, err := tx.LookupRequest(ctx, j.f)
 	if err != nil {
 		return reply{}, err
 	}
-	if lk.Prior != nil {
-		resp, err := replay(lk.Prior, r)
-		return reply{resp: resp, code: lk.Prior.ResponseCode, replayed: err == nil, seq: lk.Prior.ID}, err
+	var over *ledger.Prior
+	if pr := lk.Prior; pr != nil {
+		switch {
+		case string(pr.Fingerprint) != string(j.r.Fingerprint()):
+			return reply{card: lk.Card}, errKeyReused
+		case pr.State == ledger.StateAnswered:
+			return reply{resp: pr.Response, code: pr.ResponseCode, replayed: true, seq: pr.ID}, nil
+		case pr.State == ledger.StateDeciding && j.claim != 0 && pr.Claim == j.claim:
+			over = pr // its own: now decided
+		case pr.State == ledger.StateDeciding && !pr.Expired:
+			return reply{}, &awaiting{id: pr.ID}
+		default:
+			over = pr
+		}
 	}
-	o, rec, effects, err := pl(tx, lk)
+	o, rec, effects, err := j.plan(tx, lk)
 	var need *needsRedemption
-	if errors.As(err, &need) && onShortfall != nil {
-		return reply{}, onShortfall(lk, need)
+	if errors.As(err, &need) && j.onShortfall != nil {
+		return reply{}, j.onShortfall(lk, need, over)
 	}
+	if err != nil {
+		return reply{card: lk.Card}, err
+	}
+	resp, err := j.build(o)
 	if err != nil {
 		return reply{}, err
 	}
-	resp, err := build(o)
-	if err != nil {
-		return reply{}, err
-	}
-	rec.Response = resp
+	rec.Response, rec.Over = resp, over
 	id, err := tx.Save(ctx, rec, effects)
 	return reply{resp: resp, code: rec.ResponseCode, declined: o.err, seq: id}, err
 }
 
-// decide runs one request's step in a ledger transaction of its own.
-func (p *processor) decide(ctx context.Context, f ledger.Find, r *iso.Request, pl plan, build func(outcome) ([]byte, error)) (rep reply, err error) {
-	err = p.books.Do(ctx, func(tx bookTx) error {
-		rep, err = p.step(ctx, tx, f, r, pl, build, nil)
-		return err
-	})
-	if errors.Is(err, ledger.ErrCommitUnknown) {
-		return p.afterUnknownCommit(ctx, f, r)
+// decide runs one request's step in a ledger transaction of its own. A
+// request that must wait for another waits, then is answered with the
+// other's answer (a copy) or decided again (a reversal or completion
+// whose original was being decided).
+func (p *processor) decide(ctx context.Context, j job) (rep reply, err error) {
+	for {
+		err = p.books.Do(ctx, func(tx bookTx) error {
+			rep, err = p.step(ctx, tx, j)
+			return err
+		})
+		var aw *awaiting
+		switch {
+		case errors.As(err, &aw):
+			if again, arep, aerr := p.await(ctx, aw, j.r); !again {
+				return arep, aerr
+			}
+		case errors.Is(err, ledger.ErrCommitUnknown):
+			return p.afterUnknownCommit(ctx, j.f, j.r)
+		default:
+			return rep, err
+		}
 	}
-	return rep, err
+}
+
+// await waits for the request aw names to be decided. A copy takes its
+// answer, the 91 of one released included; if its time to answer passes
+// undecided, the copy gets none either (the acquirer repeats, and the
+// repeat decides it afresh). A request waiting for its original is
+// decided again.
+func (p *processor) await(ctx context.Context, aw *awaiting, r *iso.Request) (again bool, rep reply, err error) {
+	pr, err := p.books.AwaitDecision(ctx, aw.id)
+	switch {
+	case err != nil && ctx.Err() != nil && !aw.original:
+		return false, reply{joined: true}, fmt.Errorf("%w: %w", errUndecided, err)
+	case err != nil:
+		return false, reply{}, err
+	case aw.original:
+		return true, reply{}, nil
+	case pr.State == ledger.StateDeciding:
+		return false, reply{joined: true}, errUndecided
+	case string(pr.Fingerprint) != string(r.Fingerprint()):
+		return false, reply{}, errKeyReused
+	}
+	return false, reply{resp: pr.Response, code: pr.ResponseCode, replayed: true, joined: true, seq: pr.ID}, nil
 }
 
 // errSilence is a request that must get no answer: the bank's timeout,
-// then its reversal, settles it.
-var errSilence = errors.New("no answer: the ledger's outcome is unknown")
+// then its repeat or reversal, settles it.
+var errSilence = errors.New("no answer")
+
+// Requests left unanswered.
+var (
+	errOutcomeUnknown = fmt.Errorf("%w: the ledger's outcome is unknown", errSilence)
+	errUndecided      = fmt.Errorf("%w: an earlier copy was not decided in time", errSilence)
+)
 
 // afterUnknownCommit answers a request whose commit never came back: with
 // what was stored if it committed, 91 if it did not, and nothing at all
@@ -354,17 +477,19 @@ func (p *processor) afterUnknownCommit(ctx context.Context, f ledger.Find, r *is
 	var rep reply
 	err := p.books.Do(cctx, func(tx bookTx) error {
 		lk, err := tx.LookupRequest(cctx, f)
-		if err != nil || lk.Prior == nil {
+		if err != nil || lk.Prior == nil || lk.Prior.State != ledger.StateAnswered {
 			return err
 		}
-		resp, err := replay(lk.Prior, r)
-		rep = reply{resp: resp, code: lk.Prior.ResponseCode, seq: lk.Prior.ID}
-		return err
+		if string(lk.Prior.Fingerprint) != string(r.Fingerprint()) {
+			return errKeyReused
+		}
+		rep = reply{resp: lk.Prior.Response, code: lk.Prior.ResponseCode, seq: lk.Prior.ID}
+		return nil
 	})
 	switch {
 	case err != nil:
 		p.log.Error("commit outcome unknown and the ledger cannot say: not answering", "stan", r.STAN, "err", err)
-		return reply{}, errSilence
+		return reply{}, errOutcomeUnknown
 	case rep.resp == nil:
 		return reply{}, fmt.Errorf("%w: the ledger did not commit", errUnavailable)
 	}

@@ -72,6 +72,7 @@ type dbProbe struct {
 	conn          *pgx.Conn // the probe's goroutine's only
 	up            atomic.Bool
 	pending, dead atomic.Int64
+	exceptions    atomic.Int64 // open ones
 }
 
 const probeEvery = 2 * time.Second
@@ -108,9 +109,10 @@ func (p *dbProbe) probe(ctx context.Context) {
 		}
 		p.conn = c
 	}
-	var pending, dead int64
-	err := p.conn.QueryRow(ctx, `SELECT count(*) FILTER (WHERE state = 'pending'), count(*) FILTER (WHERE state = 'dead')
-		FROM timer_tasks WHERE state IN ('pending', 'dead')`).Scan(&pending, &dead)
+	var pending, dead, exceptions int64
+	err := p.conn.QueryRow(ctx, `SELECT count(*) FILTER (WHERE state = 'pending'), count(*) FILTER (WHERE state = 'dead'),
+			(SELECT count(*) FROM exceptions WHERE resolved_at IS NULL)
+		FROM timer_tasks WHERE state IN ('pending', 'dead')`).Scan(&pending, &dead, &exceptions)
 	if err != nil {
 		p.up.Store(false)
 		_ = p.conn.Close(context.Background())
@@ -119,6 +121,7 @@ func (p *dbProbe) probe(ctx context.Context) {
 	}
 	p.pending.Store(pending)
 	p.dead.Store(dead)
+	p.exceptions.Store(exceptions)
 	p.up.Store(true)
 }
 
@@ -144,6 +147,10 @@ func healthGauges(probe *dbProbe, locker cardLocker) []prometheus.Collector {
 			Name: "goldcard_timer_dead",
 			Help: "Timer tasks parked as dead, waiting for an operator, as of the last database probe.",
 		}, func() float64 { return float64(probe.dead.Load()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "goldcard_exceptions_open",
+			Help: "Exceptions no operator has resolved yet (GET /v1/exceptions), as of the last database probe.",
+		}, func() float64 { return float64(probe.exceptions.Load()) }),
 	}
 	if h, ok := locker.(interface{ Healthy() bool }); ok {
 		cs = append(cs, prometheus.NewGaugeFunc(prometheus.GaugeOpts{

@@ -34,6 +34,7 @@ type metrics struct {
 	lockWait          prometheus.Histogram
 	ordersSettled     *prometheus.CounterVec // state
 	quotaRejections   *prometheus.CounterVec // bank
+	exceptions        *prometheus.CounterVec // bank, kind
 
 	holdsExpired prometheus.Counter
 
@@ -135,6 +136,10 @@ func newMetrics() *metrics {
 			Name: "goldcard_quota_rejections_total",
 			Help: "Debits declined 61 because the day's instant-redemption quota could not cover their shortfall.",
 		}, []string{"bank"}),
+		exceptions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "goldcard_exceptions_total",
+			Help: "Messages the bank believes moved money that the switch did not post (kept for an operator), by bank and kind.",
+		}, []string{"bank", "kind"}),
 		holdsExpired: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "goldcard_holds_expired_total",
 			Help: "Authorisation holds released because their validity passed uncompleted.",
@@ -181,7 +186,7 @@ func newMetrics() *metrics {
 		m.timerLateness, m.timerRetries, m.timerDead, m.timerLeader, m.leaderChanges,
 		m.requests, m.latency, m.inFlight, m.connections, m.connEvents, m.limitBreaches, m.frames, m.bytes,
 		m.unpackErrors, m.macFailures, m.adminRefused, m.lostResponses, m.ledgerDuration,
-		m.redemptions, m.redemptionLatency, m.deadlineMisses, m.lockWait, m.ordersSettled, m.quotaRejections,
+		m.redemptions, m.redemptionLatency, m.deadlineMisses, m.lockWait, m.ordersSettled, m.quotaRejections, m.exceptions,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		buildInfo())
 	return m

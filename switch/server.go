@@ -116,7 +116,7 @@ func NewServer(ctx context.Context, o ServerOptions) *Server {
 		o.Log.Error("fund company of the config; using the simulator", "err", err)
 		_, _ = s.fund.set(config.DefaultFund())
 	}
-	s.proc = &processor{books: ledgerBooks{l: l, metrics: s.metrics}, now: now, log: o.Log}
+	s.proc = &processor{books: ledgerBooks{l: l, metrics: s.metrics}, now: now, log: o.Log, exceptions: s.metrics.exceptions}
 	claim := o.TaskClaim
 	if claim <= 0 {
 		claim = 10 * time.Second
@@ -369,6 +369,9 @@ func (s *Server) observe(bank string, ex exchange, arrival time.Time) {
 	attrs = append(attrs, slog.String("response_code", ex.code), slog.Duration("latency", elapsed))
 	if ex.replayed {
 		attrs = append(attrs, slog.Bool("replayed", true))
+	}
+	if ex.joined {
+		attrs = append(attrs, slog.Bool("joined", true)) // waited for a copy being decided
 	}
 	if ex.lost {
 		attrs = append(attrs, slog.Bool("lost", true))

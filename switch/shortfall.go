@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/goldcard/goldcard/config"
@@ -72,48 +73,59 @@ func (rd *redeemer) lock(ctx context.Context, cardID int64) (*locks.Lock, contex
 	// Released in the background: the answer to the bank does not wait
 	// for etcd. Work for the same card in this process waits until etcd
 	// has been told.
+	var once sync.Once
 	release := func() {
-		cancel()
-		go func() {
-			uctx, ucancel := context.WithTimeout(context.Background(), 2*time.Second)
-			defer ucancel()
-			if err := k.Unlock(uctx); err != nil {
-				rd.log.Warn("releasing a card lock; it expires with the session", "err", err)
-			}
-		}()
+		once.Do(func() {
+			cancel()
+			go func() {
+				uctx, ucancel := context.WithTimeout(context.Background(), 2*time.Second)
+				defer ucancel()
+				if err := k.Unlock(uctx); err != nil {
+					rd.log.Warn("releasing a card lock; it expires with the session", "err", err)
+				}
+			}()
+		})
 	}
 	return k, lctx, release, nil
 }
 
 // shortfall decides a debit whose shortfall the fund can cover. Under the
 // card's lock the request is decided again (the card may have changed);
-// if the fund is still needed an order is placed and committed, the fund
-// company is asked with what is left of the deadline, and a confirmation
-// is posted with the debit in one transaction that checks the lock's
-// fencing token. Without a confirmation in time the answer is 91 and the
+// if the fund is still needed an order is placed and the request stored as
+// being decided, in one transaction; the fund company is asked with what is
+// left of the deadline, and a confirmation is posted with the debit in one
+// transaction that checks the lock's fencing token. A copy of the request
+// that arrives meanwhile, on any switch, waits for this answer. Without a
+// confirmation in time the answer is 91, kept for those copies, and the
 // order is followed up by the timer: its money lands in the card, nothing
-// is debited.
-func (p *processor) shortfall(ctx context.Context, bank *config.Bank, f ledger.Find, r *iso.Request, lim config.Limits, pl plan, need *needsRedemption, build func(outcome) ([]byte, error)) (reply, error) {
-	rd := p.redeemer
+// is debited, and a later repeat is decided afresh.
+func (p *processor) shortfall(ctx context.Context, bank *config.Bank, j job, lim config.Limits, need *needsRedemption) (reply, error) {
+	rd, r, f := p.redeemer, j.r, j.f
 	card := need.card
 	k, lctx, release, err := rd.lock(ctx, card.ID)
 	if err != nil {
-		return reply{}, err
+		return reply{card: card}, err
 	}
 	defer release()
 
 	orderID := newOrderID()
 	if err := rd.followUp(lctx, orderID); err != nil {
-		return reply{}, err
+		return reply{card: card}, err
+	}
+	var within time.Duration
+	if dl, ok := lctx.Deadline(); ok {
+		within = time.Until(dl)
 	}
 	var (
-		placed *needsRedemption
-		rep    reply
+		placed    *needsRedemption
+		id, claim int64
+		rep       reply
 	)
 	err = p.books.Do(lctx, func(tx bookTx) error {
 		var err error
 		placed = nil
-		rep, err = p.step(lctx, tx, f, r, pl, build, func(lk *ledger.Lookup, need *needsRedemption) error {
+		first := j
+		first.onShortfall = func(lk *ledger.Lookup, need *needsRedemption, over *ledger.Prior) error {
 			if err := tx.Fence(lctx, lk.Card.ID, k.Token()); err != nil {
 				return err
 			}
@@ -121,25 +133,45 @@ func (p *processor) shortfall(ctx context.Context, bank *config.Bank, f ledger.F
 				ID: orderID, Amount: need.amount, Purpose: ledger.PurposeShortfall,
 				Day: f.Day, Quota: lim.RedemptionQuota, Fence: k.Token(),
 			})
-			placed = need
-			return err
-		})
+			if err != nil {
+				return err
+			}
+			rec := record(bank, r, outcome{card: lk.Card})
+			rec.Over = over
+			if id, claim, err = tx.BeginDeciding(lctx, rec, within); err != nil {
+				return err
+			}
+			placed, card = need, lk.Card
+			return nil
+		}
+		rep, err = p.step(lctx, tx, first)
 		return err
 	})
+	var aw *awaiting
+	if errors.As(err, &aw) {
+		release() // a copy is being decided elsewhere: it holds no claim on this lock
+		_, rep, err = p.await(ctx, aw, r)
+		return rep, err
+	}
 	if err != nil || placed == nil {
+		if rep.card == nil {
+			rep.card = card
+		}
 		return rep, err // decided without the fund after all, or failed
 	}
-	rep.order = orderID
+	unanswered := func(why error) (reply, error) {
+		return p.releaseUndecided(j, orderID, id, claim, card, why)
+	}
 
 	st, err := rd.redeem(lctx, bank.Code, orderID, card, placed.amount, ledger.PurposeShortfall)
 	switch {
 	case err != nil || st.State == fund.Pending:
 		rd.log.Warn("no confirmation before the deadline: answering 91, the order stays pending",
 			"order", orderID, "pan", iso.MaskPAN(r.PAN), "amount", placed.amount, "err", err)
-		return rep, fmt.Errorf("%w: fund company has not confirmed order %s", errDeadline, orderID)
+		return unanswered(fmt.Errorf("%w: fund company has not confirmed order %s", errDeadline, orderID))
 	case st.State == fund.Failed:
 		rd.settle(orderID, card.ID, st)
-		return rep, fmt.Errorf("%w: fund company refused order %s: %s", errUnavailable, orderID, st.Reason)
+		return unanswered(fmt.Errorf("%w: fund company refused order %s: %s", errUnavailable, orderID, st.Reason))
 	}
 
 	// Confirmed: land the money and debit it, under the same lock.
@@ -150,7 +182,7 @@ func (p *processor) shortfall(ctx context.Context, bank *config.Bank, f ledger.F
 		if _, err := tx.ConfirmRedemption(lctx, lk.Card, orderID); err != nil {
 			return outcome{}, ledger.Record{}, nil, err
 		}
-		o, rec, effects, err := pl(tx, lk)
+		o, rec, effects, err := j.plan(tx, lk)
 		var again *needsRedemption
 		if errors.As(err, &again) {
 			// Spent meanwhile by a debit that needed no lock: the
@@ -160,13 +192,42 @@ func (p *processor) shortfall(ctx context.Context, bank *config.Bank, f ledger.F
 		}
 		return o, rec, effects, err
 	}
-	rep2, err := p.decide(lctx, f, r, confirmed, build)
+	rep2, err := p.decide(lctx, job{f: f, r: r, plan: confirmed, build: j.build, claim: claim})
 	rep2.order = orderID
-	if err != nil {
+	switch {
+	case errors.Is(err, ledger.ErrClaimLost):
+		rd.log.Warn("confirmed redemption not posted: a repeat took the request over after its deadline; its follow-up lands the money",
+			"order", orderID)
+		return rep2, errTakenOver
+	case err != nil && !errors.Is(err, errSilence):
 		rd.log.Warn("confirmed redemption not posted in time: answering 91, its follow-up lands it",
 			"order", orderID, "err", err)
+		return unanswered(err)
 	}
 	return rep2, err
+}
+
+// errTakenOver is a decision that lost its request to a repeat.
+var errTakenOver = fmt.Errorf("%w: a repeat took the request over", errSilence)
+
+// releaseUndecided answers a request being decided that got no decision
+// (91) and keeps that answer for the copies waiting on it, so that they
+// are told the same; a later repeat decides it afresh. The answer goes out
+// even when the ledger cannot be told: the request's time to answer then
+// lapses on its own.
+func (p *processor) releaseUndecided(j job, orderID string, id, claim int64, card *ledger.Card, why error) (reply, error) {
+	rep := reply{code: responseCode(why), declined: why, order: orderID, seq: id}
+	resp, err := j.build(outcome{err: why, card: card})
+	if err != nil {
+		return reply{order: orderID, card: card}, why
+	}
+	rep.resp = resp
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if ok, err := p.books.Release(ctx, id, claim, rep.code, resp); err != nil || !ok {
+		p.redeemer.log.Warn("request left as being decided; its time to answer lapses on its own", "order", orderID, "err", err)
+	}
+	return rep, nil
 }
 
 // redeem asks the fund company to redeem amount for the card, with what is

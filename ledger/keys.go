@@ -1,0 +1,119 @@
+package ledger
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
+	"slices"
+)
+
+// Fields a bank may name as identifying a transaction (config's txn_key),
+// in the order they enter a key's digest.
+const (
+	FieldAcquirer    = "acquirer"    // DE32
+	FieldSTAN        = "stan"        // DE11
+	FieldTransmitted = "transmitted" // DE7
+	FieldTerminal    = "terminal"    // DE41
+	FieldRRN         = "rrn"         // DE37
+	FieldLocalDate   = "local_date"  // DE13
+	FieldLocalTime   = "local_time"  // DE12
+	FieldMerchant    = "merchant"    // DE42
+)
+
+// KeyFields are the fields a key may be made of, in digest order.
+var KeyFields = []string{FieldAcquirer, FieldSTAN, FieldTransmitted, FieldTerminal, FieldRRN, FieldLocalDate, FieldLocalTime, FieldMerchant}
+
+// DefaultKeyFields identify a transaction when its bank names none: what
+// stays the same on every transmission of it. DE7 is left out, since many
+// acquirers stamp it afresh on each.
+var DefaultKeyFields = []string{FieldAcquirer, FieldSTAN, FieldTerminal, FieldRRN, FieldLocalDate, FieldLocalTime}
+
+// Key identifies a request for idempotency: a repeat or retransmission of
+// a message carries the same key. Class is the MTI without its repeat
+// digit ("010" for 0100 and 0101). The key is the digest of the bank, the
+// class and the identifying fields that Fields names (DefaultKeyFields when
+// nil); all of them are stored with the request.
+type Key struct {
+	Bank        string
+	Class       string
+	Acquirer    string // DE32, leading zeros removed
+	STAN        string // DE11
+	Transmitted string // DE7
+	Terminal    string // DE41
+	RRN         string // DE37
+	LocalDate   string // DE13
+	LocalTime   string // DE12
+	Merchant    string // DE42
+	Fields      []string
+	// Actual is, for a reversal, what it says stands (DE95): a reversal
+	// that says less stands than an earlier one of the same transaction is
+	// a statement of its own, not a repeat of it.
+	Actual string
+}
+
+func (k Key) field(name string) string {
+	switch name {
+	case FieldAcquirer:
+		return k.Acquirer
+	case FieldSTAN:
+		return k.STAN
+	case FieldTransmitted:
+		return k.Transmitted
+	case FieldTerminal:
+		return k.Terminal
+	case FieldRRN:
+		return k.RRN
+	case FieldLocalDate:
+		return k.LocalDate
+	case FieldLocalTime:
+		return k.LocalTime
+	case FieldMerchant:
+		return k.Merchant
+	}
+	return ""
+}
+
+// Names reports whether the key is made of the named field.
+func (k Key) Names(name string) bool {
+	fields := k.Fields
+	if fields == nil {
+		fields = DefaultKeyFields
+	}
+	return slices.Contains(fields, name)
+}
+
+// Digest is the key as stored: the first 16 bytes of SHA-256 over the
+// bank, the class and "name=value" for each named field in KeyFields'
+// order (then "actual=" and Actual when set), separated by 0x1f.
+func (k Key) Digest() []byte {
+	b := make([]byte, 0, 128)
+	b = append(b, k.Bank...)
+	b = append(b, 0x1f)
+	b = append(b, k.Class...)
+	for _, name := range KeyFields {
+		if !k.Names(name) {
+			continue
+		}
+		b = append(b, 0x1f)
+		b = append(b, name...)
+		b = append(b, '=')
+		b = append(b, k.field(name)...)
+	}
+	if k.Actual != "" {
+		b = append(b, "\x1factual="...)
+		b = append(b, k.Actual...)
+	}
+	sum := sha256.Sum256(b)
+	return sum[:16]
+}
+
+// newClaim returns a random, non-zero claim on a request being decided.
+func newClaim() int64 {
+	var b [8]byte
+	for {
+		_, _ = rand.Read(b[:])
+		if c := int64(binary.BigEndian.Uint64(b[:]) >> 1); c != 0 {
+			return c
+		}
+	}
+}
