@@ -63,6 +63,21 @@ func (a AdminAuth) tlsConfig() (*tls.Config, error) {
 	return c, nil
 }
 
+// checkAddress is checkExposure for the address the admin API is to
+// listen on, resolved as net.Listen resolves it, so that a switch that is
+// going to refuse does so before it creates a database or seeds the config
+// center. Start checks the address it bound too.
+func (a AdminAuth) checkAddress(addr string) error {
+	ta, err := net.ResolveTCPAddr("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("--admin %s: %w", addr, err)
+	}
+	if err := a.checkExposure(ta); err != nil {
+		return fmt.Errorf("--admin %s: %w", addr, err)
+	}
+	return nil
+}
+
 // checkExposure refuses an open admin API on an address other hosts reach.
 func (a AdminAuth) checkExposure(addr net.Addr) error {
 	if a.required() {

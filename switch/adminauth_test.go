@@ -1,8 +1,10 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"os"
@@ -17,26 +19,52 @@ import (
 )
 
 // TestAdminExposure: an admin API reachable from other hosts without
-// credentials is refused at start.
+// credentials is a usage error, found before the switch creates its
+// database, its data directory or its embedded etcd, whatever the form of
+// the address.
 func TestAdminExposure(t *testing.T) {
-	port, err := locks.FreePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(switchBinary(t), "serve", "--db", ledgertest.NewDatabase(t), "--listen", "127.0.0.1:0",
-		"--admin", "0.0.0.0:0", "--etcd-listen", fmt.Sprintf("127.0.0.1:%d", port), "--data-dir", t.TempDir())
-	cmd.Env = append(os.Environ(), "GOLDCARD_ADMIN_TOKEN=")
-	done := make(chan struct{})
-	var out []byte
-	go func() { out, err = cmd.CombinedOutput(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(30 * time.Second):
-		_ = cmd.Process.Kill()
-		t.Fatal("goldcard serve kept running with an open admin API on 0.0.0.0")
-	}
-	if err == nil || !strings.Contains(string(out), "reachable from other hosts") {
-		t.Fatalf("serve --admin 0.0.0.0:0 without credentials: %v\n%s", err, out)
+	t.Parallel()
+	for _, addr := range []string{"0.0.0.0:0", ":0", "[::]:0"} {
+		t.Run(addr, func(t *testing.T) {
+			t.Parallel()
+			port, err := locks.FreePort()
+			if err != nil {
+				t.Fatal(err)
+			}
+			db := ledgertest.UnusedDatabase(t)
+			dataDir := filepath.Join(t.TempDir(), "var")
+			cmd := exec.Command(switchBinary(t), "serve", "--db", db, "--listen", "127.0.0.1:0",
+				"--admin", addr, "--etcd-listen", fmt.Sprintf("127.0.0.1:%d", port), "--data-dir", dataDir)
+			cmd.Env = append(os.Environ(), "GOLDCARD_ADMIN_TOKEN=")
+			done := make(chan struct{})
+			var out []byte
+			go func() { out, err = cmd.CombinedOutput(); close(done) }()
+			select {
+			case <-done:
+			case <-time.After(30 * time.Second):
+				_ = cmd.Process.Kill()
+				t.Fatalf("goldcard serve kept running with an open admin API on %s", addr)
+			}
+			if code := cmd.ProcessState.ExitCode(); code != 2 || !strings.Contains(string(out), "--admin "+addr) ||
+				!strings.Contains(string(out), "reachable from other hosts") || !strings.Contains(string(out), "--admin-token-file") {
+				t.Fatalf("serve --admin %s without credentials: exit %d, want 2 naming the address and the fix\n%s", addr, code, out)
+			}
+			if ledgertest.DatabaseExists(t, db) {
+				t.Error("the refused switch created its database")
+			}
+			if _, err := os.Stat(dataDir); !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("the refused switch made its data directory (and so maybe an etcd member): %v", err)
+			}
+			if c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), time.Second); err == nil {
+				c.Close()
+				t.Error("something listens on the refused switch's etcd address")
+			}
+			for _, step := range []string{"database created", "embedded etcd serving", "config center seeded"} {
+				if strings.Contains(string(out), step) {
+					t.Errorf("the refused switch went on to start (%s):\n%s", step, out)
+				}
+			}
+		})
 	}
 }
 
