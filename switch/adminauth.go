@@ -131,7 +131,7 @@ func (g *adminGuard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	reason := refusedMissing
 	answer := "missing bearer token: the admin API needs one (Authorization: Bearer ...) or a client certificate"
 	challenge := `Bearer realm="goldcard"`
-	if token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
+	if token, ok := bearerToken(r); ok {
 		got := sha256.Sum256([]byte(token))
 		if g.auth.Token != "" && subtle.ConstantTimeCompare(got[:], g.digest[:]) == 1 {
 			g.next.ServeHTTP(w, r)
@@ -144,6 +144,14 @@ func (g *adminGuard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	g.log.refused(r, reason)
 	w.Header().Set("WWW-Authenticate", challenge)
 	writeError(w, http.StatusUnauthorized, answer)
+}
+
+// bearerToken is the token of r's Authorization header, if it has one:
+// the scheme is case-insensitive (RFC 9110), and an empty token is none.
+func bearerToken(r *http.Request) (string, bool) {
+	scheme, token, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+	token = strings.TrimSpace(token)
+	return token, strings.EqualFold(scheme, "Bearer") && token != ""
 }
 
 // readToken reads the admin token from file, or else from $env; "" when

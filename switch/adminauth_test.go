@@ -235,6 +235,19 @@ func TestAdminRefusals(t *testing.T) {
 	if code, reason, challenge := call("192.0.2.1:1002", wrong); code != 401 || reason != "wrong bearer token" || !strings.Contains(challenge, "invalid_token") {
 		t.Errorf("a wrong token: HTTP %d %q %q", code, reason, challenge)
 	}
+	for header, want := range map[string]int{
+		"bearer " + token: http.StatusNoContent, "BEARER  " + token: http.StatusNoContent,
+		"Bearer ": 401, "Basic " + token: 401, token: 401,
+	} {
+		r := httptest.NewRequest(http.MethodPut, "/v1/cards/"+pan+"/status", nil)
+		r.RemoteAddr = "192.0.2.9:1"
+		r.Header.Set("Authorization", header)
+		w := httptest.NewRecorder()
+		guard.ServeHTTP(w, r)
+		if w.Code != want || want == 401 && !strings.Contains(w.Body.String(), "missing bearer token") {
+			t.Errorf("Authorization: %s: HTTP %d %s, want %d", header, w.Code, w.Body, want)
+		}
+	}
 
 	// A burst from one host, over several ports, and one from another.
 	const burst = 20
@@ -289,8 +302,8 @@ func TestAdminRefusals(t *testing.T) {
 	if v := counterValue(t, refused, refusedWrong); v != burst+1 {
 		t.Errorf("wrong tokens counted %v, want %d", v, burst+1)
 	}
-	if v := counterValue(t, refused, refusedMissing); v != 3 {
-		t.Errorf("missing tokens counted %v, want 3", v)
+	if v := counterValue(t, refused, refusedMissing); v != 6 {
+		t.Errorf("missing tokens counted %v, want 6", v)
 	}
 	for _, secret := range []string{token, wrong, pan} {
 		if strings.Contains(logs.String(), secret) {
