@@ -60,6 +60,8 @@ func refuseUnknownCommands(c *cobra.Command) {
 	}
 }
 
+// unknownCommand is the Args of a group: any word is not one of its
+// commands, or cobra would have run that one.
 func unknownCommand(c *cobra.Command, args []string) error {
 	if len(args) == 0 {
 		return nil
