@@ -1,6 +1,9 @@
 package iso
 
-import "strings"
+import (
+	"regexp"
+	"strings"
+)
 
 // MaskPAN hides all of a PAN but its first six and last four digits. A
 // value too short for that to leave at least three digits hidden keeps
@@ -15,4 +18,15 @@ func MaskPAN(pan string) string {
 	default:
 		return strings.Repeat("*", n)
 	}
+}
+
+// digitRun is anything that could be a PAN: 12 digits or more in a row.
+var digitRun = regexp.MustCompile(`[0-9]{12,}`)
+
+// MaskPANs masks, as MaskPAN does, every run of 12 or more digits in s.
+// It is for text that may carry what someone else typed (a URL path, a
+// JSON error naming a field) on its way to an answer or a log, where a
+// card number must not arrive whole.
+func MaskPANs(s string) string {
+	return digitRun.ReplaceAllStringFunc(s, MaskPAN)
 }

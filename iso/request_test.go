@@ -198,3 +198,19 @@ func TestMaskPAN(t *testing.T) {
 		}
 	}
 }
+
+func TestMaskPANs(t *testing.T) {
+	for in, want := range map[string]string{
+		"/v1/cards/6228480000000001/nope":    "/v1/cards/622848******0001/nope",
+		`json: unknown field "622848000001"`: `json: unknown field "********0001"`,
+		"a6228480000000000001b 12345678901":  "a622848*********0001b 12345678901",
+		"62284800000000000012345":            "622848*************2345",
+		"crd_0123456789abcdef01234567":       "crd_0123456789abcdef01234567",
+		"order R20261201abcdef":              "order R20261201abcdef",
+		"":                                   "",
+	} {
+		if got := MaskPANs(in); got != want {
+			t.Errorf("MaskPANs(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

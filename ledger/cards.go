@@ -20,7 +20,10 @@ const (
 // transaction. Methods that plan movements update these figures to what
 // they will be once the planned effects are saved.
 type Card struct {
-	ID       int64
+	ID int64
+	// Ref names the card outside the ledger (crd_ and 24 hex digits), so
+	// that URLs, logs and tickets can point at it without its PAN.
+	Ref      string
 	PAN      string
 	Currency string
 	Status   string
@@ -66,6 +69,8 @@ type NewCard struct {
 var (
 	panPattern      = regexp.MustCompile(`^[0-9]{12,19}$`)
 	currencyPattern = regexp.MustCompile(`^[0-9]{3}$`)
+	// refPattern is the format the database's cards_ref_format enforces.
+	refPattern = regexp.MustCompile(`^crd_[0-9a-f]{24}$`)
 )
 
 // Validate reports what is wrong with a card request, if anything.
@@ -131,7 +136,20 @@ func (l *Ledger) CreateCard(ctx context.Context, n NewCard) (*Card, error) {
 // Card reads a card's balances, and its quota used on day, without
 // locking it.
 func (l *Ledger) Card(ctx context.Context, pan string, day time.Time) (*Card, error) {
-	rows, err := l.pool.Query(ctx, cardQuery+` WHERE c.pan = $1 ORDER BY a.id`, pan, day)
+	return l.readCard(ctx, "c.pan = $1", pan, day)
+}
+
+// CardByRef is Card for a card known by its Ref. A ref that is not in the
+// format refs are made in is ErrUnknownCard, without asking the database.
+func (l *Ledger) CardByRef(ctx context.Context, ref string, day time.Time) (*Card, error) {
+	if !refPattern.MatchString(ref) {
+		return nil, ErrUnknownCard
+	}
+	return l.readCard(ctx, "c.ref = $1", ref, day)
+}
+
+func (l *Ledger) readCard(ctx context.Context, where string, arg any, day time.Time) (*Card, error) {
+	rows, err := l.pool.Query(ctx, cardQuery+" WHERE "+where+" ORDER BY a.id", arg, day)
 	if err != nil {
 		return nil, fmt.Errorf("reading card: %w", err)
 	}
@@ -172,7 +190,7 @@ func (l *Ledger) SetCardStatus(ctx context.Context, pan, status string) error {
 }
 
 // cardQuery reads a card's accounts, one row each; $2 is the quota day.
-const cardQuery = `SELECT c.id, c.pan, c.currency, c.status, c.fence,
+const cardQuery = `SELECT c.id, c.ref, c.pan, c.currency, c.status, c.fence,
 		coalesce((SELECT q.used FROM redemption_quota q WHERE q.card_id = c.id AND q.day = $2), 0),
 		a.id, a.kind, a.balance, a.held
 	FROM cards c JOIN accounts a ON a.card_id = c.id`
@@ -212,7 +230,7 @@ func scanCard(rows pgx.Rows) (*Card, error) {
 			kind          string
 			balance, held int64
 		)
-		if err := rows.Scan(&r.ID, &r.PAN, &r.Currency, &r.Status, &r.Fence, &r.RedeemedToday, &id, &kind, &balance, &held); err != nil {
+		if err := rows.Scan(&r.ID, &r.Ref, &r.PAN, &r.Currency, &r.Status, &r.Fence, &r.RedeemedToday, &id, &kind, &balance, &held); err != nil {
 			return nil, fmt.Errorf("reading card: %w", err)
 		}
 		if c == nil {

@@ -32,6 +32,7 @@ const (
 type Order struct {
 	ID         string     `json:"id"`
 	CardID     int64      `json:"-"`
+	CardRef    string     `json:"-"`
 	PAN        string     `json:"-"`
 	Amount     int64      `json:"amount"`
 	Currency   string     `json:"currency"`
@@ -173,7 +174,7 @@ func (tx *Tx) applyForOrder(ctx context.Context, id string, effects []Effect) er
 }
 
 // orderColumns are read from redemption_orders o joined with cards c.
-const orderColumns = `o.id, o.card_id, c.pan, o.amount, o.currency, o.purpose, o.state, o.quota_day, o.fence, o.checks,
+const orderColumns = `o.id, o.card_id, c.ref, c.pan, o.amount, o.currency, o.purpose, o.state, o.quota_day, o.fence, o.checks,
 	coalesce(o.last_error, ''), o.created_at, o.resolved_at`
 
 func scanOrders(rows pgx.Rows) ([]Order, error) {
@@ -181,7 +182,7 @@ func scanOrders(rows pgx.Rows) ([]Order, error) {
 	out := []Order{}
 	for rows.Next() {
 		var o Order
-		if err := rows.Scan(&o.ID, &o.CardID, &o.PAN, &o.Amount, &o.Currency, &o.Purpose, &o.State, &o.QuotaDay, &o.Fence,
+		if err := rows.Scan(&o.ID, &o.CardID, &o.CardRef, &o.PAN, &o.Amount, &o.Currency, &o.Purpose, &o.State, &o.QuotaDay, &o.Fence,
 			&o.Checks, &o.LastError, &o.CreatedAt, &o.ResolvedAt); err != nil {
 			return nil, fmt.Errorf("reading orders: %w", err)
 		}

@@ -7,12 +7,14 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -63,6 +65,21 @@ func (a AdminAuth) tlsConfig() (*tls.Config, error) {
 	return c, nil
 }
 
+// checkAddress is checkExposure for the address the admin API is to
+// listen on, resolved as net.Listen resolves it, so that a switch that is
+// going to refuse does so before it creates a database or seeds the config
+// center. Start checks the address it bound too.
+func (a AdminAuth) checkAddress(addr string) error {
+	ta, err := net.ResolveTCPAddr("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("--admin %s: %w", addr, err)
+	}
+	if err := a.checkExposure(ta); err != nil {
+		return fmt.Errorf("--admin %s: %w", addr, err)
+	}
+	return nil
+}
+
 // checkExposure refuses an open admin API on an address other hosts reach.
 func (a AdminAuth) checkExposure(addr net.Addr) error {
 	if a.required() {
@@ -76,21 +93,32 @@ func (a AdminAuth) checkExposure(addr net.Addr) error {
 		"or bind it to 127.0.0.1", addr)
 }
 
+// Why the admin API refused a request: the reason label of
+// goldcard_admin_refused_total and of the refusal's log line.
+const (
+	refusedMissing = "missing" // no bearer token and no client certificate
+	refusedWrong   = "wrong"   // a bearer token that is not the one
+)
+
 // adminGuard lets through the requests AdminAuth allows.
 type adminGuard struct {
 	auth    AdminAuth
 	digest  [32]byte // of the token
 	refused *prometheus.CounterVec
+	log     *refusalLog
 	next    http.Handler
 }
 
-func newAdminGuard(a AdminAuth, refused *prometheus.CounterVec, next http.Handler) http.Handler {
+func newAdminGuard(a AdminAuth, refused *prometheus.CounterVec, log *slog.Logger, next http.Handler) http.Handler {
 	if !a.required() {
 		return next
 	}
-	return &adminGuard{auth: a, digest: sha256.Sum256([]byte(a.Token)), refused: refused, next: next}
+	return &adminGuard{auth: a, digest: sha256.Sum256([]byte(a.Token)), refused: refused, log: newRefusalLog(log, time.Second), next: next}
 }
 
+// ServeHTTP answers a refusal 401 with what was wrong: a client that sent
+// no token is misconfigured, one whose token is wrong holds a stale one
+// (or is guessing), and the operator fixing it needs to know which.
 func (g *adminGuard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if (r.Method == http.MethodGet || r.Method == http.MethodHead) && slices.Contains(g.auth.Open, r.URL.Path) {
 		g.next.ServeHTTP(w, r)
@@ -100,18 +128,30 @@ func (g *adminGuard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.next.ServeHTTP(w, r)
 		return
 	}
-	reason := "missing"
-	if token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
+	reason := refusedMissing
+	answer := "missing bearer token: the admin API needs one (Authorization: Bearer ...) or a client certificate"
+	challenge := `Bearer realm="goldcard"`
+	if token, ok := bearerToken(r); ok {
 		got := sha256.Sum256([]byte(token))
 		if g.auth.Token != "" && subtle.ConstantTimeCompare(got[:], g.digest[:]) == 1 {
 			g.next.ServeHTTP(w, r)
 			return
 		}
-		reason = "wrong"
+		reason, answer = refusedWrong, "wrong bearer token"
+		challenge += `, error="invalid_token"`
 	}
 	g.refused.WithLabelValues(reason).Inc()
-	w.Header().Set("WWW-Authenticate", `Bearer realm="goldcard"`)
-	writeError(w, http.StatusUnauthorized, "the admin API needs a bearer token (Authorization: Bearer ...) or a client certificate")
+	g.log.refused(r, reason)
+	w.Header().Set("WWW-Authenticate", challenge)
+	writeError(w, http.StatusUnauthorized, answer)
+}
+
+// bearerToken is the token of r's Authorization header, if it has one:
+// the scheme is case-insensitive (RFC 9110), and an empty token is none.
+func bearerToken(r *http.Request) (string, bool) {
+	scheme, token, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+	token = strings.TrimSpace(token)
+	return token, strings.EqualFold(scheme, "Bearer") && token != ""
 }
 
 // readToken reads the admin token from file, or else from $env; "" when

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
 )
@@ -40,7 +41,36 @@ Start a switch with "goldcard serve"; manage cards with "goldcard card".`,
 		return usageError{fmt.Errorf("%w (see %s --help)", err, c.CommandPath())}
 	})
 	root.AddCommand(newServeCommand(), newMigrateCommand(), newConfigCommand(), newCardCommand(), newFundsimCommand(), newBenchCommand(), newReplayCommand(), newTopCommand())
+	refuseUnknownCommands(root)
 	return root
+}
+
+// refuseUnknownCommands makes every command that only groups others (the
+// root, card, config, bench) answer a word that is none of them with a
+// usage error. Cobra would print the group's help and exit 0 for all but
+// the root, and exit 1 for the root, so a script with a typo would carry
+// on as if it had worked. Without a word, a group prints its help.
+func refuseUnknownCommands(c *cobra.Command) {
+	if c.HasSubCommands() && !c.Runnable() {
+		c.Args, c.SuggestionsMinimumDistance = unknownCommand, 2
+		c.RunE = func(c *cobra.Command, _ []string) error { return c.Help() }
+	}
+	for _, sub := range c.Commands() {
+		refuseUnknownCommands(sub)
+	}
+}
+
+// unknownCommand is the Args of a group: any word is not one of its
+// commands, or cobra would have run that one.
+func unknownCommand(c *cobra.Command, args []string) error {
+	if len(args) == 0 {
+		return nil
+	}
+	hint := ""
+	if s := c.SuggestionsFor(args[0]); len(s) > 0 {
+		hint = fmt.Sprintf("; did you mean %s?", strings.Join(s, " or "))
+	}
+	return usageError{fmt.Errorf("unknown command %q for %s%s (see %s --help)", args[0], c.CommandPath(), hint, c.CommandPath())}
 }
 
 // noArgs refuses positional arguments with a usage error.

@@ -4,13 +4,17 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/goldcard/goldcard/iso"
 )
 
 type cardFlags struct {
@@ -43,6 +47,9 @@ integers in minor units.`,
 		Example: "  goldcard card add --pan 6228480000000001 --balance 100.00 --fund 5000.00",
 		Args:    noArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
+			if err := needPAN(c, f); err != nil {
+				return err
+			}
 			body := map[string]any{"pan": f.pan, "currency": f.currency}
 			for name, v := range map[string]string{"balance": f.balance, "fund_balance": f.fund} {
 				n, err := parseAmount(v)
@@ -51,7 +58,7 @@ integers in minor units.`,
 				}
 				body[name] = n
 			}
-			return cardCall(c, f, http.MethodPost, "/v1/cards", body, http.StatusCreated)
+			return printCard(c, f, http.MethodPost, "/v1/cards", body, http.StatusCreated)
 		},
 	}
 	add.Flags().StringVar(&f.balance, "balance", "0.00", "opening cash balance")
@@ -63,14 +70,14 @@ integers in minor units.`,
 		Short: "Show a card's balances",
 		Args:  noArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			return cardCall(c, f, http.MethodGet, "/v1/cards/"+f.pan, nil, http.StatusOK)
+			return cardCall(c, f, http.MethodGet, "", nil, http.StatusOK)
 		},
 	}
 	status := func(use, short, to string) *cobra.Command {
 		return &cobra.Command{
 			Use: use + " --pan PAN", Short: short, Args: noArgs,
 			RunE: func(c *cobra.Command, _ []string) error {
-				return cardCall(c, f, http.MethodPut, "/v1/cards/"+f.pan+"/status", map[string]string{"status": to}, http.StatusOK)
+				return cardCall(c, f, http.MethodPut, "/status", map[string]string{"status": to}, http.StatusOK)
 			},
 		}
 	}
@@ -80,11 +87,54 @@ integers in minor units.`,
 	return c
 }
 
-// cardCall sends one admin request and prints the card it returns.
+// cardCall finds the card --pan names and sends it one admin request to
+// path under /v1/cards/{id}, printing the card it returns. The PAN goes
+// in a search body, never in a URL.
 func cardCall(c *cobra.Command, f cardFlags, method, path string, body any, want int) error {
+	if err := needPAN(c, f); err != nil {
+		return err
+	}
+	id, err := findCard(c.Context(), f.admin, f.pan)
+	if err != nil {
+		return err
+	}
+	return printCard(c, f, method, "/v1/cards/"+url.PathEscape(id)+path, body, want)
+}
+
+// needPAN refuses a card command without --pan.
+func needPAN(c *cobra.Command, f cardFlags) error {
 	if f.pan == "" {
 		return usageError{fmt.Errorf("--pan is required (see %s --help)", c.CommandPath())}
 	}
+	return nil
+}
+
+// errNoCard is a PAN no card has.
+var errNoCard = errors.New("no card")
+
+// findCard returns the id of the card with the PAN.
+func findCard(ctx context.Context, admin, pan string) (string, error) {
+	raw, status, err := adminCall(ctx, admin, http.MethodPost, "/v1/cards/search", map[string]string{"pan": pan})
+	if err != nil {
+		return "", err
+	}
+	if status != http.StatusOK {
+		return "", adminFailure(raw, status)
+	}
+	var found struct {
+		Cards []cardView `json:"cards"`
+	}
+	if err := json.Unmarshal(raw, &found); err != nil {
+		return "", fmt.Errorf("reading admin API answer: %w", err)
+	}
+	if len(found.Cards) == 0 {
+		return "", fmt.Errorf("%w %s", errNoCard, iso.MaskPAN(pan))
+	}
+	return found.Cards[0].ID, nil
+}
+
+// printCard sends one admin request and prints the card it returns.
+func printCard(c *cobra.Command, f cardFlags, method, path string, body any, want int) error {
 	raw, status, err := adminCall(c.Context(), f.admin, method, path, body)
 	if err != nil {
 		return err
@@ -101,24 +151,28 @@ func cardCall(c *cobra.Command, f cardFlags, method, path string, body any, want
 	if err := json.Unmarshal(raw, &v); err != nil {
 		return fmt.Errorf("reading admin API answer: %w", err)
 	}
-	fmt.Fprintf(out, "card       %s (%s, currency %s)\nbalance    %s\navailable  %s\nheld       %s\nfund       %s\n",
-		v.PAN, v.Status, v.Currency, formatAmount(v.Balance), formatAmount(v.Available), formatAmount(v.Held), formatAmount(v.FundBalance))
+	fmt.Fprintf(out, "card       %s (%s, currency %s)\nid         %s\nbalance    %s\navailable  %s\nheld       %s\nfund       %s\n",
+		v.PAN, v.Status, v.Currency, v.ID, formatAmount(v.Balance), formatAmount(v.Available), formatAmount(v.Held), formatAmount(v.FundBalance))
 	return nil
 }
 
 // adminFailure is the error an admin API answer with an unexpected status
-// stands for: its reason, where it gives one.
+// stands for: its reason, where it gives one. What is not the switch's
+// own answer (a proxy's page) may quote the request, so digit runs are
+// masked.
 func adminFailure(raw []byte, status int) error {
 	var e struct {
 		Error string `json:"error"`
 	}
 	if json.Unmarshal(raw, &e) == nil && e.Error != "" {
-		return fmt.Errorf("%s (HTTP %d)", e.Error, status)
+		return fmt.Errorf("%s (HTTP %d)", iso.MaskPANs(e.Error), status)
 	}
-	return fmt.Errorf("admin API answered HTTP %d: %s", status, bytes.TrimSpace(raw))
+	return fmt.Errorf("admin API answered HTTP %d: %s", status, iso.MaskPANs(string(bytes.TrimSpace(raw))))
 }
 
-// adminCall sends a JSON request to a switch's admin API.
+// adminCall sends a JSON request to a switch's admin API. Its errors name
+// the method and path (digit runs masked) but never the body or the whole
+// URL, which net/http's errors would quote.
 func adminCall(ctx context.Context, base, method, path string, body any) ([]byte, int, error) {
 	if !strings.Contains(base, "://") {
 		base = "http://" + base
@@ -135,7 +189,7 @@ func adminCall(ctx context.Context, base, method, path string, body any) ([]byte
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(base, "/")+path, rd)
 	if err != nil {
-		return nil, 0, usageError{fmt.Errorf("--admin: %w", err)}
+		return nil, 0, usageError{fmt.Errorf("--admin %s: %w", iso.MaskPANs(base), urlErrorCause(err))}
 	}
 	req.Header.Set("Content-Type", "application/json")
 	creds, err := adminClient()
@@ -144,9 +198,23 @@ func adminCall(ctx context.Context, base, method, path string, body any) ([]byte
 	}
 	resp, err := creds.do(http.DefaultClient, req)
 	if err != nil {
-		return nil, 0, fmt.Errorf("reaching the switch's admin API at %s (is goldcard serve running?): %w", base, err)
+		return nil, 0, fmt.Errorf("reaching the switch's admin API at %s (is goldcard serve running?): %s %s: %w",
+			iso.MaskPANs(base), method, iso.MaskPANs(path), urlErrorCause(err))
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	return raw, resp.StatusCode, err
+	if err != nil {
+		return nil, 0, fmt.Errorf("reading the admin API's answer to %s %s: %w", method, iso.MaskPANs(path), urlErrorCause(err))
+	}
+	return raw, resp.StatusCode, nil
+}
+
+// urlErrorCause is err without the *url.Error around it, which quotes the
+// request's URL.
+func urlErrorCause(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
 }

@@ -397,7 +397,11 @@ func issueCard(ctx context.Context, admin string, card fixture.Card) (bool, erro
 	case status != http.StatusCreated:
 		return false, adminFailure(raw, status)
 	}
-	path := "/v1/cards/" + url.PathEscape(card.PAN)
+	var issued cardView
+	if err := json.Unmarshal(raw, &issued); err != nil {
+		return true, fmt.Errorf("reading the issued card: %w", err)
+	}
+	path := "/v1/cards/" + url.PathEscape(issued.ID)
 	if card.Status != "" && card.Status != "active" {
 		raw, status, err := adminCall(ctx, admin, http.MethodPut, path+"/status", map[string]string{"status": card.Status})
 		if err == nil && status != http.StatusOK {

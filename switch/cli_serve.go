@@ -123,6 +123,14 @@ func serve(ctx context.Context, c *cobra.Command, f serveFlags) error {
 			return usageError{fmt.Errorf("--admin-open %q: name read-only paths such as /metrics, /healthz, /readyz", p)}
 		}
 	}
+	if f.admin != "" {
+		if err := auth.checkAddress(f.admin); err != nil {
+			return usageError{err}
+		}
+		if _, err := auth.tlsConfig(); err != nil {
+			return usageError{err}
+		}
+	}
 	dialects := newDialectCache()
 	snap, err := config.Build(0, seed, builtinDialects())
 	if err == nil {

@@ -199,13 +199,25 @@ func (d *daemon) addCard(pan string, balance, fund int64) {
 	}
 }
 
+// card reads the card with the PAN through the admin API.
 func (d *daemon) card(pan string) cardView {
 	d.t.Helper()
 	var v cardView
-	if status := d.api("GET", "/v1/cards/"+pan, nil, &v); status != http.StatusOK {
+	if status := d.api("GET", "/v1/cards/"+d.cardID(pan), nil, &v); status != http.StatusOK {
 		d.t.Fatalf("reading card: HTTP %d", status)
 	}
 	return v
+}
+
+// cardID finds the id the admin API names the card with the PAN by, for
+// its /v1/cards/{id} paths.
+func (d *daemon) cardID(pan string) string {
+	d.t.Helper()
+	var v struct{ Cards []cardView }
+	if status := d.api("POST", "/v1/cards/search", map[string]string{"pan": pan}, &v); status != http.StatusOK || len(v.Cards) != 1 {
+		d.t.Fatalf("finding card: HTTP %d, %d cards", status, len(v.Cards))
+	}
+	return v.Cards[0].ID
 }
 
 func (d *daemon) metrics() string {

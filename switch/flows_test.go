@@ -153,7 +153,7 @@ func TestFlows(t *testing.T) {
 	d.addCard(pan, 100000, 500000)
 	d.addCard(poor, 1000, 0)
 	d.addCard(blocked, 1000, 0)
-	if st := d.api("PUT", "/v1/cards/"+blocked+"/status", map[string]string{"status": "blocked"}, nil); st != 200 {
+	if st := d.api("PUT", "/v1/cards/"+d.cardID(blocked)+"/status", map[string]string{"status": "blocked"}, nil); st != 200 {
 		t.Fatalf("blocking: HTTP %d", st)
 	}
 	card := func(proc, amount string, extra map[int]string) map[int]string {

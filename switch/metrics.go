@@ -179,7 +179,7 @@ func newMetrics() *metrics {
 			Help: "Config changes refused as invalid; the instance kept running on its config.",
 		}),
 	}
-	for _, reason := range []string{"missing", "wrong"} {
+	for _, reason := range []string{refusedMissing, refusedWrong} {
 		m.adminRefused.WithLabelValues(reason)
 	}
 	reg.MustRegister(m.configRevision, m.configApply, m.configRejected, m.holdsExpired,

@@ -132,7 +132,7 @@ func NewServer(ctx context.Context, o ServerOptions) *Server {
 		s.proc.redeemer = &redeemer{ledger: l, provider: s.fund, locker: o.Locker, timer: s.timer, metrics: s.metrics, log: o.Log}
 	}
 	if o.Admin != "" {
-		s.admin = &http.Server{Addr: o.Admin, Handler: newAdminGuard(o.AdminAuth, s.metrics.adminRefused, s.adminHandler()),
+		s.admin = &http.Server{Addr: o.Admin, Handler: newAdminGuard(o.AdminAuth, s.metrics.adminRefused, o.Log, s.adminHandler()),
 			ReadHeaderTimeout: 5 * time.Second}
 		s.adminAuth = o.AdminAuth
 	}

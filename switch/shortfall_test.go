@@ -25,7 +25,7 @@ import (
 func (d *daemon) cardOrders(pan string) []orderView {
 	d.t.Helper()
 	var v struct{ Orders []orderView }
-	if st := d.api("GET", "/v1/cards/"+pan+"/orders", nil, &v); st != http.StatusOK {
+	if st := d.api("GET", "/v1/cards/"+d.cardID(pan)+"/orders", nil, &v); st != http.StatusOK {
 		d.t.Fatalf("orders: HTTP %d", st)
 	}
 	return v.Orders
@@ -86,7 +86,7 @@ func TestShortfall(t *testing.T) {
 		t.Fatalf("orders: %+v", orders)
 	}
 	var o orderView
-	if st := d.api("GET", "/v1/orders/"+orders[0].ID, nil, &o); st != 200 || o.PAN != "622848******0201" {
+	if st := d.api("GET", "/v1/orders/"+orders[0].ID, nil, &o); st != 200 || o.PAN != "622848******0201" || o.Card != d.cardID(pan) {
 		t.Fatalf("order: HTTP %d %+v", st, o)
 	}
 
@@ -119,15 +119,16 @@ func TestShortfall(t *testing.T) {
 
 	// Transfer out by hand: same order, quota and lock.
 	var out orderView
-	if st := d.api("POST", "/v1/cards/"+rich+"/transfer-out", map[string]int64{"amount": 100000}, &out); st != http.StatusOK || out.State != ledger.OrderConfirmed {
+	richOut := "/v1/cards/" + d.cardID(rich) + "/transfer-out"
+	if st := d.api("POST", richOut, map[string]int64{"amount": 100000}, &out); st != http.StatusOK || out.State != ledger.OrderConfirmed {
 		t.Fatalf("transfer out: HTTP %d %+v", st, out)
 	}
 	wantCard(t, d, rich, nil, 150000, 150000, 1850000)
 	var e map[string]string
-	if st := d.api("POST", "/v1/cards/"+rich+"/transfer-out", map[string]int64{"amount": 900000}, &e); st != http.StatusConflict {
+	if st := d.api("POST", richOut, map[string]int64{"amount": 900000}, &e); st != http.StatusConflict {
 		t.Fatalf("transfer out over the quota: HTTP %d %v", st, e)
 	}
-	if st := d.api("POST", "/v1/cards/"+rich+"/transfer-out", map[string]any{"amount": -5}, &e); st != http.StatusBadRequest {
+	if st := d.api("POST", richOut, map[string]any{"amount": -5}, &e); st != http.StatusBadRequest {
 		t.Fatalf("negative transfer out: HTTP %d", st)
 	}
 	for _, name := range []string{"goldcard_redemptions_total", "goldcard_redemption_duration_seconds", "goldcard_lock_wait_seconds", "goldcard_quota_rejections_total"} {

@@ -55,7 +55,7 @@ func (s *Server) transferOut(w http.ResponseWriter, r *http.Request) {
 		s.internalError(w, "transferring out", err)
 		return
 	}
-	s.log.Info("transfer out", "pan", iso.MaskPAN(c.PAN), "amount", req.Amount, "order", o.ID, "state", o.State)
+	s.log.Info("transfer out", "card", c.Ref, "pan", iso.MaskPAN(c.PAN), "amount", req.Amount, "order", o.ID, "state", o.State)
 	switch o.State {
 	case ledger.OrderConfirmed:
 		writeJSON(w, http.StatusOK, viewOrder(*o))

@@ -38,6 +38,64 @@ func NewDatabase(t testing.TB) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	cfg, admin := connectServer(ctx, t)
+	defer admin.Close(ctx)
+	name, dsn := newName(t, cfg)
+	if _, err := admin.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
+		t.Fatalf("ledgertest: creating database: %v", err)
+	}
+	dbcfg := cfg.Copy()
+	dbcfg.Database = name
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if !t.Failed() {
+			auditIfMigrated(ctx, t, dbcfg)
+		}
+		drop(ctx, t, cfg, name)
+	})
+	return dsn
+}
+
+// UnusedDatabase returns the URL of a database that does not exist, for
+// tests of what creates one (or must not). Should it come to exist, it is
+// dropped when t ends.
+func UnusedDatabase(t testing.TB) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cfg, admin := connectServer(ctx, t)
+	admin.Close(ctx)
+	name, dsn := newName(t, cfg)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		drop(ctx, t, cfg, name)
+	})
+	return dsn
+}
+
+// DatabaseExists reports whether the database a URL names exists.
+func DatabaseExists(t testing.TB, dsn string) bool {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	db, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		t.Fatalf("ledgertest: %v", err)
+	}
+	_, admin := connectServer(ctx, t)
+	defer admin.Close(ctx)
+	var exists bool
+	if err := admin.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)`, db.Database).Scan(&exists); err != nil {
+		t.Fatalf("ledgertest: %v", err)
+	}
+	return exists
+}
+
+// connectServer connects to the test server's own database.
+func connectServer(ctx context.Context, t testing.TB) (*pgx.ConnConfig, *pgx.Conn) {
+	t.Helper()
 	cfg, err := pgx.ParseConfig(server())
 	if err != nil {
 		t.Fatalf("ledgertest: parsing $GOLDCARD_TEST_DB: %v", err)
@@ -46,37 +104,31 @@ func NewDatabase(t testing.TB) string {
 	if err != nil {
 		t.Fatalf("ledgertest: PostgreSQL is not reachable at %s (run `make test`, which starts it): %v", ledger.Redact(server()), err)
 	}
-	defer admin.Close(ctx)
+	return cfg, admin
+}
 
+// newName makes up a database name for t, and its URL on the server cfg.
+func newName(t testing.TB, cfg *pgx.ConnConfig) (name, dsn string) {
 	var suffix [6]byte
 	_, _ = rand.Read(suffix[:])
-	name := "goldcard_test_" + sanitize(t.Name()) + "_" + hex.EncodeToString(suffix[:])
-	if _, err := admin.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
-		t.Fatalf("ledgertest: creating database: %v", err)
-	}
-	dbcfg := cfg.Copy()
-	dbcfg.Database = name
-	dsn := fmt.Sprintf("postgres://%s@%s:%d/%s?sslmode=disable", cfg.User, cfg.Host, cfg.Port, name)
+	name = "goldcard_test_" + sanitize(t.Name()) + "_" + hex.EncodeToString(suffix[:])
+	dsn = fmt.Sprintf("postgres://%s@%s:%d/%s?sslmode=disable", cfg.User, cfg.Host, cfg.Port, name)
 	if cfg.Password != "" {
 		dsn = fmt.Sprintf("postgres://%s:%s@%s:%d/%s?sslmode=disable", cfg.User, cfg.Password, cfg.Host, cfg.Port, name)
 	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if !t.Failed() {
-			auditIfMigrated(ctx, t, dbcfg)
-		}
-		admin, err := pgx.ConnectConfig(ctx, cfg)
-		if err != nil {
-			t.Errorf("ledgertest: dropping %s: %v", name, err)
-			return
-		}
-		defer admin.Close(ctx)
-		if _, err := admin.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)"); err != nil {
-			t.Errorf("ledgertest: dropping %s: %v", name, err)
-		}
-	})
-	return dsn
+	return name, dsn
+}
+
+func drop(ctx context.Context, t testing.TB, cfg *pgx.ConnConfig, name string) {
+	admin, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		t.Errorf("ledgertest: dropping %s: %v", name, err)
+		return
+	}
+	defer admin.Close(ctx)
+	if _, err := admin.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)"); err != nil {
+		t.Errorf("ledgertest: dropping %s: %v", name, err)
+	}
 }
 
 // New returns a pool on a fresh, migrated database and a ledger on it.
