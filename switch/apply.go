@@ -119,14 +119,17 @@ func (s *switchableFund) SubscriptionStatus(ctx context.Context, id string) (fun
 
 // applyConfig puts a newly applied snapshot into effect: listeners and
 // the fund company. Requests read limits and banks from the store. A
-// listener that would not bind is reported, and tried again until it does.
+// listener that would not bind is reported, and tried again until it does;
+// one refused for its port's holder is reported and not tried again.
 func (s *Server) applyConfig(_, cur *config.Snapshot, took time.Duration) error {
 	s.metrics.configRevision.Set(float64(cur.Revision))
 	s.metrics.configApply.Observe(took.Seconds())
 	errs := s.macs.update(cur)
-	if err := s.reconcileListeners(cur); err != nil {
+	if err := s.reconcileListeners(cur, false); err != nil {
 		errs = append(errs, err)
-		s.retryListeners()
+		if retriable(err) {
+			s.retryListeners()
+		}
 	}
 	if changed, err := s.fund.set(cur.Fund); err != nil {
 		errs = append(errs, err)
@@ -136,31 +139,68 @@ func (s *Server) applyConfig(_, cur *config.Snapshot, took time.Duration) error 
 	return errors.Join(errs...)
 }
 
+// retriable says whether err (of reconcileListeners) holds a listener
+// that may open if tried again.
+//
+// A port refused for its holder is not: binding it again would take the
+// port as soon as its holder lets go of it for a moment, such as another
+// switch stopping to restart, which would then be the one refused; and
+// each try at a stranger's port resets the connections the kernel queued
+// for the try meanwhile. The refusal stays reported until the config
+// changes: putting the bank again tries the port again.
+func retriable(err error) bool {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		for _, e := range j.Unwrap() {
+			if retriable(e) {
+				return true
+			}
+		}
+		return false
+	}
+	return err != nil && !isRefusal(err)
+}
+
 // retryListeners tries the current config's listeners again every few
-// seconds until they all bind, then clears the reported problem.
+// seconds until they all bind or are refused, then reports what is left:
+// the refusals, or nothing.
 func (s *Server) retryListeners() {
 	if !s.retrying.CompareAndSwap(false, true) {
 		return
 	}
 	var try func()
 	try = func() {
-		err := s.reconcileListeners(s.cfg.Load())
+		err := s.reconcileListeners(s.cfg.Load(), true)
 		if errors.Is(err, errClosed) {
 			s.retrying.Store(false)
 			return
 		}
-		if err != nil {
+		if retriable(err) {
 			s.log.Warn("bank listeners still not all open; trying again", "err", err)
+			s.warn(err)
 			time.AfterFunc(listenerRetry, try)
 			return
 		}
 		s.retrying.Store(false)
-		s.log.Info("bank listeners open")
-		if s.watcher != nil {
-			s.watcher.SetWarning("")
+		if err != nil {
+			s.log.Error("bank listeners open, except those refused for their port's holder", "err", err)
+		} else {
+			s.log.Info("bank listeners open")
 		}
+		s.warn(err)
 	}
 	time.AfterFunc(listenerRetry, try)
+}
+
+// warn reports err (nil: no problem) as the running config's problem.
+func (s *Server) warn(err error) {
+	if s.watcher == nil {
+		return
+	}
+	if err == nil {
+		s.watcher.SetWarning("")
+		return
+	}
+	s.watcher.SetWarning(err.Error())
 }
 
 // listenerRetry is how often listeners that would not bind are tried.

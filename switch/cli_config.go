@@ -97,8 +97,9 @@ documents every setting with its default.`,
 		Short: "Validate a value and write it, then wait until every live switch has applied it",
 		Long: `Validate KEY's new value (FILE, JSON or YAML; - for standard input) against the
 whole config, write it, then wait until every live switch reports the new
-revision, printing how long each took. Exits 1 if a switch refuses the change
-or does not report before --timeout.`,
+revision, printing how long each took. Exits 1 if a switch refuses the change,
+applies it with a problem (such as a bank port it cannot or will not open) or
+does not report before --timeout.`,
 		Example: "  goldcard config put banks/acme acme.json\n  goldcard config put limits - <<<'{\"redemption_quota\": 500000}'",
 		Args:    exactArgs(2),
 		RunE: func(c *cobra.Command, args []string) error {
@@ -308,7 +309,13 @@ func configPut(c *cobra.Command, f configFlags, key, path string) error {
 	fmt.Fprintf(c.ErrOrStderr(), "wrote %s at revision %d; waiting for %d switch(es)\n", key, rev, len(live))
 	results, err := waitApplied(ctx, cl, f.prefix, live, rev, start, f.timeout)
 	printApplied(c.OutOrStdout(), results, f.asJSON)
-	return err
+	errs := []error{err}
+	for _, a := range results {
+		if a.Warning != "" {
+			errs = append(errs, fmt.Errorf("switch %s applied the change, with a problem: %s", a.ID, a.Warning))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // applied is one switch's answer to a config change.
@@ -317,6 +324,8 @@ type applied struct {
 	State   string  `json:"state"` // applied, rejected, silent
 	AfterMS float64 `json:"after_ms,omitempty"`
 	Error   string  `json:"error,omitempty"`
+	// Warning is a problem putting an applied change into effect.
+	Warning string `json:"warning,omitempty"`
 }
 
 // waitApplied follows the instances' reports until each of live has
@@ -336,7 +345,7 @@ func waitApplied(ctx context.Context, cl *clientv3.Client, prefix string, live [
 		}
 		switch {
 		case r.Revision >= rev:
-			out = append(out, applied{ID: r.ID, State: "applied", AfterMS: float64(r.AppliedAt.Sub(start).Microseconds()) / 1000})
+			out = append(out, applied{ID: r.ID, State: "applied", AfterMS: float64(r.AppliedAt.Sub(start).Microseconds()) / 1000, Warning: r.Warning})
 		case r.Rejected >= rev:
 			out = append(out, applied{ID: r.ID, State: "rejected", Error: r.Error})
 		default:
@@ -396,8 +405,8 @@ func printApplied(w io.Writer, results []applied, asJSON bool) {
 			after = fmt.Sprintf("%.2f ms", a.AfterMS)
 		}
 		line := fmt.Sprintf("%s\t%s\t%s", a.ID, a.State, after)
-		if a.Error != "" {
-			line += "\t" + strings.ReplaceAll(a.Error, "\n", "; ")
+		if problem := a.Error + a.Warning; problem != "" {
+			line += "\t" + strings.ReplaceAll(problem, "\n", "; ")
 		}
 		fmt.Fprintln(tw, line)
 	}

@@ -155,6 +155,13 @@ func serve(ctx context.Context, c *cobra.Command, f serveFlags) error {
 	}
 	defer closeEtcd()
 	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	// Which config center this is, before anything else is asked of it:
+	// if it does not answer, what follows does not wait for it again.
+	cluster, err := clusterID(sctx, etcd, f.etcd, f.etcdPrefix, clusterCacheFile(f.dataDir))
+	if err != nil {
+		cancel()
+		return err
+	}
 	wrote, err := config.Seed(sctx, etcd, f.etcdPrefix, seed)
 	if err == nil {
 		if len(wrote) > 0 {
@@ -180,6 +187,11 @@ func serve(ctx context.Context, c *cobra.Command, f serveFlags) error {
 	if err != nil {
 		log.Warn("config center unreachable: starting on the local config until it is back", "err", err)
 	}
+	id, err := databaseIdentity(ctx, pool)
+	if err != nil {
+		return err
+	}
+	id.cluster, id.prefix = cluster, f.etcdPrefix
 	locker := locks.New(etcd, locks.Options{Prefix: f.etcdPrefix, TTL: f.lockTTL, Log: log})
 	defer locker.Close()
 
@@ -187,7 +199,7 @@ func serve(ctx context.Context, c *cobra.Command, f serveFlags) error {
 	election := locks.NewElection(etcd, locks.Options{Prefix: f.etcdPrefix, TTL: f.lockTTL, Log: log}, "timer", f.instanceID)
 	srv := NewServer(ctx, ServerOptions{
 		Config: store, Pool: pool, Log: log, Admin: f.admin, AdminAuth: auth, Locker: locker,
-		Elect: election.Run, TaskClaim: 2 * f.lockTTL,
+		Elect: election.Run, TaskClaim: 2 * f.lockTTL, Identity: id.digest(),
 	})
 	srv.dialects = dialects
 	if f.capture != "" {
@@ -209,7 +221,7 @@ func serve(ctx context.Context, c *cobra.Command, f serveFlags) error {
 	watchDone := make(chan struct{})
 	go func() { defer close(watchDone); watcher.Run(wctx) }()
 
-	log.Info("switch ready", "db", ledger.Redact(f.db), "instance", f.instanceID)
+	log.Info("switch ready", "db", ledger.Redact(f.db), "instance", f.instanceID, "identity", id.digest())
 	<-ctx.Done()
 	log.Info("shutting down: answering requests in flight", "timeout", f.drainTimeout)
 	dctx, cancel := context.WithTimeout(context.Background(), f.drainTimeout)

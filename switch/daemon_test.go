@@ -88,6 +88,15 @@ func (d *daemon) startPeer(args ...string) *daemon {
 }
 
 func (d *daemon) start(args ...string) {
+	d.t.Helper()
+	if err := d.launch(args...); err != nil {
+		d.t.Fatal(err)
+	}
+}
+
+// launch runs goldcard serve and waits until it is ready; an error is a
+// switch that exited first, with its logs.
+func (d *daemon) launch(args ...string) error {
 	t := d.t
 	t.Helper()
 	base := []string{"serve", "--db", d.db, "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0",
@@ -140,9 +149,11 @@ func (d *daemon) start(args ...string) {
 	select {
 	case <-ready:
 	case err := <-d.done:
-		t.Fatalf("goldcard serve exited: %v\n%s", err, d.Logs())
+		d.done <- err
+		return fmt.Errorf("goldcard serve exited: %v\n%s", err, d.Logs())
 	case <-time.After(30 * time.Second):
-		t.Fatalf("goldcard serve not ready after 30s\n%s", d.Logs())
+		_ = d.cmd.Process.Kill()
+		return fmt.Errorf("goldcard serve not ready after 30s\n%s", d.Logs())
 	}
 	t.Cleanup(func() {
 		if d.cmd.ProcessState == nil {
@@ -153,6 +164,7 @@ func (d *daemon) start(args ...string) {
 			t.Logf("switch log:\n%s", d.Logs())
 		}
 	})
+	return nil
 }
 
 // Logs returns everything the switch has logged.

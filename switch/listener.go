@@ -34,8 +34,9 @@ type listenerKey struct {
 }
 
 // bankListener accepts connections for the banks sharing one address. It
-// binds with SO_REUSEPORT, so other switches on the host (and its own
-// successor) can bind the same port.
+// binds with SO_REUSEPORT, so other switches of its identity on the host
+// (and its own successor) can bind the same port; ann announces it to them
+// (see bindBankPort).
 type bankListener struct {
 	srv     *Server
 	key     listenerKey
@@ -43,6 +44,7 @@ type bankListener struct {
 	dialect *iso.Dialect
 	header  iso.Header
 	ln      net.Listener
+	ann     *announcement
 	tls     *tls.Config // nil for plain TCP
 	log     *slog.Logger
 	nextID  atomic.Uint64
@@ -82,7 +84,8 @@ func listenerKeys(snap *config.Snapshot) map[string]listenerKey {
 	return keys
 }
 
-// reusePort lets several sockets bind one address.
+// reusePort lets several sockets bind one address; bindBankPort decides
+// whose.
 func reusePort(_, _ string, c syscall.RawConn) error {
 	var serr error
 	err := c.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1) })
@@ -106,12 +109,11 @@ func listenBanks(s *Server, key listenerKey, d *iso.Dialect, h iso.Header, t *co
 		}
 		bl.tls = lt.serverConfig()
 	}
-	lc := net.ListenConfig{Control: reusePort}
-	ln, err := lc.Listen(context.Background(), "tcp", key.listen)
+	ln, ann, err := bindBankPort(key.listen, s.identity)
 	if err != nil {
 		return nil, fmt.Errorf("banks %s: %w", key.banks, err)
 	}
-	bl.ln = ln
+	bl.ln, bl.ann = ln, ann
 	bl.life, bl.stop = context.WithCancel(context.Background())
 	// A bank's series exist from the start, so that "no link up" shows
 	// as zero rather than as nothing.
@@ -333,6 +335,7 @@ func (bl *bankListener) shutdown(ctx context.Context) {
 		bl.accepting.Wait()
 	}
 	_ = bl.ln.Close()
+	bl.ann.close() // after the listener: see bindBankPort
 	bl.mu.Lock()
 	bl.closing = true
 	links := make([]*link, 0, len(bl.links))

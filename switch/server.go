@@ -38,9 +38,17 @@ type Server struct {
 	// shutdown: requests in flight are allowed to finish.
 	baseCtx context.Context
 
-	mu        sync.Mutex               // guards listeners and closed
+	// identity is the digest of the config center and database this
+	// switch works on: only switches of one identity share a bank port.
+	identity string
+
+	mu        sync.Mutex               // guards listeners, refused and closed
 	listeners map[string]*bankListener // by address
-	closed    bool
+	// refused are the listeners not opened because another holds their
+	// port (see isRefusal), by address; they are not tried again until
+	// the config changes.
+	refused map[string]refusedListener
+	closed  bool
 	// retired counts listeners draining after a config change; retrying
 	// is set while listeners that would not bind are being tried again.
 	retired  sync.WaitGroup
@@ -87,6 +95,11 @@ type ServerOptions struct {
 	// TaskClaim bounds a timer task's run before another leader may run
 	// it again (default 10s).
 	TaskClaim time.Duration
+	// Identity is the digest of the config center and the database the
+	// switch works on (identity.digest): a bank port served by a switch
+	// of another identity, or by a program that is not a switch, is
+	// refused. Required: without it no bank listener opens.
+	Identity string
 }
 
 // NewServer wires a switch. Nothing listens until Start.
@@ -103,7 +116,9 @@ func NewServer(ctx context.Context, o ServerOptions) *Server {
 		metrics:   newMetrics(),
 		log:       o.Log,
 		baseCtx:   context.WithoutCancel(ctx),
+		identity:  o.Identity,
 		listeners: make(map[string]*bankListener),
+		refused:   make(map[string]refusedListener),
 		dialects:  newDialectCache(),
 		fund:      &switchableFund{},
 	}
@@ -171,6 +186,9 @@ func (s *Server) cardAtFirstSight(ctx context.Context, pan string) (fixture.Card
 
 // Start opens the admin API and every enabled bank's listener.
 func (s *Server) Start() error {
+	if s.identity == "" {
+		return errNoIdentity
+	}
 	if s.admin != nil {
 		tc, err := s.adminAuth.tlsConfig()
 		if err != nil {
@@ -207,34 +225,62 @@ func (s *Server) Start() error {
 		}
 		wg.Wait()
 	}()
-	if err := s.reconcileListeners(s.cfg.Load()); err != nil {
+	if err := s.reconcileListeners(s.cfg.Load(), false); err != nil {
 		s.Shutdown(context.Background())
 		return err
 	}
 	return nil
 }
 
+// errNoIdentity is a server built without ServerOptions.Identity.
+var errNoIdentity = errors.New("server has no identity: it cannot tell which switches may share its bank ports")
+
+// refusedListener is a listener refused for its port's holder, and why.
+type refusedListener struct {
+	key listenerKey
+	err error
+}
+
 // reconcileListeners opens a listener for each address the snapshot's
 // enabled banks use and drains those no longer wanted. A listener whose
 // wire format or banks changed is replaced: the new one binds beside the
-// old (SO_REUSEPORT) before the old stops accepting and drains.
-func (s *Server) reconcileListeners(snap *config.Snapshot) error {
+// old (SO_REUSEPORT) before the old stops accepting and drains. Trying
+// again (again set) skips the listeners refused for their port's holder
+// and reports their refusals as they were; a new config tries them anew.
+//
+// A bank moved to an address that does not open is still served where it
+// was: its old listener stays until the new one opens.
+func (s *Server) reconcileListeners(snap *config.Snapshot, again bool) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		return errClosed
 	}
+	if !again {
+		clear(s.refused)
+	}
 	want := listenerKeys(snap)
 	var errs []error
 	var retired []*bankListener
+	unserved := map[string]bool{} // banks whose listener did not open
 	for addr, key := range want {
 		cur, ok := s.listeners[addr]
 		if ok && cur.key == key {
 			continue
 		}
+		if r, ok := s.refused[addr]; ok && r.key == key {
+			errs = append(errs, r.err)
+			markUnserved(unserved, key)
+			continue
+		}
+		delete(s.refused, addr)
 		bl, err := s.openListener(snap, key)
 		if err != nil {
+			if isRefusal(err) {
+				s.refused[addr] = refusedListener{key: key, err: err}
+			}
 			errs = append(errs, err)
+			markUnserved(unserved, key)
 			continue
 		}
 		if ok {
@@ -242,11 +288,17 @@ func (s *Server) reconcileListeners(snap *config.Snapshot) error {
 		}
 		s.listeners[addr] = bl
 	}
-	for addr, cur := range s.listeners {
+	for addr := range s.refused {
 		if _, ok := want[addr]; !ok {
-			retired = append(retired, cur)
-			delete(s.listeners, addr)
+			delete(s.refused, addr)
 		}
+	}
+	for addr, cur := range s.listeners {
+		if _, ok := want[addr]; ok || servesAny(cur, unserved) {
+			continue
+		}
+		retired = append(retired, cur)
+		delete(s.listeners, addr)
 	}
 	for _, bl := range retired {
 		s.log.Info("bank listener retired: draining its links", "bank", bl.label(), "addr", bl.ln.Addr().String())
@@ -258,6 +310,22 @@ func (s *Server) reconcileListeners(snap *config.Snapshot) error {
 		})
 	}
 	return errors.Join(errs...)
+}
+
+func markUnserved(unserved map[string]bool, key listenerKey) {
+	for _, code := range strings.Split(key.banks, "+") {
+		unserved[code] = true
+	}
+}
+
+// servesAny says whether bl serves one of banks.
+func servesAny(bl *bankListener, banks map[string]bool) bool {
+	for _, code := range bl.codes {
+		if banks[code] {
+			return true
+		}
+	}
+	return false
 }
 
 // forgetLinks drops the connection series of a retired listener's banks

@@ -43,6 +43,12 @@ func startServerWith(t *testing.T, o ServerOptions, kvs ...string) (*Server, *le
 	}
 	log := slog.New(slog.NewTextHandler(testWriter{t}, nil))
 	o.Config, o.Pool, o.Log, o.Admin = config.NewStore(snap), pool, log, "127.0.0.1:0"
+	// No config center: the switch is known by its database alone.
+	id, err := databaseIdentity(context.Background(), pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.Identity = id.digest()
 	srv := NewServer(context.Background(), o)
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)
