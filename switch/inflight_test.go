@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/moov-io/iso8583"
 
 	"github.com/goldcard/goldcard/config"
@@ -174,10 +173,7 @@ func mustJSON(t *testing.T, v any) string {
 func requestExpired(t *testing.T, dsn string) bool {
 	t.Helper()
 	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
+	conn := connectDB(t, dsn)
 	defer conn.Close(ctx)
 	var n int
 	if err := conn.QueryRow(ctx, `SELECT count(*) FROM requests WHERE state = 'deciding' AND respond_by < clock_timestamp()`).Scan(&n); err != nil {
