@@ -20,6 +20,7 @@ import (
 
 	"github.com/goldcard/goldcard/config"
 	"github.com/goldcard/goldcard/iso"
+	"github.com/goldcard/goldcard/ledger"
 )
 
 // listenerKey is what a listener is: its address, its wire format, its
@@ -130,6 +131,7 @@ func listenBanks(s *Server, key listenerKey, d *iso.Dialect, h iso.Header, t *co
 		for _, reason := range []string{"missing", "mismatch"} {
 			s.metrics.macFailures.WithLabelValues(code, reason)
 		}
+		s.metrics.exceptions.WithLabelValues(code, ledger.ExceptionForeignCurrency)
 	}
 	bl.wg.Add(1)
 	bl.accepting.Add(1)
