@@ -201,6 +201,7 @@ func benchLevel(ctx context.Context, stderr io.Writer, f benchFlags, d *iso.Dial
 	)
 	var done atomic.Int64
 	start := time.Now()
+	runID := rand.IntN(10000)
 	stopProgress := progress(stderr, &done, start, "requests")
 	for w := range n {
 		wg.Go(func() {
@@ -209,10 +210,14 @@ func benchLevel(ctx context.Context, stderr io.Writer, f benchFlags, d *iso.Dial
 			conn := conns[w%len(conns)]
 			for ctx.Err() == nil {
 				s := stan.Add(1)
+				now := time.Now()
+				// DE37 starts with this run's number, so that a run on a
+				// ledger that holds an earlier one repeats none of its keys.
 				fields := map[int]string{
 					2: pans[rand.IntN(len(pans))], 3: "000000", 4: "000000000001",
-					7: time.Now().UTC().Format("0102150405"), 11: fmt.Sprintf("%06d", s%1000000),
-					32: "999", 37: fmt.Sprintf("%012d", s), 41: fmt.Sprintf("B%07d", w), 49: "156",
+					7: now.UTC().Format("0102150405"), 11: fmt.Sprintf("%06d", s%1000000),
+					12: now.Format("150405"), 13: now.Format("0102"),
+					32: "999", 37: fmt.Sprintf("%04d%08d", runID, s%100000000), 41: fmt.Sprintf("B%07d", w), 49: "156",
 				}
 				m, _ := newMessage(d, f.mti, fields)
 				t0 := time.Now()
