@@ -320,9 +320,10 @@ func (b *Bank) Validate() error {
 	return nil
 }
 
-// validTxnKey checks a txn_key: known fields, each once, with the STAN and
-// something that tells one day's STANs from another's, so that a STAN used
-// again is never taken for a repeat of an old transaction.
+// validTxnKey checks a txn_key: known fields, each once, with the STAN,
+// who numbered it (the acquirer or the terminal), and something that tells
+// one day's STANs from another's, so that a STAN used again is never taken
+// for a repeat of an old transaction.
 func validTxnKey(fields []string) error {
 	seen := map[string]bool{}
 	for _, f := range fields {
@@ -337,6 +338,8 @@ func validTxnKey(fields []string) error {
 	switch {
 	case !seen["stan"]:
 		return errors.New("must name stan")
+	case !seen["acquirer"] && !seen["terminal"]:
+		return errors.New("must name acquirer or terminal as well as stan: a STAN is unique only to the one that numbers it")
 	case !seen["rrn"] && !seen["transmitted"] && !seen["local_date"]:
 		return errors.New("must name rrn, transmitted or local_date as well as stan: STANs are used again")
 	}

@@ -73,10 +73,14 @@ func (h changeHold) check(n int64) error {
 	return nil
 }
 
-type linkReversal struct{ reversal int64 }
+type linkReversal struct {
+	reversal int64
+	stands   *int64
+}
 
 func (l linkReversal) queue(b *pgx.Batch, requestSQL string) {
-	b.Queue(`UPDATE requests SET reverses = `+requestSQL+`, waiting = false WHERE id = $1 AND waiting`, l.reversal)
+	b.Queue(`UPDATE requests SET reverses = `+requestSQL+`, waiting = false, stands = $2 WHERE id = $1 AND waiting`,
+		l.reversal, l.stands)
 }
 
 func (l linkReversal) check(n int64) error {
@@ -87,8 +91,10 @@ func (l linkReversal) check(n int64) error {
 }
 
 // LinkReversal marks the saved request as the original that the waiting
-// reversal with the given request id undid before it arrived.
-func LinkReversal(reversal int64) Effect { return linkReversal{reversal} }
+// reversal with the given request id undid before it arrived; stands,
+// when the saved request moved money, is what of it the reversal leaves
+// standing (nil: it moved nothing of it).
+func LinkReversal(reversal int64, stands *int64) Effect { return linkReversal{reversal, stands} }
 
 // apply writes effects that belong to no request.
 func (tx *Tx) apply(ctx context.Context, effects []Effect) error {

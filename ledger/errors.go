@@ -49,7 +49,7 @@ func retryable(err error) bool {
 	case codeSerializationFailure, codeDeadlockDetected:
 		return true
 	case codeUniqueViolation:
-		return constraint == "requests_idempotency" || constraint == "requests_reverses_key" || constraint == "holds_request_key"
+		return constraint == "requests_txn_key" || constraint == "requests_reverses_stands" || constraint == "holds_request_key"
 	}
 	return false
 }

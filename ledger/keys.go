@@ -107,6 +107,17 @@ func (k Key) Digest() []byte {
 	return sum[:16]
 }
 
+// legacyFields identified a request before banks named their own.
+var legacyFields = []string{FieldAcquirer, FieldSTAN, FieldTransmitted, FieldTerminal}
+
+// LegacyDigest is the key a request would have had before banks named the
+// fields of their keys (see Digest): requests answered then are found by
+// it.
+func (k Key) LegacyDigest() []byte {
+	k.Fields, k.Actual = legacyFields, ""
+	return k.Digest()
+}
+
 // newClaim returns a random, non-zero claim on a request being decided.
 func newClaim() int64 {
 	var b [8]byte

@@ -44,8 +44,10 @@ type Lookup struct {
 	// Prior is what is stored under the request's key, if anything.
 	Prior *Prior
 	// Waiting is the id of a reversal that arrived before this request,
-	// waiting for it, or zero.
-	Waiting int64
+	// waiting for it, or zero; WaitingStated is what that reversal says
+	// stands of this request.
+	Waiting       int64
+	WaitingStated int64
 	// Card is the request's card, locked, or nil when its PAN is unknown.
 	Card *Card
 }
@@ -82,19 +84,26 @@ func (tx *Tx) LookupRequest(ctx context.Context, f Find) (*Lookup, error) {
 	key := f.Key
 	b := &pgx.Batch{}
 	b.Queue(`SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`, f.Serial)
+	// A request answered before banks named their keys is found by the
+	// key it had then.
 	b.Queue(`SELECT r.id, r.fingerprint, r.state, coalesce(r.response_code, ''), r.response, coalesce(r.claim, 0),
 			coalesce(r.state = 'deciding' AND r.respond_by <= clock_timestamp(), false),
 			coalesce((SELECT v.id FROM requests v WHERE v.reverses = r.id ORDER BY v.id LIMIT 1), 0)
-		FROM requests r WHERE r.txn_key = $1`, key.Digest())
+		FROM requests r WHERE r.txn_key = $1
+		UNION ALL
+		SELECT r.id, r.fingerprint, r.state, coalesce(r.response_code, ''), r.response, coalesce(r.claim, 0), false,
+			coalesce((SELECT v.id FROM requests v WHERE v.reverses = r.id ORDER BY v.id LIMIT 1), 0)
+		FROM requests r WHERE r.txn_key = $2 AND r.legacy AND $2 <> $1
+		LIMIT 1`, key.Digest(), key.LegacyDigest())
 	if f.CheckReversed {
 		// Two plain index lookups: an OR of the two would defeat a
 		// prepared statement's generic plan.
-		b.Queue(`SELECT id FROM requests
+		b.Queue(`SELECT id, coalesce(stated, 0) FROM requests
 			WHERE waiting AND orig_stan = $3 AND orig_acquirer = $2 AND bank = $1
 			  AND terminal = $5 AND orig_class = $6 AND (orig_transmitted = $4 OR NOT $10)
 			  AND amount = $8 AND created_at > now() - interval '1 day'
 			UNION ALL
-			SELECT id FROM requests
+			SELECT id, coalesce(stated, 0) FROM requests
 			WHERE waiting AND rrn = $7 AND terminal = $5 AND acquirer = $2 AND bank = $1 AND stan = $3 AND $7 <> ''
 			  AND amount = $8 AND created_at > now() - interval '1 day' AND (local_date = $9 OR local_date = '' OR $9 = '')
 			ORDER BY id LIMIT 1`,
@@ -120,7 +129,7 @@ func (tx *Tx) LookupRequest(ctx context.Context, f Find) (*Lookup, error) {
 		return nil, fmt.Errorf("looking up request: %w", err)
 	}
 	if f.CheckReversed {
-		err := br.QueryRow().Scan(&out.Waiting)
+		err := br.QueryRow().Scan(&out.Waiting, &out.WaitingStated)
 		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 			return nil, fmt.Errorf("looking up early reversal: %w", err)
 		}
@@ -158,10 +167,12 @@ type Record struct {
 	ResponseCode string
 	AuthCode     string
 	Response     []byte // the packed response, sent again for a repeat
-	// Reverses is the original a reversal settled against, or zero. Stands,
-	// for a reversal that moved money, is what stands of the original after
-	// it.
+	// Reverses is the original a reversal settled against, or zero. Stated
+	// is what a reversal says stands of its original (DE95's actual
+	// amount, or 0); Stands, for a reversal that moved money, is what
+	// stands of the original after it.
 	Reverses int64
+	Stated   *int64
 	Stands   *int64
 	// Waiting marks a reversal whose original has never been seen; Orig is
 	// then the original's key as DE90 gives it, if it does.
@@ -232,7 +243,7 @@ func (tx *Tx) store(ctx context.Context, r Record, effects []Effect, state strin
 		"card": cardID, "txn_type": r.TxnType, "amount": r.Amount, "code": code, "auth": auth, "response": resp,
 		"reverses": reverses, "oc": oc, "oa": oa, "os": os, "ot": ot,
 		"local_date": k.LocalDate, "local_time": k.LocalTime, "currency": r.Currency, "state": state,
-		"claim": claimArg, "within": within.Microseconds(), "waiting": r.Waiting, "stands": r.Stands,
+		"claim": claimArg, "within": within.Microseconds(), "waiting": r.Waiting, "stated": r.Stated, "stands": r.Stands,
 	}
 	b := &pgx.Batch{}
 	var requestSQL string
@@ -240,12 +251,12 @@ func (tx *Tx) store(ctx context.Context, r Record, effects []Effect, state strin
 		b.Queue(`INSERT INTO requests (txn_key, bank, acquirer, stan, transmitted, terminal, mti_class, mti, rrn, fingerprint,
 				card_id, txn_type, amount, response_code, auth_code, response, reverses,
 				orig_class, orig_acquirer, orig_stan, orig_transmitted,
-				local_date, local_time, currency, state, claim, respond_by, waiting, stands)
+				local_date, local_time, currency, state, claim, respond_by, waiting, stated, stands)
 			VALUES (@key, @bank, @acquirer, @stan, @transmitted, @terminal, @class, @mti, @rrn, @fingerprint,
 				@card, @txn_type, @amount, @code, @auth, @response, @reverses, @oc, @oa, @os, @ot,
 				@local_date, @local_time, @currency, @state, @claim,
 				CASE WHEN @claim::bigint IS NULL THEN NULL ELSE clock_timestamp() + @within::bigint * interval '1 microsecond' END,
-				@waiting, @stands)
+				@waiting, @stated, @stands)
 			RETURNING id`, args)
 		requestSQL = "currval('requests_id_seq')"
 	} else {
@@ -259,7 +270,7 @@ func (tx *Tx) store(ctx context.Context, r Record, effects []Effect, state strin
 				claim = coalesce(@claim, claim),
 				respond_by = CASE WHEN @claim::bigint IS NULL THEN respond_by
 					ELSE clock_timestamp() + @within::bigint * interval '1 microsecond' END,
-				waiting = @waiting, stands = @stands
+				waiting = @waiting, stated = @stated, stands = @stands
 			WHERE id = @over AND state = @over_state AND coalesce(claim, 0) = @over_claim AND txn_key = @key
 			RETURNING id`, args)
 		requestSQL = strconv.FormatInt(o.ID, 10)
@@ -346,13 +357,16 @@ type OriginalRef struct {
 	// ByDE90 finds the original DE90 names: its class, acquirer, STAN and
 	// DE7. With AnyTransmission (a bank whose acquirers stamp DE7 afresh,
 	// so DE90 may name another transmission's) one of another DE7 matches
-	// too if it has RRN or Amount; the DE7 named is preferred.
+	// too if it has RRN or Amount, is of LocalDate and from the last day;
+	// the DE7 named is preferred.
 	ByDE90          *OrigKey
 	AnyTransmission bool
 	Amount          int64
 	// Otherwise the original is matched by these of its fields; STAN may
-	// be empty to match any.
-	Acquirer, RRN, STAN string
+	// be empty to match any. Of several, the one of LocalDate and
+	// LocalTime is preferred, then the one of Amount.
+	Acquirer, RRN, STAN  string
+	LocalDate, LocalTime string
 	// Classes are the MTI classes the original may have.
 	Classes []string
 	// ActiveHold restricts the match to originals with an active hold.
@@ -372,8 +386,11 @@ func (tx *Tx) FindOriginal(ctx context.Context, ref OriginalRef) (*Original, err
 		where = `r.stan = $1 AND r.terminal = $2 AND r.acquirer = $3 AND r.bank = $4 AND r.mti_class = $5 AND (r.transmitted = $6`
 		args = []any{o.STAN, ref.Terminal, o.Acquirer, ref.Bank, o.Class, o.Transmitted}
 		if ref.AnyTransmission {
-			where += ` OR (r.rrn = $7 AND $7 <> '') OR r.amount = $8`
-			args = append(args, ref.RRN, ref.Amount)
+			// Another transmission of the original: of the same local date
+			// and the last day only, as a terminal's STANs come round again.
+			where += ` OR (r.created_at > now() - interval '1 day' AND (r.local_date = $9 OR r.local_date = '' OR $9 = '')
+				AND ((r.rrn = $7 AND $7 <> '') OR r.amount = $8))`
+			args = append(args, ref.RRN, ref.Amount, ref.LocalDate)
 			order = `r.transmitted = $6 DESC, ` + order
 		}
 		where += `)`
@@ -382,9 +399,12 @@ func (tx *Tx) FindOriginal(ctx context.Context, ref OriginalRef) (*Original, err
 			return nil, nil
 		}
 		where = `r.rrn = $1 AND r.terminal = $2 AND r.acquirer = $3 AND r.bank = $4 AND r.mti_class = ANY($5)`
-		args = []any{ref.RRN, ref.Terminal, ref.Acquirer, ref.Bank, ref.Classes}
+		args = []any{ref.RRN, ref.Terminal, ref.Acquirer, ref.Bank, ref.Classes, ref.LocalDate, ref.LocalTime, ref.Amount}
+		// Of several with one RRN (and STAN), the one of the same local
+		// date and time, then of the same amount, then the newest.
+		order = `(r.local_date = $6 AND r.local_time = $7) DESC, r.amount = $8 DESC, ` + order
 		if ref.STAN != "" {
-			where += ` AND r.stan = $6`
+			where += ` AND r.stan = $9`
 			args = append(args, ref.STAN)
 		}
 	}

@@ -5,9 +5,11 @@
 -- identifies a transaction (see config's txn_key), with the bank and the
 -- MTI class: acquirers that stamp a new DE7 on every transmission send
 -- repeats under the same key. Requests answered before this migration keep
--- the key of the fields that identified them then (DE32, DE11, DE7, DE41).
+-- the key of the fields that identified them then (DE32, DE11, DE7, DE41)
+-- and are marked legacy: a repeat is looked for under that key too.
 ALTER TABLE requests
     ADD COLUMN txn_key    bytea,
+    ADD COLUMN legacy     boolean NOT NULL DEFAULT false,
     ADD COLUMN local_date text NOT NULL DEFAULT '',
     ADD COLUMN local_time text NOT NULL DEFAULT '',
     ADD COLUMN currency   text NOT NULL DEFAULT '',
@@ -25,16 +27,40 @@ ALTER TABLE requests
     -- A reversal whose original has never been seen waits for it; any
     -- other reversal is settled when it arrives and never matches later.
     ADD COLUMN waiting    boolean NOT NULL DEFAULT false,
-    -- A reversal that moved money: what stands of its original after it.
+    -- What a reversal says stands of its original (DE95's actual amount,
+    -- or 0), and, once it moved money, what stands of it after it.
+    ADD COLUMN stated     bigint CHECK (stated >= 0),
     ADD COLUMN stands     bigint CHECK (stands >= 0);
 
-UPDATE requests SET txn_key = substring(sha256(convert_to(concat_ws(chr(31),
-    bank, mti_class, 'acquirer=' || acquirer, 'stan=' || stan, 'transmitted=' || transmitted, 'terminal=' || terminal), 'UTF8')) FROM 1 FOR 16);
+-- The key of the fields that identified a request before this migration.
+CREATE FUNCTION legacy_txn_key(bank text, class text, acquirer text, stan text, transmitted text, terminal text)
+RETURNS bytea LANGUAGE sql IMMUTABLE AS $$
+    SELECT substring(sha256(convert_to(concat_ws(chr(31), bank, class, 'acquirer=' || acquirer, 'stan=' || stan,
+        'transmitted=' || transmitted, 'terminal=' || terminal), 'UTF8')) FROM 1 FOR 16)
+$$;
+
+-- A switch of the build before this migration, still draining while its
+-- successor starts, writes requests without a key: they get the key it
+-- would have used.
+CREATE FUNCTION default_txn_key() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    NEW.txn_key := legacy_txn_key(NEW.bank, NEW.mti_class, NEW.acquirer, NEW.stan, NEW.transmitted, NEW.terminal);
+    NEW.legacy := true;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER requests_default_txn_key BEFORE INSERT ON requests
+    FOR EACH ROW WHEN (NEW.txn_key IS NULL) EXECUTE FUNCTION default_txn_key();
+
 -- Before this migration every reversal not linked to its original was
 -- taken as waiting, and an original could be reversed once: what its
--- reversal left standing is taken as nothing.
+-- reversal left standing is taken as nothing. History is rewritten here
+-- only to add what it did not record, with its guard set aside.
+ALTER TABLE requests DISABLE TRIGGER requests_guard_update;
+UPDATE requests SET txn_key = legacy_txn_key(bank, mti_class, acquirer, stan, transmitted, terminal), legacy = true;
 UPDATE requests SET waiting = true WHERE reverses IS NULL AND mti_class IN ('040', '042');
-UPDATE requests SET stands = 0 WHERE reverses IS NOT NULL;
+UPDATE requests SET stated = 0, stands = 0 WHERE reverses IS NOT NULL;
+UPDATE requests SET stated = 0 WHERE mti_class IN ('040', '042') AND stated IS NULL;
+ALTER TABLE requests ENABLE TRIGGER requests_guard_update;
 
 ALTER TABLE requests
     ALTER COLUMN txn_key SET NOT NULL,
@@ -64,7 +90,8 @@ CREATE INDEX requests_by_stan ON requests (stan, terminal, acquirer, bank);
 -- A request changes only as its life allows: a request being decided is
 -- answered, released or taken over (only once its time is up); an
 -- answered request is final, except that a waiting reversal is linked
--- once to the original that arrives after it.
+-- once to the original that arrives after it (with what it then leaves
+-- standing of it).
 CREATE OR REPLACE FUNCTION guard_request_update() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF NEW.id <> OLD.id OR NEW.txn_key <> OLD.txn_key OR NEW.bank <> OLD.bank OR NEW.mti_class <> OLD.mti_class
@@ -72,8 +99,11 @@ BEGIN
         RAISE EXCEPTION 'request % cannot change what it is', OLD.id USING ERRCODE = 'integrity_constraint_violation';
     END IF;
     IF OLD.state = 'answered' THEN
-        IF NOT (OLD.waiting AND NOT NEW.waiting AND OLD.reverses IS NULL AND NEW.reverses IS NOT NULL AND NEW.stands IS NULL)
-           OR (to_jsonb(NEW) - 'reverses' - 'waiting') <> (to_jsonb(OLD) - 'reverses' - 'waiting') THEN
+        IF OLD.reverses IS NULL AND NEW.reverses IS NOT NULL THEN
+            NEW.waiting := false; -- as a switch of the build before this one links it
+        END IF;
+        IF NOT (OLD.waiting AND OLD.reverses IS NULL AND NEW.reverses IS NOT NULL AND OLD.stands IS NULL)
+           OR (to_jsonb(NEW) - 'reverses' - 'waiting' - 'stands') <> (to_jsonb(OLD) - 'reverses' - 'waiting' - 'stands') THEN
             RAISE EXCEPTION 'request % is answered: only a waiting reversal may be linked to its original, once', OLD.id
                 USING ERRCODE = 'integrity_constraint_violation';
         END IF;
