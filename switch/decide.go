@@ -43,6 +43,8 @@ func (p *processor) original(ctx context.Context, bank *config.Bank, r *iso.Requ
 type needsRedemption struct {
 	card   *ledger.Card
 	amount int64 // the shortfall: the debit less the available balance
+	// seen is what the request found under its key (see job.seen).
+	seen *ledger.Prior
 }
 
 func (n *needsRedemption) Error() string {
@@ -101,7 +103,7 @@ func decideOriginal(r *iso.Request, lk *ledger.Lookup, now time.Time, lim config
 func reversedBefore(lk *ledger.Lookup) ([]ledger.Effect, bool) {
 	switch {
 	case lk.Waiting != 0:
-		return []ledger.Effect{ledger.LinkReversal(lk.Waiting)}, true
+		return []ledger.Effect{ledger.LinkReversal(lk.Waiting, nil)}, true
 	case lk.Prior != nil && lk.Prior.ReversedBy != 0:
 		return nil, true
 	}
@@ -155,26 +157,35 @@ func checkCard(r *iso.Request, c *ledger.Card, now time.Time) error {
 // authorisation's hold, or posts directly when there is none. The acquirer
 // has already acted, so an advice is never declined for funds; one in a
 // currency the card does not hold is acknowledged with 13, posts nothing,
-// and becomes an exception for an operator.
+// and becomes an exception for an operator. One whose reversal came first
+// posts what that reversal says stands of it.
 func (p *processor) advice(ctx context.Context, bank *config.Bank, r *iso.Request, build func(outcome) ([]byte, error)) (reply, error) {
 	f := ledger.Find{Key: keyOf(bank, r), Serial: serialOf(bank, r), CheckReversed: true, Amount: r.Amount, PAN: r.PAN, Day: fund.Day(p.now())}
 	return p.decide(ctx, job{f: f, r: r, build: build, plan: func(tx bookTx, lk *ledger.Lookup) (outcome, ledger.Record, []ledger.Effect, error) {
 		c := lk.Card
 		o := outcome{card: c}
-		if effects, reversed := reversedBefore(lk); reversed {
-			// Its reversal came first: acknowledge, move nothing.
-			return o, record(bank, r, o), effects, nil
+		// A reversal that came first says what of it stands: that is
+		// what it posts, and the reversal is linked to it with it.
+		amount := r.Amount
+		var link []ledger.Effect
+		if lk.Waiting != 0 {
+			amount = min(lk.WaitingStated, r.Amount)
+			var stands *int64
+			if amount < r.Amount {
+				stands = &amount
+			}
+			link = []ledger.Effect{ledger.LinkReversal(lk.Waiting, stands)}
 		}
 		if c == nil {
 			o.err = ledger.ErrUnknownCard
-			return o, record(bank, r, o), nil, nil
+			return o, record(bank, r, o), link, nil
 		}
 		if r.TxnType == iso.TxnBalance {
-			return o, record(bank, r, o), nil, nil
+			return o, record(bank, r, o), link, nil
 		}
 		if !isDebit(r.TxnType) && !isCredit(r.TxnType) {
 			o.err = errInvalidTransaction
-			return o, record(bank, r, o), nil, nil
+			return o, record(bank, r, o), link, nil
 		}
 		if foreignCurrency(r, c) {
 			return p.refuseForeign(bank, r, o)
@@ -186,21 +197,21 @@ func (p *processor) advice(ctx context.Context, bank *config.Bank, r *iso.Reques
 				return o, ledger.Record{}, nil, err
 			}
 			if auth != nil && auth.State == ledger.StateDeciding && !auth.Expired {
-				return o, ledger.Record{}, nil, &awaiting{id: auth.ID, original: true}
+				return o, ledger.Record{}, nil, &awaiting{id: auth.ID, original: true, card: c}
 			}
 		}
-		var effects []ledger.Effect
+		effects := link
 		switch {
 		case auth != nil && auth.CardID == c.ID && auth.Hold != nil && auth.Hold.State == ledger.HoldActive:
-			if r.Amount == 0 {
-				effects = []ledger.Effect{c.ReduceHold(auth.Hold, 0)}
+			if amount == 0 {
+				effects = append(effects, c.ReduceHold(auth.Hold, 0))
 			} else {
-				effects = c.CaptureHold(auth.Hold, r.Amount)
+				effects = append(effects, c.CaptureHold(auth.Hold, amount)...)
 			}
 		case isDebit(r.TxnType):
-			effects = c.ForceDebit(txnName(r.TxnType), r.Amount)
+			effects = append(effects, c.ForceDebit(txnName(r.TxnType), amount)...)
 		default:
-			effects = c.Credit(txnName(r.TxnType), r.Amount)
+			effects = append(effects, c.Credit(txnName(r.TxnType), amount)...)
 		}
 		o.authCode = r.AuthCode
 		return o, record(bank, r, o), effects, nil
@@ -223,9 +234,7 @@ func (p *processor) refuseForeign(bank *config.Bank, r *iso.Request, o outcome) 
 	p.log.Warn("message in another currency than the card's: acknowledged with 13, not posted, kept as an exception",
 		"bank", bank.Code, "mti", r.MTI, "pan", iso.MaskPAN(r.PAN), "stan", r.STAN, "rrn", r.RRN,
 		"amount", r.Amount, "currency", r.Currency, "card_currency", c.Currency)
-	if p.exceptions != nil {
-		p.exceptions.WithLabelValues(bank.Code, ledger.ExceptionForeignCurrency).Inc()
-	}
+	o.raised = ledger.ExceptionForeignCurrency
 	return o, record(bank, r, o), []ledger.Effect{ledger.RaiseException(ledger.Exception{
 		Kind: ledger.ExceptionForeignCurrency, CardID: c.ID, Bank: bank.Code, Currency: r.Currency, Amount: r.Amount, Detail: detail,
 	})}, nil
@@ -265,9 +274,14 @@ func (p *processor) reversal(ctx context.Context, bank *config.Bank, r *iso.Requ
 			return o, ledger.Record{}, nil, err
 		}
 		rec := record(bank, r, o)
+		stated := int64(0)
+		if r.Actual != nil {
+			stated = max(0, *r.Actual)
+		}
+		rec.Stated = &stated
 		switch {
 		case orig != nil && orig.State == ledger.StateDeciding && !orig.Expired:
-			return o, ledger.Record{}, nil, &awaiting{id: orig.ID, original: true}
+			return o, ledger.Record{}, nil, &awaiting{id: orig.ID, original: true, card: c}
 		case orig == nil || orig.State == ledger.StateDeciding:
 			// Never seen, or never answered (its decider is gone, and a
 			// repeat that decides it afresh finds this reversal waiting).

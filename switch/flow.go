@@ -100,6 +100,7 @@ type outcome struct {
 	err      error
 	card     *ledger.Card
 	authCode string
+	raised   string // the kind of exception raised, if any
 }
 
 // handle answers one unpacked message. It returns the packed response
@@ -160,6 +161,9 @@ func (p *processor) handle(ctx context.Context, bank *config.Bank, d *iso.Dialec
 		return p.plainResponse(d, msg, err), ex
 	}
 	ex.code, ex.replayed, ex.order, ex.err, ex.seq = rep.code, rep.replayed, rep.order, rep.declined, rep.seq
+	if rep.raised != "" && p.exceptions != nil {
+		p.exceptions.WithLabelValues(bank.Code, rep.raised).Inc()
+	}
 	return rep.resp, ex
 }
 
@@ -258,7 +262,8 @@ func origKey(r *iso.Request) *ledger.OrigKey {
 // leaves DE7 out: an acquirer that stamps DE7 afresh may name any
 // transmission's), else by DE32, DE37, DE41 and DE11.
 func originalRef(bank *config.Bank, r *iso.Request, classes ...string) ledger.OriginalRef {
-	ref := ledger.OriginalRef{Bank: bank.Code, Terminal: r.Terminal, Acquirer: r.Acquirer, RRN: r.RRN, STAN: r.STAN, Classes: classes, Amount: r.Amount}
+	ref := ledger.OriginalRef{Bank: bank.Code, Terminal: r.Terminal, Acquirer: r.Acquirer, RRN: r.RRN, STAN: r.STAN, Classes: classes,
+		Amount: r.Amount, LocalDate: r.LocalDate, LocalTime: r.LocalTime}
 	if o := origKey(r); o != nil {
 		ref.ByDE90, ref.AnyTransmission = o, !keyOf(bank, r).Names(ledger.FieldTransmitted)
 	}
@@ -330,6 +335,8 @@ type reply struct {
 	seq      int64  // the ledger's id of the request answered
 	// card, on an error, is the request's card, for DE54.
 	card *ledger.Card
+	// raised is the kind of exception the decision raised, if any.
+	raised string
 }
 
 // plan decides a request on what its lookup found: the outcome for the
@@ -345,6 +352,7 @@ type plan func(tx bookTx, lk *ledger.Lookup) (outcome, ledger.Record, []ledger.E
 type awaiting struct {
 	id       int64
 	original bool
+	card     *ledger.Card // the request's, for DE54 if the wait fails
 }
 
 func (a *awaiting) Error() string {
@@ -366,6 +374,9 @@ type job struct {
 	// onShortfall, when set, runs in place of saving when the plan needs
 	// a redemption; over is what the request takes the place of.
 	onShortfall func(lk *ledger.Lookup, need *needsRedemption, over *ledger.Prior) error
+	// seen, when the request is looked up again (under the card's lock),
+	// is what it found under its key the first time (noPrior: nothing).
+	seen *ledger.Prior
 }
 
 // step is one request's work inside a ledger transaction: look it up,
@@ -389,15 +400,25 @@ func (p *processor) step(ctx context.Context, tx bookTx, j job) (reply, error) {
 		case pr.State == ledger.StateDeciding && j.claim != 0 && pr.Claim == j.claim:
 			over = pr // its own: now decided
 		case pr.State == ledger.StateDeciding && !pr.Expired:
-			return reply{}, &awaiting{id: pr.ID}
+			return reply{}, &awaiting{id: pr.ID, card: lk.Card}
+		case j.seen != nil && !samePrior(j.seen, pr) && pr.State == ledger.StateReleased:
+			// Released since this request first looked: it arrived while
+			// its original was being decided, and takes its answer.
+			return reply{resp: pr.Response, code: pr.ResponseCode, replayed: true, joined: true, seq: pr.ID}, nil
 		default:
-			over = pr
+			over = pr // released before it came, or its decider is gone
 		}
 	}
 	o, rec, effects, err := j.plan(tx, lk)
 	var need *needsRedemption
-	if errors.As(err, &need) && j.onShortfall != nil {
-		return reply{}, j.onShortfall(lk, need, over)
+	if errors.As(err, &need) {
+		need.seen = noPrior
+		if lk.Prior != nil {
+			need.seen = lk.Prior
+		}
+		if j.onShortfall != nil {
+			return reply{}, j.onShortfall(lk, need, over)
+		}
 	}
 	if err != nil {
 		return reply{card: lk.Card}, err
@@ -408,7 +429,16 @@ func (p *processor) step(ctx context.Context, tx bookTx, j job) (reply, error) {
 	}
 	rec.Response, rec.Over = resp, over
 	id, err := tx.Save(ctx, rec, effects)
-	return reply{resp: resp, code: rec.ResponseCode, declined: o.err, seq: id}, err
+	return reply{resp: resp, code: rec.ResponseCode, declined: o.err, seq: id, raised: o.raised}, err
+}
+
+// noPrior is what a request saw when nothing was stored under its key.
+var noPrior = &ledger.Prior{}
+
+// samePrior reports whether a and b are one stored request in one state
+// under one claim.
+func samePrior(a, b *ledger.Prior) bool {
+	return a.ID == b.ID && a.State == b.State && a.Claim == b.Claim
 }
 
 // decide runs one request's step in a ledger transaction of its own. A
@@ -446,7 +476,7 @@ func (p *processor) await(ctx context.Context, aw *awaiting, r *iso.Request) (ag
 	case err != nil && ctx.Err() != nil && !aw.original:
 		return false, reply{joined: true}, fmt.Errorf("%w: %w", errUndecided, err)
 	case err != nil:
-		return false, reply{}, err
+		return false, reply{card: aw.card}, err
 	case aw.original:
 		return true, reply{}, nil
 	case pr.State == ledger.StateDeciding:

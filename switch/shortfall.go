@@ -125,6 +125,7 @@ func (p *processor) shortfall(ctx context.Context, bank *config.Bank, j job, lim
 		var err error
 		placed = nil
 		first := j
+		first.seen = need.seen
 		first.onShortfall = func(lk *ledger.Lookup, need *needsRedemption, over *ledger.Prior) error {
 			if err := tx.Fence(lctx, lk.Card.ID, k.Token()); err != nil {
 				return err
@@ -152,6 +153,12 @@ func (p *processor) shortfall(ctx context.Context, bank *config.Bank, j job, lim
 		release() // a copy is being decided elsewhere: it holds no claim on this lock
 		_, rep, err = p.await(ctx, aw, r)
 		return rep, err
+	}
+	if errors.Is(err, ledger.ErrCommitUnknown) {
+		// Whether the order was placed is unknown; if it was, its
+		// follow-up settles it, and the request is left being decided
+		// until its time is up.
+		err = fmt.Errorf("%w: placing the order: %w", errUnavailable, err)
 	}
 	if err != nil || placed == nil {
 		if rep.card == nil {
