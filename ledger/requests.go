@@ -59,9 +59,10 @@ type Find struct {
 	// (see SerialKey); requests with the same Serial take turns.
 	Serial string
 	// CheckReversed asks for a reversal that arrived before this request
-	// and waits for it: one naming it in DE90, or one with its RRN, STAN,
-	// terminal and acquirer, of the same amount and local date, from the
-	// last day.
+	// and waits for it: one naming it in DE90 (by another DE7 only when the
+	// key leaves DE7 out, and then of the same local date), or one with its
+	// RRN, STAN, terminal and acquirer and of the same local date; either of
+	// the same amount and from the last day.
 	CheckReversed bool
 	Amount        int64
 	// PAN, when set, names the card to lock.
@@ -100,7 +101,8 @@ func (tx *Tx) LookupRequest(ctx context.Context, f Find) (*Lookup, error) {
 		// prepared statement's generic plan.
 		b.Queue(`SELECT id, coalesce(stated, 0) FROM requests
 			WHERE waiting AND orig_stan = $3 AND orig_acquirer = $2 AND bank = $1
-			  AND terminal = $5 AND orig_class = $6 AND (orig_transmitted = $4 OR NOT $10)
+			  AND terminal = $5 AND orig_class = $6
+			  AND (orig_transmitted = $4 OR (NOT $10 AND (local_date = $9 OR local_date = '' OR $9 = '')))
 			  AND amount = $8 AND created_at > now() - interval '1 day'
 			UNION ALL
 			SELECT id, coalesce(stated, 0) FROM requests
