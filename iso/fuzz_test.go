@@ -60,7 +60,8 @@ func FuzzReadFrame(f *testing.F) {
 
 // FuzzReadAndParse feeds arbitrary bytes through what a bank link does
 // with them, in both shipped dialects: frame, unpack, map, respond, pack.
-// Nothing may panic, and a message that unpacks packs back to one that
+// Nothing may panic; a body is read only when its fields take all of it,
+// as moov reads them; and a message that unpacks packs back to one that
 // unpacks to the same fields.
 func FuzzReadAndParse(f *testing.F) {
 	h, _ := HeaderByName(HeaderBinary2)
@@ -72,6 +73,7 @@ func FuzzReadAndParse(f *testing.F) {
 		}
 		for _, d := range dialects {
 			d.ReadMTI(body)
+			checkMeasured(t, d, body)
 			m, err := d.Unpack(body)
 			if err != nil {
 				continue
@@ -244,6 +246,17 @@ func TestFuzzSeeds(t *testing.T) {
 	parse := map[string][]any{
 		"header-65535-then-nothing": {[]byte{0xff, 0xff}},
 		"echo-mti-only":             {[]byte{0x00, 0x04, '0', '8', '0', '0'}},
+	}
+	d, err := Builtin(DefaultDialect)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, body := range map[string][]byte{
+		"echo-with-stray-bytes":   append(echoBody(t, d), "ABCD"...),
+		"postilion-six-digit-127": postilion0200(t, d),
+	} {
+		b2, _ := Frame(headerOf(0), body)
+		parse[name] = []any{b2}
 	}
 	requests := map[string][]any{}
 	for i, sm := range msgs {
