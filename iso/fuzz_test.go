@@ -83,6 +83,9 @@ func FuzzReadAndParse(f *testing.F) {
 				continue
 			}
 			if resp, err := Respond(d, m); err == nil {
+				if id, empty := emptyField(resp); empty {
+					t.Fatalf("%s: the response echoes DE%d empty", d.Name, id)
+				}
 				_, _ = resp.Pack()
 			}
 		}
@@ -116,7 +119,8 @@ var requestFields = []int{2, 3, 4, 7, 11, 12, 13, 14, 32, 37, 41, 49, 70, 90, 95
 
 // FuzzParseRequest maps messages of arbitrary field values to typed
 // requests: a request accepted is well formed, one refused is a format
-// error, and either way the response can be started.
+// error, and either way the response can be started, with no field
+// echoed empty.
 func FuzzParseRequest(f *testing.F) {
 	d, err := Builtin(DefaultDialect)
 	if err != nil {
@@ -132,6 +136,9 @@ func FuzzParseRequest(f *testing.F) {
 		}
 		r, err := ParseRequest(m)
 		if resp, rerr := Respond(d, m); rerr == nil {
+			if id, empty := emptyField(resp); empty {
+				t.Fatalf("the response echoes DE%d empty", id)
+			}
 			_, _ = resp.Pack() // may refuse values no bank could have sent
 		}
 		if err != nil {
