@@ -112,15 +112,6 @@ func (d *Dialect) SetField(m *iso8583.Message, id int, v string) error {
 	return m.Field(id, v)
 }
 
-// Unpack reads one message body (without its length header).
-func (d *Dialect) Unpack(b []byte) (*iso8583.Message, error) {
-	m := iso8583.NewMessage(d.Spec)
-	if err := m.Unpack(b); err != nil {
-		return m, err
-	}
-	return m, nil
-}
-
 // ReadMTI reads only the MTI at the start of a body, for frames whose
 // remainder cannot be unpacked. It reports false when the MTI itself is
 // unreadable or is not four digits.

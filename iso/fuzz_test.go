@@ -60,7 +60,8 @@ func FuzzReadFrame(f *testing.F) {
 
 // FuzzReadAndParse feeds arbitrary bytes through what a bank link does
 // with them, in both shipped dialects: frame, unpack, map, respond, pack.
-// Nothing may panic, and a message that unpacks packs back to one that
+// Nothing may panic; a body is read only when its fields take all of it,
+// as moov reads them; and a message that unpacks packs back to one that
 // unpacks to the same fields.
 func FuzzReadAndParse(f *testing.F) {
 	h, _ := HeaderByName(HeaderBinary2)
@@ -72,6 +73,7 @@ func FuzzReadAndParse(f *testing.F) {
 		}
 		for _, d := range dialects {
 			d.ReadMTI(body)
+			checkMeasured(t, d, body)
 			m, err := d.Unpack(body)
 			if err != nil {
 				continue
@@ -81,6 +83,9 @@ func FuzzReadAndParse(f *testing.F) {
 				continue
 			}
 			if resp, err := Respond(d, m); err == nil {
+				if id, empty := emptyField(resp); empty {
+					t.Fatalf("%s: the response echoes DE%d empty", d.Name, id)
+				}
 				_, _ = resp.Pack()
 			}
 		}
@@ -114,7 +119,8 @@ var requestFields = []int{2, 3, 4, 7, 11, 12, 13, 14, 32, 37, 41, 49, 70, 90, 95
 
 // FuzzParseRequest maps messages of arbitrary field values to typed
 // requests: a request accepted is well formed, one refused is a format
-// error, and either way the response can be started.
+// error, and either way the response can be started, with no field
+// echoed empty.
 func FuzzParseRequest(f *testing.F) {
 	d, err := Builtin(DefaultDialect)
 	if err != nil {
@@ -130,6 +136,9 @@ func FuzzParseRequest(f *testing.F) {
 		}
 		r, err := ParseRequest(m)
 		if resp, rerr := Respond(d, m); rerr == nil {
+			if id, empty := emptyField(resp); empty {
+				t.Fatalf("the response echoes DE%d empty", id)
+			}
 			_, _ = resp.Pack() // may refuse values no bank could have sent
 		}
 		if err != nil {
@@ -244,6 +253,17 @@ func TestFuzzSeeds(t *testing.T) {
 	parse := map[string][]any{
 		"header-65535-then-nothing": {[]byte{0xff, 0xff}},
 		"echo-mti-only":             {[]byte{0x00, 0x04, '0', '8', '0', '0'}},
+	}
+	d, err := Builtin(DefaultDialect)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, body := range map[string][]byte{
+		"echo-with-stray-bytes":   append(echoBody(t, d), "ABCD"...),
+		"postilion-six-digit-127": postilion0200(t, d),
+	} {
+		b2, _ := Frame(headerOf(0), body)
+		parse[name] = []any{b2}
 	}
 	requests := map[string][]any{}
 	for i, sm := range msgs {

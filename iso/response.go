@@ -11,7 +11,10 @@ import (
 var EchoFields = []int{2, 3, 4, 7, 11, 12, 13, 32, 37, 41, 42, 49, 70, 90, 95}
 
 // Respond starts the response to req: the response MTI and the echoed
-// fields. A field the request carried but that cannot be copied is left out.
+// fields. A field the request carried but that cannot be copied is left
+// out, and so is one the request carried empty (an LLVAR of length 00):
+// a field of no length is malformed to the bank's side, and echoing it
+// says nothing.
 func Respond(d *Dialect, req *iso8583.Message) (*iso8583.Message, error) {
 	mti, _ := req.GetMTI()
 	rmti, ok := ResponseMTI(mti)
@@ -22,7 +25,7 @@ func Respond(d *Dialect, req *iso8583.Message) (*iso8583.Message, error) {
 	resp.MTI(rmti)
 	for _, id := range EchoFields {
 		b, err := req.GetBytes(id)
-		if err != nil || b == nil {
+		if err != nil || len(b) == 0 {
 			continue
 		}
 		_ = resp.BinaryField(id, b)

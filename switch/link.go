@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -224,7 +223,7 @@ func (l *link) stopReading() error {
 func (l *link) badFrame(body []byte, partial *iso8583.Message, err error, arrival time.Time, step int) {
 	defer func() { <-l.slots }()
 	defer l.inFlight.Add(-1)
-	l.srv.metrics.unpackErrors.WithLabelValues(l.bank).Inc()
+	l.srv.metrics.unpackErrors.WithLabelValues(l.bank, unpackFailure(err)).Inc()
 	mti, ok := l.dialect.ReadMTI(body)
 	if _, isRequest := iso.ResponseMTI(mti); !ok || !isRequest {
 		l.log.Warn("unreadable frame dropped", "bytes", len(body), "err", unpackReason(err))
@@ -243,15 +242,6 @@ func (l *link) badFrame(body []byte, partial *iso8583.Message, err error, arriva
 	}
 	l.send(resp, step, 0)
 	l.srv.observe(l.bank, exchange{mti: mti, code: rcFormatError}, arrival)
-}
-
-// unpackReason names the field that failed without the message's bytes.
-func unpackReason(err error) string {
-	var ue *isoerrors.UnpackError
-	if errors.As(err, &ue) {
-		return fmt.Sprintf("field %v cannot be unpacked", ue.FieldIDs())
-	}
-	return "message cannot be unpacked"
 }
 
 // handle answers one request; moov runs it on its own goroutine.

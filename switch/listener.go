@@ -121,7 +121,7 @@ func listenBanks(s *Server, key listenerKey, d *iso.Dialect, h iso.Header, t *co
 	for _, st := range []string{linkConnected, linkSignedOn} {
 		s.metrics.connections.WithLabelValues(bl.label(), st).Add(0)
 	}
-	s.metrics.unpackErrors.WithLabelValues(bl.label())
+	initUnpackSeries(s.metrics, bl.label())
 	initLimitSeries(s.metrics, bl.label())
 	s.metrics.lostResponses.WithLabelValues(bl.label())
 	for _, code := range bl.codes {

@@ -22,7 +22,7 @@ type metrics struct {
 	limitBreaches  *prometheus.CounterVec   // bank, limit
 	frames         *prometheus.CounterVec   // bank, direction
 	bytes          *prometheus.CounterVec   // bank, direction
-	unpackErrors   *prometheus.CounterVec   // bank
+	unpackErrors   *prometheus.CounterVec   // bank, reason
 	macFailures    *prometheus.CounterVec   // bank, reason
 	adminRefused   *prometheus.CounterVec   // reason
 	lostResponses  *prometheus.CounterVec   // bank
@@ -91,8 +91,8 @@ func newMetrics() *metrics {
 		}, []string{"bank", "direction"}),
 		unpackErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "goldcard_unpack_errors_total",
-			Help: "Frames that could not be unpacked (answered with 30 when their MTI was readable).",
-		}, []string{"bank"}),
+			Help: "Frames that could not be unpacked (answered with 30 when their MTI was readable), by reason: the MTI (mti), the bitmap (bitmap) or a field (field) cannot be read, or bytes follow the last field (trailing_bytes).",
+		}, []string{"bank", "reason"}),
 		macFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "goldcard_mac_failures_total",
 			Help: "Requests declined A0 because their MAC was missing (missing) or did not verify (mismatch).",

@@ -585,7 +585,8 @@ const (
 
 // smokeRun drives a switch through the paths its metrics count: sign-on,
 // approved and declined debits, a shortfall redeemed from the fund, one
-// refused for the quota, and a frame that cannot be unpacked.
+// refused for the quota, a frame with a field that cannot be unpacked and
+// one with bytes after its last field.
 func smokeRun(t *testing.T, srv *Server, l *ledger.Ledger) {
 	t.Helper()
 	ctx := context.Background()
@@ -615,6 +616,10 @@ func smokeRun(t *testing.T, srv *Server, l *ledger.Ledger) {
 	broken := []byte("0200" + "7000000000000000" + "16622848000000000" + "1") // DE3 cut short
 	if r := raw.roundTrip(t, broken); !bytes.HasPrefix(r, []byte("0210")) {
 		t.Fatalf("a frame that cannot be unpacked answered with %q", r)
+	}
+	stray := append(echoFrame(t, 7), "ABCD"...) // bytes after DE70
+	if r := raw.roundTrip(t, stray); !bytes.HasPrefix(r, []byte("0810")) {
+		t.Fatalf("an 0800 with stray bytes answered with %q", r)
 	}
 	waitFor(t, "a timer task to fire", func() bool {
 		f := scrapeMetrics(t, srv.AdminAddr().String())["goldcard_timer_lateness_seconds"]
@@ -659,7 +664,8 @@ func TestOpsMetricsAfterSmokeRun(t *testing.T) {
 			{"goldcard_requests_total", map[string]string{"bank": "default", "mti": "0200", "response_code": "51"}},
 			{"goldcard_redemptions_total", map[string]string{"bank": "default", "purpose": "shortfall", "result": "confirmed"}},
 			{"goldcard_quota_rejections_total", map[string]string{"bank": "default"}},
-			{"goldcard_unpack_errors_total", map[string]string{"bank": "default"}},
+			{"goldcard_unpack_errors_total", map[string]string{"bank": "default", "reason": unpackField}},
+			{"goldcard_unpack_errors_total", map[string]string{"bank": "default", "reason": unpackTrailing}},
 			{"goldcard_lock_wait_seconds", nil},
 			{"goldcard_timer_leader", nil},
 			{"goldcard_etcd_up", nil},
