@@ -66,22 +66,65 @@ func TestConfirmedAndIdempotent(t *testing.T) {
 	})
 }
 
+// TestSlowAnswerIsPendingThenFinal: a caller that stops waiting before
+// the fund has decided gets no answer; the order stays pending while the
+// fund decides and is final once its latency has passed since it
+// arrived, whether or not anyone still waits.
 func TestSlowAnswerIsPendingThenFinal(t *testing.T) {
-	providers(t, fund.SimOptions{Latency: 300 * time.Millisecond}, func(t *testing.T, p fund.Provider) {
-		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	// placeAndLeave sends the order and stops waiting once the fund has
+	// it; it returns what the caller got.
+	placeAndLeave := func(t *testing.T, p fund.Provider) error {
+		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
-		if _, err := p.Redeem(ctx, order); err == nil {
-			t.Fatal("an answer arrived before the fund decided")
+		answered := make(chan error, 1)
+		go func() { _, err := p.Redeem(ctx, order); answered <- err }()
+		eventually(t, "the fund to have the order", func() bool {
+			_, err := p.RedemptionStatus(context.Background(), order.ID)
+			return !errors.Is(err, fund.ErrUnknownOrder)
+		})
+		cancel()
+		return <-answered
+	}
+	// The fund's clock starts when the order arrives, after placed: it
+	// is final no earlier than placed+latency.
+	const latency = time.Second
+	providers(t, fund.SimOptions{Latency: latency}, func(t *testing.T, p fund.Provider) {
+		placed := time.Now()
+		if err := placeAndLeave(t, p); err == nil && time.Since(placed) < latency {
+			t.Fatalf("answered %s after placing, before the fund's latency of %s", time.Since(placed), latency)
 		}
 		st, err := p.RedemptionStatus(context.Background(), order.ID)
-		if err != nil || st.State != fund.Pending {
-			t.Fatalf("status while deciding: %+v %v", st, err)
+		switch read := time.Since(placed); {
+		case err != nil:
+			t.Fatalf("status while deciding: %v", err)
+		case read < latency && st.State != fund.Pending:
+			t.Fatalf("status %s after placing, while the fund decides: %+v", read, st)
+		case read >= latency:
+			t.Logf("status read %s after placing, too late to see it pending: %+v", read, st)
 		}
-		time.Sleep(300 * time.Millisecond)
-		if st, err := p.RedemptionStatus(context.Background(), order.ID); err != nil || st.State != fund.Confirmed {
+		eventually(t, "the order to be final", func() bool {
+			st, err = p.RedemptionStatus(context.Background(), order.ID)
+			return err != nil || st.State != fund.Pending
+		})
+		if waited := time.Since(placed); waited < latency {
+			t.Fatalf("final %s after placing, before the fund's latency of %s", waited, latency)
+		}
+		if err != nil || st.State != fund.Confirmed {
 			t.Fatalf("status after deciding: %+v %v", st, err)
 		}
 	})
+}
+
+// eventually polls cond until it holds, for at most 30s.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 func TestLostAndRefused(t *testing.T) {
