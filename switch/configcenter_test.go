@@ -7,6 +7,7 @@ import (
 	"net"
 	"os/exec"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -98,15 +99,16 @@ func TestConfigCenter(t *testing.T) {
 	}
 	// Three switches allow one link each and acme's first is still open:
 	// of three more, at least one is refused.
-	closedCount := 0
 	for range 3 {
-		if dialRaw(t, acme).closedWithin(time.Second) {
-			closedCount++
+		dialRaw(t, acme)
+	}
+	waitFor(t, "a link over acme's limit to be refused", func() bool {
+		refused := 0.0
+		for _, d := range sw {
+			refused += max(0, d.metricValue(`goldcard_connection_events_total{bank="acme",event="refused_max_connections"}`))
 		}
-	}
-	if closedCount == 0 {
-		t.Fatal("four links to three switches allowing one each were all kept")
-	}
+		return refused >= 1
+	})
 	out, err = cli(`{"name":"Acme","listen":"`+acme+`","dialect":"iso87-ascii-binbitmap","header":"ascii4","acquirers":["777"],"allowed_cidrs":["10.0.0.0/8"]}`,
 		"config", "put", "banks/acme", "-")
 	if err != nil {
@@ -219,6 +221,7 @@ func TestRollingRestart(t *testing.T) {
 	old.addCard(pan, 1000000, 0)
 	stop := make(chan struct{})
 	errs := make(chan error, 1)
+	var answered atomic.Int64
 	go func() {
 		d, _ := iso.Builtin(iso.DefaultDialect)
 		for i := 0; ; i++ {
@@ -250,15 +253,30 @@ func TestRollingRestart(t *testing.T) {
 				errs <- fmt.Errorf("connection %d answered %q", i, resp)
 				return
 			}
+			answered.Add(1)
 		}
 	}()
-	time.Sleep(300 * time.Millisecond)
+	// Connections are made and answered before, during and after the
+	// hand-over.
+	waitAnswered := func(more int64) {
+		want := answered.Load() + more
+		waitFor(t, "connections to be answered", func() bool {
+			select {
+			case err := <-errs:
+				t.Fatal(err)
+			default:
+			}
+			return answered.Load() >= want
+		})
+	}
+	waitAnswered(20)
 	next := old.startPeer()
 	if next.bank != addr {
 		t.Fatalf("the new switch listens on %s, not %s", next.bank, addr)
 	}
+	waitAnswered(20)
 	old.stop()
-	time.Sleep(300 * time.Millisecond)
+	waitAnswered(20)
 	close(stop)
 	if err := <-errs; err != nil {
 		t.Fatal(err)
