@@ -50,6 +50,7 @@ fuzz: db
 # pgbench on the same PostgreSQL server.
 bench: build db
 	$(GO) test -run '^$$' -bench . -benchmem ./iso ./switch ./locks
+	$(GO) test -count=1 -run '^TestHostileLinks$$' -v ./switch -hostile.latency
 	.ci/bench-e2e
 
 clean:

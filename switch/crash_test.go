@@ -13,7 +13,6 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/goldcard/goldcard/iso"
-	"github.com/goldcard/goldcard/ledger"
 	"github.com/goldcard/goldcard/ledger/ledgertest"
 	"github.com/goldcard/goldcard/locks/etcdtest"
 )
@@ -154,16 +153,11 @@ func TestSwitchesKilledUnderLoad(t *testing.T) {
 			t.Errorf("reversal of a request without an answer: %s", code)
 		}
 	}
-	waitFor(t, "every redemption order to be final", func() bool {
-		for i := range cards {
-			for _, o := range survivor.cardOrders(pan(i)) {
-				if o.State == ledger.OrderPending {
-					return false
-				}
-			}
-		}
-		return true
-	})
+	all := make([]string, cards)
+	for i := range all {
+		all[i] = pan(i)
+	}
+	waitFor(t, "every redemption order to be final", func() bool { return survivor.pendingOrders(all...) == 0 })
 	total := int64(0)
 	for i := range cards {
 		c := survivor.card(pan(i))

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/binary"
+	"flag"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -18,13 +19,22 @@ import (
 	"github.com/goldcard/goldcard/iso"
 )
 
+// judgeLatency makes TestHostileLinks hold the well-behaved bank to its
+// latency target. A latency target is a benchmark's, for a machine kept
+// quiet for it (make bench sets this); the test alone reports the figures
+// and judges what does not depend on the machine's speed.
+var judgeLatency = flag.Bool("hostile.latency", false,
+	"TestHostileLinks: fail when the well-behaved bank's p99 under attack is more than 20% over its p99 without, or it misses a deadline")
+
 // TestHostileLinks: while links of one bank send garbage, trickle bytes,
-// stall, send oversized frames and flood over the bank's request rate, a
-// well-behaved bank's p99 latency stays within 20% of what it is without
-// them (on a machine too busy to measure that, as little as its noise
-// allows), the switch stays healthy, the flood gets no more than the rate
-// through, and once the attackers leave no goroutine or heap is left
-// behind.
+// stall, send oversized frames and flood over the bank's request rate, the
+// switch stays healthy, every limit is breached and counted against the
+// attacker alone, the flood gets no more than the rate through, and once
+// the attackers leave no goroutine or heap is left behind. It reports a
+// well-behaved bank's p99 latency with and without the attack; with
+// -hostile.latency (make bench) the p99 under attack must stay within 20%
+// of the one without (on a machine too busy to measure that, as little as
+// its noise allows).
 func TestHostileLinks(t *testing.T) {
 	if testing.Short() {
 		t.Skip("a minute of load")
@@ -166,6 +176,9 @@ func TestHostileLinks(t *testing.T) {
 	}
 	bound, noise := base*12/10, percentile(devs, 0.5)
 	switch {
+	case !*judgeLatency:
+		t.Logf("latency not judged (run with -hostile.latency on a quiet machine); %d debits missed their deadline (91) without the attack, %d under it",
+			calmMissed, attackedMissed)
 	case noise > base/2:
 		t.Logf("with no attack, p99s deviate by %v around %v: the machine is too busy to judge latency; %d debits missed their deadline (91) without the attack, %d under it",
 			noise, base, calmMissed, attackedMissed)

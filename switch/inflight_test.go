@@ -56,14 +56,7 @@ func packed(t *testing.T, s sent) []byte {
 // request is being decided.
 func pendingOrder(t *testing.T, d *daemon, pan string) {
 	t.Helper()
-	waitFor(t, "the shortfall's order to be out", func() bool {
-		for _, o := range d.cardOrders(pan) {
-			if o.State == ledger.OrderPending {
-				return true
-			}
-		}
-		return false
-	})
+	waitFor(t, "the shortfall's order to be out", func() bool { return d.pendingOrders(pan) > 0 })
 }
 
 // TestRepeatWhileDeciding: a repeat that arrives, on another link or
@@ -145,14 +138,7 @@ func TestRepeatAfterDeciderDied(t *testing.T) {
 	r := bankB.send("0201", f)
 	wantCode(t, r, "00")
 	wantCode(t, bankB.send("0201", f), "00")
-	waitFor(t, "the dead switch's order to be settled", func() bool {
-		for _, o := range b.cardOrders(pan) {
-			if o.State == ledger.OrderPending {
-				return false
-			}
-		}
-		return true
-	})
+	waitFor(t, "the dead switch's order to be settled", func() bool { return b.pendingOrders(pan) == 0 })
 	c := b.card(pan)
 	if c.Balance+c.FundBalance != 10000-5000 {
 		t.Fatalf("card after one approved debit of 50.00 on 100.00: %+v", c)

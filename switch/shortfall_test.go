@@ -31,6 +31,20 @@ func (d *daemon) cardOrders(pan string) []orderView {
 	return v.Orders
 }
 
+// pendingOrders counts the cards' redemption orders still pending.
+func (d *daemon) pendingOrders(pans ...string) int {
+	d.t.Helper()
+	n := 0
+	for _, pan := range pans {
+		for _, o := range d.cardOrders(pan) {
+			if o.State == ledger.OrderPending {
+				n++
+			}
+		}
+	}
+	return n
+}
+
 // startFundsim runs goldcard fundsim on a free port and returns its URL.
 func startFundsim(t *testing.T, port int, args ...string) (string, *exec.Cmd) {
 	t.Helper()
@@ -236,6 +250,9 @@ func TestTwoSwitchesOneCard(t *testing.T) {
 	}
 	wg.Wait()
 	codes.Range(func(k, v any) bool { t.Logf("%s: %d", k, v.(*atomic.Int64).Load()); return true })
+	// A debit answered 91 may have left its order pending: its shares are
+	// being redeemed until its follow-up lands them in the cash.
+	waitFor(t, "every redemption order to be final", func() bool { return a.pendingOrders(pan) == 0 })
 	c := a.card(pan)
 	if c.Balance < 0 || c.Available < 0 || c.FundBalance < 0 {
 		t.Fatalf("card went negative: %+v", c)
@@ -280,14 +297,7 @@ func TestKilledLockHolder(t *testing.T) {
 		t.Fatalf("%v of b's %v waits for the card's lock within 5s; the lease is 2s", within, all)
 	}
 	// a's order is settled by b's reconciler.
-	waitFor(t, "the dead switch's order to be settled", func() bool {
-		for _, o := range b.cardOrders(pan) {
-			if o.State == ledger.OrderPending {
-				return false
-			}
-		}
-		return true
-	})
+	waitFor(t, "the dead switch's order to be settled", func() bool { return b.pendingOrders(pan) == 0 })
 }
 
 // TestEtcdDown: without etcd, shortfall debits answer 91 at once and
