@@ -2,6 +2,7 @@ package ledger_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"testing"
 	"time"
@@ -50,9 +51,8 @@ func oldLedger(t *testing.T) (*pgxpool.Pool, *pgxpool.Conn) {
 
 // TestUpgradeALedgerWithRequests: the migration that keys requests by
 // their bank's fields upgrades a ledger that holds requests (their history
-// is guarded against updates), and a switch of the build before it, still
-// draining, can go on writing requests: they get the key it would have
-// used.
+// is guarded against updates), and a switch of the build before it cannot
+// write there: its request, without a key, is refused whole.
 func TestUpgradeALedgerWithRequests(t *testing.T) {
 	ctx := context.Background()
 	pool, conn := oldLedger(t)
@@ -63,12 +63,12 @@ func TestUpgradeALedgerWithRequests(t *testing.T) {
 	if _, err := pool.Exec(ctx, `INSERT INTO requests (bank, acquirer, stan, transmitted, terminal, mti_class, mti, rrn,
 			fingerprint, txn_type, amount, response_code, auth_code, response)
 		VALUES ('default', '1234', '000043', '1201101011', 'ATM00001', '020', '0200', '000000000043',
-			'f', 'purchase', 100, '00', '123456', '0210...')`); err != nil {
-		t.Fatalf("a request written as the build before wrote it: %v", err)
+			'f', 'purchase', 100, '00', '123456', '0210...')`); err == nil {
+		t.Fatal("a request written as the build before wrote it was taken")
 	}
 	var legacy int
-	if err := pool.QueryRow(ctx, `SELECT count(*) FROM requests WHERE legacy AND length(txn_key) = 16`).Scan(&legacy); err != nil || legacy != 2 {
-		t.Fatalf("%d requests keyed as before (%v), want 2", legacy, err)
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM requests WHERE legacy AND length(txn_key) = 16`).Scan(&legacy); err != nil || legacy != 1 {
+		t.Fatalf("%d requests keyed as before (%v), want 1", legacy, err)
 	}
 }
 
@@ -84,22 +84,25 @@ func TestRepeatOfARequestAnsweredBeforeTheUpgrade(t *testing.T) {
 		t.Fatal(err)
 	}
 	l := ledger.New(pool)
-	// Its repeat, on the new build with the default txn_key: the same
-	// DE32, DE11, DE7, DE41, DE37, with its DE13 and DE12.
-	key := ledger.Key{Bank: "default", Class: "020", Acquirer: "1234", STAN: "000042", Transmitted: "1201101010",
-		Terminal: "ATM00001", RRN: "000000000042", LocalDate: "1201", LocalTime: "101010"}
-	var prior *ledger.Prior
-	if err := l.Do(ctx, func(tx *ledger.Tx) error {
-		lk, err := tx.LookupRequest(ctx, ledger.Find{Key: key, Serial: ledger.SerialKey("default", "1234", "000042", "ATM00001"), Day: time.Now()})
-		if lk != nil {
-			prior = lk.Prior
+	// Its repeats, on the new build with the default txn_key: the same
+	// DE32, DE11, DE41, DE37, with its DE13 and DE12, and the same DE7 or
+	// a new one.
+	for _, de7 := range []string{"1201101010", "1201101017"} {
+		key := ledger.Key{Bank: "default", Class: "020", Acquirer: "1234", STAN: "000042", Transmitted: de7,
+			Terminal: "ATM00001", RRN: "000000000042", LocalDate: "1201", LocalTime: "101010"}
+		var prior *ledger.Prior
+		if err := l.Do(ctx, func(tx *ledger.Tx) error {
+			lk, err := tx.LookupRequest(ctx, ledger.Find{Key: key, Serial: ledger.SerialKey("default", "1234", "000042", "ATM00001"), Day: time.Now()})
+			if lk != nil {
+				prior = lk.Prior
+			}
+			return err
+		}); err != nil {
+			t.Fatal(err)
 		}
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	if prior == nil {
-		t.Fatal("a repeat of a request answered before migration 008 finds nothing under its key: it is decided and posted again")
+		if prior == nil || prior.ResponseCode != "00" {
+			t.Fatalf("a repeat (DE7 %s) of a request answered before the upgrade found %+v: it would be posted again", de7, prior)
+		}
 	}
 }
 
@@ -174,5 +177,79 @@ func waitForLockWait(t *testing.T, pool *pgxpool.Pool) {
 			return
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestUpgradeKeepsWhatReversalsLeft: a reversal linked before the upgrade
+// is taken to leave standing what its original's hold still holds, or the
+// original's amount less what the reversal moved; a later reversal moves
+// only what is left.
+func TestUpgradeKeepsWhatReversalsLeft(t *testing.T) {
+	ctx := context.Background()
+	pool, conn := oldLedger(t)
+	var card, cash, settlement, opening int64
+	for _, q := range []struct {
+		sql  string
+		dest *int64
+	}{
+		{`INSERT INTO cards (pan, currency) VALUES ('6228480000000001', '156') RETURNING id`, &card},
+		{`INSERT INTO accounts (kind, currency) VALUES ('settlement', '156') RETURNING id`, &settlement},
+		{`INSERT INTO accounts (kind, currency) VALUES ('opening', '156') RETURNING id`, &opening},
+	} {
+		if err := conn.QueryRow(ctx, q.sql).Scan(q.dest); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := conn.QueryRow(ctx, `WITH a AS (INSERT INTO accounts (card_id, kind, currency)
+			VALUES ($1, 'cash', '156'), ($1, 'fund', '156'), ($1, 'overdraft', '156') RETURNING id, kind)
+		SELECT id FROM a WHERE kind = 'cash'`, card).Scan(&cash); err != nil {
+		t.Fatal(err)
+	}
+	// 1000 opened; a purchase of 100, of which a partial reversal gave 40
+	// back; each as the build before wrote it.
+	var orig, rev int64
+	steps := []string{
+		fmt.Sprintf(`INSERT INTO transfers (kind, debit_account, credit_account, currency, amount) VALUES ('opening', %d, %d, '156', 1000)`, opening, cash),
+		fmt.Sprintf(`INSERT INTO requests (bank, acquirer, stan, transmitted, terminal, mti_class, mti, rrn, fingerprint, card_id,
+			txn_type, amount, response_code, response) VALUES ('default', '1234', '000050', '1201101010', 'ATM00001', '020', '0200',
+			'000000000050', 'f', %d, 'purchase', 100, '00', 'x') RETURNING id`, card),
+	}
+	for _, sql := range steps {
+		if _, err := conn.Exec(ctx, sql); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := conn.QueryRow(ctx, `SELECT id FROM requests WHERE stan = '000050'`).Scan(&orig); err != nil {
+		t.Fatal(err)
+	}
+	if err := conn.QueryRow(ctx, `INSERT INTO requests (bank, acquirer, stan, transmitted, terminal, mti_class, mti, rrn, fingerprint,
+			card_id, txn_type, amount, response_code, response, reverses) VALUES ('default', '1234', '000050', '1201101011', 'ATM00001',
+			'040', '0400', '000000000050', 'r', $1, 'purchase', 100, '00', 'x', $2) RETURNING id`, card, orig).Scan(&rev); err != nil {
+		t.Fatal(err)
+	}
+	for _, tr := range []struct {
+		req, debit, credit, amount int64
+	}{{orig, cash, settlement, 100}, {rev, settlement, cash, 40}} {
+		if _, err := conn.Exec(ctx, `INSERT INTO transfers (request_id, kind, debit_account, credit_account, currency, amount)
+			VALUES ($1, 'purchase', $2, $3, '156', $4)`, tr.req, tr.debit, tr.credit, tr.amount); err != nil {
+			t.Fatal(err)
+		}
+	}
+	conn.Release()
+	if err := ledger.Migrate(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	l := ledger.New(pool)
+	var o *ledger.Original
+	if err := l.Do(ctx, func(tx *ledger.Tx) error {
+		var err error
+		o, err = tx.FindOriginal(ctx, ledger.OriginalRef{Bank: "default", Terminal: "ATM00001",
+			ByDE90: &ledger.OrigKey{Class: "020", Acquirer: "1234", STAN: "000050", Transmitted: "1201101010"}})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if o == nil || o.Stands != 60 || o.ReversedBy != rev {
+		t.Fatalf("the original after the upgrade: %+v, want 60 standing after reversal %d", o, rev)
 	}
 }

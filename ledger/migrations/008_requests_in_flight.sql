@@ -39,27 +39,30 @@ RETURNS bytea LANGUAGE sql IMMUTABLE AS $$
         'transmitted=' || transmitted, 'terminal=' || terminal), 'UTF8')) FROM 1 FOR 16)
 $$;
 
--- A switch of the build before this migration, still draining while its
--- successor starts, writes requests without a key: they get the key it
--- would have used.
-CREATE FUNCTION default_txn_key() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    NEW.txn_key := legacy_txn_key(NEW.bank, NEW.mti_class, NEW.acquirer, NEW.stan, NEW.transmitted, NEW.terminal);
-    NEW.legacy := true;
-    RETURN NEW;
-END $$;
-CREATE TRIGGER requests_default_txn_key BEFORE INSERT ON requests
-    FOR EACH ROW WHEN (NEW.txn_key IS NULL) EXECUTE FUNCTION default_txn_key();
+-- A switch of a build before this migration cannot write here: its
+-- requests have no key (NOT NULL below), so it answers 96 and moves no
+-- money. Switches are upgraded by stopping the old ones first.
 
 -- Before this migration every reversal not linked to its original was
--- taken as waiting, and an original could be reversed once: what its
--- reversal left standing is taken as nothing. History is rewritten here
--- only to add what it did not record, with its guard set aside.
+-- taken as waiting, and an original could be reversed once. What a linked
+-- reversal left standing is what its original's hold still holds, or its
+-- amount less what the reversal moved (nothing, when it moved nothing).
+-- History is rewritten here only to add what it did not record, with its
+-- guard set aside.
 ALTER TABLE requests DISABLE TRIGGER requests_guard_update;
 UPDATE requests SET txn_key = legacy_txn_key(bank, mti_class, acquirer, stan, transmitted, terminal), legacy = true;
 UPDATE requests SET waiting = true WHERE reverses IS NULL AND mti_class IN ('040', '042');
-UPDATE requests SET stated = 0, stands = 0 WHERE reverses IS NOT NULL;
-UPDATE requests SET stated = 0 WHERE mti_class IN ('040', '042') AND stated IS NULL;
+UPDATE requests SET stated = 0 WHERE mti_class IN ('040', '042');
+UPDATE requests v SET stands = (
+    SELECT CASE WHEN x.left_standing < o.amount THEN x.left_standing END
+    FROM requests o LEFT JOIN holds h ON h.request_id = o.id,
+    LATERAL (SELECT CASE
+        WHEN h.id IS NULL THEN greatest(0, o.amount - coalesce((SELECT sum(t.amount) FROM transfers t WHERE t.request_id = v.id), 0))
+        WHEN h.state = 'active' THEN h.remaining
+        ELSE 0
+    END AS left_standing) x
+    WHERE o.id = v.reverses)
+WHERE v.reverses IS NOT NULL;
 ALTER TABLE requests ENABLE TRIGGER requests_guard_update;
 
 ALTER TABLE requests
@@ -99,9 +102,6 @@ BEGIN
         RAISE EXCEPTION 'request % cannot change what it is', OLD.id USING ERRCODE = 'integrity_constraint_violation';
     END IF;
     IF OLD.state = 'answered' THEN
-        IF OLD.reverses IS NULL AND NEW.reverses IS NOT NULL THEN
-            NEW.waiting := false; -- as a switch of the build before this one links it
-        END IF;
         IF NOT (OLD.waiting AND OLD.reverses IS NULL AND NEW.reverses IS NOT NULL AND OLD.stands IS NULL)
            OR (to_jsonb(NEW) - 'reverses' - 'waiting' - 'stands') <> (to_jsonb(OLD) - 'reverses' - 'waiting' - 'stands') THEN
             RAISE EXCEPTION 'request % is answered: only a waiting reversal may be linked to its original, once', OLD.id
