@@ -170,9 +170,13 @@ func TestConfigCenter(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// One etcd node of three dies: locks and config carry on.
+	// One etcd node of three dies: locks and config carry on, once the
+	// switches' sessions are on a live node (a debit meanwhile may be
+	// answered 91 in time; its order is followed up).
 	cluster.Stop(0)
-	wantCode(t, bank.send("0200", bank.fields(map[int]string{2: pan, 3: "000000", 4: "000000100000"})), "00") // needs the fund: a lock
+	waitFor(t, "a debit needing the card's lock to be approved", func() bool {
+		return bank.send("0200", bank.fields(map[int]string{2: pan, 3: "000000", 4: "000000100000"}))[39] == "00"
+	})
 	out, err = goldcardCLI(t, `{"redemption_quota": 2000000}`, "config", "put", "limits", "-",
 		"--etcd", strings.Join(cluster.Endpoints()[1:], ","))
 	if err != nil || strings.Count(out, " applied ") != 3 {

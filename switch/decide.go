@@ -188,7 +188,7 @@ func (p *processor) advice(ctx context.Context, bank *config.Bank, r *iso.Reques
 			return o, record(bank, r, o), link, nil
 		}
 		if foreignCurrency(r, c) {
-			return p.refuseForeign(bank, r, o)
+			return p.refuseForeign(bank, r, o, link...)
 		}
 		var auth *ledger.Original
 		if isDebit(r.TxnType) {
@@ -226,8 +226,9 @@ func foreignCurrency(r *iso.Request, c *ledger.Card) bool {
 
 // refuseForeign acknowledges an advice or reversal in a currency the card
 // does not hold with 13, posting nothing, and records it as an exception:
-// the bank believes money moved.
-func (p *processor) refuseForeign(bank *config.Bank, r *iso.Request, o outcome) (outcome, ledger.Record, []ledger.Effect, error) {
+// the bank believes money moved. Effects also (linking a reversal that
+// came first) are written with it.
+func (p *processor) refuseForeign(bank *config.Bank, r *iso.Request, o outcome, also ...ledger.Effect) (outcome, ledger.Record, []ledger.Effect, error) {
 	o.err = errWrongCurrency
 	c := o.card
 	detail := fmt.Sprintf("%s %s of %d in currency %s on a card in %s: not posted", r.MTI, txnName(r.TxnType), r.Amount, r.Currency, c.Currency)
@@ -235,9 +236,9 @@ func (p *processor) refuseForeign(bank *config.Bank, r *iso.Request, o outcome) 
 		"bank", bank.Code, "mti", r.MTI, "pan", iso.MaskPAN(r.PAN), "stan", r.STAN, "rrn", r.RRN,
 		"amount", r.Amount, "currency", r.Currency, "card_currency", c.Currency)
 	o.raised = ledger.ExceptionForeignCurrency
-	return o, record(bank, r, o), []ledger.Effect{ledger.RaiseException(ledger.Exception{
+	return o, record(bank, r, o), append(also, ledger.RaiseException(ledger.Exception{
 		Kind: ledger.ExceptionForeignCurrency, CardID: c.ID, Bank: bank.Code, Currency: r.Currency, Amount: r.Amount, Detail: detail,
-	})}, nil
+	})), nil
 }
 
 // findAuthorization finds the authorisation a completion completes: by

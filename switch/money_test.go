@@ -48,23 +48,36 @@ func TestForeignCurrencyNeverPosted(t *testing.T) {
 	wantCode(t, bank.send("0421", rev), "13") // a repeat: the same answer, one exception
 	wantCard(t, d, pan, nil, 99000, 99000, 0)
 
+	// A reversal that came first is settled by its advice even when the
+	// advice is refused for its currency: it waits for nothing more.
+	early := bank.fields(map[int]string{2: pan, 3: "000000", 4: "000000000300"})
+	wantCode(t, bank.send("0420", early), "00")
+	foreign := map[int]string{}
+	for k, v := range early {
+		foreign[k] = v
+	}
+	foreign[49] = "840"
+	wantCode(t, bank.send("0220", foreign), "13")
+	wantCode(t, bank.send("0200", early), "00")
+	wantCard(t, d, pan, nil, 98700, 98700, 0)
+
 	var list exceptionList
 	if st := d.api("GET", "/v1/exceptions", nil, &list); st != http.StatusOK {
 		t.Fatalf("exceptions: HTTP %d", st)
 	}
-	if len(list.Exceptions) != 4 {
-		t.Fatalf("%d exceptions, want 4: %+v", len(list.Exceptions), list)
+	if len(list.Exceptions) != 5 {
+		t.Fatalf("%d exceptions, want 5: %+v", len(list.Exceptions), list)
 	}
 	for _, e := range list.Exceptions {
 		if e.Kind != "foreign_currency" || e.PAN != "622848******9401" || e.Currency == "156" {
 			t.Errorf("exception %+v", e)
 		}
 	}
-	if !strings.Contains(d.metrics(), `goldcard_exceptions_total{bank="default",kind="foreign_currency"} 4`) {
+	if !strings.Contains(d.metrics(), `goldcard_exceptions_total{bank="default",kind="foreign_currency"} 5`) {
 		t.Error("the exceptions are not counted")
 	}
 	waitFor(t, "the open exceptions to be reported", func() bool {
-		return strings.Contains(d.metrics(), "goldcard_exceptions_open 4")
+		return strings.Contains(d.metrics(), "goldcard_exceptions_open 5")
 	})
 	if !strings.Contains(d.Logs(), `"pan":"622848******9401"`) || !strings.Contains(d.Logs(), `"currency":"840"`) {
 		t.Error("no log line names the exception with its masked PAN and currency")
@@ -85,7 +98,7 @@ func TestForeignCurrencyNeverPosted(t *testing.T) {
 	}
 	list = exceptionList{}
 	d.api("GET", "/v1/exceptions", nil, &list)
-	if len(list.Exceptions) != 3 {
+	if len(list.Exceptions) != 4 {
 		t.Fatalf("%d open exceptions after resolving one", len(list.Exceptions))
 	}
 }

@@ -155,10 +155,11 @@ func (p *processor) shortfall(ctx context.Context, bank *config.Bank, j job, lim
 		return rep, err
 	}
 	if errors.Is(err, ledger.ErrCommitUnknown) {
-		// Whether the order was placed is unknown; if it was, its
-		// follow-up settles it, and the request is left being decided
-		// until its time is up.
-		err = fmt.Errorf("%w: placing the order: %w", errUnavailable, err)
+		// Decided after all (its answer is stored), or an order placed,
+		// or nothing: the ledger says which. A placed order is settled
+		// by its follow-up, and the request is left being decided until
+		// its time is up.
+		return p.afterUnknownCommit(ctx, f, r)
 	}
 	if err != nil || placed == nil {
 		if rep.card == nil {
