@@ -57,8 +57,11 @@ type link struct {
 	draining atomic.Bool
 	closed   chan struct{} // closed once the connection is closed
 	once     sync.Once
-	// connPtr is conn for the reader, which starts before conn is set.
+	// connPtr is conn for the reader, which starts before conn is set;
+	// ready is closed once it is set, for what the reader starts (the
+	// answer to a first frame that cannot be unpacked) to write on.
 	connPtr atomic.Pointer[connection.Connection]
+	ready   chan struct{}
 	// lastFrame is when the last frame arrived (unix nanoseconds);
 	// inFlight counts requests read and not yet answered.
 	lastFrame atomic.Int64
@@ -123,6 +126,7 @@ func newLink(bl *bankListener, lim linkLimits, nc net.Conn, log *slog.Logger) (*
 		log:      log,
 		slots:    make(chan struct{}, lim.maxInFlight),
 		closed:   make(chan struct{}),
+		ready:    make(chan struct{}),
 		rec:      bl.srv.capture.Open(bl.label(), bl.dialect, bl.header, nc.RemoteAddr().String()),
 	}
 	l.clock.l = l // before the reader starts, in connection.NewFrom
@@ -139,6 +143,7 @@ func newLink(bl *bankListener, lim linkLimits, nc net.Conn, log *slog.Logger) (*
 	}
 	l.conn = c
 	l.connPtr.Store(c)
+	close(l.ready)
 	// A link accepted while draining gets its quiet time to send.
 	l.lastFrame.Store(time.Now().UnixNano())
 	return l, nil
@@ -352,6 +357,11 @@ func (l *link) sign(key *iso.MACKey, resp []byte) []byte {
 // when the link is gone.
 func (l *link) send(body []byte, step int, seq int64) bool {
 	answered := time.Now()
+	select {
+	case <-l.ready:
+	case <-l.closed:
+		return false
+	}
 	frame, err := iso.Frame(l.header, body)
 	if err == nil {
 		_, err = l.conn.Write(frame)

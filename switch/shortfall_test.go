@@ -169,7 +169,11 @@ func TestShortfallDeadline(t *testing.T) {
 			t.Fatalf("request %d answered after %s: the switch did not wait for the fund company", i, took)
 		}
 		// In time, by the switch's own clock: within the bank's 3 s, as
-		// a deadline miss waiting for the fund.
+		// a deadline miss waiting for the fund (counted once the answer
+		// is written).
+		waitFor(t, "the answer to be counted", func() bool {
+			return d.metricValue(`goldcard_request_duration_seconds_count{bank="default",mti="0200"}`) == float64(i+1)
+		})
 		if n := d.metricValue(`goldcard_request_duration_seconds_bucket{bank="default",mti="0200",le="3"}`); n != float64(i+1) {
 			t.Fatalf("%v of %d answers within 3s", n, i+1)
 		}
@@ -315,6 +319,9 @@ func TestEtcdDown(t *testing.T) {
 	waitFor(t, "the switch to see etcd down", func() bool { return d.metricValue("goldcard_etcd_up") == 0 })
 	wantCode(t, bank.send("0200", bank.fields(map[int]string{2: pan, 3: "000000", 4: "000000009000"})), "91")
 	// Refused at once, not after waiting out the deadline.
+	waitFor(t, "the answer to be counted", func() bool {
+		return d.metricValue(`goldcard_request_duration_seconds_count{bank="default",mti="0200"}`) == 1
+	})
 	if n := d.metricValue(`goldcard_deadline_misses_total{bank="default",stage="fund"}`) + d.metricValue(`goldcard_deadline_misses_total{bank="default",stage="ledger"}`); n != 0 {
 		t.Fatalf("the shortfall with etcd down waited for its deadline (%v misses)", n)
 	}

@@ -107,3 +107,26 @@ func postilionDebit(t *testing.T, d *iso.Dialect, pan string) []byte {
 	de127 := "4000000000000000" + "12" + "POSTILIONREF"
 	return append(cut, fmt.Sprintf("%06d%s", len(de127), de127)...)
 }
+
+// TestFirstFrameUnreadable: connections whose very first frame cannot be
+// unpacked are answered 30 each, and the switch carries on: the answer may
+// be ready before the link has finished starting.
+func TestFirstFrameUnreadable(t *testing.T) {
+	t.Parallel()
+	srv, _ := startServer(t)
+	addr := srv.BankAddr("default").String()
+	d, err := iso.Builtin(iso.DefaultDialect)
+	if err != nil {
+		t.Fatal(err)
+	}
+	frame := append(echoFrame(t, 43), "ABCD"...)
+	for i := range 100 {
+		raw := dialRaw(t, addr)
+		m, err := d.Unpack(raw.roundTrip(t, frame))
+		if err != nil {
+			t.Fatalf("connection %d: the answer does not unpack: %v", i, err)
+		}
+		wantCode(t, fieldsOf(t, m), rcFormatError)
+		raw.c.Close()
+	}
+}
