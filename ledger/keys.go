@@ -1,10 +1,12 @@
 package ledger
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
 	"slices"
+	"time"
 )
 
 // Fields a bank may name as identifying a transaction (config's txn_key),
@@ -116,6 +118,47 @@ var legacyFields = []string{FieldAcquirer, FieldSTAN, FieldTransmitted, FieldTer
 func (k Key) LegacyDigest() []byte {
 	k.Fields, k.Actual = legacyFields, ""
 	return k.Digest()
+}
+
+// legacyWindow is how long after a request answered before banks named
+// their keys a repeat of it may still come: the one-day window the
+// look-up by its old fields keeps.
+const legacyWindow = 24 * time.Hour
+
+// legacyCheckEvery is how often the ledger asks whether it still holds
+// requests answered before banks named their keys that a repeat may name.
+const legacyCheckEvery = time.Minute
+
+// legacyOpen reports whether requests answered before banks named their
+// keys may still see repeats: only then does a look-up search by their
+// old keys, which costs every request an index probe or two. It asks the
+// database (through q, the transaction's own connection) at most once a
+// minute.
+func (l *Ledger) legacyOpen(ctx context.Context, q querier) bool {
+	now := time.Now()
+	l.legacy.mu.Lock()
+	if !l.legacy.checked.IsZero() && now.Sub(l.legacy.checked) < legacyCheckEvery {
+		open := now.Before(l.legacy.until)
+		l.legacy.mu.Unlock()
+		return open
+	}
+	l.legacy.checked = now // the others take what is known meanwhile
+	l.legacy.mu.Unlock()
+	var last *time.Time
+	if err := q.QueryRow(ctx, `SELECT max(created_at) FROM requests WHERE legacy`).Scan(&last); err != nil {
+		l.legacy.mu.Lock()
+		l.legacy.checked = time.Time{} // ask again next time
+		l.legacy.mu.Unlock()
+		return true // look, rather than post a repeat twice
+	}
+	until := time.Time{}
+	if last != nil {
+		until = last.Add(legacyWindow)
+	}
+	l.legacy.mu.Lock()
+	l.legacy.until = until
+	l.legacy.mu.Unlock()
+	return now.Before(until)
 }
 
 // newClaim returns a random, non-zero claim on a request being decided.

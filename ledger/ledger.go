@@ -20,6 +20,14 @@ type Ledger struct {
 	// they never change once created.
 	mu     sync.Mutex
 	system map[systemKey]int64
+
+	// legacy is when legacyOpen last asked, and until when requests keyed
+	// as before banks named their keys may see repeats (until it has
+	// asked: open); its mu guards it.
+	legacy struct {
+		mu             sync.Mutex
+		checked, until time.Time
+	}
 }
 
 type systemKey struct{ kind, currency string }
@@ -43,7 +51,9 @@ const maxAttempts = 3
 
 // New returns a ledger on pool. The schema must be migrated (Migrate).
 func New(pool *pgxpool.Pool) *Ledger {
-	return &Ledger{pool: pool, system: make(map[systemKey]int64)}
+	l := &Ledger{pool: pool, system: make(map[systemKey]int64)}
+	l.legacy.until = time.Now().Add(legacyWindow) // until the database says
+	return l
 }
 
 // Pool returns the connection pool the ledger uses.

@@ -85,26 +85,33 @@ func (tx *Tx) LookupRequest(ctx context.Context, f Find) (*Lookup, error) {
 	key := f.Key
 	b := &pgx.Batch{}
 	b.Queue(`SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`, f.Serial)
-	// A request answered before banks named their keys is found by the
-	// key it had then or, from the last day, by its DE32, DE11, DE41 and
-	// DE37 (its repeat may carry another DE7).
-	b.Queue(`SELECT id, fingerprint, state, response_code, response, claim, expired, reversed_by FROM (
-			SELECT 0 AS pri, r.id, r.fingerprint, r.state, coalesce(r.response_code, '') AS response_code, r.response,
-				coalesce(r.claim, 0) AS claim, coalesce(r.state = 'deciding' AND r.respond_by <= clock_timestamp(), false) AS expired,
-				coalesce((SELECT v.id FROM requests v WHERE v.reverses = r.id ORDER BY v.id LIMIT 1), 0) AS reversed_by
-			FROM requests r WHERE r.txn_key = $1
-			UNION ALL
-			SELECT 1, r.id, r.fingerprint, r.state, coalesce(r.response_code, ''), r.response, coalesce(r.claim, 0), false,
+	if tx.l.legacyOpen(ctx, tx.tx) {
+		// A request answered before banks named their keys is found by
+		// the key it had then or, from the last day, by its DE32, DE11,
+		// DE41 and DE37 (its repeat may carry another DE7).
+		b.Queue(`SELECT id, fingerprint, state, response_code, response, claim, expired, reversed_by FROM (
+				SELECT 0 AS pri, r.id, r.fingerprint, r.state, coalesce(r.response_code, '') AS response_code, r.response,
+					coalesce(r.claim, 0) AS claim, coalesce(r.state = 'deciding' AND r.respond_by <= clock_timestamp(), false) AS expired,
+					coalesce((SELECT v.id FROM requests v WHERE v.reverses = r.id ORDER BY v.id LIMIT 1), 0) AS reversed_by
+				FROM requests r WHERE r.txn_key = $1
+				UNION ALL
+				SELECT 1, r.id, r.fingerprint, r.state, coalesce(r.response_code, ''), r.response, coalesce(r.claim, 0), false,
+					coalesce((SELECT v.id FROM requests v WHERE v.reverses = r.id ORDER BY v.id LIMIT 1), 0)
+				FROM requests r WHERE r.txn_key = $2 AND r.legacy AND $2 <> $1
+				UNION ALL
+				SELECT 2, r.id, r.fingerprint, r.state, coalesce(r.response_code, ''), r.response, coalesce(r.claim, 0), false,
+					coalesce((SELECT v.id FROM requests v WHERE v.reverses = r.id ORDER BY v.id LIMIT 1), 0)
+				FROM requests r
+				WHERE r.legacy AND r.stan = $3 AND r.terminal = $4 AND r.acquirer = $5 AND r.bank = $6 AND r.mti_class = $7
+				  AND r.rrn = $8 AND $8 <> '' AND r.created_at > now() - interval '1 day'
+			) p ORDER BY pri, id DESC LIMIT 1`,
+			key.Digest(), key.LegacyDigest(), key.STAN, key.Terminal, key.Acquirer, key.Bank, key.Class, key.RRN)
+	} else {
+		b.Queue(`SELECT r.id, r.fingerprint, r.state, coalesce(r.response_code, ''), r.response, coalesce(r.claim, 0),
+				coalesce(r.state = 'deciding' AND r.respond_by <= clock_timestamp(), false),
 				coalesce((SELECT v.id FROM requests v WHERE v.reverses = r.id ORDER BY v.id LIMIT 1), 0)
-			FROM requests r WHERE r.txn_key = $2 AND r.legacy AND $2 <> $1
-			UNION ALL
-			SELECT 2, r.id, r.fingerprint, r.state, coalesce(r.response_code, ''), r.response, coalesce(r.claim, 0), false,
-				coalesce((SELECT v.id FROM requests v WHERE v.reverses = r.id ORDER BY v.id LIMIT 1), 0)
-			FROM requests r
-			WHERE r.legacy AND r.stan = $3 AND r.terminal = $4 AND r.acquirer = $5 AND r.bank = $6 AND r.mti_class = $7
-			  AND r.rrn = $8 AND $8 <> '' AND r.created_at > now() - interval '1 day'
-		) p ORDER BY pri, id DESC LIMIT 1`,
-		key.Digest(), key.LegacyDigest(), key.STAN, key.Terminal, key.Acquirer, key.Bank, key.Class, key.RRN)
+			FROM requests r WHERE r.txn_key = $1`, key.Digest())
+	}
 	if f.CheckReversed {
 		// Two plain index lookups: an OR of the two would defeat a
 		// prepared statement's generic plan.

@@ -89,6 +89,9 @@ CREATE INDEX requests_waiting_by_original ON requests (orig_stan, orig_acquirer,
 CREATE INDEX requests_waiting_by_rrn ON requests (rrn, terminal, acquirer, bank, stan) WHERE waiting;
 -- Originals named by DE90 without their DE7.
 CREATE INDEX requests_by_stan ON requests (stan, terminal, acquirer, bank);
+-- When the last request keyed as before banks named their keys came: for
+-- a day after it, a look-up searches by old keys too.
+CREATE INDEX requests_legacy ON requests (created_at) WHERE legacy;
 
 -- A request changes only as its life allows: a request being decided is
 -- answered, released or taken over (only once its time is up); an
