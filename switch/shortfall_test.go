@@ -74,7 +74,9 @@ func startFundsim(t *testing.T, port int, args ...string) (string, *exec.Cmd) {
 // the fund inside the request and the debit approved.
 func TestShortfall(t *testing.T) {
 	t.Parallel()
-	d := startDaemon(t)
+	// The flows, not the deadline, are under test: a busy machine's slow
+	// transaction or lock must not turn an approval into a 91.
+	d := startDaemon(t, "--auth-timeout", "8s")
 	bank := connectBank(t, d.bank)
 	const (
 		pan      = "6228480000000201"
@@ -207,7 +209,9 @@ func TestLostRedemption(t *testing.T) {
 		t.Fatal(err)
 	}
 	fundURL, sim := startFundsim(t, port, "--latency", "10ms", "--lose-rate", "1")
-	d := startDaemon(t, "--fund-url", fundURL)
+	// The order must reach the fund company: on a busy machine the default
+	// deadline could pass waiting for the card's lock, before any order.
+	d := startDaemon(t, "--fund-url", fundURL, "--auth-timeout", "8s")
 	bank := connectBank(t, d.bank)
 	const pan = "6228480000000401"
 	d.addCard(pan, 0, 100000)
