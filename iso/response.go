@@ -1,10 +1,20 @@
 package iso
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 
 	"github.com/moov-io/iso8583"
+)
+
+// Why a switch answers a request without deciding it, beside ErrFormat and
+// the MAC errors; the issuer maps each to its response code (DE39).
+var (
+	// ErrUnroutable is a request no bank on its link serves (92).
+	ErrUnroutable = errors.New("iso: no issuer serves the message")
+	// ErrUnavailable is a request the switch cannot work on now (91).
+	ErrUnavailable = errors.New("iso: issuer unavailable")
 )
 
 // EchoFields are copied from a request into its response when present.

@@ -25,7 +25,7 @@ import (
 	"github.com/goldcard/goldcard/config"
 	"github.com/goldcard/goldcard/iso"
 	"github.com/goldcard/goldcard/locks"
-	"github.com/goldcard/goldcard/switch/timer"
+	"github.com/goldcard/goldcard/switch/internal/timer"
 )
 
 type benchFlags struct {

@@ -255,7 +255,7 @@ func validateConfig(kvs map[string][]byte) error {
 	if err != nil {
 		return err
 	}
-	return snap.Validate(newDialectCache().check)
+	return snap.Validate(newDialectCache().Check)
 }
 
 // valueJSON turns a value file (JSON or YAML) into compact JSON.

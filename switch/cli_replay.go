@@ -20,7 +20,7 @@ import (
 
 	"github.com/goldcard/goldcard/config"
 	"github.com/goldcard/goldcard/iso"
-	"github.com/goldcard/goldcard/switch/fixture"
+	"github.com/goldcard/goldcard/switch/internal/fixture"
 )
 
 type replayFlags struct {

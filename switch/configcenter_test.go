@@ -44,9 +44,9 @@ func TestConfigCenter(t *testing.T) {
 	etcd := strings.Join(cluster.Endpoints(), ",")
 	db := ledgertest.NewDatabase(t)
 	shared := freeAddr(t)
-	var sw []*daemon
+	var sw []*instance
 	for i := range 3 {
-		d := &daemon{t: t, db: db, done: make(chan error, 1), etcd: etcd}
+		d := &instance{t: t, db: db, done: make(chan error, 1), etcd: etcd}
 		d.start("--etcd", etcd, "--listen", shared, "--instance-id", fmt.Sprintf("switch-%d", i))
 		sw = append(sw, d)
 	}
@@ -219,7 +219,7 @@ func TestRollingRestart(t *testing.T) {
 	cluster := etcdtest.New(t, 1)
 	etcd := cluster.Endpoints()[0]
 	addr := freeAddr(t)
-	old := &daemon{t: t, db: ledgertest.NewDatabase(t), done: make(chan error, 1), etcd: etcd}
+	old := &instance{t: t, db: ledgertest.NewDatabase(t), done: make(chan error, 1), etcd: etcd}
 	old.start("--etcd", etcd, "--listen", addr)
 	const pan = "6228480000000901"
 	old.addCard(pan, 1000000, 0)

@@ -35,9 +35,9 @@ func TestSwitchesKilledUnderLoad(t *testing.T) {
 	cluster := etcdtest.New(t, 1)
 	etcd := cluster.Endpoints()[0]
 	db := ledgertest.NewDatabase(t)
-	switches := make([]*daemon, 3)
+	switches := make([]*instance, 3)
 	for i := range switches {
-		d := &daemon{t: t, db: db, done: make(chan error, 1), etcd: etcd}
+		d := &instance{t: t, db: db, done: make(chan error, 1), etcd: etcd}
 		d.start("--etcd", etcd, "--lock-ttl", "1s", "--fund-latency", "40ms", "--instance-id", fmt.Sprintf("switch-%d", i))
 		switches[i] = d
 	}
@@ -52,7 +52,7 @@ func TestSwitchesKilledUnderLoad(t *testing.T) {
 		approved = map[string]int64{}
 		lost     []map[int]string // requests that got no answer
 	)
-	liveSwitch := func(r *rand.Rand) *daemon {
+	liveSwitch := func(r *rand.Rand) *instance {
 		mu.Lock()
 		defer mu.Unlock()
 		for {

@@ -57,7 +57,7 @@ func switchBinary(t *testing.T) string {
 }
 
 // daemon is a goldcard serve process started by a test.
-type daemon struct {
+type instance struct {
 	t     *testing.T
 	cmd   *exec.Cmd
 	db    string
@@ -72,22 +72,22 @@ type daemon struct {
 
 // startDaemon runs goldcard serve on a fresh database with free ports and
 // an embedded etcd of its own.
-func startDaemon(t *testing.T, args ...string) *daemon {
+func startDaemon(t *testing.T, args ...string) *instance {
 	t.Helper()
-	d := &daemon{t: t, db: ledgertest.NewDatabase(t), done: make(chan error, 1)}
+	d := &instance{t: t, db: ledgertest.NewDatabase(t), done: make(chan error, 1)}
 	d.start(args...)
 	return d
 }
 
 // startPeer runs a second goldcard serve on d's database and etcd.
-func (d *daemon) startPeer(args ...string) *daemon {
+func (d *instance) startPeer(args ...string) *instance {
 	d.t.Helper()
-	p := &daemon{t: d.t, db: d.db, done: make(chan error, 1), etcd: d.etcd}
+	p := &instance{t: d.t, db: d.db, done: make(chan error, 1), etcd: d.etcd}
 	p.start(append([]string{"--etcd", d.etcd}, args...)...)
 	return p
 }
 
-func (d *daemon) start(args ...string) {
+func (d *instance) start(args ...string) {
 	d.t.Helper()
 	if err := d.launch(args...); err != nil {
 		d.t.Fatal(err)
@@ -96,7 +96,7 @@ func (d *daemon) start(args ...string) {
 
 // launch runs goldcard serve and waits until it is ready; an error is a
 // switch that exited first, with its logs.
-func (d *daemon) launch(args ...string) error {
+func (d *instance) launch(args ...string) error {
 	t := d.t
 	t.Helper()
 	base := []string{"serve", "--db", d.db, "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0",
@@ -168,14 +168,14 @@ func (d *daemon) launch(args ...string) error {
 }
 
 // Logs returns everything the switch has logged.
-func (d *daemon) Logs() string {
+func (d *instance) Logs() string {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.logs.String()
 }
 
 // stop sends SIGTERM and waits for a clean exit.
-func (d *daemon) stop() {
+func (d *instance) stop() {
 	d.t.Helper()
 	_ = d.cmd.Process.Signal(syscall.SIGTERM)
 	select {
@@ -189,7 +189,7 @@ func (d *daemon) stop() {
 }
 
 // api calls the admin API and decodes a JSON answer into out.
-func (d *daemon) api(method, path string, body any, out any) int {
+func (d *instance) api(method, path string, body any, out any) int {
 	d.t.Helper()
 	raw, status, err := adminCall(context.Background(), d.admin, method, path, body)
 	if err != nil {
@@ -203,7 +203,7 @@ func (d *daemon) api(method, path string, body any, out any) int {
 	return status
 }
 
-func (d *daemon) addCard(pan string, balance, fund int64) {
+func (d *instance) addCard(pan string, balance, fund int64) {
 	d.t.Helper()
 	var v map[string]any
 	if status := d.api("POST", "/v1/cards", map[string]any{"pan": pan, "currency": "156", "balance": balance, "fund_balance": fund}, &v); status != http.StatusCreated {
@@ -212,7 +212,7 @@ func (d *daemon) addCard(pan string, balance, fund int64) {
 }
 
 // card reads the card with the PAN through the admin API.
-func (d *daemon) card(pan string) cardView {
+func (d *instance) card(pan string) cardView {
 	d.t.Helper()
 	var v cardView
 	if status := d.api("GET", "/v1/cards/"+d.cardID(pan), nil, &v); status != http.StatusOK {
@@ -223,7 +223,7 @@ func (d *daemon) card(pan string) cardView {
 
 // cardID finds the id the admin API names the card with the PAN by, for
 // its /v1/cards/{id} paths.
-func (d *daemon) cardID(pan string) string {
+func (d *instance) cardID(pan string) string {
 	d.t.Helper()
 	var v struct{ Cards []cardView }
 	if status := d.api("POST", "/v1/cards/search", map[string]string{"pan": pan}, &v); status != http.StatusOK || len(v.Cards) != 1 {
@@ -232,7 +232,7 @@ func (d *daemon) cardID(pan string) string {
 	return v.Cards[0].ID
 }
 
-func (d *daemon) metrics() string {
+func (d *instance) metrics() string {
 	d.t.Helper()
 	resp, err := http.Get("http://" + d.admin + "/metrics")
 	if err != nil {
@@ -249,7 +249,7 @@ var track2Data = regexp.MustCompile(`\d{13,19}[=D]\d{4}`)
 
 // assertNoSecrets fails if the logs hold any of the secrets (full PANs,
 // track 2 data, PIN blocks) or anything shaped like track 2 data.
-func (d *daemon) assertNoSecrets(secrets ...string) {
+func (d *instance) assertNoSecrets(secrets ...string) {
 	d.t.Helper()
 	logs := d.Logs()
 	for _, s := range secrets {

@@ -124,7 +124,7 @@ func wantCode(t *testing.T, resp map[int]string, code string) {
 }
 
 // wantCard checks the admin API and the last DE54 agree with the figures.
-func wantCard(t *testing.T, d *daemon, pan string, resp map[int]string, balance, available, fund int64) {
+func wantCard(t *testing.T, d *instance, pan string, resp map[int]string, balance, available, fund int64) {
 	t.Helper()
 	c := d.card(pan)
 	if c.Balance != balance || c.Available != available || c.FundBalance != fund {
@@ -513,30 +513,9 @@ func (r *rawLink) expectClosed(t *testing.T) {
 // projects (testdata/fixtures/third-party), without length headers.
 func thirdPartyFixtures(t *testing.T) [][]byte {
 	t.Helper()
-	paths, err := filepath.Glob("../testdata/fixtures/third-party/*/*.hex")
-	if err != nil || len(paths) == 0 {
-		t.Fatalf("no fixtures: %v", err)
-	}
-	var out [][]byte
-	for _, p := range paths {
-		raw, err := os.ReadFile(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !strings.Contains(string(raw), "bitmap=ascii") {
-			continue
-		}
-		for _, line := range strings.Split(string(raw), "\n") {
-			line = strings.TrimSpace(line)
-			if line == "" || strings.HasPrefix(line, "#") {
-				continue
-			}
-			b, err := hex.DecodeString(line)
-			if err != nil {
-				t.Fatalf("%s: %v", p, err)
-			}
-			out = append(out, b)
-		}
+	out, err := fixture.ThirdParty("../testdata/fixtures/third-party")
+	if err != nil {
+		t.Fatal(err)
 	}
 	return out
 }

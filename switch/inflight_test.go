@@ -54,7 +54,7 @@ func packed(t *testing.T, s sent) []byte {
 
 // pendingOrder waits until the card has a pending redemption order: its
 // request is being decided.
-func pendingOrder(t *testing.T, d *daemon, pan string) {
+func pendingOrder(t *testing.T, d *instance, pan string) {
 	t.Helper()
 	waitFor(t, "the shortfall's order to be out", func() bool { return d.pendingOrders(pan) > 0 })
 }
@@ -71,7 +71,7 @@ func TestRepeatWhileDeciding(t *testing.T) {
 	// on its own would find them gone and be declined.
 	for i, tc := range []struct {
 		name, mti, repeat string
-		copyTo            *daemon
+		copyTo            *instance
 		fund, amount      int64
 	}{
 		{"0200 and 0201 on another link, the fund covering it once", "0200", "0201", a, 5000, 5000},
@@ -113,7 +113,7 @@ func TestRepeatWhileDeciding(t *testing.T) {
 func TestRepeatAfterDeciderDied(t *testing.T) {
 	cluster := etcdtest.New(t, 1)
 	etcd := cluster.Endpoints()[0]
-	a := &daemon{t: t, db: ledgertest.NewDatabase(t), done: make(chan error, 1), etcd: etcd}
+	a := &instance{t: t, db: ledgertest.NewDatabase(t), done: make(chan error, 1), etcd: etcd}
 	a.start("--etcd", etcd, "--lock-ttl", "1s", "--fund-latency", "1m")
 	b := a.startPeer("--lock-ttl", "1s")
 	const pan = "6228480000009201"

@@ -131,7 +131,7 @@ func TestMACAndSignOn(t *testing.T) {
 
 // metricValue is the value of one series of the switch's metrics, or -1
 // when it is absent.
-func (d *daemon) metricValue(series string) float64 {
+func (d *instance) metricValue(series string) float64 {
 	d.t.Helper()
 	for _, line := range strings.Split(d.metrics(), "\n") {
 		if v, ok := strings.CutPrefix(line, series+" "); ok {

@@ -50,7 +50,7 @@ func echo(t *testing.T, addr string, stan int) {
 
 // allEchoesAnsweredBy sends n echoes to addr, each on a connection of its
 // own, and checks that d accepted every one of them.
-func allEchoesAnsweredBy(t *testing.T, d *daemon, addr string, n int) {
+func allEchoesAnsweredBy(t *testing.T, d *instance, addr string, n int) {
 	t.Helper()
 	before := max(d.metricValue(acceptedSeries), 0) // absent before the first
 	for i := range n {
@@ -66,7 +66,7 @@ func allEchoesAnsweredBy(t *testing.T, d *daemon, addr string, n int) {
 // bank.
 func notStarted(t *testing.T, want string, args ...string) {
 	t.Helper()
-	d := &daemon{t: t, db: ledgertest.NewDatabase(t), done: make(chan error, 1)}
+	d := &instance{t: t, db: ledgertest.NewDatabase(t), done: make(chan error, 1)}
 	if err := d.launch(args...); err == nil {
 		t.Fatal("the switch started")
 	}
@@ -84,7 +84,7 @@ func notStarted(t *testing.T, want string, args ...string) {
 
 // waitReporting waits until d reports to its config center, so that
 // config put waits for it.
-func waitReporting(t *testing.T, d *daemon) {
+func waitReporting(t *testing.T, d *instance) {
 	t.Helper()
 	cl, err := clientv3.New(clientv3.Config{Endpoints: []string{d.etcd}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
 	if err != nil {
@@ -223,9 +223,9 @@ func TestBankPortOfAStranger(t *testing.T) {
 func TestBankPortRace(t *testing.T) {
 	t.Parallel()
 	addr := freeAddr(t)
-	var ds [2]*daemon
+	var ds [2]*instance
 	for i := range ds {
-		ds[i] = &daemon{t: t, db: ledgertest.NewDatabase(t), done: make(chan error, 1)}
+		ds[i] = &instance{t: t, db: ledgertest.NewDatabase(t), done: make(chan error, 1)}
 	}
 	var errs [2]error
 	var wg sync.WaitGroup
@@ -247,7 +247,7 @@ func TestBankPortRace(t *testing.T) {
 }
 
 // identityOf is the identity a switch said it started with.
-func identityOf(t *testing.T, d *daemon) string {
+func identityOf(t *testing.T, d *instance) string {
 	t.Helper()
 	for _, line := range strings.Split(d.Logs(), "\n") {
 		if _, rest, ok := strings.Cut(line, `"msg":"switch ready"`); ok {
@@ -271,19 +271,19 @@ func TestIdentityWithConfigCenterDown(t *testing.T) {
 	db := ledgertest.NewDatabase(t)
 	dataDir := t.TempDir()
 	addr := freeAddr(t)
-	d := &daemon{t: t, db: db, done: make(chan error, 1), etcd: etcd}
+	d := &instance{t: t, db: db, done: make(chan error, 1), etcd: etcd}
 	d.start("--etcd", etcd, "--data-dir", dataDir, "--listen", addr)
 	d.stop()
 	cluster.Stop(0)
 
-	again := &daemon{t: t, db: db, done: make(chan error, 1), etcd: etcd}
+	again := &instance{t: t, db: db, done: make(chan error, 1), etcd: etcd}
 	again.start("--etcd", etcd, "--data-dir", dataDir, "--listen", addr)
 	if a, b := identityOf(t, d), identityOf(t, again); a != b {
 		t.Fatalf("restarted with etcd down, the switch is %s, not %s", b, a)
 	}
 	echo(t, addr, 1)
 
-	fresh := &daemon{t: t, db: db, done: make(chan error, 1), etcd: etcd}
+	fresh := &instance{t: t, db: db, done: make(chan error, 1), etcd: etcd}
 	if err := fresh.launch("--etcd", etcd, "--listen", freeAddr(t)); err == nil {
 		t.Fatal("a switch that never reached its config center started")
 	}

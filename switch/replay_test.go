@@ -9,12 +9,12 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/goldcard/goldcard/switch/fixture"
+	"github.com/goldcard/goldcard/switch/internal/fixture"
 )
 
 // replayCLI runs goldcard replay against d and returns its output and
 // exit code.
-func replayCLI(t *testing.T, d *daemon, args ...string) (string, int) {
+func replayCLI(t *testing.T, d *instance, args ...string) (string, int) {
 	t.Helper()
 	out, err := goldcardCLI(t, "", append([]string{"replay", "--addr", d.bank, "--admin", d.admin}, args...)...)
 	code := 0

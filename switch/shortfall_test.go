@@ -22,7 +22,7 @@ import (
 )
 
 // cardOrders lists a card's redemption orders through the admin API.
-func (d *daemon) cardOrders(pan string) []orderView {
+func (d *instance) cardOrders(pan string) []orderView {
 	d.t.Helper()
 	var v struct{ Orders []orderView }
 	if st := d.api("GET", "/v1/cards/"+d.cardID(pan)+"/orders", nil, &v); st != http.StatusOK {
@@ -32,7 +32,7 @@ func (d *daemon) cardOrders(pan string) []orderView {
 }
 
 // pendingOrders counts the cards' redemption orders still pending.
-func (d *daemon) pendingOrders(pans ...string) int {
+func (d *instance) pendingOrders(pans ...string) int {
 	d.t.Helper()
 	n := 0
 	for _, pan := range pans {
@@ -237,7 +237,7 @@ func TestTwoSwitchesOneCard(t *testing.T) {
 	var approved atomic.Int64
 	var codes sync.Map
 	var wg sync.WaitGroup
-	for _, d := range []*daemon{a, b} {
+	for _, d := range []*instance{a, b} {
 		bank := connectBank(t, d.bank)
 		for range 6 {
 			wg.Go(func() {
@@ -279,7 +279,7 @@ func TestTwoSwitchesOneCard(t *testing.T) {
 func TestKilledLockHolder(t *testing.T) {
 	cluster := etcdtest.New(t, 1)
 	etcd := cluster.Endpoints()[0]
-	a := &daemon{t: t, db: ledgertest.NewDatabase(t), done: make(chan error, 1), etcd: etcd}
+	a := &instance{t: t, db: ledgertest.NewDatabase(t), done: make(chan error, 1), etcd: etcd}
 	a.start("--etcd", etcd, "--lock-ttl", "2s", "--fund-latency", "30s", "--auth-timeout", "40s")
 	b := a.startPeer("--lock-ttl", "2s")
 	const pan = "6228480000000601"
@@ -314,7 +314,7 @@ func TestEtcdDown(t *testing.T) {
 	t.Parallel()
 	cluster := etcdtest.New(t, 1)
 	etcd := cluster.Endpoints()[0]
-	d := &daemon{t: t, db: ledgertest.NewDatabase(t), done: make(chan error, 1), etcd: etcd}
+	d := &instance{t: t, db: ledgertest.NewDatabase(t), done: make(chan error, 1), etcd: etcd}
 	d.start("--etcd", etcd)
 	bank := connectBank(t, d.bank)
 	const pan = "6228480000000701"

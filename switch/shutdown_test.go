@@ -15,7 +15,7 @@ import (
 )
 
 // inFlight reads goldcard_requests_in_flight for the default bank.
-func (d *daemon) inFlight() int {
+func (d *instance) inFlight() int {
 	m := regexp.MustCompile(`goldcard_requests_in_flight\{bank="default"\} (\d+)`).FindStringSubmatch(d.metrics())
 	if m == nil {
 		return 0

@@ -7,7 +7,7 @@ import (
 
 	"github.com/goldcard/goldcard/fund"
 	"github.com/goldcard/goldcard/ledger"
-	"github.com/goldcard/goldcard/switch/timer"
+	"github.com/goldcard/goldcard/switch/internal/timer"
 )
 
 // TestSweepTask runs the daily sweep task on a holiday and on a trading

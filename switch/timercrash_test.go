@@ -12,7 +12,7 @@ import (
 	"github.com/goldcard/goldcard/ledger/ledgertest"
 	"github.com/goldcard/goldcard/locks"
 	"github.com/goldcard/goldcard/locks/etcdtest"
-	"github.com/goldcard/goldcard/switch/timer"
+	"github.com/goldcard/goldcard/switch/internal/timer"
 )
 
 // TestTimerSurvivesKilledLeaders: 10,000 tasks due over 20 s, three
@@ -29,9 +29,9 @@ func TestTimerSurvivesKilledLeaders(t *testing.T) {
 	cluster := etcdtest.New(t, 1)
 	etcd := cluster.Endpoints()[0]
 	db := ledgertest.NewDatabase(t)
-	byID := map[string]*daemon{}
+	byID := map[string]*instance{}
 	for i := range 3 {
-		d := &daemon{t: t, db: db, done: make(chan error, 1), etcd: etcd}
+		d := &instance{t: t, db: db, done: make(chan error, 1), etcd: etcd}
 		id := fmt.Sprintf("switch-%d", i)
 		d.start("--etcd", etcd, "--lock-ttl", ttl.String(), "--instance-id", id)
 		byID[id] = d

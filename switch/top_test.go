@@ -20,7 +20,7 @@ import (
 // over all three reports those rates within 5%.
 func TestTopThreeInstances(t *testing.T) {
 	d1 := startDaemon(t, "--db-pool", "8")
-	ds := []*daemon{d1, d1.startPeer("--db-pool", "8"), d1.startPeer("--db-pool", "8")}
+	ds := []*instance{d1, d1.startPeer("--db-pool", "8"), d1.startPeer("--db-pool", "8")}
 	approved := []string{"6228480000000301", "6228480000000302", "6228480000000303"}
 	for _, pan := range approved {
 		d1.addCard(pan, 1_000_000_00, 0)

@@ -1,0 +1,271 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
+	"github.com/goldcard/goldcard/config"
+	"github.com/goldcard/goldcard/ledger"
+	"github.com/goldcard/goldcard/locks"
+	"github.com/goldcard/goldcard/switch/internal/admin"
+	"github.com/goldcard/goldcard/switch/internal/link"
+)
+
+// Options are how goldcard serve runs a switch: its flags.
+type Options struct {
+	// Listen is the built-in bank's address, Admin the admin API's
+	// (empty: none), DB the PostgreSQL URL, DataDir the switch's local
+	// state (the embedded etcd, the config center's identity).
+	Listen, Admin, DB, DataDir string
+	// AuthTimeout and SafetyMargin are the built-in bank's, HoldValidity
+	// how long an authorisation hold lasts uncompleted.
+	AuthTimeout, SafetyMargin, HoldValidity time.Duration
+	// DBPool is the most PostgreSQL connections opened.
+	DBPool int32
+	// DrainTimeout bounds the wait for requests in flight at shutdown.
+	DrainTimeout time.Duration
+
+	// Etcd is the cluster to join, URLs separated by commas; empty runs
+	// an embedded single-node etcd with its client on EtcdListen.
+	Etcd, EtcdListen, EtcdPrefix string
+	// LockTTL is the lease of the switch's etcd session.
+	LockTTL time.Duration
+	// FundURL is the fund company's HTTP gateway; empty: the simulated
+	// fund, deciding in FundLatency and refusing FundFailRate of orders.
+	FundURL      string
+	FundLatency  time.Duration
+	FundFailRate float64
+	// Quota is the instant-redemption quota per card per day, in minor
+	// units.
+	Quota int64
+	// ConfigFile seeds an empty config center instead of the options
+	// above; Instance names this switch in the config center.
+	ConfigFile, Instance string
+	// Capture, when set, records every bank link's messages.
+	Capture   *Capture
+	AdminAuth admin.Auth
+	Log       *slog.Logger
+}
+
+// OptionsError is options the switch cannot run with (a usage error).
+type OptionsError struct{ Err error }
+
+func (e OptionsError) Error() string { return e.Err.Error() }
+func (e OptionsError) Unwrap() error { return e.Err }
+
+// Run runs a switch until ctx ends, then drains it: the database is
+// created and migrated if needed, the config center seeded if empty.
+func Run(ctx context.Context, o Options) error {
+	log := o.Log
+	seed, err := seedConfig(o)
+	if err != nil {
+		return OptionsError{err}
+	}
+	if o.Admin != "" {
+		if err := o.AdminAuth.Check(o.Admin); err != nil {
+			return OptionsError{err}
+		}
+	}
+	dialects := link.NewDialects()
+	snap, err := config.Build(0, seed, link.BuiltinSpecs())
+	if err == nil {
+		err = snap.Validate(dialects.Check)
+	}
+	if err != nil {
+		return OptionsError{fmt.Errorf("config: %w", err)}
+	}
+	if err := os.MkdirAll(o.DataDir, 0o750); err != nil {
+		return fmt.Errorf("data directory: %w", err)
+	}
+
+	pool, err := OpenDatabase(ctx, o.DB, o.DBPool, log)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+
+	etcd, closeEtcd, err := ConnectEtcd(o, log)
+	if err != nil {
+		return err
+	}
+	defer closeEtcd()
+	snap, cluster, err := configCenter(ctx, o, etcd, seed, snap, dialects)
+	if err != nil {
+		return err
+	}
+	id, err := databaseIdentity(ctx, pool)
+	if err != nil {
+		return err
+	}
+	id.cluster, id.prefix = cluster, o.EtcdPrefix
+	locker := locks.New(etcd, locks.Options{Prefix: o.EtcdPrefix, TTL: o.LockTTL, Log: log})
+	defer locker.Close()
+
+	election := locks.NewElection(etcd, locks.Options{Prefix: o.EtcdPrefix, TTL: o.LockTTL, Log: log}, "timer", o.Instance)
+	srv, err := New(ctx, Parts{
+		Config: config.NewStore(snap), Pool: pool, Log: log, Dialects: dialects, Admin: o.Admin, AdminAuth: o.AdminAuth,
+		Locker: locker, Elect: election.Run, TaskClaim: 2 * o.LockTTL, Identity: id.digest(), Capture: o.Capture,
+		Etcd: etcd, Prefix: o.EtcdPrefix, Instance: o.Instance,
+	})
+	if err != nil {
+		return err
+	}
+	if err := srv.Start(); err != nil {
+		return err
+	}
+	log.Info("switch ready", "db", ledger.Redact(o.DB), "instance", o.Instance, "identity", id.digest())
+	<-ctx.Done()
+	log.Info("shutting down: answering requests in flight", "timeout", o.DrainTimeout)
+	dctx, cancel := context.WithTimeout(context.Background(), o.DrainTimeout)
+	defer cancel()
+	srv.Shutdown(dctx)
+	log.Info("switch stopped")
+	return nil
+}
+
+// configCenter learns which config center this is, seeds it if empty and
+// reads its config, which is then the truth: a switch that cannot run on
+// it does not start on something else. A config center that does not
+// answer leaves the switch on snap until it is back.
+func configCenter(ctx context.Context, o Options, etcd *clientv3.Client, seed map[string][]byte, snap *config.Snapshot, dialects *link.Dialects) (*config.Snapshot, uint64, error) {
+	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	// Which config center this is, before anything else is asked of it:
+	// if it does not answer, what follows does not wait for it again.
+	cluster, err := clusterID(sctx, etcd, o.Etcd, o.EtcdPrefix, clusterCacheFile(o.DataDir))
+	if err != nil {
+		return nil, 0, err
+	}
+	wrote, err := config.Seed(sctx, etcd, o.EtcdPrefix, seed)
+	if err == nil {
+		if len(wrote) > 0 {
+			o.Log.Info("config center seeded", "keys", wrote)
+		}
+		kvs, rev, rerr := config.Read(sctx, etcd, o.EtcdPrefix)
+		err = rerr
+		if rerr == nil {
+			loaded, berr := config.Build(rev, kvs, link.BuiltinSpecs())
+			if berr == nil {
+				berr = loaded.Validate(dialects.Check)
+			}
+			if berr != nil {
+				return nil, 0, fmt.Errorf("the config center's config is invalid; fix it with goldcard config put/delete:\n%w", berr)
+			}
+			snap = loaded
+		}
+	}
+	if err != nil {
+		o.Log.Warn("config center unreachable: starting on the local config until it is back", "err", err)
+	}
+	return snap, cluster, nil
+}
+
+// seedConfig is the config the options (or ConfigFile) describe: what an
+// empty config center is seeded with, and what the switch runs on until
+// it has read the config center.
+func seedConfig(o Options) (map[string][]byte, error) {
+	if o.ConfigFile != "" {
+		b, err := os.ReadFile(o.ConfigFile)
+		if err != nil {
+			return nil, fmt.Errorf("--config: %w", err)
+		}
+		kvs, err := config.ParseFile(b)
+		if err != nil {
+			return nil, fmt.Errorf("--config %s: %w", o.ConfigFile, err)
+		}
+		return kvs, nil
+	}
+	bank := config.DefaultBank(o.Listen)
+	bank.AuthTimeout, bank.SafetyMargin = config.Duration(o.AuthTimeout), config.Duration(o.SafetyMargin)
+	snap := &config.Snapshot{
+		Banks:  map[string]*config.Bank{bank.Code: bank},
+		Limits: config.DefaultLimits(),
+		Fund:   config.DefaultFund(),
+		Sweep:  config.DefaultSweep(),
+	}
+	snap.Limits.HoldValidity = config.Duration(o.HoldValidity)
+	snap.Limits.RedemptionQuota = o.Quota
+	snap.Fund.SimulatorLatency, snap.Fund.SimulatorFailRate = config.Duration(o.FundLatency), o.FundFailRate
+	if o.FundURL != "" {
+		snap.Fund.Provider, snap.Fund.URL = config.FundGateway, o.FundURL
+	}
+	return snap.Values(), nil
+}
+
+// ConnectEtcd returns a client of the cluster named by Etcd or, without
+// it, of an etcd embedded in the data directory, and a func that closes
+// both.
+func ConnectEtcd(o Options, log *slog.Logger) (*clientv3.Client, func(), error) {
+	endpoints := strings.Split(o.Etcd, ",")
+	var embedded *locks.Embedded
+	if o.Etcd == "" {
+		dir := filepath.Join(o.DataDir, "etcd")
+		peer, err := locks.LocalPeerURL(dir)
+		if err != nil {
+			return nil, nil, fmt.Errorf("embedded etcd: %w", err)
+		}
+		client := "http://" + o.EtcdListen
+		embedded, err = locks.StartEmbedded(locks.EmbeddedOptions{
+			Member:  locks.Member{Name: "goldcard", Dir: dir, ClientURL: client, PeerURL: peer},
+			LogFile: filepath.Join(o.DataDir, "etcd.log"),
+		})
+		if err != nil {
+			return nil, nil, fmt.Errorf("%w (is another switch using --etcd-listen %s or --data-dir %s?)", err, o.EtcdListen, o.DataDir)
+		}
+		log.Info("embedded etcd serving", "addr", o.EtcdListen, "dir", dir)
+		endpoints = []string{client}
+	}
+	cl, err := clientv3.New(clientv3.Config{
+		Endpoints: endpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop(),
+		DialKeepAliveTime: 2 * time.Second, DialKeepAliveTimeout: 2 * time.Second,
+	})
+	if err != nil {
+		if embedded != nil {
+			embedded.Close()
+		}
+		return nil, nil, fmt.Errorf("etcd client: %w", err)
+	}
+	return cl, func() {
+		cl.Close()
+		if embedded != nil {
+			embedded.Close()
+		}
+	}, nil
+}
+
+// OpenDatabase creates the database if missing, connects and migrates.
+func OpenDatabase(ctx context.Context, dsn string, size int32, log interface{ Info(string, ...any) }) (*pgxpool.Pool, error) {
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	created, err := ledger.CreateDatabase(cctx, dsn)
+	if err != nil {
+		return nil, err
+	}
+	if created {
+		log.Info("database created", "db", ledger.Redact(dsn))
+	}
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		return nil, OptionsError{fmt.Errorf("--db: %w", err)}
+	}
+	cfg.MaxConns = size
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to %s: %w", ledger.Redact(dsn), err)
+	}
+	if err := ledger.Migrate(cctx, pool); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	return pool, nil
+}
+

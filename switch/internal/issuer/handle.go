@@ -1,0 +1,182 @@
+package issuer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/moov-io/iso8583"
+
+	"github.com/goldcard/goldcard/config"
+	"github.com/goldcard/goldcard/iso"
+	"github.com/goldcard/goldcard/ledger"
+)
+
+// decision is what deciding a request leaves for its response.
+type decision struct {
+	err      error
+	card     *ledger.Card
+	authCode string
+	raised   string // the kind of exception raised, if any
+}
+
+// Handle answers one unpacked message of bank's, under ctx's deadline
+// and the limits of the config it arrived under. It returns the packed
+// response body, or nil when the message gets no response, and the
+// request's account.
+func (p *Issuer) Handle(ctx context.Context, bank *config.Bank, d *iso.Dialect, lim config.Limits, msg *iso8583.Message) ([]byte, Answer) {
+	a := p.handle(ctx, bank, d, lim, msg)
+	a.p = p
+	if a.raised != "" {
+		p.m.exceptions.WithLabelValues(bank.Code, a.raised).Inc()
+	}
+	return a.resp, a
+}
+
+func (p *Issuer) handle(ctx context.Context, bank *config.Bank, d *iso.Dialect, lim config.Limits, msg *iso8583.Message) Answer {
+	mti, _ := msg.GetMTI()
+	req, err := iso.ParseRequest(msg)
+	if err != nil {
+		a := Answer{mti: mti, err: err}
+		if _, ok := iso.ResponseMTI(mti); !ok {
+			a.code = codeUnanswered // a response or an unknown MTI: nothing to answer
+			return a
+		}
+		a.code = rcFormatError
+		if req != nil && req.Class != iso.ClassUnknown {
+			a.req = req
+		}
+		a.resp = p.plainResponse(d, msg, err)
+		return a
+	}
+	build := func(o decision) ([]byte, error) { return buildResponse(d, msg, o, lim) }
+
+	var a Answer
+	switch req.Class {
+	case iso.ClassNetwork:
+		switch req.NetworkCode {
+		case "001", "002", "301":
+		default:
+			err = errInvalidTransaction
+		}
+		return Answer{req: req, mti: mti, err: err, code: responseCode(err), resp: p.plainResponse(d, msg, err)}
+	case iso.ClassAuthorization, iso.ClassFinancial:
+		a, err = p.original(ctx, bank, req, lim, build)
+	case iso.ClassAuthorizationAdvice, iso.ClassFinancialAdvice:
+		a, err = p.advice(ctx, bank, req, build)
+	case iso.ClassReversal, iso.ClassReversalAdvice:
+		a, err = p.reversal(ctx, bank, req, build)
+	}
+	a.req, a.mti = req, mti
+	switch {
+	case errors.Is(err, errSilence):
+		a.err, a.code, a.resp = err, codeUnanswered, nil
+	case err != nil:
+		// Nothing was committed: the answer says why, and is not stored.
+		a.err, a.code, a.seq, a.replayed = err, responseCode(err), 0, false
+		if a.code == rcMalfunction {
+			p.log.Error("request failed", "mti", mti, "stan", req.STAN, "err", err)
+		}
+		a.resp = nil
+		if a.card != nil {
+			if b, berr := buildResponse(d, msg, decision{err: err, card: a.card}, lim); berr == nil {
+				a.resp = b
+			}
+		}
+		if a.resp == nil {
+			a.resp = p.plainResponse(d, msg, err)
+		}
+	}
+	return a
+}
+
+// Refuse answers, without deciding it, a message the link will not pass
+// on: err says why (a frame that cannot be read, a MAC that does not
+// verify, a link not signed on, no bank to route it to, a request over
+// the link's rate). Nothing is posted. It returns nil when the message
+// gets no response.
+func (p *Issuer) Refuse(d *iso.Dialect, msg *iso8583.Message, err error) ([]byte, Answer) {
+	mti, _ := msg.GetMTI()
+	a := Answer{mti: mti, code: responseCode(err), err: err, p: p}
+	if !errors.Is(err, iso.ErrFormat) {
+		if req, perr := iso.ParseRequest(msg); perr == nil {
+			a.req = req
+		}
+	}
+	if _, isRequest := iso.ResponseMTI(mti); !isRequest {
+		a.code = codeUnanswered
+		return nil, a
+	}
+	a.resp = p.plainResponse(d, msg, err)
+	if a.resp == nil {
+		a.code = codeUnanswered
+	}
+	return a.resp, a
+}
+
+// plainResponse answers without a ledger decision: the echoed fields and
+// the response code for err. When the echoed fields cannot be packed (a
+// frame that was only partly readable) it answers with the MTI, DE11 and
+// DE39 alone; it returns nil only when even that fails.
+func (p *Issuer) plainResponse(d *iso.Dialect, msg *iso8583.Message, err error) []byte {
+	b, perr := buildResponse(d, msg, decision{err: err}, config.Limits{})
+	if perr == nil {
+		return b
+	}
+	mti, _ := msg.GetMTI()
+	rmti, ok := iso.ResponseMTI(mti)
+	if !ok {
+		return nil
+	}
+	m := d.NewMessage()
+	m.MTI(rmti)
+	if stan, _ := msg.GetString(11); len(stan) == 6 {
+		_ = m.Field(11, stan)
+	}
+	_ = m.Field(39, responseCode(err))
+	b, perr = m.Pack()
+	if perr != nil {
+		p.log.Warn("response could not be packed", "mti", mti, "err", perr)
+		return nil
+	}
+	return b
+}
+
+// buildResponse packs the response to msg for a decision.
+func buildResponse(d *iso.Dialect, msg *iso8583.Message, o decision, lim config.Limits) ([]byte, error) {
+	resp, err := iso.Respond(d, msg)
+	if err != nil {
+		return nil, err
+	}
+	code := responseCode(o.err)
+	if err := resp.Field(39, code); err != nil {
+		return nil, err
+	}
+	if code == rcApproved && o.authCode != "" {
+		if err := resp.Field(38, o.authCode); err != nil {
+			return nil, err
+		}
+	}
+	if c := o.card; c != nil {
+		if err := resp.Field(54, iso.FormatBalances(balances(c, lim))); err != nil {
+			return nil, err
+		}
+	}
+	b, err := resp.Pack()
+	if err != nil {
+		return nil, fmt.Errorf("packing response: %w", err)
+	}
+	return b, nil
+}
+
+// balances are DE54's amounts for a card: ledger and available balance,
+// fund balance and what can be redeemed from it right now.
+func balances(c *ledger.Card, lim config.Limits) []iso.Balance {
+	redeemable := c.RedeemableToday(lim.RedemptionQuota)
+	return []iso.Balance{
+		{AccountType: iso.AccountCard, AmountType: iso.AmountLedger, Currency: c.Currency, Amount: c.Balance()},
+		{AccountType: iso.AccountCard, AmountType: iso.AmountAvailable, Currency: c.Currency, Amount: c.Available()},
+		{AccountType: iso.AccountFund, AmountType: iso.AmountLedger, Currency: c.Currency, Amount: c.Fund},
+		{AccountType: iso.AccountFund, AmountType: iso.AmountAvailable, Currency: c.Currency, Amount: redeemable},
+	}
+}

@@ -1,0 +1,103 @@
+package issuer
+
+import (
+	"crypto/rand"
+	"fmt"
+	"math/big"
+	"strconv"
+
+	"github.com/goldcard/goldcard/config"
+	"github.com/goldcard/goldcard/iso"
+	"github.com/goldcard/goldcard/ledger"
+)
+
+// keyOf is the idempotency key of a request: the fields its bank names
+// as identifying a transaction and, for a reversal, what it says stands.
+func keyOf(bank *config.Bank, r *iso.Request) ledger.Key {
+	k := ledger.Key{
+		Bank: bank.Code, Class: r.MTIClass(), Fields: bank.TxnKey,
+		Acquirer: r.Acquirer, STAN: r.STAN, Transmitted: r.Transmitted, Terminal: r.Terminal, RRN: r.RRN,
+		LocalDate: r.LocalDate, LocalTime: r.LocalTime, Merchant: r.Merchant,
+	}
+	if r.Class.IsReversal() && r.Actual != nil {
+		k.Actual = strconv.FormatInt(*r.Actual, 10)
+	}
+	return k
+}
+
+// origKey is the original DE90 names, if any.
+func origKey(r *iso.Request) *ledger.OrigKey {
+	o := r.Original
+	if o == nil {
+		return nil
+	}
+	return &ledger.OrigKey{Class: o.MTI[:3], Acquirer: o.Acquirer, STAN: o.STAN, Transmitted: o.Transmitted}
+}
+
+// originalRef finds the original a reversal or completion names: by DE90
+// (with another DE7 too, of the same RRN or amount, when the bank's key
+// leaves DE7 out: an acquirer that stamps DE7 afresh may name any
+// transmission's), else by DE32, DE37, DE41 and DE11.
+func originalRef(bank *config.Bank, r *iso.Request, classes ...string) ledger.OriginalRef {
+	ref := ledger.OriginalRef{Bank: bank.Code, Terminal: r.Terminal, Acquirer: r.Acquirer, RRN: r.RRN, STAN: r.STAN, Classes: classes,
+		Amount: r.Amount, LocalDate: r.LocalDate, LocalTime: r.LocalTime}
+	if o := origKey(r); o != nil {
+		ref.ByDE90, ref.AnyTransmission = o, !keyOf(bank, r).Names(ledger.FieldTransmitted)
+	}
+	return ref
+}
+
+// serialOf names the transaction a request belongs to (ledger.SerialKey):
+// DE90's original where there is one, else the request's own fields.
+func serialOf(bank *config.Bank, r *iso.Request) string {
+	if o := r.Original; o != nil {
+		return ledger.SerialKey(bank.Code, o.Acquirer, o.STAN, r.Terminal)
+	}
+	return ledger.SerialKey(bank.Code, r.Acquirer, r.STAN, r.Terminal)
+}
+
+var txnNames = map[string]string{
+	iso.TxnPurchase: ledger.KindPurchase,
+	iso.TxnCash:     ledger.KindCash,
+	iso.TxnRefund:   ledger.KindRefund,
+	iso.TxnDeposit:  ledger.KindDeposit,
+	iso.TxnBalance:  "balance",
+}
+
+func txnName(code string) string {
+	if n, ok := txnNames[code]; ok {
+		return n
+	}
+	return "other"
+}
+
+func isDebit(code string) bool  { return code == iso.TxnPurchase || code == iso.TxnCash }
+func isCredit(code string) bool { return code == iso.TxnRefund || code == iso.TxnDeposit }
+
+// newAuthCode returns a random six-digit approval code (DE38).
+func newAuthCode() string {
+	n, err := rand.Int(rand.Reader, big.NewInt(1_000_000))
+	if err != nil {
+		return "000000"
+	}
+	return fmt.Sprintf("%06d", n.Int64())
+}
+
+// record is the ledger record of a decided request.
+func record(bank *config.Bank, r *iso.Request, o decision) ledger.Record {
+	rec := ledger.Record{
+		Key:          keyOf(bank, r),
+		MTI:          r.MTI,
+		Currency:     r.Currency,
+		Fingerprint:  r.Fingerprint(),
+		TxnType:      txnName(r.TxnType),
+		Amount:       r.Amount,
+		ResponseCode: responseCode(o.err),
+		AuthCode:     o.authCode,
+	}
+	if o.card != nil {
+		rec.CardID = o.card.ID
+	}
+	return rec
+}
+

@@ -1,0 +1,182 @@
+package timer_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/goldcard/goldcard/ledger/ledgertest"
+	"github.com/goldcard/goldcard/switch/internal/timer"
+)
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// lead runs tm as leader until the test ends.
+func lead(t *testing.T, tm *timer.Timer) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = tm.Lead(ctx, time.Now().UnixNano()) }()
+	t.Cleanup(func() { cancel(); <-done })
+}
+
+// TestScheduleFireRetryCancel: a task scheduled before any leader fires
+// once one leads, never before it is due; the same task scheduled twice is
+// one task; a cancelled one never fires; one scheduled while the leader
+// waits for a later task wakes it; a failing task is retried, and parked
+// as dead after its last attempt.
+func TestScheduleFireRetryCancel(t *testing.T) {
+	_, pool := ledgertest.New(t)
+	ctx := context.Background()
+	// The horizon puts the periodic reload (a quarter of it) out of the
+	// test's reach: a task the leader is not told of would wait for it.
+	tm := timer.New(timer.Options{Pool: pool, MaxAttempts: 3, MaxBackoff: 50 * time.Millisecond, ClaimFor: 5 * time.Second, Horizon: 4 * time.Hour})
+	var (
+		mu    sync.Mutex
+		fired = map[string]time.Time{}
+		late  = map[string]time.Duration{}
+	)
+	tm.Handle("greet", func(_ context.Context, task timer.Task) error {
+		mu.Lock()
+		defer mu.Unlock()
+		fired[task.Key] = time.Now()
+		late[task.Key] = time.Since(task.Due)
+		return nil
+	})
+	hasFired := func(key string) bool { mu.Lock(); defer mu.Unlock(); _, ok := fired[key]; return ok }
+	var failures atomic.Int32
+	tm.Handle("flaky", func(context.Context, timer.Task) error {
+		if failures.Add(1) < 3 {
+			return errors.New("not yet")
+		}
+		return nil
+	})
+	tm.Handle("broken", func(context.Context, timer.Task) error { return errors.New("always") })
+
+	// Scheduled before a leader exists; the same task twice is one task.
+	due := time.Now().Add(300 * time.Millisecond)
+	if ok, err := tm.Schedule(ctx, "greet", "a", due, map[string]int{"n": 1}); !ok || err != nil {
+		t.Fatalf("schedule: %v %v", ok, err)
+	}
+	if ok, _ := tm.Schedule(ctx, "greet", "a", due.Add(time.Hour), nil); ok {
+		t.Fatal("the same task was scheduled twice")
+	}
+	tm.Schedule(ctx, "greet", "cancelled", due, nil)
+	if ok, _ := tm.Cancel(ctx, "greet", "cancelled"); !ok {
+		t.Fatal("cancel")
+	}
+	// Within the horizon, so the leader sleeps until it.
+	tm.Schedule(ctx, "greet", "later", time.Now().Add(2*time.Hour), nil)
+	lead(t, tm)
+	eventually(t, "a to fire", func() bool { return hasFired("a") })
+	// Scheduled while the leader sleeps until "later", due sooner: it
+	// wakes the leader, which would otherwise sleep for two hours.
+	tm.Schedule(ctx, "greet", "b", time.Now().Add(100*time.Millisecond), nil)
+	tm.Schedule(ctx, "flaky", "f", time.Now(), nil)
+	tm.Schedule(ctx, "broken", "x", time.Now(), nil)
+
+	eventually(t, "b to fire", func() bool { return hasFired("b") })
+	mu.Lock()
+	if _, ok := fired["later"]; ok {
+		t.Error("a task due in two hours fired")
+	}
+	if _, ok := fired["cancelled"]; ok {
+		t.Error("a cancelled task fired")
+	}
+	for k, l := range late {
+		if l < 0 {
+			t.Errorf("%s fired %s early", k, -l)
+		}
+	}
+	mu.Unlock()
+
+	state := func(kind, key string) (s string, attempts int, lastErr string) {
+		_ = pool.QueryRow(ctx, `SELECT state, attempts, coalesce(last_error, '') FROM timer_tasks WHERE kind = $1 AND key = $2`, kind, key).
+			Scan(&s, &attempts, &lastErr)
+		return
+	}
+	eventually(t, "the flaky task to succeed on its third attempt", func() bool { s, _, _ := state("flaky", "f"); return s == "done" })
+	if _, n, _ := state("flaky", "f"); n != 3 {
+		t.Errorf("flaky ran %d times", n)
+	}
+	eventually(t, "the broken task to be parked", func() bool { s, _, _ := state("broken", "x"); return s == "dead" })
+	if _, n, e := state("broken", "x"); n != 3 || e != "always" {
+		t.Errorf("dead task: %d attempts, error %q", n, e)
+	}
+	if s, _, _ := state("greet", "cancelled"); s != "cancelled" {
+		t.Errorf("cancelled task is %s", s)
+	}
+	eventually(t, "a and b recorded done", func() bool {
+		a, _, _ := state("greet", "a")
+		b, _, _ := state("greet", "b")
+		return a == "done" && b == "done"
+	})
+	if s, _, _ := state("greet", "later"); s != "pending" {
+		t.Errorf("the task due in two hours is %s", s)
+	}
+}
+
+// TestNewLeaderFiresOverdue: tasks due while nobody led fire at once when
+// a leader comes, without waiting for anything; a task claimed by a
+// leader that died runs again once its claim runs out, and not before.
+// When each was fired is the timer's own record (fired_at, the time of
+// the claim that ran it).
+func TestNewLeaderFiresOverdue(t *testing.T) {
+	_, pool := ledgertest.New(t)
+	ctx := context.Background()
+	var runs atomic.Int32
+	mk := func() *timer.Timer {
+		tm := timer.New(timer.Options{Pool: pool, ClaimFor: 300 * time.Millisecond})
+		tm.Handle("job", func(context.Context, timer.Task) error { runs.Add(1); return nil })
+		return tm
+	}
+	first := mk()
+	for _, k := range []string{"1", "2", "3"} {
+		first.Schedule(ctx, "job", k, time.Now().Add(-time.Minute), nil)
+	}
+	// A leader of a later term claimed one for 3s and died before running
+	// it: its claim stands until it runs out.
+	var claimedUntil time.Time
+	if err := pool.QueryRow(ctx, `UPDATE timer_tasks SET claim = gen_random_uuid(), claimed_until = now() + interval '3 s',
+		claim_token = $1 WHERE key = '3' RETURNING claimed_until`, time.Now().Add(time.Hour).UnixNano()).Scan(&claimedUntil); err != nil {
+		t.Fatal(err)
+	}
+	lead(t, mk())
+	eventually(t, "the overdue tasks", func() bool { return runs.Load() >= 2 })
+	eventually(t, "the dead leader's task", func() bool { return runs.Load() == 3 })
+	firedAt := map[string]time.Time{}
+	rows, err := pool.Query(ctx, `SELECT key, fired_at FROM timer_tasks WHERE kind = 'job'`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var k string
+		var at time.Time
+		if err := rows.Scan(&k, &at); err != nil {
+			t.Fatal(err)
+		}
+		firedAt[k] = at
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"1", "2"} {
+		if !firedAt[k].Before(claimedUntil) {
+			t.Errorf("overdue task %s fired at %s, after the other leader's claim ran out at %s", k, firedAt[k], claimedUntil)
+		}
+	}
+	if firedAt["3"].Before(claimedUntil) {
+		t.Errorf("the claimed task fired at %s, before its claim ran out at %s", firedAt["3"], claimedUntil)
+	}
+}
