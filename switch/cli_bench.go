@@ -25,6 +25,7 @@ import (
 	"github.com/goldcard/goldcard/config"
 	"github.com/goldcard/goldcard/iso"
 	"github.com/goldcard/goldcard/locks"
+	"github.com/goldcard/goldcard/switch/internal/daemon"
 	"github.com/goldcard/goldcard/switch/internal/timer"
 )
 
@@ -385,7 +386,7 @@ func benchConfig(c *cobra.Command, f configFlags, changes int) error {
 const benchProbe = "bench.probe"
 
 type benchTimerFlags struct {
-	serveFlags
+	daemon.Options
 	tasks  int
 	span   time.Duration
 	asJSON bool
@@ -410,12 +411,12 @@ afterwards.`,
 	fl := c.Flags()
 	fl.IntVar(&f.tasks, "tasks", 100000, "tasks to schedule")
 	fl.DurationVar(&f.span, "span", 20*time.Second, "span the tasks are due over")
-	fl.StringVar(&f.db, "db", defaultDB(), "PostgreSQL URL (default $GOLDCARD_DB)")
-	fl.StringVar(&f.dataDir, "data-dir", "./var", "directory for the embedded etcd")
-	fl.StringVar(&f.etcd, "etcd", "", "etcd cluster to join (default: run an embedded single-node etcd)")
-	fl.StringVar(&f.etcdListen, "etcd-listen", "127.0.0.1:2379", "client address of the embedded etcd")
-	fl.StringVar(&f.etcdPrefix, "etcd-prefix", "/goldcard/", "prefix of the etcd keys")
-	fl.DurationVar(&f.lockTTL, "lock-ttl", 5*time.Second, "lease of the election")
+	fl.StringVar(&f.DB, "db", defaultDB(), "PostgreSQL URL (default $GOLDCARD_DB)")
+	fl.StringVar(&f.DataDir, "data-dir", "./var", "directory for the embedded etcd")
+	fl.StringVar(&f.Etcd, "etcd", "", "etcd cluster to join (default: run an embedded single-node etcd)")
+	fl.StringVar(&f.EtcdListen, "etcd-listen", "127.0.0.1:2379", "client address of the embedded etcd")
+	fl.StringVar(&f.EtcdPrefix, "etcd-prefix", "/goldcard/", "prefix of the etcd keys")
+	fl.DurationVar(&f.LockTTL, "lock-ttl", 5*time.Second, "lease of the election")
 	fl.BoolVar(&f.asJSON, "json", false, "print the result as JSON")
 	return c
 }
@@ -423,15 +424,15 @@ afterwards.`,
 func benchTimer(c *cobra.Command, f benchTimerFlags) error {
 	ctx := c.Context()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	pool, err := openDatabase(ctx, f.db, 32, log)
+	pool, err := openDatabase(ctx, f.DB, 32, log)
 	if err != nil {
 		return err
 	}
 	defer pool.Close()
-	if err := os.MkdirAll(f.dataDir, 0o750); err != nil {
+	if err := os.MkdirAll(f.DataDir, 0o750); err != nil {
 		return err
 	}
-	etcd, closeEtcd, err := connectEtcd(f.serveFlags, log)
+	etcd, closeEtcd, err := connectEtcd(f.Options, log)
 	if err != nil {
 		return err
 	}
@@ -444,7 +445,7 @@ func benchTimer(c *cobra.Command, f benchTimerFlags) error {
 		seen  = make(map[string]bool, f.tasks)
 		fired atomic.Int64
 	)
-	tm := timer.New(timer.Options{Pool: pool, Log: log, ClaimFor: 2 * f.lockTTL})
+	tm := timer.New(timer.Options{Pool: pool, Log: log, ClaimFor: 2 * f.LockTTL})
 	tm.Handle(benchProbe, func(ctx context.Context, task timer.Task) error {
 		l := time.Since(task.Due)
 		mu.Lock()
@@ -467,7 +468,7 @@ func benchTimer(c *cobra.Command, f benchTimerFlags) error {
 	runtime.ReadMemStats(&before)
 	lctx, stop := context.WithCancel(ctx)
 	defer stop()
-	election := locks.NewElection(etcd, locks.Options{Prefix: f.etcdPrefix, TTL: f.lockTTL, Log: log}, "bench-timer", "bench")
+	election := locks.NewElection(etcd, locks.Options{Prefix: f.EtcdPrefix, TTL: f.LockTTL, Log: log}, "bench-timer", "bench")
 	led := make(chan struct{})
 	go election.Run(lctx, func(ctx context.Context, token int64) {
 		close(led)

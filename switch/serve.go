@@ -4,42 +4,23 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"strings"
-	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/goldcard/goldcard/config"
 	"github.com/goldcard/goldcard/ledger"
-	"github.com/goldcard/goldcard/switch/internal/admin"
 	"github.com/goldcard/goldcard/switch/internal/daemon"
 )
 
+// serveFlags are serve's flags: the daemon's options, and how it logs.
 type serveFlags struct {
-	listen, admin, db, dataDir string
-	logFormat, logLevel        string
-	authTimeout, safetyMargin  time.Duration
-	holdValidity               time.Duration
-	dbPool                     int32
-	drainTimeout               time.Duration
-
-	etcd, etcdListen, etcdPrefix string
-	lockTTL                      time.Duration
-	fundURL                      string
-	fundLatency                  time.Duration
-	fundFailRate                 float64
-	quota                        string
-	configFile, instanceID       string
-	capture                      string
-	capturePAN                   bool
-
-	adminTokenFile, adminCert, adminKey, adminClientCA string
-	adminOpen                                          []string
+	daemon.Options
+	logFormat, logLevel string
+	capture             string
+	capturePAN          bool
 }
 
 func newServeCommand() *cobra.Command {
-	var f serveFlags
+	f := serveFlags{Options: daemon.Defaults()}
 	c := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the switch",
@@ -57,44 +38,36 @@ flight, then exits.`,
 		Args: noArgs,
 		RunE: func(c *cobra.Command, _ []string) error { return serve(c.Context(), c, f) },
 	}
-	fl := c.Flags()
-	fl.StringVar(&f.listen, "listen", config.DefaultListen, "address the built-in bank connects to")
-	fl.StringVar(&f.admin, "admin", "127.0.0.1:8080", "address of the admin API (/v1, /metrics, /healthz, /readyz)")
-	fl.StringVar(&f.db, "db", defaultDB(), "PostgreSQL URL (default $GOLDCARD_DB); the database is created if missing")
-	fl.StringVar(&f.dataDir, "data-dir", "./var", "directory for the switch's local state")
+	fl, o := c.Flags(), &f.Options
+	fl.StringVar(&o.Listen, "listen", o.Listen, "address the built-in bank connects to")
+	fl.StringVar(&o.Admin, "admin", o.Admin, "address of the admin API (/v1, /metrics, /healthz, /readyz)")
+	fl.StringVar(&o.DB, "db", o.DB, "PostgreSQL URL (default $GOLDCARD_DB); the database is created if missing")
+	fl.StringVar(&o.DataDir, "data-dir", o.DataDir, "directory for the switch's local state")
 	fl.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
 	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
-	fl.DurationVar(&f.authTimeout, "auth-timeout", config.DefaultAuthTimeout, "how long the built-in bank waits for an answer")
-	fl.DurationVar(&f.safetyMargin, "safety-margin", config.DefaultSafetyMargin, "part of --auth-timeout kept back for the way home")
-	fl.DurationVar(&f.holdValidity, "hold-validity", config.DefaultHoldValidity, "how long an authorisation hold lasts uncompleted")
-	fl.Int32Var(&f.dbPool, "db-pool", 32, "most PostgreSQL connections the switch opens")
-	fl.DurationVar(&f.drainTimeout, "drain-timeout", 10*time.Second, "longest wait for requests in flight at shutdown")
-	fl.StringVar(&f.etcd, "etcd", "", "etcd cluster to join, as URLs separated by commas (default: run an embedded single-node etcd)")
-	fl.StringVar(&f.etcdListen, "etcd-listen", "127.0.0.1:2379", "client address of the embedded etcd, for other instances and the CLI")
-	fl.StringVar(&f.etcdPrefix, "etcd-prefix", "/goldcard/", "prefix of every etcd key the switch uses")
-	fl.DurationVar(&f.lockTTL, "lock-ttl", 5*time.Second, "lease of the switch's etcd session: how long a crashed switch's card locks outlive it")
-	fl.StringVar(&f.fundURL, "fund-url", "", "HTTP gateway of the fund company (default: the built-in simulated fund)")
-	fl.DurationVar(&f.fundLatency, "fund-latency", 50*time.Millisecond, "simulated fund: time to decide a redemption")
-	fl.Float64Var(&f.fundFailRate, "fund-fail-rate", 0, "simulated fund: share of redemptions refused, 0 to 1")
-	fl.StringVar(&f.quota, "quota", "10000.00", "instant-redemption quota per card per day (Asia/Shanghai days)")
-	fl.StringVar(&f.configFile, "config", "", "config file (YAML) to seed an empty config center with, instead of the flags above")
-	fl.StringVar(&f.instanceID, "instance-id", defaultInstanceID(), "name of this instance in the config center")
-	fl.StringVar(&f.adminTokenFile, "admin-token-file", "", "file holding the admin API's bearer token (default $GOLDCARD_ADMIN_TOKEN); required, or --admin-client-ca, when --admin is not a loopback address")
-	fl.StringVar(&f.adminCert, "admin-tls-cert", "", "serve the admin API over HTTPS with this certificate (PEM)")
-	fl.StringVar(&f.adminKey, "admin-tls-key", "", "key of --admin-tls-cert (PEM)")
-	fl.StringVar(&f.adminClientCA, "admin-client-ca", "", "accept admin API clients with a certificate issued by this CA (PEM), as a token holder")
-	fl.StringSliceVar(&f.adminOpen, "admin-open", nil, "paths readable without credentials, e.g. /metrics,/healthz,/readyz")
+	fl.DurationVar(&o.AuthTimeout, "auth-timeout", o.AuthTimeout, "how long the built-in bank waits for an answer")
+	fl.DurationVar(&o.SafetyMargin, "safety-margin", o.SafetyMargin, "part of --auth-timeout kept back for the way home")
+	fl.DurationVar(&o.HoldValidity, "hold-validity", o.HoldValidity, "how long an authorisation hold lasts uncompleted")
+	fl.Int32Var(&o.DBPool, "db-pool", o.DBPool, "most PostgreSQL connections the switch opens")
+	fl.DurationVar(&o.DrainTimeout, "drain-timeout", o.DrainTimeout, "longest wait for requests in flight at shutdown")
+	fl.StringVar(&o.Etcd, "etcd", "", "etcd cluster to join, as URLs separated by commas (default: run an embedded single-node etcd)")
+	fl.StringVar(&o.EtcdListen, "etcd-listen", o.EtcdListen, "client address of the embedded etcd, for other instances and the CLI")
+	fl.StringVar(&o.EtcdPrefix, "etcd-prefix", o.EtcdPrefix, "prefix of every etcd key the switch uses")
+	fl.DurationVar(&o.LockTTL, "lock-ttl", o.LockTTL, "lease of the switch's etcd session: how long a crashed switch's card locks outlive it")
+	fl.StringVar(&o.FundURL, "fund-url", "", "HTTP gateway of the fund company (default: the built-in simulated fund)")
+	fl.DurationVar(&o.FundLatency, "fund-latency", o.FundLatency, "simulated fund: time to decide a redemption")
+	fl.Float64Var(&o.FundFailRate, "fund-fail-rate", 0, "simulated fund: share of redemptions refused, 0 to 1")
+	fl.StringVar(&o.Quota, "quota", o.Quota, "instant-redemption quota per card per day (Asia/Shanghai days)")
+	fl.StringVar(&o.ConfigFile, "config", "", "config file (YAML) to seed an empty config center with, instead of the flags above")
+	fl.StringVar(&o.Instance, "instance-id", o.Instance, "name of this instance in the config center")
+	fl.StringVar(&o.AdminTokenFile, "admin-token-file", "", "file holding the admin API's bearer token (default $GOLDCARD_ADMIN_TOKEN); required, or --admin-client-ca, when --admin is not a loopback address")
+	fl.StringVar(&o.AdminAuth.CertFile, "admin-tls-cert", "", "serve the admin API over HTTPS with this certificate (PEM)")
+	fl.StringVar(&o.AdminAuth.KeyFile, "admin-tls-key", "", "key of --admin-tls-cert (PEM)")
+	fl.StringVar(&o.AdminAuth.ClientCAFile, "admin-client-ca", "", "accept admin API clients with a certificate issued by this CA (PEM), as a token holder")
+	fl.StringSliceVar(&o.AdminAuth.Open, "admin-open", nil, "paths readable without credentials, e.g. /metrics,/healthz,/readyz")
 	fl.StringVar(&f.capture, "capture", "", "record every bank link's messages into this directory as replayable fixtures (test environments only)")
 	fl.BoolVar(&f.capturePAN, "capture-pan", false, "with --capture: keep card numbers as they are instead of stand-ins")
 	return c
-}
-
-func defaultInstanceID() string {
-	host, err := os.Hostname()
-	if err != nil {
-		host = "goldcard"
-	}
-	return fmt.Sprintf("%s-%d", host, os.Getpid())
 }
 
 func serve(ctx context.Context, c *cobra.Command, f serveFlags) error {
@@ -105,29 +78,8 @@ func serve(ctx context.Context, c *cobra.Command, f serveFlags) error {
 	if f.capturePAN && f.capture == "" {
 		return usageError{errors.New("--capture-pan needs --capture DIR")}
 	}
-	token, err := readToken(f.adminTokenFile, "GOLDCARD_ADMIN_TOKEN")
-	if err != nil {
-		return usageError{fmt.Errorf("--admin-token-file: %w", err)}
-	}
-	for _, p := range f.adminOpen {
-		if !strings.HasPrefix(p, "/") || strings.HasPrefix(p, "/v1") {
-			return usageError{fmt.Errorf("--admin-open %q: name read-only paths such as /metrics, /healthz, /readyz", p)}
-		}
-	}
-	quota, err := parseAmount(f.quota)
-	if err != nil {
-		return usageError{fmt.Errorf("--quota: %w", err)}
-	}
-	o := daemon.Options{
-		Listen: f.listen, Admin: f.admin, DB: f.db, DataDir: f.dataDir,
-		AuthTimeout: f.authTimeout, SafetyMargin: f.safetyMargin, HoldValidity: f.holdValidity,
-		DBPool: f.dbPool, DrainTimeout: f.drainTimeout,
-		Etcd: f.etcd, EtcdListen: f.etcdListen, EtcdPrefix: f.etcdPrefix, LockTTL: f.lockTTL,
-		FundURL: f.fundURL, FundLatency: f.fundLatency, FundFailRate: f.fundFailRate, Quota: quota,
-		ConfigFile: f.configFile, Instance: f.instanceID,
-		AdminAuth: admin.Auth{Token: token, CertFile: f.adminCert, KeyFile: f.adminKey, ClientCAFile: f.adminClientCA, Open: f.adminOpen},
-		Log:       log,
-	}
+	o := f.Options
+	o.Log = log
 	if f.capture != "" {
 		o.Capture = &daemon.Capture{Dir: f.capture, KeepPAN: f.capturePAN}
 	}
@@ -164,6 +116,6 @@ func newMigrateCommand() *cobra.Command {
 			return nil
 		},
 	}
-	c.Flags().StringVar(&db, "db", defaultDB(), "PostgreSQL URL (default $GOLDCARD_DB)")
+	c.Flags().StringVar(&db, "db", daemon.Defaults().DB, "PostgreSQL URL (default $GOLDCARD_DB)")
 	return c
 }

@@ -23,8 +23,8 @@ func newDialectCache() *link.Dialects { return link.NewDialects() }
 
 var openDatabase = daemon.OpenDatabase
 
-func connectEtcd(f serveFlags, log *slog.Logger) (*clientv3.Client, func(), error) {
-	return daemon.ConnectEtcd(daemon.Options{Etcd: f.etcd, EtcdListen: f.etcdListen, DataDir: f.dataDir}, log)
+func connectEtcd(f daemon.Options, log *slog.Logger) (*clientv3.Client, func(), error) {
+	return daemon.ConnectEtcd(f, log)
 }
 
 type cardView struct {

@@ -44,16 +44,42 @@ type Options struct {
 	FundURL      string
 	FundLatency  time.Duration
 	FundFailRate float64
-	// Quota is the instant-redemption quota per card per day, in minor
-	// units.
-	Quota int64
+	// Quota is the instant-redemption quota per card per day, in major
+	// units with two decimals ("10000.00").
+	Quota string
 	// ConfigFile seeds an empty config center instead of the options
 	// above; Instance names this switch in the config center.
 	ConfigFile, Instance string
 	// Capture, when set, records every bank link's messages.
-	Capture   *Capture
-	AdminAuth admin.Auth
-	Log       *slog.Logger
+	Capture *Capture
+	// AdminAuth says who may use the admin API; its token is read from
+	// AdminTokenFile, else from $GOLDCARD_ADMIN_TOKEN.
+	AdminAuth      AdminAuth
+	AdminTokenFile string
+	Log            *slog.Logger
+}
+
+// AdminAuth says who may use the admin API.
+type AdminAuth = admin.Auth
+
+// Defaults are the options goldcard serve runs with unless told otherwise.
+func Defaults() Options {
+	db := os.Getenv("GOLDCARD_DB")
+	if db == "" {
+		db = "postgres://postgres@127.0.0.1:5432/goldcard"
+	}
+	host, err := os.Hostname()
+	if err != nil {
+		host = "goldcard"
+	}
+	return Options{
+		Listen: config.DefaultListen, Admin: "127.0.0.1:8080", DB: db, DataDir: "./var",
+		AuthTimeout: config.DefaultAuthTimeout, SafetyMargin: config.DefaultSafetyMargin, HoldValidity: config.DefaultHoldValidity,
+		DBPool: 32, DrainTimeout: 10 * time.Second,
+		EtcdListen: "127.0.0.1:2379", EtcdPrefix: "/goldcard/", LockTTL: 5 * time.Second,
+		FundLatency: 50 * time.Millisecond, Quota: "10000.00",
+		Instance: fmt.Sprintf("%s-%d", host, os.Getpid()),
+	}
 }
 
 // OptionsError is options the switch cannot run with (a usage error).
@@ -69,6 +95,14 @@ func Run(ctx context.Context, o Options) error {
 	seed, err := seedConfig(o)
 	if err != nil {
 		return OptionsError{err}
+	}
+	if o.AdminAuth.Token, err = readToken(o.AdminTokenFile, "GOLDCARD_ADMIN_TOKEN"); err != nil {
+		return OptionsError{fmt.Errorf("--admin-token-file: %w", err)}
+	}
+	for _, p := range o.AdminAuth.Open {
+		if !strings.HasPrefix(p, "/") || strings.HasPrefix(p, "/v1") {
+			return OptionsError{fmt.Errorf("--admin-open %q: name read-only paths such as /metrics, /healthz, /readyz", p)}
+		}
 	}
 	if o.Admin != "" {
 		if err := o.AdminAuth.Check(o.Admin); err != nil {
@@ -193,7 +227,11 @@ func seedConfig(o Options) (map[string][]byte, error) {
 		Sweep:  config.DefaultSweep(),
 	}
 	snap.Limits.HoldValidity = config.Duration(o.HoldValidity)
-	snap.Limits.RedemptionQuota = o.Quota
+	quota, err := parseAmount(o.Quota)
+	if err != nil {
+		return nil, fmt.Errorf("--quota: %w", err)
+	}
+	snap.Limits.RedemptionQuota = quota
 	snap.Fund.SimulatorLatency, snap.Fund.SimulatorFailRate = config.Duration(o.FundLatency), o.FundFailRate
 	if o.FundURL != "" {
 		snap.Fund.Provider, snap.Fund.URL = config.FundGateway, o.FundURL
@@ -268,4 +306,3 @@ func OpenDatabase(ctx context.Context, dsn string, size int32, log interface{ In
 	}
 	return pool, nil
 }
-

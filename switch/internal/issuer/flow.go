@@ -37,11 +37,11 @@ func (a *awaiting) Error() string {
 // it and answer it, and, once it is being decided (the shortfall path),
 // the claim it is decided under.
 type job struct {
-	f     ledger.Find
-	r     *iso.Request
+	f      ledger.Find
+	r      *iso.Request
 	decide decider
-	build func(decision) ([]byte, error)
-	claim int64
+	build  func(decision) ([]byte, error)
+	claim  int64
 	// onShortfall, when set, runs in place of saving when the plan needs
 	// a redemption; over is what the request takes the place of.
 	onShortfall func(lk *ledger.Lookup, need *needsRedemption, over *ledger.Prior) error

@@ -100,4 +100,3 @@ func record(bank *config.Bank, r *iso.Request, o decision) ledger.Record {
 	}
 	return rec
 }
-
