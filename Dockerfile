@@ -8,7 +8,7 @@ COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
 ARG VERSION=dev
-RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" -o /out/goldcard ./switch \
+RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X github.com/goldcard/goldcard/switch/internal/daemon.version=${VERSION}" -o /out/goldcard ./switch \
  && mkdir -p /out/data
 
 FROM gcr.io/distroless/static-debian12:nonroot

@@ -4,7 +4,7 @@
 GO       ?= go
 BIN      := bin/goldcard
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-LDFLAGS  := -X main.version=$(VERSION)
+LDFLAGS  := -X github.com/goldcard/goldcard/switch/internal/daemon.version=$(VERSION)
 # How long each fuzz target runs: FUZZTIME in `make fuzz`, FUZZSMOKE in
 # `make test` (a count of inputs, not a time: a time too short for a busy
 # machine to start the fuzzer fails with "context deadline exceeded");
@@ -15,7 +15,7 @@ FUZZFLAGS ?=
 # Every fuzz target, as package:Target.
 FUZZ_TARGETS := ./iso:FuzzReadFrame ./iso:FuzzReadAndParse ./iso:FuzzParseRequest \
 	./config:FuzzDecodeValue ./config:FuzzParseFile \
-	./switch/fixture:FuzzParse ./switch:FuzzHandle
+	./switch/internal/fixture:FuzzParse ./switch/internal/issuer:FuzzHandle
 
 .PHONY: build run test bench fuzz db vet clean
 
@@ -51,7 +51,7 @@ fuzz: db
 # Benchmarks: in-process figures, then the switch end to end next to
 # pgbench on the same PostgreSQL server.
 bench: build db
-	$(GO) test -run '^$$' -bench . -benchmem ./iso ./switch ./locks
+	$(GO) test -run '^$$' -bench . -benchmem ./iso ./switch/internal/issuer ./locks
 	$(GO) test -count=1 -run '^TestHostileLinks$$' -v ./switch -hostile.latency
 	.ci/bench-e2e
 
