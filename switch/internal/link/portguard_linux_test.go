@@ -1,6 +1,6 @@
 //go:build linux
 
-package main
+package link
 
 import (
 	"context"
@@ -93,20 +93,20 @@ func TestBindBankPort(t *testing.T) {
 	}
 }
 
-// withBank is srv's config at a new revision, with bank code put on addr.
-func withBank(t *testing.T, srv *Server, code, addr string) *config.Snapshot {
+// withBank is s's config at a new revision, with bank code put on addr.
+func withBank(t *testing.T, s *Listeners, code, addr string) *config.Snapshot {
 	t.Helper()
-	cur := srv.cfg.Load()
+	cur := s.env.cfg.Load()
 	kvs := cur.Values()
 	kvs["banks/"+code] = []byte(`{"listen":"` + addr + `","acquirers":["777"]}`)
-	snap, err := config.Build(cur.Revision+1, kvs, builtinDialects())
+	snap, err := config.Build(cur.Revision+1, kvs, BuiltinSpecs())
 	if err == nil {
 		err = snap.Validate(nil)
 	}
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv.cfg.Swap(snap)
+	s.env.cfg.Swap(snap)
 	return snap
 }
 
@@ -115,7 +115,7 @@ func withBank(t *testing.T, srv *Server, code, addr string) *config.Snapshot {
 // not bind is tried again.
 func TestRefusalNotRetried(t *testing.T) {
 	t.Parallel()
-	srv, _ := startServer(t)
+	srv := testListeners(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -128,20 +128,20 @@ func TestRefusalNotRetried(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = srv.applyConfig(nil, withBank(t, srv, "acme", addr), 0)
+	err = srv.Apply(withBank(t, srv, "acme", addr))
 	if !errors.Is(err, errForeignSwitch) || !strings.Contains(err.Error(), "bank port :"+port) {
 		t.Fatalf("a bank on another switch's port: %v", err)
 	}
 	if srv.retrying.Load() || srv.BankAddr("acme") != nil {
 		t.Fatal("the refused listener is being tried again")
 	}
-	if err := srv.reconcileListeners(srv.cfg.Load(), true); !errors.Is(err, errForeignSwitch) {
+	if err := srv.reconcile(srv.env.cfg.Load(), true); !errors.Is(err, errForeignSwitch) {
 		t.Fatalf("trying again: %v", err)
 	}
 
 	// Its holder gone, a change to the config tries it anew.
 	other.close()
-	if err := srv.applyConfig(nil, withBank(t, srv, "acme", addr), 0); err != nil {
+	if err := srv.Apply(withBank(t, srv, "acme", addr)); err != nil {
 		t.Fatal(err)
 	}
 	if srv.BankAddr("acme") == nil {
@@ -154,7 +154,7 @@ func TestRefusalNotRetried(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer plain.Close()
-	err = srv.applyConfig(nil, withBank(t, srv, "bravo", plain.Addr().String()), 0)
+	err = srv.Apply(withBank(t, srv, "bravo", plain.Addr().String()))
 	if err == nil || isRefusal(err) || !srv.retrying.Load() {
 		t.Fatalf("a bank on a port bound without SO_REUSEPORT: %v, retrying %v", err, srv.retrying.Load())
 	}
