@@ -20,11 +20,11 @@ import (
 
 	connection "github.com/moov-io/iso8583-connection"
 	"github.com/spf13/cobra"
-	"golang.org/x/term"
 
 	"github.com/goldcard/goldcard/config"
 	"github.com/goldcard/goldcard/iso"
 	"github.com/goldcard/goldcard/locks"
+	"github.com/goldcard/goldcard/switch/internal/cli"
 	"github.com/goldcard/goldcard/switch/timer"
 )
 
@@ -65,11 +65,11 @@ request debits 0.01 from a random card. With --shortfall the cards hold only
 fund shares, so every debit is covered by a redemption from the fund. Every
 answer that is not 00 counts as an error.`,
 		Example: "  goldcard bench auth --addr 127.0.0.1:8583 --concurrency 8,64 --duration 10s",
-		Args:    noArgs,
+		Args:    cli.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			levels, err := parseLevels(f.concurrency)
 			if err != nil {
-				return usageError{err}
+				return cli.UsageError{Err: err}
 			}
 			return runBench(c.Context(), c.OutOrStdout(), c.ErrOrStderr(), f, levels)
 		},
@@ -117,19 +117,19 @@ type benchResult struct {
 
 func runBench(ctx context.Context, stdout, stderr io.Writer, f benchFlags, levels []int) error {
 	if f.mti != "0200" && f.mti != "0100" {
-		return usageError{fmt.Errorf("--mti %q: want 0200 or 0100", f.mti)}
+		return cli.UsageError{Err: fmt.Errorf("--mti %q: want 0200 or 0100", f.mti)}
 	}
 	d, err := iso.Builtin(f.dialect)
 	if err != nil {
-		return usageError{err}
+		return cli.UsageError{Err: err}
 	}
 	h, err := iso.HeaderByName(f.header)
 	if err != nil {
-		return usageError{err}
+		return cli.UsageError{Err: err}
 	}
 	tlsConf, err := f.tls.config()
 	if err != nil {
-		return usageError{err}
+		return cli.UsageError{Err: err}
 	}
 	pans, err := issueBenchCards(ctx, f)
 	if err != nil {
@@ -170,7 +170,7 @@ func issueBenchCards(ctx context.Context, f benchFlags) ([]string, error) {
 		prefix = fmt.Sprintf("9%05d", rand.IntN(100000))
 	}
 	if len(prefix) > 9 {
-		return nil, usageError{errors.New("--pan-prefix: at most 9 digits")}
+		return nil, cli.UsageError{Err: errors.New("--pan-prefix: at most 9 digits")}
 	}
 	pans := make([]string, f.cards)
 	for i := range pans {
@@ -202,7 +202,7 @@ func benchLevel(ctx context.Context, stderr io.Writer, f benchFlags, d *iso.Dial
 	var done atomic.Int64
 	start := time.Now()
 	runID := rand.IntN(10000)
-	stopProgress := progress(stderr, &done, start, "requests")
+	stopProgress := cli.Progress(stderr, &done, start, "requests")
 	for w := range n {
 		wg.Go(func() {
 			var local []time.Duration
@@ -257,31 +257,6 @@ func benchLevel(ctx context.Context, stderr io.Writer, f benchFlags, d *iso.Dial
 	}
 }
 
-// progress prints a running count on a terminal and returns a stop func.
-func progress(w io.Writer, done *atomic.Int64, start time.Time, unit string) func() {
-	f, ok := w.(*os.File)
-	if !ok || !term.IsTerminal(int(f.Fd())) {
-		return func() {}
-	}
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		t := time.NewTicker(500 * time.Millisecond)
-		defer t.Stop()
-		for {
-			select {
-			case <-stop:
-				fmt.Fprint(w, "\r\033[K")
-				return
-			case <-t.C:
-				n := done.Load()
-				fmt.Fprintf(w, "\r\033[K%d %s, %.0f/s", n, unit, float64(n)/time.Since(start).Seconds())
-			}
-		}
-	})
-	return func() { close(stop); wg.Wait() }
-}
-
 func newBenchConfigCommand() *cobra.Command {
 	var (
 		f       configFlags
@@ -296,7 +271,7 @@ report each one. Prints p50, p99 and max of the time from sending a change to
 each switch having applied it (from the switches' reports; on one host the
 clocks agree).`,
 		Example: "  goldcard bench config --etcd http://127.0.0.1:2379 --changes 200",
-		Args:    noArgs,
+		Args:    cli.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			return benchConfig(c, f, changes)
 		},
@@ -345,7 +320,7 @@ func benchConfig(c *cobra.Command, f configFlags, changes int) error {
 	}
 	var lags []float64
 	done := atomic.Int64{}
-	stop := progress(c.ErrOrStderr(), &done, time.Now(), "changes")
+	stop := cli.Progress(c.ErrOrStderr(), &done, time.Now(), "changes")
 	base := lim.RedemptionQuota
 	for i := range changes {
 		lim.RedemptionQuota = base + int64(i%2) + 1
@@ -402,7 +377,7 @@ and report firing lateness p50/p99/max, tasks fired and lost, and the memory
 of the in-memory schedule. The probe tasks and their records are removed
 afterwards.`,
 		Example: "  goldcard bench timer --tasks 100000 --span 20s",
-		Args:    noArgs,
+		Args:    cli.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			return benchTimer(c, f)
 		},
@@ -410,7 +385,7 @@ afterwards.`,
 	fl := c.Flags()
 	fl.IntVar(&f.tasks, "tasks", 100000, "tasks to schedule")
 	fl.DurationVar(&f.span, "span", 20*time.Second, "span the tasks are due over")
-	fl.StringVar(&f.db, "db", defaultDB(), "PostgreSQL URL (default $GOLDCARD_DB)")
+	fl.StringVar(&f.db, "db", cli.DefaultDB(), "PostgreSQL URL (default $GOLDCARD_DB)")
 	fl.StringVar(&f.dataDir, "data-dir", "./var", "directory for the embedded etcd")
 	fl.StringVar(&f.etcd, "etcd", "", "etcd cluster to join (default: run an embedded single-node etcd)")
 	fl.StringVar(&f.etcdListen, "etcd-listen", "127.0.0.1:2379", "client address of the embedded etcd")
@@ -423,7 +398,7 @@ afterwards.`,
 func benchTimer(c *cobra.Command, f benchTimerFlags) error {
 	ctx := c.Context()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	pool, err := openDatabase(ctx, f.db, 32, log)
+	pool, err := cli.OpenDatabase(ctx, f.db, 32, log)
 	if err != nil {
 		return err
 	}
@@ -431,7 +406,7 @@ func benchTimer(c *cobra.Command, f benchTimerFlags) error {
 	if err := os.MkdirAll(f.dataDir, 0o750); err != nil {
 		return err
 	}
-	etcd, closeEtcd, err := connectEtcd(f.serveFlags, log)
+	etcd, closeEtcd, err := cli.ConnectEtcd(cli.Etcd{Endpoints: f.etcd, Listen: f.etcdListen, DataDir: f.dataDir}, log)
 	if err != nil {
 		return err
 	}
@@ -494,7 +469,7 @@ func benchTimer(c *cobra.Command, f benchTimerFlags) error {
 		time.Sleep(wait / 2)
 	}
 	runtime.ReadMemStats(&after)
-	stopProgress := progress(c.ErrOrStderr(), &fired, time.Now(), "timers fired")
+	stopProgress := cli.Progress(c.ErrOrStderr(), &fired, time.Now(), "timers fired")
 	deadline := start.Add(f.span + 10*time.Second)
 	for fired.Load() < int64(f.tasks) && time.Now().Before(deadline) && ctx.Err() == nil {
 		time.Sleep(50 * time.Millisecond)

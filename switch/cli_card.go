@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/goldcard/goldcard/iso"
+	"github.com/goldcard/goldcard/switch/internal/cli"
 )
 
 type cardFlags struct {
@@ -35,7 +36,7 @@ func newCardCommand() *cobra.Command {
 
 Amounts are written with two decimals (100.00); the switch keeps them as
 integers in minor units.`,
-		Args: noArgs,
+		Args: cli.NoArgs,
 	}
 	c.PersistentFlags().StringVar(&f.admin, "admin", "http://127.0.0.1:8080", "admin API of a running switch")
 	c.PersistentFlags().StringVar(&f.pan, "pan", "", "card number (required)")
@@ -45,7 +46,7 @@ integers in minor units.`,
 		Use:     "add --pan PAN [--balance 100.00] [--fund 5000.00]",
 		Short:   "Issue a card with opening cash and fund balances",
 		Example: "  goldcard card add --pan 6228480000000001 --balance 100.00 --fund 5000.00",
-		Args:    noArgs,
+		Args:    cli.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			if err := needPAN(c, f); err != nil {
 				return err
@@ -54,7 +55,7 @@ integers in minor units.`,
 			for name, v := range map[string]string{"balance": f.balance, "fund_balance": f.fund} {
 				n, err := parseAmount(v)
 				if err != nil {
-					return usageError{fmt.Errorf("--%s: %w", strings.TrimSuffix(name, "_balance"), err)}
+					return cli.UsageError{Err: fmt.Errorf("--%s: %w", strings.TrimSuffix(name, "_balance"), err)}
 				}
 				body[name] = n
 			}
@@ -68,14 +69,14 @@ integers in minor units.`,
 	show := &cobra.Command{
 		Use:   "show --pan PAN",
 		Short: "Show a card's balances",
-		Args:  noArgs,
+		Args:  cli.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			return cardCall(c, f, http.MethodGet, "", nil, http.StatusOK)
 		},
 	}
 	status := func(use, short, to string) *cobra.Command {
 		return &cobra.Command{
-			Use: use + " --pan PAN", Short: short, Args: noArgs,
+			Use: use + " --pan PAN", Short: short, Args: cli.NoArgs,
 			RunE: func(c *cobra.Command, _ []string) error {
 				return cardCall(c, f, http.MethodPut, "/status", map[string]string{"status": to}, http.StatusOK)
 			},
@@ -104,7 +105,7 @@ func cardCall(c *cobra.Command, f cardFlags, method, path string, body any, want
 // needPAN refuses a card command without --pan.
 func needPAN(c *cobra.Command, f cardFlags) error {
 	if f.pan == "" {
-		return usageError{fmt.Errorf("--pan is required (see %s --help)", c.CommandPath())}
+		return cli.UsageError{Err: fmt.Errorf("--pan is required (see %s --help)", c.CommandPath())}
 	}
 	return nil
 }
@@ -189,7 +190,7 @@ func adminCall(ctx context.Context, base, method, path string, body any) ([]byte
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(base, "/")+path, rd)
 	if err != nil {
-		return nil, 0, usageError{fmt.Errorf("--admin %s: %w", iso.MaskPANs(base), urlErrorCause(err))}
+		return nil, 0, cli.UsageError{Err: fmt.Errorf("--admin %s: %w", iso.MaskPANs(base), urlErrorCause(err))}
 	}
 	req.Header.Set("Content-Type", "application/json")
 	creds, err := adminClient()

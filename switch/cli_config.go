@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/goldcard/goldcard/config"
+	"github.com/goldcard/goldcard/switch/internal/cli"
 )
 
 type configFlags struct {
@@ -46,7 +47,7 @@ Keys are relative to <prefix>config/:
 
 Amounts are minor units, durations Go duration strings ("3s"). testdata/goldcard.yaml
 documents every setting with its default.`,
-		Args: noArgs,
+		Args: cli.NoArgs,
 	}
 	pf := c.PersistentFlags()
 	pf.StringVar(&f.etcd, "etcd", "http://127.0.0.1:2379", "etcd URLs, separated by commas")
@@ -101,7 +102,7 @@ revision, printing how long each took. Exits 1 if a switch refuses the change,
 applies it with a problem (such as a bank port it cannot or will not open) or
 does not report before --timeout.`,
 		Example: "  goldcard config put banks/acme acme.json\n  goldcard config put limits - <<<'{\"redemption_quota\": 500000}'",
-		Args:    exactArgs(2),
+		Args:    cli.ExactArgs(2),
 		RunE: func(c *cobra.Command, args []string) error {
 			return configPut(c, f, args[0], args[1])
 		},
@@ -111,7 +112,7 @@ does not report before --timeout.`,
 	del := &cobra.Command{
 		Use:   "delete KEY",
 		Short: "Remove a key (a bank's listener closes once its links drain)",
-		Args:  exactArgs(1),
+		Args:  cli.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
 			ctx, cl, done, err := etcdCall(c, f)
 			if err != nil {
@@ -130,7 +131,7 @@ does not report before --timeout.`,
 	watch := &cobra.Command{
 		Use:   "watch",
 		Short: "Print config changes and switches' reports as they happen (until interrupted)",
-		Args:  noArgs,
+		Args:  cli.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			cl, err := etcdClient(f)
 			if err != nil {
@@ -159,7 +160,7 @@ does not report before --timeout.`,
 	validate := &cobra.Command{
 		Use:   "validate FILE",
 		Short: "Check a config file (as given to goldcard serve --config) without writing anything",
-		Args:  exactArgs(1),
+		Args:  cli.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
 			b, err := readArg(c, args[0])
 			if err != nil {
@@ -178,15 +179,6 @@ does not report before --timeout.`,
 	}
 	c.AddCommand(get, put, del, watch, validate)
 	return c
-}
-
-func exactArgs(n int) cobra.PositionalArgs {
-	return func(c *cobra.Command, args []string) error {
-		if len(args) != n {
-			return usageError{fmt.Errorf("%s takes %d argument(s), got %d (see --help)", c.CommandPath(), n, len(args))}
-		}
-		return nil
-	}
 }
 
 // etcdCall connects to etcd for one command, with the command's timeout;
@@ -287,7 +279,7 @@ func configPut(c *cobra.Command, f configFlags, key, path string) error {
 		return err
 	}
 	if _, err := config.DecodeValue(key, []byte("{}")); errors.Is(err, config.ErrUnknownKey) {
-		return usageError{err}
+		return cli.UsageError{Err: err}
 	}
 	value, err := valueJSON(key, raw)
 	if err != nil {

@@ -21,6 +21,7 @@ import (
 	"github.com/goldcard/goldcard/config"
 	"github.com/goldcard/goldcard/iso"
 	"github.com/goldcard/goldcard/switch/fixture"
+	"github.com/goldcard/goldcard/switch/internal/cli"
 )
 
 type replayFlags struct {
@@ -71,7 +72,7 @@ that still matches.`,
   goldcard replay --update testdata/fixtures/core/purchase.yaml`,
 		RunE: func(c *cobra.Command, args []string) error {
 			if len(args) == 0 {
-				return usageError{errors.New("name at least one fixture file, directory or capture (see goldcard replay --help)")}
+				return cli.UsageError{Err: errors.New("name at least one fixture file, directory or capture (see goldcard replay --help)")}
 			}
 			return runReplay(c, f, args)
 		},
@@ -113,18 +114,18 @@ func runReplay(c *cobra.Command, f replayFlags, args []string) error {
 	f.header = cmp.Or(f.header, iso.HeaderBinary2)
 	h, err := iso.HeaderByName(f.header)
 	if err != nil {
-		return usageError{fmt.Errorf("--header: %w", err)}
+		return cli.UsageError{Err: fmt.Errorf("--header: %w", err)}
 	}
 	tlsConf, err := f.tls.config()
 	if err != nil {
-		return usageError{err}
+		return cli.UsageError{Err: err}
 	}
 	paths, err := fixture.Paths(args)
 	if err != nil {
-		return usageError{err}
+		return cli.UsageError{Err: err}
 	}
 	if len(paths) == 0 {
-		return usageError{fmt.Errorf("no fixtures (.yaml) or captures (.pcap, .pcapng) in %s", strings.Join(args, ", "))}
+		return cli.UsageError{Err: fmt.Errorf("no fixtures (.yaml) or captures (.pcap, .pcapng) in %s", strings.Join(args, ", "))}
 	}
 	sources, err := loadSources(paths, f, dialects, h, stderr)
 	if err != nil {
@@ -133,7 +134,7 @@ func runReplay(c *cobra.Command, f replayFlags, args []string) error {
 	if !f.noCards {
 		cardFiles, err := fixture.Paths(f.cards)
 		if err != nil {
-			return usageError{fmt.Errorf("--cards: %w", err)}
+			return cli.UsageError{Err: fmt.Errorf("--cards: %w", err)}
 		}
 		extra := make([]*fixture.Source, 0, len(cardFiles))
 		for _, p := range cardFiles {
@@ -142,7 +143,7 @@ func runReplay(c *cobra.Command, f replayFlags, args []string) error {
 			}
 			file, err := fixture.LoadCards(p)
 			if err != nil {
-				return usageError{fmt.Errorf("--cards %s: %w", p, err)}
+				return cli.UsageError{Err: fmt.Errorf("--cards %s: %w", p, err)}
 			}
 			extra = append(extra, &fixture.Source{Path: p, File: file})
 		}
@@ -158,7 +159,7 @@ func runReplay(c *cobra.Command, f replayFlags, args []string) error {
 	var done atomic.Int64
 	stopProgress := func() {}
 	if !f.asJSON {
-		stopProgress = progress(stderr, &done, time.Now(), "steps")
+		stopProgress = cli.Progress(stderr, &done, time.Now(), "steps")
 	}
 	r := &fixture.Replayer{
 		Addr: f.addr, Timeout: f.timeout, Dialect: dialects.find, Dial: tlsDialer(tlsConf),
@@ -167,7 +168,7 @@ func runReplay(c *cobra.Command, f replayFlags, args []string) error {
 			if o.Status == fixture.Fail && !f.asJSON && !f.update {
 				stopProgress()
 				printFailure(stdout, o)
-				stopProgress = progress(stderr, &done, time.Now(), "steps")
+				stopProgress = cli.Progress(stderr, &done, time.Now(), "steps")
 			}
 		},
 	}
@@ -215,7 +216,7 @@ func loadSources(paths []string, f replayFlags, dialects *remoteDialects, h iso.
 		case ".pcap", ".pcapng":
 			d, err := dialects.find(f.dialect)
 			if err != nil {
-				return nil, usageError{fmt.Errorf("--dialect: %w", err)}
+				return nil, cli.UsageError{Err: fmt.Errorf("--dialect: %w", err)}
 			}
 			files, warnings, err := fixture.ReadCapture(p, d, h)
 			if err != nil {
@@ -297,7 +298,7 @@ func bankConfig(ctx context.Context, admin, code string) (*config.Bank, error) {
 			codes = append(codes, c)
 		}
 		slices.Sort(codes)
-		return nil, usageError{fmt.Errorf("--bank %s: the switch has no such bank (it has %s)", code, strings.Join(codes, ", "))}
+		return nil, cli.UsageError{Err: fmt.Errorf("--bank %s: the switch has no such bank (it has %s)", code, strings.Join(codes, ", "))}
 	}
 	return b, nil
 }

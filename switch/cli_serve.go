@@ -4,20 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/spf13/cobra"
-	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
 
 	"github.com/goldcard/goldcard/config"
 	"github.com/goldcard/goldcard/ledger"
 	"github.com/goldcard/goldcard/locks"
+	"github.com/goldcard/goldcard/switch/internal/cli"
 )
 
 type serveFlags struct {
@@ -58,13 +54,13 @@ the flags below: the built-in bank "default" on --listen (ISO 8583:1987 ASCII,
 
 On SIGTERM or SIGINT the switch stops accepting, answers the requests in
 flight, then exits.`,
-		Args: noArgs,
+		Args: cli.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error { return serve(c.Context(), c, f) },
 	}
 	fl := c.Flags()
 	fl.StringVar(&f.listen, "listen", config.DefaultListen, "address the built-in bank connects to")
 	fl.StringVar(&f.admin, "admin", "127.0.0.1:8080", "address of the admin API (/v1, /metrics, /healthz, /readyz)")
-	fl.StringVar(&f.db, "db", defaultDB(), "PostgreSQL URL (default $GOLDCARD_DB); the database is created if missing")
+	fl.StringVar(&f.db, "db", cli.DefaultDB(), "PostgreSQL URL (default $GOLDCARD_DB); the database is created if missing")
 	fl.StringVar(&f.dataDir, "data-dir", "./var", "directory for the switch's local state")
 	fl.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
 	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
@@ -102,33 +98,33 @@ func defaultInstanceID() string {
 }
 
 func serve(ctx context.Context, c *cobra.Command, f serveFlags) error {
-	log, err := newLogger(c.ErrOrStderr(), f.logFormat, f.logLevel)
+	log, err := cli.NewLogger(c.ErrOrStderr(), f.logFormat, f.logLevel)
 	if err != nil {
 		return err
 	}
 	if f.capturePAN && f.capture == "" {
-		return usageError{errors.New("--capture-pan needs --capture DIR")}
+		return cli.UsageError{Err: errors.New("--capture-pan needs --capture DIR")}
 	}
 	seed, err := seedConfig(f)
 	if err != nil {
-		return usageError{err}
+		return cli.UsageError{Err: err}
 	}
 	token, err := readToken(f.adminTokenFile, "GOLDCARD_ADMIN_TOKEN")
 	if err != nil {
-		return usageError{fmt.Errorf("--admin-token-file: %w", err)}
+		return cli.UsageError{Err: fmt.Errorf("--admin-token-file: %w", err)}
 	}
 	auth := AdminAuth{Token: token, CertFile: f.adminCert, KeyFile: f.adminKey, ClientCAFile: f.adminClientCA, Open: f.adminOpen}
 	for _, p := range f.adminOpen {
 		if !strings.HasPrefix(p, "/") || strings.HasPrefix(p, "/v1") {
-			return usageError{fmt.Errorf("--admin-open %q: name read-only paths such as /metrics, /healthz, /readyz", p)}
+			return cli.UsageError{Err: fmt.Errorf("--admin-open %q: name read-only paths such as /metrics, /healthz, /readyz", p)}
 		}
 	}
 	if f.admin != "" {
 		if err := auth.checkAddress(f.admin); err != nil {
-			return usageError{err}
+			return cli.UsageError{Err: err}
 		}
 		if _, err := auth.tlsConfig(); err != nil {
-			return usageError{err}
+			return cli.UsageError{Err: err}
 		}
 	}
 	dialects := newDialectCache()
@@ -137,19 +133,19 @@ func serve(ctx context.Context, c *cobra.Command, f serveFlags) error {
 		err = snap.Validate(dialects.check)
 	}
 	if err != nil {
-		return usageError{fmt.Errorf("config: %w", err)}
+		return cli.UsageError{Err: fmt.Errorf("config: %w", err)}
 	}
 	if err := os.MkdirAll(f.dataDir, 0o750); err != nil {
 		return fmt.Errorf("data directory: %w", err)
 	}
 
-	pool, err := openDatabase(ctx, f.db, f.dbPool, log)
+	pool, err := cli.OpenDatabase(ctx, f.db, f.dbPool, log)
 	if err != nil {
 		return err
 	}
 	defer pool.Close()
 
-	etcd, closeEtcd, err := connectEtcd(f, log)
+	etcd, closeEtcd, err := cli.ConnectEtcd(cli.Etcd{Endpoints: f.etcd, Listen: f.etcdListen, DataDir: f.dataDir}, log)
 	if err != nil {
 		return err
 	}
@@ -268,83 +264,15 @@ func seedConfig(f serveFlags) (map[string][]byte, error) {
 	return snap.Values(), nil
 }
 
-// connectEtcd returns a client of the cluster named by --etcd or, without
-// it, of an etcd embedded in the data directory, and a func that closes
-// both.
-func connectEtcd(f serveFlags, log *slog.Logger) (*clientv3.Client, func(), error) {
-	endpoints := strings.Split(f.etcd, ",")
-	var embedded *locks.Embedded
-	if f.etcd == "" {
-		dir := filepath.Join(f.dataDir, "etcd")
-		peer, err := locks.LocalPeerURL(dir)
-		if err != nil {
-			return nil, nil, fmt.Errorf("embedded etcd: %w", err)
-		}
-		client := "http://" + f.etcdListen
-		embedded, err = locks.StartEmbedded(locks.EmbeddedOptions{
-			Member:  locks.Member{Name: "goldcard", Dir: dir, ClientURL: client, PeerURL: peer},
-			LogFile: filepath.Join(f.dataDir, "etcd.log"),
-		})
-		if err != nil {
-			return nil, nil, fmt.Errorf("%w (is another switch using --etcd-listen %s or --data-dir %s?)", err, f.etcdListen, f.dataDir)
-		}
-		log.Info("embedded etcd serving", "addr", f.etcdListen, "dir", dir)
-		endpoints = []string{client}
-	}
-	cl, err := clientv3.New(clientv3.Config{
-		Endpoints: endpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop(),
-		DialKeepAliveTime: 2 * time.Second, DialKeepAliveTimeout: 2 * time.Second,
-	})
-	if err != nil {
-		if embedded != nil {
-			embedded.Close()
-		}
-		return nil, nil, fmt.Errorf("etcd client: %w", err)
-	}
-	return cl, func() {
-		cl.Close()
-		if embedded != nil {
-			embedded.Close()
-		}
-	}, nil
-}
-
-// openDatabase creates the database if missing, connects and migrates.
-func openDatabase(ctx context.Context, dsn string, size int32, log interface{ Info(string, ...any) }) (*pgxpool.Pool, error) {
-	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	created, err := ledger.CreateDatabase(cctx, dsn)
-	if err != nil {
-		return nil, err
-	}
-	if created {
-		log.Info("database created", "db", ledger.Redact(dsn))
-	}
-	cfg, err := pgxpool.ParseConfig(dsn)
-	if err != nil {
-		return nil, usageError{fmt.Errorf("--db: %w", err)}
-	}
-	cfg.MaxConns = size
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		return nil, fmt.Errorf("connecting to %s: %w", ledger.Redact(dsn), err)
-	}
-	if err := ledger.Migrate(cctx, pool); err != nil {
-		pool.Close()
-		return nil, err
-	}
-	return pool, nil
-}
-
 func newMigrateCommand() *cobra.Command {
 	var db string
 	c := &cobra.Command{
 		Use:   "migrate",
 		Short: "Create the database if missing and apply the ledger's schema migrations",
-		Args:  noArgs,
+		Args:  cli.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			log, _ := newLogger(c.ErrOrStderr(), "text", "info")
-			pool, err := openDatabase(c.Context(), db, 2, log)
+			log, _ := cli.NewLogger(c.ErrOrStderr(), "text", "info")
+			pool, err := cli.OpenDatabase(c.Context(), db, 2, log)
 			if err != nil {
 				return err
 			}
@@ -357,6 +285,6 @@ func newMigrateCommand() *cobra.Command {
 			return nil
 		},
 	}
-	c.Flags().StringVar(&db, "db", defaultDB(), "PostgreSQL URL (default $GOLDCARD_DB)")
+	c.Flags().StringVar(&db, "db", cli.DefaultDB(), "PostgreSQL URL (default $GOLDCARD_DB)")
 	return c
 }

@@ -24,6 +24,8 @@ import (
 	"github.com/prometheus/common/model"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
+
+	"github.com/goldcard/goldcard/switch/internal/cli"
 )
 
 type topFlags struct {
@@ -65,7 +67,7 @@ is printed after every interval (one JSON object per line with --json).`,
 		Example: `  goldcard top
   goldcard top --addr 10.0.0.5:8080,10.0.0.6:8080,10.0.0.7:8080
   goldcard top --addr 10.0.0.5:8080 --once --interval 5s --json | jq '.banks[]'`,
-		Args: noArgs,
+		Args: cli.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			var addrs []string
 			for _, a := range f.addrs {
@@ -76,10 +78,10 @@ is printed after every interval (one JSON object per line with --json).`,
 				}
 			}
 			if len(addrs) == 0 {
-				return usageError{errors.New("--addr names no admin address")}
+				return cli.UsageError{Err: errors.New("--addr names no admin address")}
 			}
 			if f.interval < 100*time.Millisecond {
-				return usageError{fmt.Errorf("--interval %s: want at least 100ms", f.interval)}
+				return cli.UsageError{Err: fmt.Errorf("--interval %s: want at least 100ms", f.interval)}
 			}
 			f.addrs = addrs
 			ctx, stop := signal.NotifyContext(c.Context(), os.Interrupt, syscall.SIGTERM)
