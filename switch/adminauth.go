@@ -13,7 +13,6 @@ import (
 	"os"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -152,70 +151,4 @@ func bearerToken(r *http.Request) (string, bool) {
 	scheme, token, _ := strings.Cut(r.Header.Get("Authorization"), " ")
 	token = strings.TrimSpace(token)
 	return token, strings.EqualFold(scheme, "Bearer") && token != ""
-}
-
-// readToken reads the admin token from file, or else from $env; "" when
-// neither is given.
-func readToken(file, env string) (string, error) {
-	if file == "" {
-		return strings.TrimSpace(os.Getenv(env)), nil
-	}
-	b, err := os.ReadFile(file)
-	if err != nil {
-		return "", err
-	}
-	t := strings.TrimSpace(string(b))
-	if t == "" {
-		return "", fmt.Errorf("%s is empty", file)
-	}
-	return t, nil
-}
-
-// Admin API clients (goldcard card, replay, top, bench) take their
-// credentials from the environment: $GOLDCARD_ADMIN_TOKEN (or a file named
-// by $GOLDCARD_ADMIN_TOKEN_FILE), and for HTTPS $GOLDCARD_ADMIN_CA and, for
-// client certificates, $GOLDCARD_ADMIN_CERT and $GOLDCARD_ADMIN_KEY.
-var adminClient = sync.OnceValues(func() (*adminCredentials, error) {
-	token, err := readToken(os.Getenv("GOLDCARD_ADMIN_TOKEN_FILE"), "GOLDCARD_ADMIN_TOKEN")
-	if err != nil {
-		return nil, fmt.Errorf("$GOLDCARD_ADMIN_TOKEN_FILE: %w", err)
-	}
-	c := &tls.Config{MinVersion: tls.VersionTLS12}
-	if ca := os.Getenv("GOLDCARD_ADMIN_CA"); ca != "" {
-		pem, err := os.ReadFile(ca)
-		if err != nil {
-			return nil, fmt.Errorf("$GOLDCARD_ADMIN_CA: %w", err)
-		}
-		c.RootCAs = x509.NewCertPool()
-		if !c.RootCAs.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("$GOLDCARD_ADMIN_CA %s holds no PEM certificate", ca)
-		}
-	}
-	if cf, kf := os.Getenv("GOLDCARD_ADMIN_CERT"), os.Getenv("GOLDCARD_ADMIN_KEY"); cf != "" || kf != "" {
-		cert, err := tls.LoadX509KeyPair(cf, kf)
-		if err != nil {
-			return nil, fmt.Errorf("$GOLDCARD_ADMIN_CERT and $GOLDCARD_ADMIN_KEY: %w", err)
-		}
-		c.Certificates = []tls.Certificate{cert}
-	}
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.TLSClientConfig = c
-	return &adminCredentials{token: token, transport: tr}, nil
-})
-
-type adminCredentials struct {
-	token     string
-	transport http.RoundTripper
-}
-
-// do sends an admin API request with the environment's credentials.
-func (c *adminCredentials) do(client *http.Client, req *http.Request) (*http.Response, error) {
-	if c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.token)
-	}
-	hc := *client
-	if hc.Transport == nil {
-		hc.Transport = c.transport
-	}
-	return hc.Do(req)
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/goldcard/goldcard/config"
 	"github.com/goldcard/goldcard/iso"
 	"github.com/goldcard/goldcard/ledger"
+	"github.com/goldcard/goldcard/switch/internal/client"
 )
 
 // memBooks is a ledger that keeps nothing, to measure the processor alone.
@@ -55,7 +56,7 @@ func BenchmarkUnpackDecidePack(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	m, _ := newMessage(d, "0200", map[int]string{
+	m, _ := client.NewMessage(d, "0200", map[int]string{
 		2: "6228480000000001", 3: "000000", 4: "000000000100", 7: "1125101010", 11: "000001",
 		12: "101010", 13: "1125", 32: "1234", 37: "000000000001", 41: "ATM00001", 42: "MERCHANT0000001", 49: "156",
 	})

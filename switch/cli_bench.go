@@ -25,6 +25,7 @@ import (
 	"github.com/goldcard/goldcard/iso"
 	"github.com/goldcard/goldcard/locks"
 	"github.com/goldcard/goldcard/switch/internal/cli"
+	"github.com/goldcard/goldcard/switch/internal/client"
 	"github.com/goldcard/goldcard/switch/timer"
 )
 
@@ -40,7 +41,7 @@ type benchFlags struct {
 	header      string
 	prefix      string
 	shortfall   bool
-	tls         clientTLS
+	tls         client.TLS
 }
 
 func newBenchCommand() *cobra.Command {
@@ -87,7 +88,7 @@ answer that is not 00 counts as an error.`,
 	fl.StringVar(&f.header, "header", iso.HeaderBinary2, "length header of the bank listener")
 	fl.StringVar(&f.prefix, "pan-prefix", "", "first digits of the cards' PANs (random when empty)")
 	fl.BoolVar(&f.shortfall, "shortfall", false, "issue cards with an empty cash account and a large fund, so every debit redeems from the fund")
-	f.tls.addFlags(c)
+	f.tls.AddFlags(c)
 	return c
 }
 
@@ -127,7 +128,7 @@ func runBench(ctx context.Context, stdout, stderr io.Writer, f benchFlags, level
 	if err != nil {
 		return cli.UsageError{Err: err}
 	}
-	tlsConf, err := f.tls.config()
+	tlsConf, err := f.tls.Config()
 	if err != nil {
 		return cli.UsageError{Err: err}
 	}
@@ -137,7 +138,7 @@ func runBench(ctx context.Context, stdout, stderr io.Writer, f benchFlags, level
 	}
 	conns := make([]*connection.Connection, f.conns)
 	for i := range conns {
-		if conns[i], err = dialBank(ctx, f.addr, d, h, withTLS(tlsConf)); err != nil {
+		if conns[i], err = client.DialBank(ctx, f.addr, d, h, client.WithTLS(tlsConf)); err != nil {
 			return err
 		}
 		defer conns[i].Close()
@@ -179,7 +180,7 @@ func issueBenchCards(ctx context.Context, f benchFlags) ([]string, error) {
 		if f.shortfall {
 			body = map[string]any{"pan": pans[i], "currency": "156", "fund_balance": 1_000_000_000}
 		}
-		raw, status, err := adminCall(ctx, f.admin, http.MethodPost, "/v1/cards", body)
+		raw, status, err := client.Admin(ctx, f.admin, http.MethodPost, "/v1/cards", body)
 		if err != nil {
 			return nil, err
 		}
@@ -219,7 +220,7 @@ func benchLevel(ctx context.Context, stderr io.Writer, f benchFlags, d *iso.Dial
 					12: now.Format("150405"), 13: now.Format("0102"),
 					32: "999", 37: fmt.Sprintf("%04d%08d", runID, s%100000000), 41: fmt.Sprintf("B%07d", w), 49: "156",
 				}
-				m, _ := newMessage(d, f.mti, fields)
+				m, _ := client.NewMessage(d, f.mti, fields)
 				t0 := time.Now()
 				resp, err := conn.Send(m)
 				el := time.Since(t0)
@@ -285,7 +286,7 @@ clocks agree).`,
 }
 
 func benchConfig(c *cobra.Command, f configFlags, changes int) error {
-	cl, err := etcdClient(f)
+	cl, err := client.DialEtcd(f.etcd)
 	if err != nil {
 		return err
 	}
@@ -331,7 +332,7 @@ func benchConfig(c *cobra.Command, f configFlags, changes int) error {
 			stop()
 			return err
 		}
-		results, err := waitApplied(ctx, cl, f.prefix, live, resp.Header.Revision, start, f.timeout)
+		results, err := client.WaitApplied(ctx, cl, f.prefix, live, resp.Header.Revision, start, f.timeout)
 		if err != nil {
 			stop()
 			return err

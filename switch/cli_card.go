@@ -1,21 +1,19 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strings"
-	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/goldcard/goldcard/iso"
 	"github.com/goldcard/goldcard/switch/internal/cli"
+	"github.com/goldcard/goldcard/switch/internal/client"
 )
 
 type cardFlags struct {
@@ -53,7 +51,7 @@ integers in minor units.`,
 			}
 			body := map[string]any{"pan": f.pan, "currency": f.currency}
 			for name, v := range map[string]string{"balance": f.balance, "fund_balance": f.fund} {
-				n, err := parseAmount(v)
+				n, err := client.ParseAmount(v)
 				if err != nil {
 					return cli.UsageError{Err: fmt.Errorf("--%s: %w", strings.TrimSuffix(name, "_balance"), err)}
 				}
@@ -115,15 +113,15 @@ var errNoCard = errors.New("no card")
 
 // findCard returns the id of the card with the PAN.
 func findCard(ctx context.Context, admin, pan string) (string, error) {
-	raw, status, err := adminCall(ctx, admin, http.MethodPost, "/v1/cards/search", map[string]string{"pan": pan})
+	raw, status, err := client.Admin(ctx, admin, http.MethodPost, "/v1/cards/search", map[string]string{"pan": pan})
 	if err != nil {
 		return "", err
 	}
 	if status != http.StatusOK {
-		return "", adminFailure(raw, status)
+		return "", client.AdminFailure(raw, status)
 	}
 	var found struct {
-		Cards []cardView `json:"cards"`
+		Cards []client.Card `json:"cards"`
 	}
 	if err := json.Unmarshal(raw, &found); err != nil {
 		return "", fmt.Errorf("reading admin API answer: %w", err)
@@ -136,86 +134,23 @@ func findCard(ctx context.Context, admin, pan string) (string, error) {
 
 // printCard sends one admin request and prints the card it returns.
 func printCard(c *cobra.Command, f cardFlags, method, path string, body any, want int) error {
-	raw, status, err := adminCall(c.Context(), f.admin, method, path, body)
+	raw, status, err := client.Admin(c.Context(), f.admin, method, path, body)
 	if err != nil {
 		return err
 	}
 	if status != want {
-		return adminFailure(raw, status)
+		return client.AdminFailure(raw, status)
 	}
 	out := c.OutOrStdout()
 	if f.asJSON {
 		_, err := out.Write(raw)
 		return err
 	}
-	var v cardView
+	var v client.Card
 	if err := json.Unmarshal(raw, &v); err != nil {
 		return fmt.Errorf("reading admin API answer: %w", err)
 	}
 	fmt.Fprintf(out, "card       %s (%s, currency %s)\nid         %s\nbalance    %s\navailable  %s\nheld       %s\nfund       %s\n",
-		v.PAN, v.Status, v.Currency, v.ID, formatAmount(v.Balance), formatAmount(v.Available), formatAmount(v.Held), formatAmount(v.FundBalance))
+		v.PAN, v.Status, v.Currency, v.ID, client.FormatAmount(v.Balance), client.FormatAmount(v.Available), client.FormatAmount(v.Held), client.FormatAmount(v.FundBalance))
 	return nil
-}
-
-// adminFailure is the error an admin API answer with an unexpected status
-// stands for: its reason, where it gives one. What is not the switch's
-// own answer (a proxy's page) may quote the request, so digit runs are
-// masked.
-func adminFailure(raw []byte, status int) error {
-	var e struct {
-		Error string `json:"error"`
-	}
-	if json.Unmarshal(raw, &e) == nil && e.Error != "" {
-		return fmt.Errorf("%s (HTTP %d)", iso.MaskPANs(e.Error), status)
-	}
-	return fmt.Errorf("admin API answered HTTP %d: %s", status, iso.MaskPANs(string(bytes.TrimSpace(raw))))
-}
-
-// adminCall sends a JSON request to a switch's admin API. Its errors name
-// the method and path (digit runs masked) but never the body or the whole
-// URL, which net/http's errors would quote.
-func adminCall(ctx context.Context, base, method, path string, body any) ([]byte, int, error) {
-	if !strings.Contains(base, "://") {
-		base = "http://" + base
-	}
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return nil, 0, err
-		}
-		rd = bytes.NewReader(b)
-	}
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(base, "/")+path, rd)
-	if err != nil {
-		return nil, 0, cli.UsageError{Err: fmt.Errorf("--admin %s: %w", iso.MaskPANs(base), urlErrorCause(err))}
-	}
-	req.Header.Set("Content-Type", "application/json")
-	creds, err := adminClient()
-	if err != nil {
-		return nil, 0, err
-	}
-	resp, err := creds.do(http.DefaultClient, req)
-	if err != nil {
-		return nil, 0, fmt.Errorf("reaching the switch's admin API at %s (is goldcard serve running?): %s %s: %w",
-			iso.MaskPANs(base), method, iso.MaskPANs(path), urlErrorCause(err))
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return nil, 0, fmt.Errorf("reading the admin API's answer to %s %s: %w", method, iso.MaskPANs(path), urlErrorCause(err))
-	}
-	return raw, resp.StatusCode, nil
-}
-
-// urlErrorCause is err without the *url.Error around it, which quotes the
-// request's URL.
-func urlErrorCause(err error) error {
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		return ue.Err
-	}
-	return err
 }

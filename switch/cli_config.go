@@ -8,18 +8,17 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
 	"sigs.k8s.io/yaml"
 
 	"github.com/goldcard/goldcard/config"
 	"github.com/goldcard/goldcard/switch/internal/cli"
+	"github.com/goldcard/goldcard/switch/internal/client"
 )
 
 type configFlags struct {
@@ -133,7 +132,7 @@ does not report before --timeout.`,
 		Short: "Print config changes and switches' reports as they happen (until interrupted)",
 		Args:  cli.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			cl, err := etcdClient(f)
+			cl, err := client.DialEtcd(f.etcd)
 			if err != nil {
 				return err
 			}
@@ -184,20 +183,12 @@ does not report before --timeout.`,
 // etcdCall connects to etcd for one command, with the command's timeout;
 // done closes the connection.
 func etcdCall(c *cobra.Command, f configFlags) (ctx context.Context, cl *clientv3.Client, done func(), err error) {
-	cl, err = etcdClient(f)
+	cl, err = client.DialEtcd(f.etcd)
 	if err != nil {
 		return nil, nil, nil, err
 	}
 	ctx, cancel := context.WithTimeout(c.Context(), f.timeout)
 	return ctx, cl, func() { cancel(); cl.Close() }, nil
-}
-
-func etcdClient(f configFlags) (*clientv3.Client, error) {
-	cl, err := clientv3.New(clientv3.Config{Endpoints: strings.Split(f.etcd, ","), DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
-	if err != nil {
-		return nil, fmt.Errorf("etcd at %s: %w", f.etcd, err)
-	}
-	return cl, nil
 }
 
 // readArg reads a file, or standard input for "-".
@@ -299,7 +290,7 @@ func configPut(c *cobra.Command, f configFlags, key, path string) error {
 		return err
 	}
 	fmt.Fprintf(c.ErrOrStderr(), "wrote %s at revision %d; waiting for %d switch(es)\n", key, rev, len(live))
-	results, err := waitApplied(ctx, cl, f.prefix, live, rev, start, f.timeout)
+	results, err := client.WaitApplied(ctx, cl, f.prefix, live, rev, start, f.timeout)
 	printApplied(c.OutOrStdout(), results, f.asJSON)
 	errs := []error{err}
 	for _, a := range results {
@@ -310,80 +301,7 @@ func configPut(c *cobra.Command, f configFlags, key, path string) error {
 	return errors.Join(errs...)
 }
 
-// applied is one switch's answer to a config change.
-type applied struct {
-	ID      string  `json:"id"`
-	State   string  `json:"state"` // applied, rejected, silent
-	AfterMS float64 `json:"after_ms,omitempty"`
-	Error   string  `json:"error,omitempty"`
-	// Warning is a problem putting an applied change into effect.
-	Warning string `json:"warning,omitempty"`
-}
-
-// waitApplied follows the instances' reports until each of live has
-// applied or refused revision rev, or timeout passes. The time each took
-// is from start (when the change was sent) to its report's applied_at.
-func waitApplied(ctx context.Context, cl *clientv3.Client, prefix string, live []config.Report, rev int64, start time.Time, timeout time.Duration) ([]applied, error) {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	pending := map[string]bool{}
-	for _, r := range live {
-		pending[r.ID] = true
-	}
-	var out []applied
-	check := func(r config.Report) {
-		if !pending[r.ID] {
-			return
-		}
-		switch {
-		case r.Revision >= rev:
-			out = append(out, applied{ID: r.ID, State: "applied", AfterMS: float64(r.AppliedAt.Sub(start).Microseconds()) / 1000, Warning: r.Warning})
-		case r.Rejected >= rev:
-			out = append(out, applied{ID: r.ID, State: "rejected", Error: r.Error})
-		default:
-			return
-		}
-		delete(pending, r.ID)
-	}
-	wch := cl.Watch(ctx, prefix+"instances/", clientv3.WithPrefix(), clientv3.WithRev(rev))
-	// Reports written before the watch started are in the current state.
-	if now, _, err := config.Instances(ctx, cl, prefix); err == nil {
-		for _, r := range now {
-			check(r)
-		}
-	}
-	for len(pending) > 0 {
-		select {
-		case resp, ok := <-wch:
-			if !ok {
-				break
-			}
-			for _, ev := range resp.Events {
-				var r config.Report
-				if json.Unmarshal(ev.Kv.Value, &r) == nil {
-					check(r)
-				}
-			}
-			continue
-		case <-ctx.Done():
-		}
-		break
-	}
-	var errs []error
-	for id := range pending {
-		out = append(out, applied{ID: id, State: "silent"})
-		errs = append(errs, fmt.Errorf("switch %s did not report revision %d within the timeout", id, rev))
-	}
-	for _, a := range out {
-		if a.State == "rejected" {
-			errs = append(errs, fmt.Errorf("switch %s refused the change: %s", a.ID, a.Error))
-		}
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
-	return out, errors.Join(errs...)
-}
-
-func printApplied(w io.Writer, results []applied, asJSON bool) {
+func printApplied(w io.Writer, results []client.Applied, asJSON bool) {
 	if asJSON {
 		b, _ := json.MarshalIndent(results, "", "  ")
 		fmt.Fprintln(w, string(b))

@@ -22,6 +22,7 @@ import (
 	"github.com/goldcard/goldcard/iso"
 	"github.com/goldcard/goldcard/switch/fixture"
 	"github.com/goldcard/goldcard/switch/internal/cli"
+	"github.com/goldcard/goldcard/switch/internal/client"
 )
 
 type replayFlags struct {
@@ -33,7 +34,7 @@ type replayFlags struct {
 	sequential        bool
 	asJSON, quiet     bool
 	timeout           time.Duration
-	tls               clientTLS
+	tls               client.TLS
 }
 
 func newReplayCommand() *cobra.Command {
@@ -90,7 +91,7 @@ that still matches.`,
 	fl.DurationVar(&f.timeout, "timeout", 10*time.Second, "longest wait for one answer")
 	fl.BoolVar(&f.asJSON, "json", false, "print the result as JSON")
 	fl.BoolVarP(&f.quiet, "quiet", "q", false, "print only failures and the summary")
-	f.tls.addFlags(c)
+	f.tls.AddFlags(c)
 	return c
 }
 
@@ -116,7 +117,7 @@ func runReplay(c *cobra.Command, f replayFlags, args []string) error {
 	if err != nil {
 		return cli.UsageError{Err: fmt.Errorf("--header: %w", err)}
 	}
-	tlsConf, err := f.tls.config()
+	tlsConf, err := f.tls.Config()
 	if err != nil {
 		return cli.UsageError{Err: err}
 	}
@@ -162,7 +163,7 @@ func runReplay(c *cobra.Command, f replayFlags, args []string) error {
 		stopProgress = cli.Progress(stderr, &done, time.Now(), "steps")
 	}
 	r := &fixture.Replayer{
-		Addr: f.addr, Timeout: f.timeout, Dialect: dialects.find, Dial: tlsDialer(tlsConf),
+		Addr: f.addr, Timeout: f.timeout, Dialect: dialects.find, Dial: client.TLSDialer(tlsConf),
 		Report: func(o fixture.Outcome) {
 			done.Add(1)
 			if o.Status == fixture.Fail && !f.asJSON && !f.update {
@@ -278,12 +279,12 @@ func routeTo(f *fixture.File, b *config.Bank) {
 
 // bankConfig reads one bank's configuration from a switch.
 func bankConfig(ctx context.Context, admin, code string) (*config.Bank, error) {
-	raw, status, err := adminCall(ctx, admin, http.MethodGet, "/v1/config", nil)
+	raw, status, err := client.Admin(ctx, admin, http.MethodGet, "/v1/config", nil)
 	if err != nil {
 		return nil, err
 	}
 	if status != http.StatusOK {
-		return nil, adminFailure(raw, status)
+		return nil, client.AdminFailure(raw, status)
 	}
 	var cfg struct {
 		Banks map[string]*config.Bank `json:"banks"`
@@ -338,12 +339,12 @@ func (r *remoteDialects) find(name string) (*iso.Dialect, error) {
 	if d, ok := r.got[name]; ok {
 		return d, nil
 	}
-	raw, status, err := adminCall(r.ctx, r.admin, http.MethodGet, "/v1/config/dialects/"+url.PathEscape(name), nil)
+	raw, status, err := client.Admin(r.ctx, r.admin, http.MethodGet, "/v1/config/dialects/"+url.PathEscape(name), nil)
 	if err != nil {
 		return nil, fmt.Errorf("dialect %s is not shipped, and the switch could not be asked for it: %w", name, err)
 	}
 	if status != http.StatusOK {
-		return nil, fmt.Errorf("dialect %s: %w", name, adminFailure(raw, status))
+		return nil, fmt.Errorf("dialect %s: %w", name, client.AdminFailure(raw, status))
 	}
 	d, err := iso.LoadDialect(name, raw)
 	if err != nil {
@@ -387,7 +388,7 @@ func issueCards(ctx context.Context, admin string, sources []*fixture.Source, st
 
 // issueCard issues one card; it reports false for a card that exists.
 func issueCard(ctx context.Context, admin string, card fixture.Card) (bool, error) {
-	raw, status, err := adminCall(ctx, admin, http.MethodPost, "/v1/cards", map[string]any{
+	raw, status, err := client.Admin(ctx, admin, http.MethodPost, "/v1/cards", map[string]any{
 		"pan": card.PAN, "currency": cmp.Or(card.Currency, "156"), "balance": card.Balance, "fund_balance": card.FundBalance,
 	})
 	switch {
@@ -396,26 +397,26 @@ func issueCard(ctx context.Context, admin string, card fixture.Card) (bool, erro
 	case status == http.StatusConflict:
 		return false, nil
 	case status != http.StatusCreated:
-		return false, adminFailure(raw, status)
+		return false, client.AdminFailure(raw, status)
 	}
-	var issued cardView
+	var issued client.Card
 	if err := json.Unmarshal(raw, &issued); err != nil {
 		return true, fmt.Errorf("reading the issued card: %w", err)
 	}
 	path := "/v1/cards/" + url.PathEscape(issued.ID)
 	if card.Status != "" && card.Status != "active" {
-		raw, status, err := adminCall(ctx, admin, http.MethodPut, path+"/status", map[string]string{"status": card.Status})
+		raw, status, err := client.Admin(ctx, admin, http.MethodPut, path+"/status", map[string]string{"status": card.Status})
 		if err == nil && status != http.StatusOK {
-			err = adminFailure(raw, status)
+			err = client.AdminFailure(raw, status)
 		}
 		if err != nil {
 			return true, fmt.Errorf("setting status %s: %w", card.Status, err)
 		}
 	}
 	if card.Sweep {
-		raw, status, err := adminCall(ctx, admin, http.MethodPut, path+"/sweep", map[string]bool{"enabled": true})
+		raw, status, err := client.Admin(ctx, admin, http.MethodPut, path+"/sweep", map[string]bool{"enabled": true})
 		if err == nil && status != http.StatusOK {
-			err = adminFailure(raw, status)
+			err = client.AdminFailure(raw, status)
 		}
 		if err != nil {
 			return true, fmt.Errorf("turning the sweep on: %w", err)

@@ -14,6 +14,7 @@ import (
 	"github.com/goldcard/goldcard/ledger"
 	"github.com/goldcard/goldcard/locks"
 	"github.com/goldcard/goldcard/switch/internal/cli"
+	"github.com/goldcard/goldcard/switch/internal/client"
 )
 
 type serveFlags struct {
@@ -109,7 +110,7 @@ func serve(ctx context.Context, c *cobra.Command, f serveFlags) error {
 	if err != nil {
 		return cli.UsageError{Err: err}
 	}
-	token, err := readToken(f.adminTokenFile, "GOLDCARD_ADMIN_TOKEN")
+	token, err := client.ReadToken(f.adminTokenFile, "GOLDCARD_ADMIN_TOKEN")
 	if err != nil {
 		return cli.UsageError{Err: fmt.Errorf("--admin-token-file: %w", err)}
 	}
@@ -254,7 +255,7 @@ func seedConfig(f serveFlags) (map[string][]byte, error) {
 	}
 	snap.Limits.HoldValidity = config.Duration(f.holdValidity)
 	var err error
-	if snap.Limits.RedemptionQuota, err = parseAmount(f.quota); err != nil {
+	if snap.Limits.RedemptionQuota, err = client.ParseAmount(f.quota); err != nil {
 		return nil, fmt.Errorf("--quota: %w", err)
 	}
 	snap.Fund.SimulatorLatency, snap.Fund.SimulatorFailRate = config.Duration(f.fundLatency), f.fundFailRate

@@ -26,6 +26,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/goldcard/goldcard/switch/internal/cli"
+	"github.com/goldcard/goldcard/switch/internal/client"
 )
 
 type topFlags struct {
@@ -219,11 +220,11 @@ func (s *topScraper) fetch(ctx context.Context, addr string) (io.Reader, error) 
 		return nil, err
 	}
 	req.Header.Set("Accept", string(expfmt.NewFormat(expfmt.TypeTextPlain)))
-	creds, err := adminClient()
+	creds, err := client.EnvCredentials()
 	if err != nil {
 		return nil, err
 	}
-	resp, err := creds.do(s.client, req)
+	resp, err := creds.Do(s.client, req)
 	if err != nil {
 		return nil, err
 	}

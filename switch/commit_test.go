@@ -12,6 +12,7 @@ import (
 	"github.com/goldcard/goldcard/config"
 	"github.com/goldcard/goldcard/iso"
 	"github.com/goldcard/goldcard/ledger"
+	"github.com/goldcard/goldcard/switch/internal/client"
 )
 
 // lostCommitBooks loses the outcome of the first commit; later lookups see
@@ -61,7 +62,7 @@ func (t lostCommitTx) Save(_ context.Context, r ledger.Record, _ []ledger.Effect
 // ledger cannot say.
 func TestUnknownCommit(t *testing.T) {
 	d, _ := iso.Builtin(iso.DefaultDialect)
-	m, _ := newMessage(d, "0200", map[int]string{2: "6228480000000001", 3: "000000", 4: "000000000100", 7: "1125101010",
+	m, _ := client.NewMessage(d, "0200", map[int]string{2: "6228480000000001", 3: "000000", 4: "000000000100", 7: "1125101010",
 		11: "000001", 32: "1234", 37: "000000000001", 41: "ATM00001", 49: "156"})
 	for _, tc := range []struct {
 		name              string

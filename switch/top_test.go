@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 	"unicode/utf8"
+
+	"github.com/goldcard/goldcard/switch/internal/client"
 )
 
 // TestTopThreeInstances: three switches on one database and etcd, each
@@ -52,7 +54,7 @@ func TestTopThreeInstances(t *testing.T) {
 				if n%4 == 3 {
 					pan = "6228480000009999"
 				}
-				m, err := newMessage(b.d, "0200", b.fields(map[int]string{2: pan, 3: "000000", 4: "000000000001"}))
+				m, err := client.NewMessage(b.d, "0200", b.fields(map[int]string{2: pan, 3: "000000", 4: "000000000001"}))
 				if err != nil {
 					failed.Add(1)
 					continue
