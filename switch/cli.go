@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/goldcard/goldcard/switch/internal/cli"
+	"github.com/goldcard/goldcard/switch/internal/tool/fundsim"
 )
 
 func newRootCommand(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
@@ -27,7 +28,7 @@ Start a switch with "goldcard serve"; manage cards with "goldcard card".`,
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return cli.UsageError{Err: fmt.Errorf("%w (see %s --help)", err, c.CommandPath())}
 	})
-	root.AddCommand(newServeCommand(), newMigrateCommand(), newConfigCommand(), newCardCommand(), newFundsimCommand(), newBenchCommand(), newReplayCommand(), newTopCommand())
+	root.AddCommand(newServeCommand(), newMigrateCommand(), newConfigCommand(), newCardCommand(), fundsim.Command(), newBenchCommand(), newReplayCommand(), newTopCommand())
 	cli.RefuseUnknownCommands(root)
 	return root
 }

@@ -1,4 +1,6 @@
-package main
+// Package fundsim is goldcard fundsim: a simulated fund company that speaks
+// the fund gateway's HTTP protocol, for tests, demos and bank integration.
+package fundsim
 
 import (
 	"context"
@@ -14,7 +16,8 @@ import (
 	"github.com/goldcard/goldcard/switch/internal/cli"
 )
 
-func newFundsimCommand() *cobra.Command {
+// Command is goldcard fundsim.
+func Command() *cobra.Command {
 	var (
 		listen, logFormat  string
 		latency            time.Duration
