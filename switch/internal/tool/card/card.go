@@ -1,4 +1,6 @@
-package main
+// Package card is goldcard card: issue, show, block and unblock cards
+// through a running switch's admin API.
+package card
 
 import (
 	"context"
@@ -16,7 +18,7 @@ import (
 	"github.com/goldcard/goldcard/switch/internal/client"
 )
 
-type cardFlags struct {
+type flags struct {
 	admin    string
 	pan      string
 	asJSON   bool
@@ -25,8 +27,9 @@ type cardFlags struct {
 	fund     string
 }
 
-func newCardCommand() *cobra.Command {
-	var f cardFlags
+// Command is goldcard card and its subcommands add, show, block and unblock.
+func Command() *cobra.Command {
+	var f flags
 	c := &cobra.Command{
 		Use:   "card",
 		Short: "Issue and inspect cards through a running switch's admin API",
@@ -89,7 +92,7 @@ integers in minor units.`,
 // cardCall finds the card --pan names and sends it one admin request to
 // path under /v1/cards/{id}, printing the card it returns. The PAN goes
 // in a search body, never in a URL.
-func cardCall(c *cobra.Command, f cardFlags, method, path string, body any, want int) error {
+func cardCall(c *cobra.Command, f flags, method, path string, body any, want int) error {
 	if err := needPAN(c, f); err != nil {
 		return err
 	}
@@ -101,7 +104,7 @@ func cardCall(c *cobra.Command, f cardFlags, method, path string, body any, want
 }
 
 // needPAN refuses a card command without --pan.
-func needPAN(c *cobra.Command, f cardFlags) error {
+func needPAN(c *cobra.Command, f flags) error {
 	if f.pan == "" {
 		return cli.UsageError{Err: fmt.Errorf("--pan is required (see %s --help)", c.CommandPath())}
 	}
@@ -133,7 +136,7 @@ func findCard(ctx context.Context, admin, pan string) (string, error) {
 }
 
 // printCard sends one admin request and prints the card it returns.
-func printCard(c *cobra.Command, f cardFlags, method, path string, body any, want int) error {
+func printCard(c *cobra.Command, f flags, method, path string, body any, want int) error {
 	raw, status, err := client.Admin(c.Context(), f.admin, method, path, body)
 	if err != nil {
 		return err
