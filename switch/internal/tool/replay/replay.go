@@ -1,17 +1,15 @@
-package main
+// Package replay is goldcard replay: it sends message fixtures and packet
+// captures to a running switch as a bank would, and compares the switch's
+// answers with those expected.
+package replay
 
 import (
 	"cmp"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
-	"net/url"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -25,7 +23,7 @@ import (
 	"github.com/goldcard/goldcard/switch/internal/client"
 )
 
-type replayFlags struct {
+type flags struct {
 	addr, admin, bank string
 	dialect, header   string
 	cards             []string
@@ -37,8 +35,9 @@ type replayFlags struct {
 	tls               client.TLS
 }
 
-func newReplayCommand() *cobra.Command {
-	var f replayFlags
+// Command is goldcard replay.
+func Command() *cobra.Command {
+	var f flags
 	c := &cobra.Command{
 		Use:   "replay [flags] PATH...",
 		Short: "Send message fixtures or packet captures to a switch and compare its answers",
@@ -75,7 +74,7 @@ that still matches.`,
 			if len(args) == 0 {
 				return cli.UsageError{Err: errors.New("name at least one fixture file, directory or capture (see goldcard replay --help)")}
 			}
-			return runReplay(c, f, args)
+			return run(c, f, args)
 		},
 	}
 	fl := c.Flags()
@@ -95,7 +94,7 @@ that still matches.`,
 	return c
 }
 
-func runReplay(c *cobra.Command, f replayFlags, args []string) error {
+func run(c *cobra.Command, f flags, args []string) error {
 	ctx := c.Context()
 	stdout, stderr := c.OutOrStdout(), c.ErrOrStderr()
 	dialects := &remoteDialects{admin: f.admin, ctx: ctx, got: map[string]*iso.Dialect{}}
@@ -210,7 +209,7 @@ func runReplay(c *cobra.Command, f replayFlags, args []string) error {
 }
 
 // loadSources reads fixtures and captures into conversations.
-func loadSources(paths []string, f replayFlags, dialects *remoteDialects, h iso.Header, stderr io.Writer) ([]*fixture.Source, error) {
+func loadSources(paths []string, f flags, dialects *remoteDialects, h iso.Header, stderr io.Writer) ([]*fixture.Source, error) {
 	var sources []*fixture.Source
 	for _, p := range paths {
 		switch strings.ToLower(filepath.Ext(p)) {
@@ -275,264 +274,4 @@ func routeTo(f *fixture.File, b *config.Bank) {
 			st.Response.Fields[32] = b.Acquirers[0]
 		}
 	}
-}
-
-// bankConfig reads one bank's configuration from a switch.
-func bankConfig(ctx context.Context, admin, code string) (*config.Bank, error) {
-	raw, status, err := client.Admin(ctx, admin, http.MethodGet, "/v1/config", nil)
-	if err != nil {
-		return nil, err
-	}
-	if status != http.StatusOK {
-		return nil, client.AdminFailure(raw, status)
-	}
-	var cfg struct {
-		Banks map[string]*config.Bank `json:"banks"`
-	}
-	if err := json.Unmarshal(raw, &cfg); err != nil {
-		return nil, fmt.Errorf("reading the switch's configuration: %w", err)
-	}
-	b, ok := cfg.Banks[code]
-	if !ok {
-		codes := make([]string, 0, len(cfg.Banks))
-		for c := range cfg.Banks {
-			codes = append(codes, c)
-		}
-		slices.Sort(codes)
-		return nil, cli.UsageError{Err: fmt.Errorf("--bank %s: the switch has no such bank (it has %s)", code, strings.Join(codes, ", "))}
-	}
-	return b, nil
-}
-
-// bankAddr is where to reach a listener configured as listen: an
-// unspecified host means the admin API's host.
-func bankAddr(listen, admin string) string {
-	host, port, err := net.SplitHostPort(listen)
-	if err != nil {
-		return listen
-	}
-	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
-		host = "127.0.0.1"
-		if !strings.Contains(admin, "://") {
-			admin = "http://" + admin
-		}
-		if u, err := url.Parse(admin); err == nil && u.Hostname() != "" {
-			host = u.Hostname()
-		}
-	}
-	return net.JoinHostPort(host, port)
-}
-
-// remoteDialects finds dialects: the shipped ones, then those in the
-// switch's configuration.
-type remoteDialects struct {
-	ctx   context.Context
-	admin string
-	bank  *config.Bank
-	got   map[string]*iso.Dialect
-}
-
-func (r *remoteDialects) find(name string) (*iso.Dialect, error) {
-	if d, err := iso.Builtin(name); err == nil {
-		return d, nil
-	}
-	if d, ok := r.got[name]; ok {
-		return d, nil
-	}
-	raw, status, err := client.Admin(r.ctx, r.admin, http.MethodGet, "/v1/config/dialects/"+url.PathEscape(name), nil)
-	if err != nil {
-		return nil, fmt.Errorf("dialect %s is not shipped, and the switch could not be asked for it: %w", name, err)
-	}
-	if status != http.StatusOK {
-		return nil, fmt.Errorf("dialect %s: %w", name, client.AdminFailure(raw, status))
-	}
-	d, err := iso.LoadDialect(name, raw)
-	if err != nil {
-		return nil, err
-	}
-	r.got[name] = d
-	return d, nil
-}
-
-// issueCards issues every card the sources name through the admin API.
-// A card named twice is issued as first named; one that exists is left as
-// it is, with a note.
-func issueCards(ctx context.Context, admin string, sources []*fixture.Source, stderr io.Writer) error {
-	seen := map[string]string{}
-	existed := 0
-	defer func() {
-		if existed > 0 {
-			fmt.Fprintf(stderr, "goldcard: %d of the %d cards existed and were left as they are: answers may differ from a fresh switch's\n", existed, len(seen))
-		}
-	}()
-	for _, s := range sources {
-		for _, card := range s.File.Cards {
-			if first, ok := seen[card.PAN]; ok {
-				if first != s.Label() {
-					fmt.Fprintf(stderr, "goldcard: card %s is named by %s and %s; issued as %s has it\n", iso.MaskPAN(card.PAN), first, s.Label(), first)
-				}
-				continue
-			}
-			seen[card.PAN] = s.Label()
-			created, err := issueCard(ctx, admin, card)
-			if err != nil {
-				return fmt.Errorf("%s: card %s: %w", s.Label(), iso.MaskPAN(card.PAN), err)
-			}
-			if !created {
-				existed++
-			}
-		}
-	}
-	return nil
-}
-
-// issueCard issues one card; it reports false for a card that exists.
-func issueCard(ctx context.Context, admin string, card fixture.Card) (bool, error) {
-	raw, status, err := client.Admin(ctx, admin, http.MethodPost, "/v1/cards", map[string]any{
-		"pan": card.PAN, "currency": cmp.Or(card.Currency, "156"), "balance": card.Balance, "fund_balance": card.FundBalance,
-	})
-	switch {
-	case err != nil:
-		return false, err
-	case status == http.StatusConflict:
-		return false, nil
-	case status != http.StatusCreated:
-		return false, client.AdminFailure(raw, status)
-	}
-	var issued client.Card
-	if err := json.Unmarshal(raw, &issued); err != nil {
-		return true, fmt.Errorf("reading the issued card: %w", err)
-	}
-	path := "/v1/cards/" + url.PathEscape(issued.ID)
-	if card.Status != "" && card.Status != "active" {
-		raw, status, err := client.Admin(ctx, admin, http.MethodPut, path+"/status", map[string]string{"status": card.Status})
-		if err == nil && status != http.StatusOK {
-			err = client.AdminFailure(raw, status)
-		}
-		if err != nil {
-			return true, fmt.Errorf("setting status %s: %w", card.Status, err)
-		}
-	}
-	if card.Sweep {
-		raw, status, err := client.Admin(ctx, admin, http.MethodPut, path+"/sweep", map[string]bool{"enabled": true})
-		if err == nil && status != http.StatusOK {
-			err = client.AdminFailure(raw, status)
-		}
-		if err != nil {
-			return true, fmt.Errorf("turning the sweep on: %w", err)
-		}
-	}
-	return true, nil
-}
-
-// printFailure writes one failed step and what differs.
-func printFailure(w io.Writer, o fixture.Outcome) {
-	fmt.Fprintf(w, "FAIL %s %s\n", o.Source.Label(), o.Title())
-	if o.Problem != "" {
-		fmt.Fprintf(w, "    %s\n", o.Problem)
-	}
-	for _, d := range o.Diffs {
-		fmt.Fprintf(w, "    %s\n", d)
-	}
-}
-
-// replaySummary is the result of a replay, as --json prints it.
-type replaySummary struct {
-	Sources    int             `json:"sources"`
-	Steps      int             `json:"steps"`
-	Passed     int             `json:"passed"`
-	Failed     int             `json:"failed"`
-	Unchecked  int             `json:"unchecked"`
-	Skipped    int             `json:"skipped"`
-	Unanswered int             `json:"-"`
-	Seconds    float64         `json:"seconds"`
-	Files      []sourceSummary `json:"files"`
-	Failures   []failureReport `json:"failures"`
-	Updated    []string        `json:"updated,omitempty"`
-}
-
-type sourceSummary struct {
-	Source string `json:"source"`
-	Steps  int    `json:"steps"`
-	Failed int    `json:"failed"`
-}
-
-type failureReport struct {
-	Source  string       `json:"source"`
-	Step    int          `json:"step"`
-	Name    string       `json:"name,omitempty"`
-	Problem string       `json:"problem,omitempty"`
-	Diffs   []diffReport `json:"diffs,omitempty"`
-}
-
-type diffReport struct {
-	Field string `json:"field"`
-	Want  string `json:"want"`
-	Got   string `json:"got"`
-}
-
-func summarise(sources []*fixture.Source, outcomes []fixture.Outcome, took time.Duration) *replaySummary {
-	sum := &replaySummary{Sources: len(sources), Steps: len(outcomes), Seconds: took.Seconds(), Failures: []failureReport{}}
-	per := map[*fixture.Source]*sourceSummary{}
-	for _, s := range sources {
-		sum.Files = append(sum.Files, sourceSummary{Source: s.Label()})
-	}
-	for i, s := range sources {
-		per[s] = &sum.Files[i]
-	}
-	for _, o := range outcomes {
-		ps := per[o.Source]
-		ps.Steps++
-		switch o.Status {
-		case fixture.Pass:
-			sum.Passed++
-		case fixture.Unchecked:
-			sum.Unchecked++
-		case fixture.Skip:
-			sum.Skipped++
-		case fixture.Fail:
-			sum.Failed++
-			ps.Failed++
-			if o.Got == nil {
-				sum.Unanswered++
-			}
-			fr := failureReport{Source: o.Source.Label(), Step: o.Step, Name: o.Name, Problem: o.Problem}
-			for _, d := range o.Diffs {
-				fr.Diffs = append(fr.Diffs, diffReport{Field: d.FieldName(), Want: d.WantShown(), Got: d.GotShown()})
-			}
-			sum.Failures = append(sum.Failures, fr)
-		}
-	}
-	return sum
-}
-
-// plural is n and the word, with an s unless n is 1.
-func plural(n int, word string) string {
-	if n == 1 {
-		return "1 " + word
-	}
-	return fmt.Sprintf("%d %ss", n, word)
-}
-
-func (s *replaySummary) print(w io.Writer, quiet bool) {
-	if !quiet {
-		for _, f := range s.Files {
-			status := "ok  "
-			if f.Failed > 0 {
-				status = "FAIL"
-			}
-			fmt.Fprintf(w, "%s %s (%s)\n", status, f.Source, plural(f.Steps, "step"))
-		}
-	}
-	for _, u := range s.Updated {
-		fmt.Fprintf(w, "updated %s\n", u)
-	}
-	fmt.Fprintf(w, "%s, %s: %d passed, %d failed", plural(s.Sources, "conversation"), plural(s.Steps, "step"), s.Passed, s.Failed)
-	if s.Unchecked > 0 {
-		fmt.Fprintf(w, ", %d answered with nothing to compare", s.Unchecked)
-	}
-	if s.Skipped > 0 {
-		fmt.Fprintf(w, ", %d skipped (withheld at capture)", s.Skipped)
-	}
-	fmt.Fprintf(w, " in %.2fs\n", s.Seconds)
 }
