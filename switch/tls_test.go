@@ -20,6 +20,7 @@ import (
 	"github.com/goldcard/goldcard/iso"
 	"github.com/goldcard/goldcard/ledger"
 	"github.com/goldcard/goldcard/switch/internal/client"
+	"github.com/goldcard/goldcard/switch/internal/tool/bench"
 )
 
 // tlsBankJSON is a bank on addr whose listener uses the server
@@ -155,7 +156,7 @@ func TestTLSBankListener(t *testing.T) {
 	}
 	out, err = goldcardCLI(t, "", append([]string{"bench", "auth", "--addr", addr, "--admin", "http://" + d.admin,
 		"--cards", "4", "--conns", "1", "--concurrency", "2", "--duration", "300ms", "--json"}, tlsFlags...)...)
-	var results []benchResult
+	var results []bench.Result
 	if err == nil {
 		err = json.Unmarshal([]byte(out[strings.Index(out, "["):]), &results)
 	}
