@@ -9,6 +9,7 @@ import (
 	"github.com/goldcard/goldcard/switch/internal/cli"
 	"github.com/goldcard/goldcard/switch/internal/tool/bench"
 	"github.com/goldcard/goldcard/switch/internal/tool/card"
+	configtool "github.com/goldcard/goldcard/switch/internal/tool/config"
 	"github.com/goldcard/goldcard/switch/internal/tool/fundsim"
 	"github.com/goldcard/goldcard/switch/internal/tool/replay"
 )
@@ -31,7 +32,7 @@ Start a switch with "goldcard serve"; manage cards with "goldcard card".`,
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return cli.UsageError{Err: fmt.Errorf("%w (see %s --help)", err, c.CommandPath())}
 	})
-	root.AddCommand(newServeCommand(), newMigrateCommand(), newConfigCommand(), card.Command(), fundsim.Command(), bench.Command(), replay.Command(), newTopCommand())
+	root.AddCommand(newServeCommand(), newMigrateCommand(), configtool.Command(), card.Command(), fundsim.Command(), bench.Command(), replay.Command(), newTopCommand())
 	cli.RefuseUnknownCommands(root)
 	return root
 }

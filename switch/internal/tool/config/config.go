@@ -1,34 +1,37 @@
-package main
+// Package configtool is goldcard config: it reads, changes and follows the
+// config center in etcd that every switch watches, and checks config files.
+// A change is validated against the whole config before it is written, and
+// put waits for every live switch to report applying it.
+package configtool
 
 import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"sigs.k8s.io/yaml"
 
 	"github.com/goldcard/goldcard/config"
 	"github.com/goldcard/goldcard/switch/internal/cli"
 	"github.com/goldcard/goldcard/switch/internal/client"
 )
 
-type configFlags struct {
+type flags struct {
 	etcd, prefix string
 	timeout      time.Duration
 	asJSON       bool
 }
 
-func newConfigCommand() *cobra.Command {
-	var f configFlags
+// Command is goldcard config and its subcommands get, put, delete, watch
+// and validate.
+func Command() *cobra.Command {
+	var f flags
 	c := &cobra.Command{
 		Use:   "config",
 		Short: "Read, change and follow the config center in etcd",
@@ -103,7 +106,7 @@ does not report before --timeout.`,
 		Example: "  goldcard config put banks/acme acme.json\n  goldcard config put limits - <<<'{\"redemption_quota\": 500000}'",
 		Args:    cli.ExactArgs(2),
 		RunE: func(c *cobra.Command, args []string) error {
-			return configPut(c, f, args[0], args[1])
+			return putValue(c, f, args[0], args[1])
 		},
 	}
 	put.Flags().BoolVar(&f.asJSON, "json", false, "print the switches' reports as JSON")
@@ -118,7 +121,7 @@ does not report before --timeout.`,
 				return err
 			}
 			defer done()
-			rev, _, err := changeConfig(ctx, cl, f, args[0], nil)
+			rev, _, err := change(ctx, cl, f, args[0], nil)
 			if err != nil {
 				return err
 			}
@@ -167,7 +170,7 @@ does not report before --timeout.`,
 			}
 			kvs, err := config.ParseFile(b)
 			if err == nil {
-				err = validateConfig(kvs)
+				err = validate(kvs)
 			}
 			if err != nil {
 				return fmt.Errorf("%s is invalid:\n%w", args[0], err)
@@ -182,7 +185,7 @@ does not report before --timeout.`,
 
 // etcdCall connects to etcd for one command, with the command's timeout;
 // done closes the connection.
-func etcdCall(c *cobra.Command, f configFlags) (ctx context.Context, cl *clientv3.Client, done func(), err error) {
+func etcdCall(c *cobra.Command, f flags) (ctx context.Context, cl *clientv3.Client, done func(), err error) {
 	cl, err = client.DialEtcd(f.etcd)
 	if err != nil {
 		return nil, nil, nil, err
@@ -197,130 +200,6 @@ func readArg(c *cobra.Command, path string) ([]byte, error) {
 		return io.ReadAll(c.InOrStdin())
 	}
 	return os.ReadFile(path)
-}
-
-// changeConfig sets key to value (deletes it for nil) if the whole config
-// with the change is valid, and only if no one changed the config between
-// the check and the write; a concurrent change is read and checked again.
-// It returns the new revision and when the write was sent.
-func changeConfig(ctx context.Context, cl *clientv3.Client, f configFlags, key string, value []byte) (int64, time.Time, error) {
-	for {
-		kvs, rev, err := config.Read(ctx, cl, f.prefix)
-		if err != nil {
-			return 0, time.Time{}, fmt.Errorf("reading the config center at %s: %w", f.etcd, err)
-		}
-		if value == nil {
-			if _, ok := kvs[key]; !ok {
-				return 0, time.Time{}, fmt.Errorf("no key %s in the config center", key)
-			}
-			delete(kvs, key)
-		} else {
-			kvs[key] = value
-		}
-		if err := validateConfig(kvs); err != nil {
-			return 0, time.Time{}, fmt.Errorf("refused, nothing written: the config with this change to %s would be invalid:\n%w", key, err)
-		}
-		sent := time.Now()
-		newRev, err := config.Write(ctx, cl, f.prefix, key, value, rev)
-		if errors.Is(err, config.ErrChanged) {
-			continue
-		}
-		if err != nil {
-			return 0, time.Time{}, fmt.Errorf("writing %s: %w", key, err)
-		}
-		return newRev, sent, nil
-	}
-}
-
-// validateConfig checks a whole config as a switch would before applying.
-func validateConfig(kvs map[string][]byte) error {
-	snap, err := config.Build(0, kvs, builtinDialects())
-	if err != nil {
-		return err
-	}
-	return snap.Validate(newDialectCache().check)
-}
-
-// valueJSON turns a value file (JSON or YAML) into compact JSON.
-func valueJSON(key string, b []byte) ([]byte, error) {
-	kvs, err := config.ParseFile(wrapForKey(key, b))
-	if err != nil {
-		return nil, err
-	}
-	return kvs[key], nil
-}
-
-// wrapForKey places a value where a config file would hold it, so one
-// parser reads both.
-func wrapForKey(key string, b []byte) []byte {
-	kind, name, _ := strings.Cut(key, "/")
-	js, err := yaml.YAMLToJSON(b)
-	if err != nil {
-		js = b
-	}
-	if name == "" {
-		return []byte(fmt.Sprintf(`{%q: %s}`, kind, js))
-	}
-	return []byte(fmt.Sprintf(`{%q: {%q: %s}}`, kind, name, js))
-}
-
-func configPut(c *cobra.Command, f configFlags, key, path string) error {
-	raw, err := readArg(c, path)
-	if err != nil {
-		return err
-	}
-	if _, err := config.DecodeValue(key, []byte("{}")); errors.Is(err, config.ErrUnknownKey) {
-		return cli.UsageError{Err: err}
-	}
-	value, err := valueJSON(key, raw)
-	if err != nil {
-		return fmt.Errorf("%s is invalid:\n%w", key, err)
-	}
-	ctx, cl, done, err := etcdCall(c, f)
-	if err != nil {
-		return err
-	}
-	defer done()
-	live, _, err := config.Instances(ctx, cl, f.prefix)
-	if err != nil {
-		return fmt.Errorf("reading the config center at %s: %w", f.etcd, err)
-	}
-	rev, start, err := changeConfig(ctx, cl, f, key, value)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(c.ErrOrStderr(), "wrote %s at revision %d; waiting for %d switch(es)\n", key, rev, len(live))
-	results, err := client.WaitApplied(ctx, cl, f.prefix, live, rev, start, f.timeout)
-	printApplied(c.OutOrStdout(), results, f.asJSON)
-	errs := []error{err}
-	for _, a := range results {
-		if a.Warning != "" {
-			errs = append(errs, fmt.Errorf("switch %s applied the change, with a problem: %s", a.ID, a.Warning))
-		}
-	}
-	return errors.Join(errs...)
-}
-
-func printApplied(w io.Writer, results []client.Applied, asJSON bool) {
-	if asJSON {
-		b, _ := json.MarshalIndent(results, "", "  ")
-		fmt.Fprintln(w, string(b))
-		return
-	}
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "SWITCH\tSTATE\tAFTER")
-	for _, a := range results {
-		after := "-"
-		if a.State == "applied" {
-			after = fmt.Sprintf("%.2f ms", a.AfterMS)
-		}
-		line := fmt.Sprintf("%s\t%s\t%s", a.ID, a.State, after)
-		if problem := a.Error + a.Warning; problem != "" {
-			line += "\t" + strings.ReplaceAll(problem, "\n", "; ")
-		}
-		fmt.Fprintln(tw, line)
-	}
-	tw.Flush()
 }
 
 func writeIndented(w io.Writer, v []byte) error {

@@ -1,4 +1,4 @@
-package main
+package configtool
 
 import (
 	"encoding/json"
@@ -12,7 +12,7 @@ import (
 // TestExampleConfigIsTheDefaults keeps testdata/goldcard.yaml honest: it
 // is valid, and every setting in it is the default.
 func TestExampleConfigIsTheDefaults(t *testing.T) {
-	b, err := os.ReadFile("../testdata/goldcard.yaml")
+	b, err := os.ReadFile("../../../../testdata/goldcard.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -20,7 +20,7 @@ func TestExampleConfigIsTheDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := validateConfig(kvs); err != nil {
+	if err := validate(kvs); err != nil {
 		t.Fatal(err)
 	}
 	got, _ := config.Build(0, kvs, builtinDialects())
