@@ -32,8 +32,8 @@ type bankSim struct {
 	rrn  atomic.Int64
 }
 
-// connectBank connects a bank to addr; opts are dialBank's, such as
-// withTLS.
+// connectBank connects a bank to addr; opts are client.DialBank's, such as
+// client.WithTLS.
 func connectBank(t *testing.T, addr string, opts ...connection.Option) *bankSim {
 	t.Helper()
 	d, err := iso.Builtin(iso.DefaultDialect)

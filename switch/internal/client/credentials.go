@@ -32,7 +32,9 @@ func ReadToken(file, env string) (string, error) {
 // from $GOLDCARD_ADMIN_TOKEN (or a file named by
 // $GOLDCARD_ADMIN_TOKEN_FILE), and for HTTPS $GOLDCARD_ADMIN_CA and, for
 // client certificates, $GOLDCARD_ADMIN_CERT and $GOLDCARD_ADMIN_KEY.
-var EnvCredentials = sync.OnceValues(func() (*Credentials, error) {
+func EnvCredentials() (*Credentials, error) { return envCredentials() }
+
+var envCredentials = sync.OnceValues(func() (*Credentials, error) {
 	token, err := ReadToken(os.Getenv("GOLDCARD_ADMIN_TOKEN_FILE"), "GOLDCARD_ADMIN_TOKEN")
 	if err != nil {
 		return nil, fmt.Errorf("$GOLDCARD_ADMIN_TOKEN_FILE: %w", err)
