@@ -3,6 +3,7 @@ package iso
 import (
 	"embed"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"path"
@@ -81,6 +82,18 @@ func BuiltinJSON(name string) ([]byte, error) {
 		return nil, fmt.Errorf("%w %q", ErrUnknownDialect, name)
 	}
 	return b, nil
+}
+
+// BuiltinSpecs are the shipped dialects' JSON specs by name, which a config
+// may name without defining (config.Build takes them).
+func BuiltinSpecs() map[string]json.RawMessage {
+	out := map[string]json.RawMessage{}
+	for _, name := range BuiltinNames() {
+		if b, err := BuiltinJSON(name); err == nil {
+			out[name] = b
+		}
+	}
+	return out
 }
 
 // BuiltinNames lists the shipped dialects.

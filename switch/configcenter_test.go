@@ -16,6 +16,7 @@ import (
 	"github.com/goldcard/goldcard/ledger/ledgertest"
 	"github.com/goldcard/goldcard/locks"
 	"github.com/goldcard/goldcard/locks/etcdtest"
+	"github.com/goldcard/goldcard/switch/internal/client"
 )
 
 // goldcardCLI runs a goldcard command and returns its output and error.
@@ -72,13 +73,13 @@ func TestConfigCenter(t *testing.T) {
 	d, _ := iso.Builtin("iso87-ascii-binbitmap")
 	h, _ := iso.HeaderByName(iso.HeaderASCII4)
 	waitFor(t, "acme's listener", func() bool {
-		c, err := dialBank(context.Background(), acme, d, h)
+		c, err := client.DialBank(context.Background(), acme, d, h)
 		if err == nil {
 			c.Close()
 		}
 		return err == nil
 	})
-	c, err := dialBank(context.Background(), acme, d, h)
+	c, err := client.DialBank(context.Background(), acme, d, h)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -245,7 +246,7 @@ func TestRollingRestart(t *testing.T) {
 			raw := &rawLink{c}
 			b := &bankSim{t: t, d: d}
 			b.stan.Store(int64(700000 + i))
-			m, _ := newMessage(d, "0800", b.fields(map[int]string{70: "301", 2: "", 32: "", 37: "", 41: "", 42: "", 49: ""}))
+			m, _ := client.NewMessage(d, "0800", b.fields(map[int]string{70: "301", 2: "", 32: "", 37: "", 41: "", 42: "", 49: ""}))
 			packed, _ := m.Pack()
 			resp, err := raw.exchange(packed)
 			c.Close()

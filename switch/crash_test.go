@@ -15,6 +15,7 @@ import (
 	"github.com/goldcard/goldcard/iso"
 	"github.com/goldcard/goldcard/ledger/ledgertest"
 	"github.com/goldcard/goldcard/locks/etcdtest"
+	"github.com/goldcard/goldcard/switch/internal/client"
 )
 
 // TestSwitchesKilledUnderLoad: three switches on one database take debits
@@ -83,7 +84,7 @@ func TestSwitchesKilledUnderLoad(t *testing.T) {
 				card := pan(r.IntN(cards))
 				f := bank.fields(map[int]string{2: card, 3: "000000", 4: fmt.Sprintf("%012d", 500+r.IntN(6000)),
 					12: fmt.Sprintf("%02d%02d%02d", r.IntN(24), r.IntN(60), r.IntN(60)), 41: fmt.Sprintf("ATM%05d", w)})
-				m, err := newMessage(bank.d, "0200", f)
+				m, err := client.NewMessage(bank.d, "0200", f)
 				if err != nil {
 					t.Error(err)
 					return
@@ -126,7 +127,7 @@ func TestSwitchesKilledUnderLoad(t *testing.T) {
 	bank := connectBank(t, survivor.bank)
 	settle := func(mti string, f map[int]string) string {
 		for {
-			m, err := newMessage(bank.d, mti, f)
+			m, err := client.NewMessage(bank.d, mti, f)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -180,7 +181,7 @@ func dialSim(t *testing.T, addr string) (*bankSim, error) {
 		return nil, err
 	}
 	h, _ := iso.HeaderByName(iso.HeaderBinary2)
-	c, err := dialBank(context.Background(), addr, d, h)
+	c, err := client.DialBank(context.Background(), addr, d, h)
 	if err != nil {
 		return nil, err
 	}

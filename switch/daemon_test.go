@@ -20,6 +20,7 @@ import (
 
 	"github.com/goldcard/goldcard/ledger/ledgertest"
 	"github.com/goldcard/goldcard/locks"
+	"github.com/goldcard/goldcard/switch/internal/client"
 )
 
 // The switch binary, built once by the first test that runs it.
@@ -191,7 +192,7 @@ func (d *instance) stop() {
 // api calls the admin API and decodes a JSON answer into out.
 func (d *instance) api(method, path string, body any, out any) int {
 	d.t.Helper()
-	raw, status, err := adminCall(context.Background(), d.admin, method, path, body)
+	raw, status, err := client.Admin(context.Background(), d.admin, method, path, body)
 	if err != nil {
 		d.t.Fatal(err)
 	}

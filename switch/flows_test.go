@@ -20,6 +20,7 @@ import (
 	connection "github.com/moov-io/iso8583-connection"
 
 	"github.com/goldcard/goldcard/iso"
+	"github.com/goldcard/goldcard/switch/internal/client"
 )
 
 // bankSim is a bank connected to a switch under test.
@@ -31,8 +32,8 @@ type bankSim struct {
 	rrn  atomic.Int64
 }
 
-// connectBank connects a bank to addr; opts are dialBank's, such as
-// withTLS.
+// connectBank connects a bank to addr; opts are client.DialBank's, such as
+// client.WithTLS.
 func connectBank(t *testing.T, addr string, opts ...connection.Option) *bankSim {
 	t.Helper()
 	d, err := iso.Builtin(iso.DefaultDialect)
@@ -40,7 +41,7 @@ func connectBank(t *testing.T, addr string, opts ...connection.Option) *bankSim 
 		t.Fatal(err)
 	}
 	h, _ := iso.HeaderByName(iso.HeaderBinary2)
-	c, err := dialBank(context.Background(), addr, d, h, opts...)
+	c, err := client.DialBank(context.Background(), addr, d, h, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,7 +76,7 @@ func (b *bankSim) fields(f map[int]string) map[int]string {
 // send sends a request and returns the response's fields.
 func (b *bankSim) send(mti string, f map[int]string) map[int]string {
 	b.t.Helper()
-	m, err := newMessage(b.d, mti, f)
+	m, err := client.NewMessage(b.d, mti, f)
 	if err != nil {
 		b.t.Fatal(err)
 	}
@@ -185,14 +186,14 @@ func TestFlows(t *testing.T) {
 
 	t.Run("cash authorisation, repeat and reuse", func(t *testing.T) {
 		f := card("010000", "000000010000", map[int]string{41: "ATM00002"})
-		m1, _ := newMessage(bank.d, "0100", f)
+		m1, _ := client.NewMessage(bank.d, "0100", f)
 		r1, err := bank.conn.Send(m1)
 		if err != nil {
 			t.Fatal(err)
 		}
 		wantCode(t, fieldsOf(t, r1), "00")
 		// The repeat gets the stored response, byte for byte.
-		m2, _ := newMessage(bank.d, "0101", f)
+		m2, _ := client.NewMessage(bank.d, "0101", f)
 		r2, err := bank.conn.Send(m2)
 		if err != nil {
 			t.Fatal(err)
@@ -382,7 +383,7 @@ func TestFlows(t *testing.T) {
 		}
 		// No MTI: nothing to answer, and the link carries on.
 		raw.write(t, []byte("\xff\xfe"))
-		echo, _ := newMessage(bank.d, "0800", bank.fields(map[int]string{70: "301", 2: "", 32: "", 37: "", 41: "", 42: "", 49: ""}))
+		echo, _ := client.NewMessage(bank.d, "0800", bank.fields(map[int]string{70: "301", 2: "", 32: "", 37: "", 41: "", 42: "", 49: ""}))
 		packed, _ := echo.Pack()
 		r = raw.roundTrip(t, packed)
 		if !bytes.HasPrefix(r, []byte("0810")) {
@@ -396,12 +397,12 @@ func TestFlows(t *testing.T) {
 
 	t.Run("responses from the bank do not jam the link", func(t *testing.T) {
 		raw := dialRaw(t, d.bank)
-		stray, _ := newMessage(bank.d, "0110", map[int]string{39: "00"})
+		stray, _ := client.NewMessage(bank.d, "0110", map[int]string{39: "00"})
 		packed, _ := stray.Pack()
 		for range 300 {
 			raw.write(t, packed)
 		}
-		echo, _ := newMessage(bank.d, "0800", bank.fields(map[int]string{70: "301", 2: "", 32: "", 37: "", 41: "", 42: "", 49: ""}))
+		echo, _ := client.NewMessage(bank.d, "0800", bank.fields(map[int]string{70: "301", 2: "", 32: "", 37: "", 41: "", 42: "", 49: ""}))
 		packed, _ = echo.Pack()
 		if r := raw.roundTrip(t, packed); !bytes.HasPrefix(r, []byte("0810")) {
 			t.Fatalf("echo after 300 stray responses: %q", r)
@@ -423,7 +424,7 @@ func TestFlows(t *testing.T) {
 			}
 		}
 		// The link is still in step after the unanswered ones.
-		echo, _ := newMessage(bank.d, "0800", bank.fields(map[int]string{70: "301", 2: "", 32: "", 37: "", 41: "", 42: "", 49: ""}))
+		echo, _ := client.NewMessage(bank.d, "0800", bank.fields(map[int]string{70: "301", 2: "", 32: "", 37: "", 41: "", 42: "", 49: ""}))
 		packed, _ := echo.Pack()
 		if r := raw.roundTrip(t, packed); !bytes.HasPrefix(r, []byte("0810")) {
 			t.Fatalf("echo after the captures: %q", r)

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/goldcard/goldcard/iso"
+	"github.com/goldcard/goldcard/switch/internal/client"
 )
 
 // judgeLatency makes TestHostileLinks hold the well-behaved bank to its
@@ -74,7 +75,7 @@ func TestHostileLinks(t *testing.T) {
 			<-tick.C
 			wg.Go(func() {
 				pan := pans[next.Add(1)%cards]
-				m, err := newMessage(bank.d, "0200", bank.fields(map[int]string{2: pan, 3: "000000", 4: "000000000100"}))
+				m, err := client.NewMessage(bank.d, "0200", bank.fields(map[int]string{2: pan, 3: "000000", 4: "000000000100"}))
 				if err != nil {
 					t.Error(err)
 					return
@@ -398,7 +399,7 @@ func startAttack(t *testing.T, addr string, st *attackStats) *attack {
 	// machine, and its own work should not be what is measured.
 	var flood [][]byte
 	for i := range 500 {
-		m, err := newMessage(d, "0200", map[int]string{2: floodPAN, 3: "000000", 4: "000000000100",
+		m, err := client.NewMessage(d, "0200", map[int]string{2: floodPAN, 3: "000000", 4: "000000000100",
 			7: "1125101010", 11: fmt.Sprintf("%06d", i+1), 32: "9999", 41: "FLOOD001", 49: "156"})
 		if err != nil {
 			t.Fatal(err)

@@ -16,6 +16,7 @@ import (
 	"github.com/goldcard/goldcard/ledger"
 	"github.com/goldcard/goldcard/ledger/ledgertest"
 	"github.com/goldcard/goldcard/locks/etcdtest"
+	"github.com/goldcard/goldcard/switch/internal/client"
 )
 
 // sent is a request sent without waiting for its answer.
@@ -28,7 +29,7 @@ type sent struct {
 // will arrive.
 func sendAsync(t *testing.T, b *bankSim, mti string, f map[int]string) <-chan sent {
 	t.Helper()
-	m, err := newMessage(b.d, mti, f)
+	m, err := client.NewMessage(b.d, mti, f)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/goldcard/goldcard/iso"
 	"github.com/goldcard/goldcard/ledger"
+	"github.com/goldcard/goldcard/switch/internal/client"
 )
 
 // echoFrame is a packed 0800 echo test with the given STAN.
@@ -19,7 +20,7 @@ func echoFrame(t *testing.T, stan int) []byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := newMessage(d, "0800", map[int]string{7: "1125101010", 11: fmt.Sprintf("%06d", stan), 70: "301"})
+	m, err := client.NewMessage(d, "0800", map[int]string{7: "1125101010", 11: fmt.Sprintf("%06d", stan), 70: "301"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/goldcard/goldcard/iso"
+	"github.com/goldcard/goldcard/switch/internal/client"
 )
 
 // TestMACAndSignOn: a bank that signs its messages (X9.19) and must sign
@@ -50,7 +51,7 @@ func TestMACAndSignOn(t *testing.T) {
 	// the response, checking its MAC under want (nil: not checked).
 	send := func(mti string, f map[int]string, k, want *iso.MACKey) map[int]string {
 		t.Helper()
-		m, err := newMessage(dia, mti, sim.fields(f))
+		m, err := client.NewMessage(dia, mti, sim.fields(f))
 		if err != nil {
 			t.Fatal(err)
 		}

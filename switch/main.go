@@ -9,6 +9,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/goldcard/goldcard/switch/internal/cli"
 )
 
 func main() {
@@ -23,7 +25,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	root.SetArgs(args)
 	if err := root.ExecuteContext(ctx); err != nil {
 		fmt.Fprintf(stderr, "goldcard: %v\n", err)
-		return exitCode(err)
+		return cli.ExitCode(err)
 	}
 	return 0
 }

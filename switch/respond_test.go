@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/goldcard/goldcard/iso"
+	"github.com/goldcard/goldcard/switch/internal/client"
 )
 
 // TestNoEmptyFieldEchoed: over TCP, requests carrying empty LLVAR fields
@@ -28,7 +29,7 @@ func TestNoEmptyFieldEchoed(t *testing.T) {
 		{"0800 with an empty DE32", "0800", map[int]string{7: "1125101010", 11: "000302", 32: "", 70: "301"}, rcApproved},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			m, err := newMessage(d, tc.mti, tc.fields)
+			m, err := client.NewMessage(d, tc.mti, tc.fields)
 			if err != nil {
 				t.Fatal(err)
 			}

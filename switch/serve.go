@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/goldcard/goldcard/ledger"
+	"github.com/goldcard/goldcard/switch/internal/cli"
 	"github.com/goldcard/goldcard/switch/internal/daemon"
 )
 
@@ -35,7 +36,7 @@ the flags below: the built-in bank "default" on --listen (ISO 8583:1987 ASCII,
 
 On SIGTERM or SIGINT the switch stops accepting, answers the requests in
 flight, then exits.`,
-		Args: noArgs,
+		Args: cli.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error { return serve(c.Context(), c, f) },
 	}
 	fl, o := c.Flags(), &f.Options
@@ -71,28 +72,19 @@ flight, then exits.`,
 }
 
 func serve(ctx context.Context, c *cobra.Command, f serveFlags) error {
-	log, err := newLogger(c.ErrOrStderr(), f.logFormat, f.logLevel)
+	log, err := cli.NewLogger(c.ErrOrStderr(), f.logFormat, f.logLevel)
 	if err != nil {
 		return err
 	}
 	if f.capturePAN && f.capture == "" {
-		return usageError{errors.New("--capture-pan needs --capture DIR")}
+		return cli.UsageError{Err: errors.New("--capture-pan needs --capture DIR")}
 	}
 	o := f.Options
 	o.Log = log
 	if f.capture != "" {
 		o.Capture = &daemon.Capture{Dir: f.capture, KeepPAN: f.capturePAN}
 	}
-	return usage(daemon.Run(ctx, o))
-}
-
-// usage makes the daemon's options errors usage errors (exit code 2).
-func usage(err error) error {
-	var oe daemon.OptionsError
-	if errors.As(err, &oe) {
-		return usageError{oe.Err}
-	}
-	return err
+	return daemon.Run(ctx, o)
 }
 
 func newMigrateCommand() *cobra.Command {
@@ -100,12 +92,12 @@ func newMigrateCommand() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "migrate",
 		Short: "Create the database if missing and apply the ledger's schema migrations",
-		Args:  noArgs,
+		Args:  cli.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			log, _ := newLogger(c.ErrOrStderr(), "text", "info")
-			pool, err := daemon.OpenDatabase(c.Context(), db, 2, log)
+			log, _ := cli.NewLogger(c.ErrOrStderr(), "text", "info")
+			pool, err := cli.OpenDatabase(c.Context(), db, 2, log)
 			if err != nil {
-				return usage(err)
+				return err
 			}
 			defer pool.Close()
 			applied, newest, err := ledger.SchemaVersion(c.Context(), pool)
@@ -116,6 +108,6 @@ func newMigrateCommand() *cobra.Command {
 			return nil
 		},
 	}
-	c.Flags().StringVar(&db, "db", daemon.Defaults().DB, "PostgreSQL URL (default $GOLDCARD_DB)")
+	c.Flags().StringVar(&db, "db", cli.DefaultDB(), "PostgreSQL URL (default $GOLDCARD_DB)")
 	return c
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/goldcard/goldcard/config"
 	"github.com/goldcard/goldcard/ledger"
 	"github.com/goldcard/goldcard/ledger/ledgertest"
+	"github.com/goldcard/goldcard/switch/internal/client"
 )
 
 // startServer runs a switch in this process, for tests that need the race
@@ -103,7 +104,7 @@ func TestConcurrentLinks(t *testing.T) {
 	resps := make([][]byte, 2)
 	for i := range 2 {
 		wg.Go(func() {
-			m, _ := newMessage(banks[i].d, "0200", dup)
+			m, _ := client.NewMessage(banks[i].d, "0200", dup)
 			r, err := banks[i+1].conn.Send(m)
 			if err != nil {
 				t.Error(err)

@@ -19,6 +19,7 @@ import (
 	"github.com/goldcard/goldcard/ledger/ledgertest"
 	"github.com/goldcard/goldcard/locks"
 	"github.com/goldcard/goldcard/locks/etcdtest"
+	"github.com/goldcard/goldcard/switch/internal/client"
 )
 
 // cardOrders lists a card's redemption orders through the admin API.
@@ -335,7 +336,7 @@ func TestEtcdDown(t *testing.T) {
 
 func mustMessage(t *testing.T, b *bankSim, pan, amount string) *iso8583.Message {
 	t.Helper()
-	m, err := newMessage(b.d, "0200", b.fields(map[int]string{2: pan, 3: "000000", 4: amount}))
+	m, err := client.NewMessage(b.d, "0200", b.fields(map[int]string{2: pan, 3: "000000", 4: amount}))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/goldcard/goldcard/switch/internal/client"
 )
 
 // inFlight reads goldcard_requests_in_flight for the default bank.
@@ -51,7 +53,7 @@ func TestGracefulShutdown(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	m, err := newMessage(bank.d, "0200", bank.fields(map[int]string{2: pan, 3: "000000", 4: "000000001000"}))
+	m, err := client.NewMessage(bank.d, "0200", bank.fields(map[int]string{2: pan, 3: "000000", 4: "000000001000"}))
 	if err != nil {
 		t.Fatal(err)
 	}

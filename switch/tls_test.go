@@ -19,6 +19,8 @@ import (
 	"github.com/goldcard/goldcard/config"
 	"github.com/goldcard/goldcard/iso"
 	"github.com/goldcard/goldcard/ledger"
+	"github.com/goldcard/goldcard/switch/internal/client"
+	"github.com/goldcard/goldcard/switch/internal/tool/bench"
 )
 
 // tlsBankJSON is a bank on addr whose listener uses the server
@@ -85,7 +87,7 @@ func TestTLSBankListener(t *testing.T) {
 	}
 	t.Run("refused/plain TCP", func(t *testing.T) {
 		b := &bankSim{t: t, d: mustDialect(t)}
-		m, _ := newMessage(b.d, "0800", b.echo())
+		m, _ := client.NewMessage(b.d, "0800", b.echo())
 		packed, _ := m.Pack()
 		resp, err := dialRaw(t, addr).exchange(packed)
 		if err == nil && bytes.HasPrefix(resp, []byte("0810")) {
@@ -95,12 +97,12 @@ func TestTLSBankListener(t *testing.T) {
 
 	const pan = "6228480000000951"
 	d.addCard(pan, 100000, 0)
-	bank := connectBank(t, addr, withTLS(clientConfig(t, serverCA, &acmeGW)))
+	bank := connectBank(t, addr, client.WithTLS(clientConfig(t, serverCA, &acmeGW)))
 	wantCode(t, bank.send("0800", bank.echo()), "00")
 	r := bank.send("0200", bank.fields(map[int]string{2: pan, 3: "000000", 4: "000000001000"}))
 	wantCode(t, r, "00")
 	wantCard(t, d, pan, r, 99000, 99000, 0)
-	dr := connectBank(t, addr, withTLS(clientConfig(t, serverCA, &acmeDR)))
+	dr := connectBank(t, addr, client.WithTLS(clientConfig(t, serverCA, &acmeDR)))
 	wantCode(t, dr.send("0800", dr.echo()), "00")
 
 	refusedTLS := regexp.MustCompile(`goldcard_connection_events_total\{bank="acme",event="refused_tls"\} (\d+)`)
@@ -154,7 +156,7 @@ func TestTLSBankListener(t *testing.T) {
 	}
 	out, err = goldcardCLI(t, "", append([]string{"bench", "auth", "--addr", addr, "--admin", "http://" + d.admin,
 		"--cards", "4", "--conns", "1", "--concurrency", "2", "--duration", "300ms", "--json"}, tlsFlags...)...)
-	var results []benchResult
+	var results []bench.Result
 	if err == nil {
 		err = json.Unmarshal([]byte(out[strings.Index(out, "["):]), &results)
 	}
@@ -174,7 +176,7 @@ func TestTLSBankListener(t *testing.T) {
 		}
 		defer c.Close()
 		b := &bankSim{t: t, d: mustDialect(t)}
-		m, _ := newMessage(b.d, "0800", b.echo())
+		m, _ := client.NewMessage(b.d, "0800", b.echo())
 		packed, _ := m.Pack()
 		resp, err := (&rawLink{c}).exchange(packed)
 		return err == nil && bytes.HasPrefix(resp, []byte("0810"))
@@ -234,8 +236,8 @@ func TestTLSSharedListener(t *testing.T) {
 	// A client that never starts its handshake holds up nobody (and does
 	// not hold up shutdown either).
 	idle := dialRaw(t, addr)
-	n := connectBank(t, addr, withTLS(clientConfig(t, serverCA, &north)))
-	s := connectBank(t, addr, withTLS(clientConfig(t, serverCA, &south)))
+	n := connectBank(t, addr, client.WithTLS(clientConfig(t, serverCA, &north)))
+	s := connectBank(t, addr, client.WithTLS(clientConfig(t, serverCA, &south)))
 	debit(n, "111", "00")
 	debit(s, "222", "00")
 	debit(n, "222", "92")
@@ -384,7 +386,7 @@ func TestTLSNeverPlain(t *testing.T) {
 	d.addCard(pan, 100000, 0)
 	h, _ := iso.HeaderByName(iso.HeaderBinary2)
 	waitFor(t, "acme's plain listener", func() bool {
-		c, err := dialBank(context.Background(), addr, mustDialect(t), h)
+		c, err := client.DialBank(context.Background(), addr, mustDialect(t), h)
 		if err == nil {
 			c.Close()
 		}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/goldcard/goldcard/iso"
 	"github.com/goldcard/goldcard/ledger"
+	"github.com/goldcard/goldcard/switch/internal/client"
 )
 
 // TestTrailingBytesAnswered30: a frame with bytes after the last field
@@ -90,7 +91,7 @@ func TestTrailingBytesAnswered30(t *testing.T) {
 // writes it: a six-digit length, the bitmap of its subfields, then DE127.2.
 func postilionDebit(t *testing.T, d *iso.Dialect, pan string) []byte {
 	t.Helper()
-	m, err := newMessage(d, "0200", map[int]string{2: pan, 3: "000000", 4: "000000010000", 7: "1125101010", 11: "000127",
+	m, err := client.NewMessage(d, "0200", map[int]string{2: pan, 3: "000000", 4: "000000010000", 7: "1125101010", 11: "000127",
 		12: "101010", 13: "1125", 32: "1234", 37: "000000000127", 41: "ATM00001", 42: "MERCHANT0000001", 49: "156",
 		127: "x"})
 	if err != nil {

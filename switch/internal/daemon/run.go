@@ -5,18 +5,18 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
 
 	"github.com/goldcard/goldcard/config"
+	"github.com/goldcard/goldcard/iso"
 	"github.com/goldcard/goldcard/ledger"
 	"github.com/goldcard/goldcard/locks"
 	"github.com/goldcard/goldcard/switch/internal/admin"
+	"github.com/goldcard/goldcard/switch/internal/cli"
+	"github.com/goldcard/goldcard/switch/internal/client"
 	"github.com/goldcard/goldcard/switch/internal/link"
 )
 
@@ -64,16 +64,12 @@ type AdminAuth = admin.Auth
 
 // Defaults are the options goldcard serve runs with unless told otherwise.
 func Defaults() Options {
-	db := os.Getenv("GOLDCARD_DB")
-	if db == "" {
-		db = "postgres://postgres@127.0.0.1:5432/goldcard"
-	}
 	host, err := os.Hostname()
 	if err != nil {
 		host = "goldcard"
 	}
 	return Options{
-		Listen: config.DefaultListen, Admin: "127.0.0.1:8080", DB: db, DataDir: "./var",
+		Listen: config.DefaultListen, Admin: "127.0.0.1:8080", DB: cli.DefaultDB(), DataDir: "./var",
 		AuthTimeout: config.DefaultAuthTimeout, SafetyMargin: config.DefaultSafetyMargin, HoldValidity: config.DefaultHoldValidity,
 		DBPool: 32, DrainTimeout: 10 * time.Second,
 		EtcdListen: "127.0.0.1:2379", EtcdPrefix: "/goldcard/", LockTTL: 5 * time.Second,
@@ -82,52 +78,46 @@ func Defaults() Options {
 	}
 }
 
-// OptionsError is options the switch cannot run with (a usage error).
-type OptionsError struct{ Err error }
-
-func (e OptionsError) Error() string { return e.Err.Error() }
-func (e OptionsError) Unwrap() error { return e.Err }
-
 // Run runs a switch until ctx ends, then drains it: the database is
 // created and migrated if needed, the config center seeded if empty.
 func Run(ctx context.Context, o Options) error {
 	log := o.Log
 	seed, err := seedConfig(o)
 	if err != nil {
-		return OptionsError{err}
+		return cli.UsageError{Err: err}
 	}
-	if o.AdminAuth.Token, err = readToken(o.AdminTokenFile, "GOLDCARD_ADMIN_TOKEN"); err != nil {
-		return OptionsError{fmt.Errorf("--admin-token-file: %w", err)}
+	if o.AdminAuth.Token, err = client.ReadToken(o.AdminTokenFile, "GOLDCARD_ADMIN_TOKEN"); err != nil {
+		return cli.UsageError{Err: fmt.Errorf("--admin-token-file: %w", err)}
 	}
 	for _, p := range o.AdminAuth.Open {
 		if !strings.HasPrefix(p, "/") || strings.HasPrefix(p, "/v1") {
-			return OptionsError{fmt.Errorf("--admin-open %q: name read-only paths such as /metrics, /healthz, /readyz", p)}
+			return cli.UsageError{Err: fmt.Errorf("--admin-open %q: name read-only paths such as /metrics, /healthz, /readyz", p)}
 		}
 	}
 	if o.Admin != "" {
 		if err := o.AdminAuth.Check(o.Admin); err != nil {
-			return OptionsError{err}
+			return cli.UsageError{Err: err}
 		}
 	}
 	dialects := link.NewDialects()
-	snap, err := config.Build(0, seed, link.BuiltinSpecs())
+	snap, err := config.Build(0, seed, iso.BuiltinSpecs())
 	if err == nil {
 		err = snap.Validate(dialects.Check)
 	}
 	if err != nil {
-		return OptionsError{fmt.Errorf("config: %w", err)}
+		return cli.UsageError{Err: fmt.Errorf("config: %w", err)}
 	}
 	if err := os.MkdirAll(o.DataDir, 0o750); err != nil {
 		return fmt.Errorf("data directory: %w", err)
 	}
 
-	pool, err := OpenDatabase(ctx, o.DB, o.DBPool, log)
+	pool, err := cli.OpenDatabase(ctx, o.DB, o.DBPool, log)
 	if err != nil {
 		return err
 	}
 	defer pool.Close()
 
-	etcd, closeEtcd, err := ConnectEtcd(o, log)
+	etcd, closeEtcd, err := cli.ConnectEtcd(cli.Etcd{Endpoints: o.Etcd, Listen: o.EtcdListen, DataDir: o.DataDir}, log)
 	if err != nil {
 		return err
 	}
@@ -187,7 +177,7 @@ func configCenter(ctx context.Context, o Options, etcd *clientv3.Client, seed ma
 		kvs, rev, rerr := config.Read(sctx, etcd, o.EtcdPrefix)
 		err = rerr
 		if rerr == nil {
-			loaded, berr := config.Build(rev, kvs, link.BuiltinSpecs())
+			loaded, berr := config.Build(rev, kvs, iso.BuiltinSpecs())
 			if berr == nil {
 				berr = loaded.Validate(dialects.Check)
 			}
@@ -227,7 +217,7 @@ func seedConfig(o Options) (map[string][]byte, error) {
 		Sweep:  config.DefaultSweep(),
 	}
 	snap.Limits.HoldValidity = config.Duration(o.HoldValidity)
-	quota, err := parseAmount(o.Quota)
+	quota, err := client.ParseAmount(o.Quota)
 	if err != nil {
 		return nil, fmt.Errorf("--quota: %w", err)
 	}
@@ -237,72 +227,4 @@ func seedConfig(o Options) (map[string][]byte, error) {
 		snap.Fund.Provider, snap.Fund.URL = config.FundGateway, o.FundURL
 	}
 	return snap.Values(), nil
-}
-
-// ConnectEtcd returns a client of the cluster named by Etcd or, without
-// it, of an etcd embedded in the data directory, and a func that closes
-// both.
-func ConnectEtcd(o Options, log *slog.Logger) (*clientv3.Client, func(), error) {
-	endpoints := strings.Split(o.Etcd, ",")
-	var embedded *locks.Embedded
-	if o.Etcd == "" {
-		dir := filepath.Join(o.DataDir, "etcd")
-		peer, err := locks.LocalPeerURL(dir)
-		if err != nil {
-			return nil, nil, fmt.Errorf("embedded etcd: %w", err)
-		}
-		client := "http://" + o.EtcdListen
-		embedded, err = locks.StartEmbedded(locks.EmbeddedOptions{
-			Member:  locks.Member{Name: "goldcard", Dir: dir, ClientURL: client, PeerURL: peer},
-			LogFile: filepath.Join(o.DataDir, "etcd.log"),
-		})
-		if err != nil {
-			return nil, nil, fmt.Errorf("%w (is another switch using --etcd-listen %s or --data-dir %s?)", err, o.EtcdListen, o.DataDir)
-		}
-		log.Info("embedded etcd serving", "addr", o.EtcdListen, "dir", dir)
-		endpoints = []string{client}
-	}
-	cl, err := clientv3.New(clientv3.Config{
-		Endpoints: endpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop(),
-		DialKeepAliveTime: 2 * time.Second, DialKeepAliveTimeout: 2 * time.Second,
-	})
-	if err != nil {
-		if embedded != nil {
-			embedded.Close()
-		}
-		return nil, nil, fmt.Errorf("etcd client: %w", err)
-	}
-	return cl, func() {
-		cl.Close()
-		if embedded != nil {
-			embedded.Close()
-		}
-	}, nil
-}
-
-// OpenDatabase creates the database if missing, connects and migrates.
-func OpenDatabase(ctx context.Context, dsn string, size int32, log interface{ Info(string, ...any) }) (*pgxpool.Pool, error) {
-	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	created, err := ledger.CreateDatabase(cctx, dsn)
-	if err != nil {
-		return nil, err
-	}
-	if created {
-		log.Info("database created", "db", ledger.Redact(dsn))
-	}
-	cfg, err := pgxpool.ParseConfig(dsn)
-	if err != nil {
-		return nil, OptionsError{fmt.Errorf("--db: %w", err)}
-	}
-	cfg.MaxConns = size
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		return nil, fmt.Errorf("connecting to %s: %w", ledger.Redact(dsn), err)
-	}
-	if err := ledger.Migrate(cctx, pool); err != nil {
-		pool.Close()
-		return nil, err
-	}
-	return pool, nil
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/goldcard/goldcard/config"
 	"github.com/goldcard/goldcard/fund"
+	"github.com/goldcard/goldcard/iso"
 	"github.com/goldcard/goldcard/ledger"
 	"github.com/goldcard/goldcard/switch/internal/admin"
 	"github.com/goldcard/goldcard/switch/internal/fixture"
@@ -147,7 +148,7 @@ func New(ctx context.Context, p Parts) (*Switch, error) {
 	}
 	if p.Etcd != nil {
 		s.watcher = &config.Watcher{
-			Client: p.Etcd, Prefix: p.Prefix, Store: p.Config, Builtin: link.BuiltinSpecs(), BuildDialect: dialects.Check,
+			Client: p.Etcd, Prefix: p.Prefix, Store: p.Config, Builtin: iso.BuiltinSpecs(), BuildDialect: dialects.Check,
 			ID: p.Instance, Version: version, Log: p.Log,
 			Applied:  s.apply,
 			Rejected: func(int64, error) { s.m.configRejected.Inc() },

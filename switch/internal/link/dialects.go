@@ -3,7 +3,6 @@ package link
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"sync"
 
 	"github.com/goldcard/goldcard/iso"
@@ -49,15 +48,4 @@ func (c *Dialects) Build(name string, spec []byte) (*iso.Dialect, error) {
 func (c *Dialects) Check(name string, spec []byte) error {
 	_, err := c.Build(name, spec)
 	return err
-}
-
-// BuiltinSpecs are the shipped dialects' specs, as config.Build takes them.
-func BuiltinSpecs() map[string]json.RawMessage {
-	out := map[string]json.RawMessage{}
-	for _, name := range iso.BuiltinNames() {
-		if b, err := iso.BuiltinJSON(name); err == nil {
-			out[name] = b
-		}
-	}
-	return out
 }

@@ -62,7 +62,7 @@ func testListeners(t *testing.T, kvs ...string) *Listeners {
 	for i := 0; i+1 < len(kvs); i += 2 {
 		keys[kvs[i]] = []byte(kvs[i+1])
 	}
-	snap, err := config.Build(1, keys, BuiltinSpecs())
+	snap, err := config.Build(1, keys, iso.BuiltinSpecs())
 	if err == nil {
 		err = snap.Validate(nil)
 	}

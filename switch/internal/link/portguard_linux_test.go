@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/goldcard/goldcard/config"
+	"github.com/goldcard/goldcard/iso"
 )
 
 func TestReadAnnouncements(t *testing.T) {
@@ -99,7 +100,7 @@ func withBank(t *testing.T, s *Listeners, code, addr string) *config.Snapshot {
 	cur := s.env.cfg.Load()
 	kvs := cur.Values()
 	kvs["banks/"+code] = []byte(`{"listen":"` + addr + `","acquirers":["777"]}`)
-	snap, err := config.Build(cur.Revision+1, kvs, BuiltinSpecs())
+	snap, err := config.Build(cur.Revision+1, kvs, iso.BuiltinSpecs())
 	if err == nil {
 		err = snap.Validate(nil)
 	}

@@ -1,4 +1,4 @@
-package main
+package client
 
 import (
 	"crypto/tls"
@@ -10,9 +10,9 @@ import (
 	"sync"
 )
 
-// readToken reads the admin token from file, or else from $env; "" when
+// ReadToken reads the admin token from file, or else from $env; "" when
 // neither is given.
-func readToken(file, env string) (string, error) {
+func ReadToken(file, env string) (string, error) {
 	if file == "" {
 		return strings.TrimSpace(os.Getenv(env)), nil
 	}
@@ -27,12 +27,15 @@ func readToken(file, env string) (string, error) {
 	return t, nil
 }
 
-// Admin API clients (goldcard card, replay, top, bench) take their
-// credentials from the environment: $GOLDCARD_ADMIN_TOKEN (or a file named
-// by $GOLDCARD_ADMIN_TOKEN_FILE), and for HTTPS $GOLDCARD_ADMIN_CA and, for
+// EnvCredentials are the admin API credentials of the environment, read
+// once. Admin API clients (goldcard card, replay, top, bench) take them
+// from $GOLDCARD_ADMIN_TOKEN (or a file named by
+// $GOLDCARD_ADMIN_TOKEN_FILE), and for HTTPS $GOLDCARD_ADMIN_CA and, for
 // client certificates, $GOLDCARD_ADMIN_CERT and $GOLDCARD_ADMIN_KEY.
-var adminClient = sync.OnceValues(func() (*adminCredentials, error) {
-	token, err := readToken(os.Getenv("GOLDCARD_ADMIN_TOKEN_FILE"), "GOLDCARD_ADMIN_TOKEN")
+func EnvCredentials() (*Credentials, error) { return envCredentials() }
+
+var envCredentials = sync.OnceValues(func() (*Credentials, error) {
+	token, err := ReadToken(os.Getenv("GOLDCARD_ADMIN_TOKEN_FILE"), "GOLDCARD_ADMIN_TOKEN")
 	if err != nil {
 		return nil, fmt.Errorf("$GOLDCARD_ADMIN_TOKEN_FILE: %w", err)
 	}
@@ -56,22 +59,25 @@ var adminClient = sync.OnceValues(func() (*adminCredentials, error) {
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.TLSClientConfig = c
-	return &adminCredentials{token: token, transport: tr}, nil
+	return &Credentials{token: token, transport: tr}, nil
 })
 
-type adminCredentials struct {
+// Credentials are a bearer token and the HTTPS transport (trusted CA,
+// client certificate) an admin API client presents.
+type Credentials struct {
 	token     string
 	transport http.RoundTripper
 }
 
-// do sends an admin API request with the environment's credentials.
-func (c *adminCredentials) do(client *http.Client, req *http.Request) (*http.Response, error) {
+// Do sends an admin API request with c, through hc, whose Transport
+// (when nil) becomes c's.
+func (c *Credentials) Do(hc *http.Client, req *http.Request) (*http.Response, error) {
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
-	hc := *client
-	if hc.Transport == nil {
-		hc.Transport = c.transport
+	h := *hc
+	if h.Transport == nil {
+		h.Transport = c.transport
 	}
-	return hc.Do(req)
+	return h.Do(req)
 }

@@ -1,23 +1,24 @@
-package main
+// Package card is goldcard card: issue, show, block and unblock cards
+// through a running switch's admin API.
+package card
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strings"
-	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/goldcard/goldcard/iso"
+	"github.com/goldcard/goldcard/switch/internal/cli"
+	"github.com/goldcard/goldcard/switch/internal/client"
 )
 
-type cardFlags struct {
+type flags struct {
 	admin    string
 	pan      string
 	asJSON   bool
@@ -26,8 +27,9 @@ type cardFlags struct {
 	fund     string
 }
 
-func newCardCommand() *cobra.Command {
-	var f cardFlags
+// Command is goldcard card and its subcommands add, show, block and unblock.
+func Command() *cobra.Command {
+	var f flags
 	c := &cobra.Command{
 		Use:   "card",
 		Short: "Issue and inspect cards through a running switch's admin API",
@@ -35,7 +37,7 @@ func newCardCommand() *cobra.Command {
 
 Amounts are written with two decimals (100.00); the switch keeps them as
 integers in minor units.`,
-		Args: noArgs,
+		Args: cli.NoArgs,
 	}
 	c.PersistentFlags().StringVar(&f.admin, "admin", "http://127.0.0.1:8080", "admin API of a running switch")
 	c.PersistentFlags().StringVar(&f.pan, "pan", "", "card number (required)")
@@ -45,16 +47,16 @@ integers in minor units.`,
 		Use:     "add --pan PAN [--balance 100.00] [--fund 5000.00]",
 		Short:   "Issue a card with opening cash and fund balances",
 		Example: "  goldcard card add --pan 6228480000000001 --balance 100.00 --fund 5000.00",
-		Args:    noArgs,
+		Args:    cli.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			if err := needPAN(c, f); err != nil {
 				return err
 			}
 			body := map[string]any{"pan": f.pan, "currency": f.currency}
 			for name, v := range map[string]string{"balance": f.balance, "fund_balance": f.fund} {
-				n, err := parseAmount(v)
+				n, err := client.ParseAmount(v)
 				if err != nil {
-					return usageError{fmt.Errorf("--%s: %w", strings.TrimSuffix(name, "_balance"), err)}
+					return cli.UsageError{Err: fmt.Errorf("--%s: %w", strings.TrimSuffix(name, "_balance"), err)}
 				}
 				body[name] = n
 			}
@@ -68,14 +70,14 @@ integers in minor units.`,
 	show := &cobra.Command{
 		Use:   "show --pan PAN",
 		Short: "Show a card's balances",
-		Args:  noArgs,
+		Args:  cli.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			return cardCall(c, f, http.MethodGet, "", nil, http.StatusOK)
 		},
 	}
 	status := func(use, short, to string) *cobra.Command {
 		return &cobra.Command{
-			Use: use + " --pan PAN", Short: short, Args: noArgs,
+			Use: use + " --pan PAN", Short: short, Args: cli.NoArgs,
 			RunE: func(c *cobra.Command, _ []string) error {
 				return cardCall(c, f, http.MethodPut, "/status", map[string]string{"status": to}, http.StatusOK)
 			},
@@ -90,7 +92,7 @@ integers in minor units.`,
 // cardCall finds the card --pan names and sends it one admin request to
 // path under /v1/cards/{id}, printing the card it returns. The PAN goes
 // in a search body, never in a URL.
-func cardCall(c *cobra.Command, f cardFlags, method, path string, body any, want int) error {
+func cardCall(c *cobra.Command, f flags, method, path string, body any, want int) error {
 	if err := needPAN(c, f); err != nil {
 		return err
 	}
@@ -102,9 +104,9 @@ func cardCall(c *cobra.Command, f cardFlags, method, path string, body any, want
 }
 
 // needPAN refuses a card command without --pan.
-func needPAN(c *cobra.Command, f cardFlags) error {
+func needPAN(c *cobra.Command, f flags) error {
 	if f.pan == "" {
-		return usageError{fmt.Errorf("--pan is required (see %s --help)", c.CommandPath())}
+		return cli.UsageError{Err: fmt.Errorf("--pan is required (see %s --help)", c.CommandPath())}
 	}
 	return nil
 }
@@ -114,15 +116,15 @@ var errNoCard = errors.New("no card")
 
 // findCard returns the id of the card with the PAN.
 func findCard(ctx context.Context, admin, pan string) (string, error) {
-	raw, status, err := adminCall(ctx, admin, http.MethodPost, "/v1/cards/search", map[string]string{"pan": pan})
+	raw, status, err := client.Admin(ctx, admin, http.MethodPost, "/v1/cards/search", map[string]string{"pan": pan})
 	if err != nil {
 		return "", err
 	}
 	if status != http.StatusOK {
-		return "", adminFailure(raw, status)
+		return "", client.AdminFailure(raw, status)
 	}
 	var found struct {
-		Cards []cardView `json:"cards"`
+		Cards []client.Card `json:"cards"`
 	}
 	if err := json.Unmarshal(raw, &found); err != nil {
 		return "", fmt.Errorf("reading admin API answer: %w", err)
@@ -134,87 +136,24 @@ func findCard(ctx context.Context, admin, pan string) (string, error) {
 }
 
 // printCard sends one admin request and prints the card it returns.
-func printCard(c *cobra.Command, f cardFlags, method, path string, body any, want int) error {
-	raw, status, err := adminCall(c.Context(), f.admin, method, path, body)
+func printCard(c *cobra.Command, f flags, method, path string, body any, want int) error {
+	raw, status, err := client.Admin(c.Context(), f.admin, method, path, body)
 	if err != nil {
 		return err
 	}
 	if status != want {
-		return adminFailure(raw, status)
+		return client.AdminFailure(raw, status)
 	}
 	out := c.OutOrStdout()
 	if f.asJSON {
 		_, err := out.Write(raw)
 		return err
 	}
-	var v cardView
+	var v client.Card
 	if err := json.Unmarshal(raw, &v); err != nil {
 		return fmt.Errorf("reading admin API answer: %w", err)
 	}
 	fmt.Fprintf(out, "card       %s (%s, currency %s)\nid         %s\nbalance    %s\navailable  %s\nheld       %s\nfund       %s\n",
-		v.PAN, v.Status, v.Currency, v.ID, formatAmount(v.Balance), formatAmount(v.Available), formatAmount(v.Held), formatAmount(v.FundBalance))
+		v.PAN, v.Status, v.Currency, v.ID, client.FormatAmount(v.Balance), client.FormatAmount(v.Available), client.FormatAmount(v.Held), client.FormatAmount(v.FundBalance))
 	return nil
-}
-
-// adminFailure is the error an admin API answer with an unexpected status
-// stands for: its reason, where it gives one. What is not the switch's
-// own answer (a proxy's page) may quote the request, so digit runs are
-// masked.
-func adminFailure(raw []byte, status int) error {
-	var e struct {
-		Error string `json:"error"`
-	}
-	if json.Unmarshal(raw, &e) == nil && e.Error != "" {
-		return fmt.Errorf("%s (HTTP %d)", iso.MaskPANs(e.Error), status)
-	}
-	return fmt.Errorf("admin API answered HTTP %d: %s", status, iso.MaskPANs(string(bytes.TrimSpace(raw))))
-}
-
-// adminCall sends a JSON request to a switch's admin API. Its errors name
-// the method and path (digit runs masked) but never the body or the whole
-// URL, which net/http's errors would quote.
-func adminCall(ctx context.Context, base, method, path string, body any) ([]byte, int, error) {
-	if !strings.Contains(base, "://") {
-		base = "http://" + base
-	}
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return nil, 0, err
-		}
-		rd = bytes.NewReader(b)
-	}
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(base, "/")+path, rd)
-	if err != nil {
-		return nil, 0, usageError{fmt.Errorf("--admin %s: %w", iso.MaskPANs(base), urlErrorCause(err))}
-	}
-	req.Header.Set("Content-Type", "application/json")
-	creds, err := adminClient()
-	if err != nil {
-		return nil, 0, err
-	}
-	resp, err := creds.do(http.DefaultClient, req)
-	if err != nil {
-		return nil, 0, fmt.Errorf("reaching the switch's admin API at %s (is goldcard serve running?): %s %s: %w",
-			iso.MaskPANs(base), method, iso.MaskPANs(path), urlErrorCause(err))
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return nil, 0, fmt.Errorf("reading the admin API's answer to %s %s: %w", method, iso.MaskPANs(path), urlErrorCause(err))
-	}
-	return raw, resp.StatusCode, nil
-}
-
-// urlErrorCause is err without the *url.Error around it, which quotes the
-// request's URL.
-func urlErrorCause(err error) error {
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		return ue.Err
-	}
-	return err
 }

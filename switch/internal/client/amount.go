@@ -1,4 +1,4 @@
-package main
+package client
 
 import (
 	"errors"
@@ -7,10 +7,10 @@ import (
 	"strings"
 )
 
-// parseAmount reads a human amount with at most two decimals ("100",
+// ParseAmount reads a human amount with at most two decimals ("100",
 // "100.5", "100.50") as minor units. It refuses signs, exponents and
 // anything that is not plain digits.
-func parseAmount(s string) (int64, error) {
+func ParseAmount(s string) (int64, error) {
 	bad := fmt.Errorf("amount %q: want digits with at most two decimals, such as 100.00", s)
 	whole, frac, hasDot := strings.Cut(strings.TrimSpace(s), ".")
 	if whole == "" || (hasDot && (frac == "" || len(frac) > 2)) {
@@ -33,8 +33,8 @@ func parseAmount(s string) (int64, error) {
 	return n, nil
 }
 
-// formatAmount writes minor units with two decimals.
-func formatAmount(n int64) string {
+// FormatAmount writes minor units with two decimals.
+func FormatAmount(n int64) string {
 	sign := ""
 	if n < 0 {
 		sign, n = "-", -n

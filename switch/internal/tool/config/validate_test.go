@@ -1,4 +1,4 @@
-package main
+package configtool
 
 import (
 	"encoding/json"
@@ -7,12 +7,13 @@ import (
 	"testing"
 
 	"github.com/goldcard/goldcard/config"
+	"github.com/goldcard/goldcard/iso"
 )
 
 // TestExampleConfigIsTheDefaults keeps testdata/goldcard.yaml honest: it
 // is valid, and every setting in it is the default.
 func TestExampleConfigIsTheDefaults(t *testing.T) {
-	b, err := os.ReadFile("../testdata/goldcard.yaml")
+	b, err := os.ReadFile("../../../../testdata/goldcard.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -20,10 +21,10 @@ func TestExampleConfigIsTheDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := validateConfig(kvs); err != nil {
+	if err := validate(kvs); err != nil {
 		t.Fatal(err)
 	}
-	got, _ := config.Build(0, kvs, builtinDialects())
+	got, _ := config.Build(0, kvs, iso.BuiltinSpecs())
 	bank := config.DefaultBank(config.DefaultListen)
 	bank.Acquirers, bank.AllowedCIDRs = []string{}, []string{}
 	want := &config.Snapshot{

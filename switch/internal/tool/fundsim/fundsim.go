@@ -1,4 +1,6 @@
-package main
+// Package fundsim is goldcard fundsim: a simulated fund company that speaks
+// the fund gateway's HTTP protocol, for tests, demos and bank integration.
+package fundsim
 
 import (
 	"context"
@@ -11,9 +13,11 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/goldcard/goldcard/fund"
+	"github.com/goldcard/goldcard/switch/internal/cli"
 )
 
-func newFundsimCommand() *cobra.Command {
+// Command is goldcard fundsim.
+func Command() *cobra.Command {
 	var (
 		listen, logFormat  string
 		latency            time.Duration
@@ -35,12 +39,12 @@ share of them is refused (--fail-rate) and a share of requests is lost
 (--lose-rate): the connection closes without an answer and the order is
 never recorded. State is kept in memory.`,
 		Example: "  goldcard fundsim --listen 127.0.0.1:9090 --latency 5s --fail-rate 0.1 --lose-rate 0.1",
-		Args:    noArgs,
+		Args:    cli.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			if failRate < 0 || failRate > 1 || loseRate < 0 || loseRate > 1 {
-				return usageError{errors.New("--fail-rate and --lose-rate must be between 0 and 1")}
+				return cli.UsageError{Err: errors.New("--fail-rate and --lose-rate must be between 0 and 1")}
 			}
-			log, err := newLogger(c.ErrOrStderr(), logFormat, "info")
+			log, err := cli.NewLogger(c.ErrOrStderr(), logFormat, "info")
 			if err != nil {
 				return err
 			}

@@ -1,0 +1,135 @@
+package configtool
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"sigs.k8s.io/yaml"
+
+	"github.com/goldcard/goldcard/config"
+	"github.com/goldcard/goldcard/switch/internal/cli"
+	"github.com/goldcard/goldcard/switch/internal/client"
+)
+
+// change sets key to value (deletes it for nil) if the whole config
+// with the change is valid, and only if no one changed the config between
+// the check and the write; a concurrent change is read and checked again.
+// It returns the new revision and when the write was sent.
+func change(ctx context.Context, cl *clientv3.Client, f flags, key string, value []byte) (int64, time.Time, error) {
+	for {
+		kvs, rev, err := config.Read(ctx, cl, f.prefix)
+		if err != nil {
+			return 0, time.Time{}, fmt.Errorf("reading the config center at %s: %w", f.etcd, err)
+		}
+		if value == nil {
+			if _, ok := kvs[key]; !ok {
+				return 0, time.Time{}, fmt.Errorf("no key %s in the config center", key)
+			}
+			delete(kvs, key)
+		} else {
+			kvs[key] = value
+		}
+		if err := validate(kvs); err != nil {
+			return 0, time.Time{}, fmt.Errorf("refused, nothing written: the config with this change to %s would be invalid:\n%w", key, err)
+		}
+		sent := time.Now()
+		newRev, err := config.Write(ctx, cl, f.prefix, key, value, rev)
+		if errors.Is(err, config.ErrChanged) {
+			continue
+		}
+		if err != nil {
+			return 0, time.Time{}, fmt.Errorf("writing %s: %w", key, err)
+		}
+		return newRev, sent, nil
+	}
+}
+
+// valueJSON turns a value file (JSON or YAML) into compact JSON.
+func valueJSON(key string, b []byte) ([]byte, error) {
+	kvs, err := config.ParseFile(wrapForKey(key, b))
+	if err != nil {
+		return nil, err
+	}
+	return kvs[key], nil
+}
+
+// wrapForKey places a value where a config file would hold it, so one
+// parser reads both.
+func wrapForKey(key string, b []byte) []byte {
+	kind, name, _ := strings.Cut(key, "/")
+	js, err := yaml.YAMLToJSON(b)
+	if err != nil {
+		js = b
+	}
+	if name == "" {
+		return []byte(fmt.Sprintf(`{%q: %s}`, kind, js))
+	}
+	return []byte(fmt.Sprintf(`{%q: {%q: %s}}`, kind, name, js))
+}
+
+func putValue(c *cobra.Command, f flags, key, path string) error {
+	raw, err := readArg(c, path)
+	if err != nil {
+		return err
+	}
+	if _, err := config.DecodeValue(key, []byte("{}")); errors.Is(err, config.ErrUnknownKey) {
+		return cli.UsageError{Err: err}
+	}
+	value, err := valueJSON(key, raw)
+	if err != nil {
+		return fmt.Errorf("%s is invalid:\n%w", key, err)
+	}
+	ctx, cl, done, err := etcdCall(c, f)
+	if err != nil {
+		return err
+	}
+	defer done()
+	live, _, err := config.Instances(ctx, cl, f.prefix)
+	if err != nil {
+		return fmt.Errorf("reading the config center at %s: %w", f.etcd, err)
+	}
+	rev, start, err := change(ctx, cl, f, key, value)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(c.ErrOrStderr(), "wrote %s at revision %d; waiting for %d switch(es)\n", key, rev, len(live))
+	results, err := client.WaitApplied(ctx, cl, f.prefix, live, rev, start, f.timeout)
+	printApplied(c.OutOrStdout(), results, f.asJSON)
+	errs := []error{err}
+	for _, a := range results {
+		if a.Warning != "" {
+			errs = append(errs, fmt.Errorf("switch %s applied the change, with a problem: %s", a.ID, a.Warning))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func printApplied(w io.Writer, results []client.Applied, asJSON bool) {
+	if asJSON {
+		b, _ := json.MarshalIndent(results, "", "  ")
+		fmt.Fprintln(w, string(b))
+		return
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SWITCH\tSTATE\tAFTER")
+	for _, a := range results {
+		after := "-"
+		if a.State == "applied" {
+			after = fmt.Sprintf("%.2f ms", a.AfterMS)
+		}
+		line := fmt.Sprintf("%s\t%s\t%s", a.ID, a.State, after)
+		if problem := a.Error + a.Warning; problem != "" {
+			line += "\t" + strings.ReplaceAll(problem, "\n", "; ")
+		}
+		fmt.Fprintln(tw, line)
+	}
+	tw.Flush()
+}
