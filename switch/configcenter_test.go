@@ -14,28 +14,10 @@ import (
 	"github.com/goldcard/goldcard/config"
 	"github.com/goldcard/goldcard/iso"
 	"github.com/goldcard/goldcard/ledger/ledgertest"
-	"github.com/goldcard/goldcard/locks"
 	"github.com/goldcard/goldcard/locks/etcdtest"
 	"github.com/goldcard/goldcard/switch/internal/client"
+	"github.com/goldcard/goldcard/switch/internal/switchtest"
 )
-
-// goldcardCLI runs a goldcard command and returns its output and error.
-func goldcardCLI(t *testing.T, stdin string, args ...string) (string, error) {
-	t.Helper()
-	cmd := exec.Command(switchBinary(t), args...)
-	cmd.Stdin = strings.NewReader(stdin)
-	out, err := cmd.CombinedOutput()
-	return string(out), err
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	port, err := locks.FreePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return fmt.Sprintf("127.0.0.1:%d", port)
-}
 
 // TestConfigCenter: three switches on one host share a three-node etcd,
 // one PostgreSQL and (SO_REUSEPORT) one bank port. Banks are added and
@@ -44,27 +26,27 @@ func TestConfigCenter(t *testing.T) {
 	cluster := etcdtest.New(t, 3)
 	etcd := strings.Join(cluster.Endpoints(), ",")
 	db := ledgertest.NewDatabase(t)
-	shared := freeAddr(t)
-	var sw []*instance
+	shared := switchtest.FreeAddr(t)
+	var sw []*switchtest.Switch
 	for i := range 3 {
-		d := &instance{t: t, db: db, done: make(chan error, 1), etcd: etcd}
-		d.start("--etcd", etcd, "--listen", shared, "--instance-id", fmt.Sprintf("switch-%d", i))
+		d := switchtest.On(t, db, etcd)
+		d.Start("--etcd", etcd, "--listen", shared, "--instance-id", fmt.Sprintf("switch-%d", i))
 		sw = append(sw, d)
 	}
 	for _, d := range sw {
-		if d.bank != shared {
-			t.Fatalf("a switch listens on %s, not the shared %s", d.bank, shared)
+		if d.Bank != shared {
+			t.Fatalf("a switch listens on %s, not the shared %s", d.Bank, shared)
 		}
 	}
 	cli := func(stdin string, args ...string) (string, error) {
-		return goldcardCLI(t, stdin, append(args, "--etcd", etcd)...)
+		return switchtest.CLI(t, stdin, append(args, "--etcd", etcd)...)
 	}
 	const pan, cashOnly = "6228480000000801", "6228480000000802"
-	sw[0].addCard(pan, 100000, 100000)
-	sw[0].addCard(cashOnly, 100000, 0)
+	sw[0].AddCard(pan, 100000, 100000)
+	sw[0].AddCard(cashOnly, 100000, 0)
 
 	// A bank with binary bitmaps and a 4-digit ASCII header, at run time.
-	acme := freeAddr(t)
+	acme := switchtest.FreeAddr(t)
 	out, err := cli(`{"name":"Acme","listen":"`+acme+`","dialect":"iso87-ascii-binbitmap","header":"ascii4","acquirers":["777"]}`,
 		"config", "put", "banks/acme", "-")
 	if err != nil || strings.Count(out, " applied ") != 3 {
@@ -72,7 +54,7 @@ func TestConfigCenter(t *testing.T) {
 	}
 	d, _ := iso.Builtin("iso87-ascii-binbitmap")
 	h, _ := iso.HeaderByName(iso.HeaderASCII4)
-	waitFor(t, "acme's listener", func() bool {
+	switchtest.WaitFor(t, "acme's listener", func() bool {
 		c, err := client.DialBank(context.Background(), acme, d, h)
 		if err == nil {
 			c.Close()
@@ -84,10 +66,9 @@ func TestConfigCenter(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	acmeBank := &bankSim{t: t, d: d, conn: c}
-	acmeBank.stan.Store(600000)
-	r := acmeBank.send("0200", acmeBank.fields(map[int]string{2: pan, 3: "000000", 4: "000000001000", 32: "777"}))
-	wantCode(t, r, "00")
+	acmeBank := switchtest.NewBank(t, d, c, 600000)
+	r := acmeBank.Send("0200", acmeBank.Fields(map[int]string{2: pan, 3: "000000", 4: "000000001000", 32: "777"}))
+	switchtest.WantCode(t, r, "00")
 	if r[0] != "0210" {
 		t.Fatalf("acme answered %v", r)
 	}
@@ -101,12 +82,12 @@ func TestConfigCenter(t *testing.T) {
 	// Three switches allow one link each and acme's first is still open:
 	// of three more, at least one is refused.
 	for range 3 {
-		dialRaw(t, acme)
+		switchtest.DialRaw(t, acme)
 	}
-	waitFor(t, "a link over acme's limit to be refused", func() bool {
+	switchtest.WaitFor(t, "a link over acme's limit to be refused", func() bool {
 		refused := 0.0
 		for _, d := range sw {
-			refused += max(0, d.metricValue(`goldcard_connection_events_total{bank="acme",event="refused_max_connections"}`))
+			refused += max(0, d.MetricValue(`goldcard_connection_events_total{bank="acme",event="refused_max_connections"}`))
 		}
 		return refused >= 1
 	})
@@ -115,10 +96,10 @@ func TestConfigCenter(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
-	dialRaw(t, acme).expectClosed(t)
+	switchtest.DialRaw(t, acme).ExpectClosed(t)
 	refused := 0
 	for _, d := range sw {
-		if strings.Contains(d.metrics(), `goldcard_connection_events_total{bank="acme",event="refused_max_connections"}`) {
+		if strings.Contains(d.Metrics(), `goldcard_connection_events_total{bank="acme",event="refused_max_connections"}`) {
 			refused++
 		}
 	}
@@ -129,7 +110,7 @@ func TestConfigCenter(t *testing.T) {
 	if out, err := cli(`{"listen":"`+acme+`","dialect":"iso87-ascii-binbitmap","header":"ascii4","enabled":false}`, "config", "put", "banks/acme", "-"); err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
-	waitFor(t, "acme's listener to close", func() bool {
+	switchtest.WaitFor(t, "acme's listener to close", func() bool {
 		c, err := net.DialTimeout("tcp", acme, time.Second)
 		if err == nil {
 			c.Close()
@@ -138,8 +119,8 @@ func TestConfigCenter(t *testing.T) {
 	})
 	// ...and its links' series go: a bank out of service is no link down.
 	for _, d := range sw {
-		waitFor(t, "acme's connection series to go", func() bool {
-			return !strings.Contains(d.metrics(), `goldcard_connections{bank="acme"`)
+		switchtest.WaitFor(t, "acme's connection series to go", func() bool {
+			return !strings.Contains(d.Metrics(), `goldcard_connections{bank="acme"`)
 		})
 	}
 
@@ -156,17 +137,17 @@ func TestConfigCenter(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, d := range sw {
-		waitFor(t, "the switch to refuse the broken dialect", func() bool {
+		switchtest.WaitFor(t, "the switch to refuse the broken dialect", func() bool {
 			var st config.Report
-			d.api("GET", "/v1/config/status", nil, &st)
+			d.API("GET", "/v1/config/status", nil, &st)
 			return st.Rejected == bad.Header.Revision && st.Error != ""
 		})
-		if !strings.Contains(d.metrics(), "goldcard_config_rejected_total 1") {
+		if !strings.Contains(d.Metrics(), "goldcard_config_rejected_total 1") {
 			t.Errorf("rejection not counted")
 		}
 	}
-	bank := connectBank(t, shared)
-	wantCode(t, bank.send("0200", bank.fields(map[int]string{2: pan, 3: "000000", 4: "000000001000"})), "00")
+	bank := switchtest.ConnectBank(t, shared)
+	switchtest.WantCode(t, bank.Send("0200", bank.Fields(map[int]string{2: pan, 3: "000000", 4: "000000001000"})), "00")
 	if _, err := cli("", "config", "delete", "dialects/broken"); err != nil {
 		t.Fatal(err)
 	}
@@ -175,10 +156,10 @@ func TestConfigCenter(t *testing.T) {
 	// switches' sessions are on a live node (a debit meanwhile may be
 	// answered 91 in time; its order is followed up).
 	cluster.Stop(0)
-	waitFor(t, "a debit needing the card's lock to be approved", func() bool {
-		return bank.send("0200", bank.fields(map[int]string{2: pan, 3: "000000", 4: "000000100000"}))[39] == "00"
+	switchtest.WaitFor(t, "a debit needing the card's lock to be approved", func() bool {
+		return bank.Send("0200", bank.Fields(map[int]string{2: pan, 3: "000000", 4: "000000100000"}))[39] == "00"
 	})
-	out, err = goldcardCLI(t, `{"redemption_quota": 2000000}`, "config", "put", "limits", "-",
+	out, err = switchtest.CLI(t, `{"redemption_quota": 2000000}`, "config", "put", "limits", "-",
 		"--etcd", strings.Join(cluster.Endpoints()[1:], ","))
 	if err != nil || strings.Count(out, " applied ") != 3 {
 		t.Fatalf("config put with a node down: %v\n%s", err, out)
@@ -187,18 +168,18 @@ func TestConfigCenter(t *testing.T) {
 	// All of etcd down: debits the cash covers go on.
 	cluster.Stop(1)
 	cluster.Stop(2)
-	wantCode(t, bank.send("0200", bank.fields(map[int]string{2: cashOnly, 3: "000000", 4: "000000000100"})), "00")
+	switchtest.WantCode(t, bank.Send("0200", bank.Fields(map[int]string{2: cashOnly, 3: "000000", 4: "000000000100"})), "00")
 
 	// etcd back: changes made now arrive everywhere.
 	cluster.Start(0, 1, 2)
 	var last error
-	waitFor(t, "a change after etcd's return to reach every switch", func() bool {
+	switchtest.WaitFor(t, "a change after etcd's return to reach every switch", func() bool {
 		out, last = cli(`{"redemption_quota": 3000000}`, "config", "put", "limits", "-", "--timeout", "3s")
 		return last == nil && strings.Count(out, " applied ") == 3
 	})
 	for _, d := range sw {
 		var cfg struct{ Limits config.Limits }
-		d.api("GET", "/v1/config", nil, &cfg)
+		d.API("GET", "/v1/config", nil, &cfg)
 		if cfg.Limits.RedemptionQuota != 3000000 {
 			t.Fatalf("a switch runs on quota %d", cfg.Limits.RedemptionQuota)
 		}
@@ -219,11 +200,11 @@ func TestRollingRestart(t *testing.T) {
 	t.Parallel()
 	cluster := etcdtest.New(t, 1)
 	etcd := cluster.Endpoints()[0]
-	addr := freeAddr(t)
-	old := &instance{t: t, db: ledgertest.NewDatabase(t), done: make(chan error, 1), etcd: etcd}
-	old.start("--etcd", etcd, "--listen", addr)
+	addr := switchtest.FreeAddr(t)
+	old := switchtest.On(t, ledgertest.NewDatabase(t), etcd)
+	old.Start("--etcd", etcd, "--listen", addr)
 	const pan = "6228480000000901"
-	old.addCard(pan, 1000000, 0)
+	old.AddCard(pan, 1000000, 0)
 	stop := make(chan struct{})
 	errs := make(chan error, 1)
 	var answered atomic.Int64
@@ -243,12 +224,11 @@ func TestRollingRestart(t *testing.T) {
 				errs <- fmt.Errorf("connection %d refused: %w", i, err)
 				return
 			}
-			raw := &rawLink{c}
-			b := &bankSim{t: t, d: d}
-			b.stan.Store(int64(700000 + i))
-			m, _ := client.NewMessage(d, "0800", b.fields(map[int]string{70: "301", 2: "", 32: "", 37: "", 41: "", 42: "", 49: ""}))
+			raw := &switchtest.Raw{Conn: c}
+			b := switchtest.NewBank(t, d, nil, int64(700000+i))
+			m, _ := client.NewMessage(d, "0800", b.Fields(map[int]string{70: "301", 2: "", 32: "", 37: "", 41: "", 42: "", 49: ""}))
 			packed, _ := m.Pack()
-			resp, err := raw.exchange(packed)
+			resp, err := raw.Exchange(packed)
 			c.Close()
 			if err != nil {
 				errs <- fmt.Errorf("connection %d not answered: %w", i, err)
@@ -265,7 +245,7 @@ func TestRollingRestart(t *testing.T) {
 	// hand-over.
 	waitAnswered := func(more int64) {
 		want := answered.Load() + more
-		waitFor(t, "connections to be answered", func() bool {
+		switchtest.WaitFor(t, "connections to be answered", func() bool {
 			select {
 			case err := <-errs:
 				t.Fatal(err)
@@ -275,19 +255,19 @@ func TestRollingRestart(t *testing.T) {
 		})
 	}
 	waitAnswered(20)
-	next := old.startPeer()
-	if next.bank != addr {
-		t.Fatalf("the new switch listens on %s, not %s", next.bank, addr)
+	next := old.StartPeer()
+	if next.Bank != addr {
+		t.Fatalf("the new switch listens on %s, not %s", next.Bank, addr)
 	}
 	waitAnswered(20)
-	old.stop()
+	old.Stop()
 	waitAnswered(20)
 	close(stop)
 	if err := <-errs; err != nil {
 		t.Fatal(err)
 	}
-	bank := connectBank(t, addr)
-	wantCode(t, bank.send("0200", bank.fields(map[int]string{2: pan, 3: "000000", 4: "000000000100"})), "00")
+	bank := switchtest.ConnectBank(t, addr)
+	switchtest.WantCode(t, bank.Send("0200", bank.Fields(map[int]string{2: pan, 3: "000000", 4: "000000000100"})), "00")
 }
 
 // TestRefusesInvalidConfigCenter: a switch does not start on something
@@ -298,7 +278,7 @@ func TestRefusesInvalidConfigCenter(t *testing.T) {
 	if _, err := cluster.Client().Put(context.Background(), config.ConfigKey("/goldcard/", "banks/acme"), `{"listen":":9000","dialect":"missing"}`); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(switchBinary(t), "serve", "--db", ledgertest.NewDatabase(t), "--etcd", cluster.Endpoints()[0],
+	cmd := exec.Command(switchtest.Binary(t), "serve", "--db", ledgertest.NewDatabase(t), "--etcd", cluster.Endpoints()[0],
 		"--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--data-dir", t.TempDir())
 	out, err := cmd.CombinedOutput()
 	if err == nil || !strings.Contains(string(out), `dialect "missing" does not exist`) {

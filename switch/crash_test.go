@@ -10,12 +10,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/goldcard/goldcard/iso"
 	"github.com/goldcard/goldcard/ledger/ledgertest"
 	"github.com/goldcard/goldcard/locks/etcdtest"
 	"github.com/goldcard/goldcard/switch/internal/client"
+	"github.com/goldcard/goldcard/switch/internal/switchtest"
 )
 
 // TestSwitchesKilledUnderLoad: three switches on one database take debits
@@ -36,15 +35,15 @@ func TestSwitchesKilledUnderLoad(t *testing.T) {
 	cluster := etcdtest.New(t, 1)
 	etcd := cluster.Endpoints()[0]
 	db := ledgertest.NewDatabase(t)
-	switches := make([]*instance, 3)
+	switches := make([]*switchtest.Switch, 3)
 	for i := range switches {
-		d := &instance{t: t, db: db, done: make(chan error, 1), etcd: etcd}
-		d.start("--etcd", etcd, "--lock-ttl", "1s", "--fund-latency", "40ms", "--instance-id", fmt.Sprintf("switch-%d", i))
+		d := switchtest.On(t, db, etcd)
+		d.Start("--etcd", etcd, "--lock-ttl", "1s", "--fund-latency", "40ms", "--instance-id", fmt.Sprintf("switch-%d", i))
 		switches[i] = d
 	}
 	pan := func(i int) string { return fmt.Sprintf("62284800000097%02d", i) }
 	for i := range cards {
-		switches[0].addCard(pan(i), 20000, 60000)
+		switches[0].AddCard(pan(i), 20000, 60000)
 	}
 
 	var (
@@ -53,7 +52,7 @@ func TestSwitchesKilledUnderLoad(t *testing.T) {
 		approved = map[string]int64{}
 		lost     []map[int]string // requests that got no answer
 	)
-	liveSwitch := func(r *rand.Rand) *instance {
+	liveSwitch := func(r *rand.Rand) *switchtest.Switch {
 		mu.Lock()
 		defer mu.Unlock()
 		for {
@@ -67,9 +66,9 @@ func TestSwitchesKilledUnderLoad(t *testing.T) {
 	for w := range workers {
 		wg.Go(func() {
 			r := rand.New(rand.NewPCG(uint64(w), 7))
-			connect := func() *bankSim {
+			connect := func() *switchtest.Bank {
 				for {
-					if b, err := dialSim(t, liveSwitch(r).bank); err == nil {
+					if b, err := dialSim(t, liveSwitch(r).Bank); err == nil {
 						return b
 					}
 				}
@@ -82,20 +81,20 @@ func TestSwitchesKilledUnderLoad(t *testing.T) {
 				default:
 				}
 				card := pan(r.IntN(cards))
-				f := bank.fields(map[int]string{2: card, 3: "000000", 4: fmt.Sprintf("%012d", 500+r.IntN(6000)),
+				f := bank.Fields(map[int]string{2: card, 3: "000000", 4: fmt.Sprintf("%012d", 500+r.IntN(6000)),
 					12: fmt.Sprintf("%02d%02d%02d", r.IntN(24), r.IntN(60), r.IntN(60)), 41: fmt.Sprintf("ATM%05d", w)})
-				m, err := client.NewMessage(bank.d, "0200", f)
+				m, err := client.NewMessage(bank.Dialect, "0200", f)
 				if err != nil {
 					t.Error(err)
 					return
 				}
-				resp, err := bank.conn.Send(m)
+				resp, err := bank.Conn.Send(m)
 				if err != nil {
 					// No answer: the switch died, or will not say.
 					mu.Lock()
 					lost = append(lost, f)
 					mu.Unlock()
-					_ = bank.conn.Close()
+					_ = bank.Conn.Close()
 					bank = connect()
 					continue
 				}
@@ -110,36 +109,36 @@ func TestSwitchesKilledUnderLoad(t *testing.T) {
 	}
 	for _, victim := range []int{1, 2} {
 		// Let the load run, then kill a switch with requests in flight.
-		waitFor(t, "requests to flow", func() bool { return countRequests(t, db) > int64(60*victim) })
+		switchtest.WaitFor(t, "requests to flow", func() bool { return countRequests(t, db) > int64(60*victim) })
 		mu.Lock()
 		alive[victim] = false
 		mu.Unlock()
-		_ = switches[victim].cmd.Process.Signal(syscall.SIGKILL)
-		<-switches[victim].done
+		_ = switches[victim].Cmd.Process.Signal(syscall.SIGKILL)
+		<-switches[victim].Done
 	}
-	waitFor(t, "requests to flow on the last switch", func() bool { return countRequests(t, db) > 300 })
+	switchtest.WaitFor(t, "requests to flow on the last switch", func() bool { return countRequests(t, db) > 300 })
 	close(stop)
 	wg.Wait()
 
 	// The banks settle what got no answer on the switch still up: half
 	// by a repeat (its answer is the original's), half by a reversal.
 	survivor := switches[0]
-	bank := connectBank(t, survivor.bank)
+	bank := switchtest.ConnectBank(t, survivor.Bank)
 	settle := func(mti string, f map[int]string) string {
 		for {
-			m, err := client.NewMessage(bank.d, mti, f)
+			m, err := client.NewMessage(bank.Dialect, mti, f)
 			if err != nil {
 				t.Fatal(err)
 			}
 			// A copy of a request its dead switch was still deciding gets
 			// no answer until that request's time is up: ask again.
-			resp, err := bank.conn.Send(m)
+			resp, err := bank.Conn.Send(m)
 			if err == nil {
 				code, _ := resp.GetString(39)
 				return code
 			}
-			_ = bank.conn.Close()
-			bank = connectBank(t, survivor.bank)
+			_ = bank.Conn.Close()
+			bank = switchtest.ConnectBank(t, survivor.Bank)
 		}
 	}
 	for i, f := range lost {
@@ -158,10 +157,10 @@ func TestSwitchesKilledUnderLoad(t *testing.T) {
 	for i := range all {
 		all[i] = pan(i)
 	}
-	waitFor(t, "every redemption order to be final", func() bool { return survivor.pendingOrders(all...) == 0 })
+	switchtest.WaitFor(t, "every redemption order to be final", func() bool { return survivor.PendingOrders(all...) == 0 })
 	total := int64(0)
 	for i := range cards {
-		c := survivor.card(pan(i))
+		c := survivor.Card(pan(i))
 		total += approved[pan(i)]
 		if got := c.Balance + c.FundBalance; got != opening-approved[pan(i)] {
 			t.Errorf("%s: cash %d + fund %d = %d, want %d less the %d approved", pan(i), c.Balance, c.FundBalance, got, opening, approved[pan(i)])
@@ -175,7 +174,7 @@ func TestSwitchesKilledUnderLoad(t *testing.T) {
 
 // dialSim connects a bank to addr, reporting rather than failing when the
 // switch there is going away.
-func dialSim(t *testing.T, addr string) (*bankSim, error) {
+func dialSim(t *testing.T, addr string) (*switchtest.Bank, error) {
 	d, err := iso.Builtin(iso.DefaultDialect)
 	if err != nil {
 		return nil, err
@@ -186,25 +185,14 @@ func dialSim(t *testing.T, addr string) (*bankSim, error) {
 		return nil, err
 	}
 	t.Cleanup(func() { _ = c.Close() })
-	b := &bankSim{t: t, d: d, conn: c}
-	b.stan.Store(time.Now().UnixNano() % 500000)
+	b := switchtest.NewBank(t, d, c, time.Now().UnixNano()%500000)
 	return b, nil
-}
-
-// connectDB connects to the database at dsn for the length of the test.
-func connectDB(t *testing.T, dsn string) *pgx.Conn {
-	t.Helper()
-	conn, err := pgx.Connect(t.Context(), dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return conn
 }
 
 // countRequests counts the requests the ledger holds.
 func countRequests(t *testing.T, dsn string) int64 {
 	t.Helper()
-	conn := connectDB(t, dsn)
+	conn := switchtest.ConnectDB(t, dsn)
 	defer conn.Close(t.Context())
 	var n int64
 	if err := conn.QueryRow(t.Context(), `SELECT count(*) FROM requests`).Scan(&n); err != nil {

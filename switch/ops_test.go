@@ -5,9 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"maps"
-	"net/http"
 	"os"
 	"regexp"
 	"slices"
@@ -15,13 +13,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 	"sigs.k8s.io/yaml"
 
 	"github.com/goldcard/goldcard/ledger"
 	"github.com/goldcard/goldcard/locks"
 	"github.com/goldcard/goldcard/locks/etcdtest"
+	"github.com/goldcard/goldcard/switch/internal/daemon"
+	"github.com/goldcard/goldcard/switch/internal/metric"
+	"github.com/goldcard/goldcard/switch/internal/switchtest"
 )
 
 // The Grafana dashboard and the Prometheus alert rules in ops/ are checked
@@ -389,63 +388,14 @@ func groupings(expr, kind string) []string {
 
 func groupedBy(expr, label string) bool { return slices.Contains(groupings(expr, "by"), label) }
 
-// exposedFamily is a metric family as a scrape showed it.
-type exposedFamily struct {
-	kind   string                     // counter, gauge, histogram...
-	labels map[string]map[string]bool // label name -> values
-	series []exposedSeries
-}
-
-type exposedSeries struct {
-	labels map[string]string
-	value  float64 // a histogram's observation count
-}
-
-// scrapeMetrics reads a switch's /metrics.
-func scrapeMetrics(t *testing.T, admin string) map[string]*exposedFamily {
-	t.Helper()
-	resp, err := http.Get("http://" + admin + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil || resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET /metrics: HTTP %d %v", resp.StatusCode, err)
-	}
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := p.TextToMetricFamilies(bytes.NewReader(body))
-	if err != nil {
-		t.Fatalf("parsing /metrics: %v", err)
-	}
-	out := map[string]*exposedFamily{}
-	for name, f := range fams {
-		ef := &exposedFamily{kind: strings.ToLower(f.GetType().String()), labels: map[string]map[string]bool{}}
-		for _, m := range f.GetMetric() {
-			s := exposedSeries{labels: map[string]string{},
-				value: m.GetCounter().GetValue() + m.GetGauge().GetValue() + m.GetUntyped().GetValue() + float64(m.GetHistogram().GetSampleCount())}
-			for _, lp := range m.GetLabel() {
-				s.labels[lp.GetName()] = lp.GetValue()
-				if ef.labels[lp.GetName()] == nil {
-					ef.labels[lp.GetName()] = map[string]bool{}
-				}
-				ef.labels[lp.GetName()][lp.GetValue()] = true
-			}
-			ef.series = append(ef.series, s)
-		}
-		out[name] = ef
-	}
-	return out
-}
-
 // resolve returns the family a series name in a query belongs to: itself,
 // or a histogram's for its _bucket, _count and _sum series.
-func resolve(fams map[string]*exposedFamily, name string) (*exposedFamily, error) {
+func resolve(fams map[string]*switchtest.Family, name string) (*switchtest.Family, error) {
 	for _, suffix := range []string{"_bucket", "_count", "_sum"} {
 		base, ok := strings.CutSuffix(name, suffix)
 		if f := fams[base]; ok && f != nil {
-			if f.kind != "histogram" && (suffix == "_bucket" || f.kind != "summary") {
-				return nil, fmt.Errorf("%s: %s is a %s, not a histogram", name, base, f.kind)
+			if f.Kind != "histogram" && (suffix == "_bucket" || f.Kind != "summary") {
+				return nil, fmt.Errorf("%s: %s is a %s, not a histogram", name, base, f.Kind)
 			}
 			return f, nil
 		}
@@ -454,8 +404,8 @@ func resolve(fams map[string]*exposedFamily, name string) (*exposedFamily, error
 	switch {
 	case f == nil:
 		return nil, fmt.Errorf("%s is not exposed", name)
-	case f.kind == "histogram" || f.kind == "summary":
-		return nil, fmt.Errorf("%s is a %s: query its _bucket, _count or _sum series", name, f.kind)
+	case f.Kind == "histogram" || f.Kind == "summary":
+		return nil, fmt.Errorf("%s is a %s: query its _bucket, _count or _sum series", name, f.Kind)
 	}
 	return f, nil
 }
@@ -465,7 +415,7 @@ var targetLabels = []string{"instance", "job"}
 
 // checkQuery fails for every metric a query uses that the switch does not
 // expose, and every label it matches or groups on that those metrics lack.
-func checkQuery(t *testing.T, fams map[string]*exposedFamily, q query) {
+func checkQuery(t *testing.T, fams map[string]*switchtest.Family, q query) {
 	t.Helper()
 	known := map[string]bool{}
 	for _, l := range targetLabels {
@@ -477,7 +427,7 @@ func checkQuery(t *testing.T, fams map[string]*exposedFamily, q query) {
 			t.Errorf("%s: %v", q.where, err)
 			continue
 		}
-		has := maps.Clone(f.labels)
+		has := maps.Clone(f.Labels)
 		if strings.HasSuffix(m[1], "_bucket") {
 			has["le"] = nil
 		}
@@ -498,7 +448,7 @@ func checkQuery(t *testing.T, fams map[string]*exposedFamily, q query) {
 		}
 	}
 	for _, m := range labelValues.FindAllStringSubmatch(q.expr, -1) {
-		if f := fams[m[1]]; f != nil && f.labels[m[2]] == nil {
+		if f := fams[m[1]]; f != nil && f.Labels[m[2]] == nil {
 			t.Errorf("%s: %s has no label %q", q.where, m[1], m[2])
 		}
 	}
@@ -506,14 +456,14 @@ func checkQuery(t *testing.T, fams map[string]*exposedFamily, q query) {
 
 // alertLabels are the labels an alert's expr leaves on its series, as far
 // as its aggregations tell.
-func alertLabels(fams map[string]*exposedFamily, expr string) map[string]bool {
+func alertLabels(fams map[string]*switchtest.Family, expr string) map[string]bool {
 	metricLabels := map[string]bool{}
 	for _, l := range targetLabels {
 		metricLabels[l] = true
 	}
 	for _, m := range metricRef.FindAllString(expr, -1) {
 		if f, err := resolve(fams, m); err == nil {
-			for l := range f.labels {
+			for l := range f.Labels {
 				metricLabels[l] = true
 			}
 		}
@@ -566,14 +516,14 @@ var promisedMetrics = []struct{ name, kind string }{
 
 // startSmokeSwitch runs a switch in this process with card locks and the
 // timer's election on an embedded etcd.
-func startSmokeSwitch(t *testing.T) (*Server, *ledger.Ledger) {
+func startSmokeSwitch(t *testing.T) (*daemon.Switch, *ledger.Ledger) {
 	t.Helper()
 	client := etcdtest.New(t, 1).Client()
 	opts := locks.Options{TTL: 2 * time.Second}
 	locker := locks.New(client, opts)
 	t.Cleanup(func() { _ = locker.Close() })
 	election := locks.NewElection(client, opts, "timer", "smoke")
-	return startServerWith(t, ServerOptions{Locker: locker, Elect: election.Run, TaskClaim: 4 * time.Second})
+	return switchtest.StartServerWith(t, daemon.Parts{Locker: locker, Elect: election.Run, TaskClaim: 4 * time.Second})
 }
 
 // Cards of the smoke run.
@@ -587,7 +537,7 @@ const (
 // approved and declined debits, a shortfall redeemed from the fund, one
 // refused for the quota, a frame with a field that cannot be unpacked and
 // one with bytes after its last field.
-func smokeRun(t *testing.T, srv *Server, l *ledger.Ledger) {
+func smokeRun(t *testing.T, srv *daemon.Switch, l *ledger.Ledger) {
 	t.Helper()
 	ctx := context.Background()
 	for _, c := range []ledger.NewCard{
@@ -600,30 +550,30 @@ func smokeRun(t *testing.T, srv *Server, l *ledger.Ledger) {
 		}
 	}
 	addr := srv.BankAddr("default").String()
-	bank := connectBank(t, addr)
+	bank := switchtest.ConnectBank(t, addr)
 	signOn := map[int]string{70: "001", 2: "", 32: "", 37: "", 41: "", 42: "", 49: ""}
-	wantCode(t, bank.send("0800", bank.fields(signOn)), "00")
+	switchtest.WantCode(t, bank.Send("0800", bank.Fields(signOn)), "00")
 	debit := func(pan, amount string) map[int]string {
-		return bank.send("0200", bank.fields(map[int]string{2: pan, 3: "000000", 4: amount}))
+		return bank.Send("0200", bank.Fields(map[int]string{2: pan, 3: "000000", 4: amount}))
 	}
-	wantCode(t, debit(smokeRich, "000000001000"), "00")
-	wantCode(t, debit(smokePoor, "000000005000"), "51")
-	wantCode(t, debit(smokeShort, "000000005000"), "00") // 4,000 redeemed
-	wantCode(t, debit(smokeRich, "000001500000"), "61")  // 1,401,000 short: over the day's quota
-	wantCode(t, bank.send("0100", bank.fields(map[int]string{2: smokeRich, 3: "310000"})), "00")
+	switchtest.WantCode(t, debit(smokeRich, "000000001000"), "00")
+	switchtest.WantCode(t, debit(smokePoor, "000000005000"), "51")
+	switchtest.WantCode(t, debit(smokeShort, "000000005000"), "00") // 4,000 redeemed
+	switchtest.WantCode(t, debit(smokeRich, "000001500000"), "61")  // 1,401,000 short: over the day's quota
+	switchtest.WantCode(t, bank.Send("0100", bank.Fields(map[int]string{2: smokeRich, 3: "310000"})), "00")
 
-	raw := dialRaw(t, addr)
+	raw := switchtest.DialRaw(t, addr)
 	broken := []byte("0200" + "7000000000000000" + "16622848000000000" + "1") // DE3 cut short
-	if r := raw.roundTrip(t, broken); !bytes.HasPrefix(r, []byte("0210")) {
+	if r := raw.RoundTrip(t, broken); !bytes.HasPrefix(r, []byte("0210")) {
 		t.Fatalf("a frame that cannot be unpacked answered with %q", r)
 	}
-	stray := append(echoFrame(t, 7), "ABCD"...) // bytes after DE70
-	if r := raw.roundTrip(t, stray); !bytes.HasPrefix(r, []byte("0810")) {
+	stray := append(switchtest.EchoFrame(t, 7), "ABCD"...) // bytes after DE70
+	if r := raw.RoundTrip(t, stray); !bytes.HasPrefix(r, []byte("0810")) {
 		t.Fatalf("an 0800 with stray bytes answered with %q", r)
 	}
-	waitFor(t, "a timer task to fire", func() bool {
-		f := scrapeMetrics(t, srv.AdminAddr().String())["goldcard_timer_lateness_seconds"]
-		return f != nil && len(f.series) > 0
+	switchtest.WaitFor(t, "a timer task to fire", func() bool {
+		f := switchtest.Scrape(t, srv.AdminAddr().String())["goldcard_timer_lateness_seconds"]
+		return f != nil && len(f.Series) > 0
 	})
 }
 
@@ -635,20 +585,20 @@ func TestOpsMetricsAfterSmokeRun(t *testing.T) {
 	t.Parallel()
 	srv, l := startSmokeSwitch(t)
 	smokeRun(t, srv, l)
-	fams := scrapeMetrics(t, srv.AdminAddr().String())
+	fams := switchtest.Scrape(t, srv.AdminAddr().String())
 
 	t.Run("promised", func(t *testing.T) {
 		for _, p := range promisedMetrics {
 			switch f := fams[p.name]; {
 			case f == nil:
 				t.Errorf("%s is not exposed", p.name)
-			case f.kind != p.kind:
-				t.Errorf("%s is a %s, want a %s", p.name, f.kind, p.kind)
+			case f.Kind != p.kind:
+				t.Errorf("%s is a %s, want a %s", p.name, f.Kind, p.kind)
 			}
 		}
 		if bi := fams["goldcard_build_info"]; bi != nil {
 			for _, l := range []string{"version", "commit", "goversion"} {
-				if bi.labels[l] == nil {
+				if bi.Labels[l] == nil {
 					t.Errorf("goldcard_build_info has no %s label", l)
 				}
 			}
@@ -664,14 +614,14 @@ func TestOpsMetricsAfterSmokeRun(t *testing.T) {
 			{"goldcard_requests_total", map[string]string{"bank": "default", "mti": "0200", "response_code": "51"}},
 			{"goldcard_redemptions_total", map[string]string{"bank": "default", "purpose": "shortfall", "result": "confirmed"}},
 			{"goldcard_quota_rejections_total", map[string]string{"bank": "default"}},
-			{"goldcard_unpack_errors_total", map[string]string{"bank": "default", "reason": unpackField}},
-			{"goldcard_unpack_errors_total", map[string]string{"bank": "default", "reason": unpackTrailing}},
+			{"goldcard_unpack_errors_total", map[string]string{"bank": "default", "reason": metric.UnpackField}},
+			{"goldcard_unpack_errors_total", map[string]string{"bank": "default", "reason": metric.UnpackTrailing}},
 			{"goldcard_lock_wait_seconds", nil},
 			{"goldcard_timer_leader", nil},
 			{"goldcard_etcd_up", nil},
 			{"goldcard_postgres_up", nil},
 		} {
-			if sum := total(fams[w.name], w.labels); sum < 1 {
+			if sum := switchtest.Total(fams[w.name], w.labels); sum < 1 {
 				t.Errorf("%s%v = %v after the smoke run, want at least 1", w.name, w.labels, sum)
 			}
 		}
@@ -704,7 +654,7 @@ func TestOpsMetricsAfterSmokeRun(t *testing.T) {
 	t.Run("labels bounded", func(t *testing.T) {
 		digits := regexp.MustCompile(`^[0-9]{6,}$`)
 		for name, f := range fams {
-			for l, values := range f.labels {
+			for l, values := range f.Labels {
 				if len(values) > 32 {
 					t.Errorf("%s{%s}: %d values; labels must be bounded", name, l, len(values))
 				}
@@ -718,27 +668,9 @@ func TestOpsMetricsAfterSmokeRun(t *testing.T) {
 	})
 }
 
-// total sums the series of a family that carry the given labels.
-func total(f *exposedFamily, labels map[string]string) float64 {
-	if f == nil {
-		return 0
-	}
-	var sum float64
-	for _, s := range f.series {
-		match := true
-		for k, v := range labels {
-			match = match && s.labels[k] == v
-		}
-		if match {
-			sum += s.value
-		}
-	}
-	return sum
-}
-
 // checkNamed fails for metrics named in prose that the switch does not
 // expose.
-func checkNamed(t *testing.T, fams map[string]*exposedFamily, where, text string) {
+func checkNamed(t *testing.T, fams map[string]*switchtest.Family, where, text string) {
 	t.Helper()
 	for _, m := range metricRef.FindAllString(text, -1) {
 		if _, err := resolve(fams, m); err != nil {

@@ -5,8 +5,6 @@ import (
 	"encoding/binary"
 	"io"
 	"net"
-	"regexp"
-	"strconv"
 	"syscall"
 	"testing"
 	"time"
@@ -14,33 +12,24 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/goldcard/goldcard/switch/internal/client"
+	"github.com/goldcard/goldcard/switch/internal/switchtest"
 )
-
-// inFlight reads goldcard_requests_in_flight for the default bank.
-func (d *instance) inFlight() int {
-	m := regexp.MustCompile(`goldcard_requests_in_flight\{bank="default"\} (\d+)`).FindStringSubmatch(d.metrics())
-	if m == nil {
-		return 0
-	}
-	n, _ := strconv.Atoi(m[1])
-	return n
-}
 
 // TestGracefulShutdown sends SIGTERM while a request waits on the ledger:
 // the switch stops accepting, answers that request, then exits cleanly.
 func TestGracefulShutdown(t *testing.T) {
 	t.Parallel()
-	d := startDaemon(t, "--auth-timeout", "20s")
+	d := switchtest.Start(t, "--auth-timeout", "20s")
 	const pan = "6228480000000042"
-	d.addCard(pan, 10000, 0)
-	bank := connectBank(t, d.bank)
+	d.AddCard(pan, 10000, 0)
+	bank := switchtest.ConnectBank(t, d.Bank)
 	// The request goes over a plain socket: moov's client may report a
 	// response and the close that follows it in either order.
-	raw := dialRaw(t, d.bank)
+	raw := switchtest.DialRaw(t, d.Bank)
 
 	// Hold the card's rows so the request stays in flight.
 	ctx := context.Background()
-	db, err := pgx.Connect(ctx, d.db)
+	db, err := pgx.Connect(ctx, d.DB)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,7 +42,7 @@ func TestGracefulShutdown(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	m, err := client.NewMessage(bank.d, "0200", bank.fields(map[int]string{2: pan, 3: "000000", 4: "000000001000"}))
+	m, err := client.NewMessage(bank.Dialect, "0200", bank.Fields(map[int]string{2: pan, 3: "000000", 4: "000000001000"}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,31 +50,31 @@ func TestGracefulShutdown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	raw.write(t, body)
+	raw.Write(t, body)
 	answered := make(chan map[int]string, 1)
 	go func() {
 		var h [2]byte
-		if _, err := io.ReadFull(raw.c, h[:]); err != nil {
+		if _, err := io.ReadFull(raw.Conn, h[:]); err != nil {
 			close(answered)
 			return
 		}
 		resp := make([]byte, binary.BigEndian.Uint16(h[:]))
-		if _, err := io.ReadFull(raw.c, resp); err != nil {
+		if _, err := io.ReadFull(raw.Conn, resp); err != nil {
 			close(answered)
 			return
 		}
-		rm, err := bank.d.Unpack(resp)
+		rm, err := bank.Dialect.Unpack(resp)
 		if err != nil {
 			close(answered)
 			return
 		}
-		answered <- fieldsOf(t, rm)
+		answered <- switchtest.FieldsOf(t, rm)
 	}()
-	waitFor(t, "the request to be in flight", func() bool { return d.inFlight() == 1 })
+	switchtest.WaitFor(t, "the request to be in flight", func() bool { return d.InFlight() == 1 })
 
-	_ = d.cmd.Process.Signal(syscall.SIGTERM)
-	waitFor(t, "the listener to close", func() bool {
-		c, err := net.DialTimeout("tcp", d.bank, time.Second)
+	_ = d.Cmd.Process.Signal(syscall.SIGTERM)
+	switchtest.WaitFor(t, "the listener to close", func() bool {
+		c, err := net.DialTimeout("tcp", d.Bank, time.Second)
 		if err == nil {
 			c.Close()
 		}
@@ -105,30 +94,16 @@ func TestGracefulShutdown(t *testing.T) {
 		if !ok {
 			t.Fatal("the link closed without answering")
 		}
-		wantCode(t, r, "00")
+		switchtest.WantCode(t, r, "00")
 	case <-time.After(10 * time.Second):
 		t.Fatal("the request in flight was not answered")
 	}
 	select {
-	case err := <-d.done:
+	case err := <-d.Done:
 		if err != nil {
 			t.Fatalf("exit: %v", err)
 		}
 	case <-time.After(20 * time.Second):
 		t.Fatal("the switch did not exit")
-	}
-}
-
-// waitFor polls cond until it holds, for at most 30s: long enough for a
-// busy machine, and a test that waits for an event fails only when it
-// does not come.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }

@@ -2,8 +2,11 @@
 package etcdtest
 
 import (
+	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -21,20 +24,42 @@ type Cluster struct {
 }
 
 // New starts a cluster of n members on free loopback ports; it is stopped
-// when the test ends.
+// when the test ends. A port found free may be taken by another process
+// before etcd binds it: the cluster is then started again on new ports.
 func New(t testing.TB, n int) *Cluster {
 	t.Helper()
+	var err error
+	for range 5 {
+		var c *Cluster
+		if c, err = start(t, n); err == nil {
+			t.Cleanup(func() {
+				for i := range c.members {
+					c.Stop(i)
+				}
+			})
+			return c
+		}
+		if !errors.Is(err, syscall.EADDRINUSE) && !strings.Contains(err.Error(), "address already in use") {
+			break
+		}
+	}
+	t.Fatal(err)
+	return nil
+}
+
+// start starts a cluster of n members on ports free a moment before.
+func start(t testing.TB, n int) (*Cluster, error) {
 	dir := t.TempDir()
 	c := &Cluster{t: t}
 	var ms []locks.Member
 	for i := range n {
 		cp, err := locks.FreePort()
 		if err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
 		pp, err := locks.FreePort()
 		if err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
 		ms = append(ms, locks.Member{
 			Name:      fmt.Sprintf("m%d", i),
@@ -56,17 +81,21 @@ func New(t testing.TB, n int) *Cluster {
 			errs <- err
 		}()
 	}
+	var first error
 	for range n {
-		if err := <-errs; err != nil {
-			t.Fatal(err)
+		if err := <-errs; err != nil && first == nil {
+			first = err
 		}
 	}
-	t.Cleanup(func() {
+	if first != nil {
 		for i := range c.members {
-			c.Stop(i)
+			if c.members[i] != nil {
+				c.members[i].Close()
+			}
 		}
-	})
-	return c
+		return nil, first
+	}
+	return c, nil
 }
 
 // Endpoints are the members' client URLs.

@@ -13,14 +13,15 @@ import (
 
 	"github.com/goldcard/goldcard/config"
 	"github.com/goldcard/goldcard/iso"
+	"github.com/goldcard/goldcard/switch/internal/metric"
 )
 
 // Limits a link can breach, as goldcard_limit_breaches_total names them.
 const (
-	limitIdle      = "idle"       // no frame for the idle timeout: link closed
-	limitSlowFrame = "slow_frame" // a frame not complete within the frame timeout: link closed
-	limitFrameSize = "frame_size" // a length header over max_frame: link closed
-	limitRate      = "rate"       // a request over max_request_rate: answered 91
+	limitIdle      = metric.LimitIdle
+	limitSlowFrame = metric.LimitSlowFrame
+	limitFrameSize = metric.LimitFrameSize
+	limitRate      = metric.LimitRate
 )
 
 // Read-limit errors end a link's read loop.

@@ -7,15 +7,16 @@ import (
 	isoerrors "github.com/moov-io/iso8583/errors"
 
 	"github.com/goldcard/goldcard/iso"
+	"github.com/goldcard/goldcard/switch/internal/metric"
 )
 
 // Why a frame could not be unpacked: the reason label of
 // goldcard_unpack_errors_total.
 const (
-	unpackMTI      = "mti"            // the MTI itself is unreadable
-	unpackBitmap   = "bitmap"         // the bitmap is unreadable
-	unpackField    = "field"          // a field the bitmap announces cannot be read
-	unpackTrailing = "trailing_bytes" // bytes follow the last field announced
+	unpackMTI      = metric.UnpackMTI
+	unpackBitmap   = metric.UnpackBitmap
+	unpackField    = metric.UnpackField
+	unpackTrailing = metric.UnpackTrailing
 )
 
 // unpackReasons are every value of the reason label.

@@ -24,6 +24,22 @@ const (
 	LinkDraining  = "draining"
 )
 
+// Limits a link can breach, in LimitBreaches.
+const (
+	LimitIdle      = "idle"       // no frame for the idle timeout: link closed
+	LimitSlowFrame = "slow_frame" // a frame not complete within the frame timeout: link closed
+	LimitFrameSize = "frame_size" // a length header over max_frame: link closed
+	LimitRate      = "rate"       // a request over max_request_rate: answered 91
+)
+
+// Why a frame could not be unpacked, in UnpackErrors.
+const (
+	UnpackMTI      = "mti"            // the MTI itself is unreadable
+	UnpackBitmap   = "bitmap"         // the bitmap is unreadable
+	UnpackField    = "field"          // a field the bitmap announces cannot be read
+	UnpackTrailing = "trailing_bytes" // bytes follow the last field announced
+)
+
 // Series of the issuer's decisions (package issuer).
 const (
 	Requests           = "goldcard_requests_total"             // bank, mti, processing_code, response_code

@@ -10,8 +10,8 @@ import (
 	"net/url"
 
 	"github.com/goldcard/goldcard/iso"
-	"github.com/goldcard/goldcard/switch/internal/fixture"
 	"github.com/goldcard/goldcard/switch/internal/client"
+	"github.com/goldcard/goldcard/switch/internal/fixture"
 )
 
 // issueCards issues every card the sources name through the admin API.

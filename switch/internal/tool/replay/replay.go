@@ -18,9 +18,9 @@ import (
 
 	"github.com/goldcard/goldcard/config"
 	"github.com/goldcard/goldcard/iso"
-	"github.com/goldcard/goldcard/switch/internal/fixture"
 	"github.com/goldcard/goldcard/switch/internal/cli"
 	"github.com/goldcard/goldcard/switch/internal/client"
+	"github.com/goldcard/goldcard/switch/internal/fixture"
 )
 
 type flags struct {

@@ -1,12 +1,16 @@
-package main
+package daemon
 
 import (
 	"context"
+	"log/slog"
 	"testing"
 	"time"
 
+	"github.com/goldcard/goldcard/config"
 	"github.com/goldcard/goldcard/fund"
+	"github.com/goldcard/goldcard/iso"
 	"github.com/goldcard/goldcard/ledger"
+	"github.com/goldcard/goldcard/ledger/ledgertest"
 	"github.com/goldcard/goldcard/switch/internal/timer"
 )
 
@@ -14,7 +18,7 @@ import (
 // day, as the timer would: nothing moves on the holiday, the excess on the
 // trading day, and its confirmation is due on the next trading day.
 func TestSweepTask(t *testing.T) {
-	srv, l := startServer(t, "calendar/2026", `{"holidays":["2026-10-01","2026-10-02","2026-10-05","2026-10-06","2026-10-07"]}`)
+	srv, l := newTestSwitch(t, "calendar/2026", `{"holidays":["2026-10-01","2026-10-02","2026-10-05","2026-10-06","2026-10-07"]}`)
 	ctx := context.Background()
 	const pan = "6228480000003001"
 	c, err := l.CreateCard(ctx, ledger.NewCard{PAN: pan, Currency: "156", Balance: 300000})
@@ -57,4 +61,30 @@ func TestSweepTask(t *testing.T) {
 	if !ok || !at.Equal(want) {
 		t.Fatalf("confirmation due %v (%v), want %v", at, ok, want)
 	}
+}
+
+// newTestSwitch is a switch on a fresh database with the default bank and
+// extra config keys, not started: its tasks are run by the test.
+func newTestSwitch(t *testing.T, kvs ...string) (*Switch, *ledger.Ledger) {
+	t.Helper()
+	l, pool := ledgertest.New(t)
+	keys := (&config.Snapshot{
+		Banks: map[string]*config.Bank{"default": config.DefaultBank("127.0.0.1:0")}, Limits: config.DefaultLimits(),
+		Fund: config.DefaultFund(), Sweep: config.DefaultSweep(),
+	}).Values()
+	for i := 0; i+1 < len(kvs); i += 2 {
+		keys[kvs[i]] = []byte(kvs[i+1])
+	}
+	snap, err := config.Build(1, keys, iso.BuiltinSpecs())
+	if err == nil {
+		err = snap.Validate(nil)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := New(context.Background(), Parts{Config: config.NewStore(snap), Pool: pool, Log: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return srv, l
 }

@@ -1,4 +1,4 @@
-package main
+package admin_test
 
 import (
 	"bytes"
@@ -14,6 +14,8 @@ import (
 	"testing"
 
 	"github.com/goldcard/goldcard/locks"
+	"github.com/goldcard/goldcard/switch/internal/client"
+	"github.com/goldcard/goldcard/switch/internal/switchtest"
 )
 
 // TestAdminNoPAN: no answer of the admin API holds a full PAN, whatever
@@ -33,8 +35,8 @@ func TestAdminNoPAN(t *testing.T) {
 	if err := os.WriteFile(tokenFile, []byte(token), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	d := startDaemon(t, "--admin-token-file", tokenFile)
-	base := "http://" + d.admin
+	d := switchtest.Start(t, "--admin-token-file", tokenFile)
+	base := "http://" + d.Admin
 
 	answers := 0
 	call := func(method, path, bearer, body string) (int, []byte) {
@@ -74,18 +76,18 @@ func TestAdminNoPAN(t *testing.T) {
 	}
 
 	// The card's own paths, by its id.
-	var card cardView
+	var card client.Card
 	raw := want("POST", "/v1/cards", `{"pan":"`+pan+`","balance":100000,"fund_balance":500000}`, http.StatusCreated)
 	if err := json.Unmarshal(raw, &card); err != nil || !strings.HasPrefix(card.ID, "crd_") || card.PAN != "622848******0777" {
 		t.Fatalf("issued card %s: %+v %v", raw, card, err)
 	}
 	id := "/v1/cards/" + card.ID
-	var found struct{ Cards []cardView }
+	var found struct{ Cards []client.Card }
 	if err := json.Unmarshal(want("POST", "/v1/cards/search", `{"pan":"`+pan+`"}`, 200), &found); err != nil ||
 		len(found.Cards) != 1 || found.Cards[0].ID != card.ID {
 		t.Errorf("search: %+v %v", found, err)
 	}
-	var none map[string][]cardView
+	var none map[string][]client.Card
 	if err := json.Unmarshal(want("POST", "/v1/cards/search", `{"pan":"`+unknown+`"}`, 200), &none); err != nil || none["cards"] == nil || len(none["cards"]) != 0 {
 		t.Errorf("search for a PAN no card has: %+v %v, want an empty list", none, err)
 	}
@@ -95,13 +97,13 @@ func TestAdminNoPAN(t *testing.T) {
 	want("PUT", id+"/sweep", `{"enabled":true}`, 200)
 	want("PUT", id+"/status", `{"status":"blocked"}`, 200)
 	want("PUT", id+"/status", `{"status":"active"}`, 200)
-	var order orderView
+	var order switchtest.Order
 	if err := json.Unmarshal(want("POST", id+"/transfer-out", `{"amount":1000}`, 200), &order); err != nil || order.Card != card.ID {
 		t.Errorf("transfer out: %+v %v", order, err)
 	}
 	var listed struct {
 		ID     string
-		Orders []orderView
+		Orders []switchtest.Order
 	}
 	if err := json.Unmarshal(want("GET", id+"/orders", "", 200), &listed); err != nil || listed.ID != card.ID || len(listed.Orders) != 1 || listed.Orders[0].Card != card.ID {
 		t.Errorf("orders: %+v %v", listed, err)
@@ -174,7 +176,7 @@ func TestAdminNoPAN(t *testing.T) {
 	// The CLI, with the switch there.
 	cli := func(admin string, args ...string) (string, error) {
 		t.Helper()
-		cmd := exec.Command(switchBinary(t), append(args, "--admin", admin)...)
+		cmd := exec.Command(switchtest.Binary(t), append(args, "--admin", admin)...)
 		cmd.Env = append(os.Environ(), "GOLDCARD_ADMIN_TOKEN="+token)
 		var out bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &out, &out
@@ -203,7 +205,7 @@ func TestAdminNoPAN(t *testing.T) {
 		t.Errorf("goldcard card show of a PAN no card has: %v\n%s", err, out)
 	}
 
-	d.assertNoSecrets(secrets...)
+	d.AssertNoSecrets(secrets...)
 
 	// The CLI, with no switch to answer: the port refuses, hangs up, or
 	// holds the connection until the CLI gives up.

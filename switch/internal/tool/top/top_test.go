@@ -1,4 +1,4 @@
-package main
+package top_test
 
 import (
 	"bytes"
@@ -14,6 +14,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/goldcard/goldcard/switch/internal/client"
+	"github.com/goldcard/goldcard/switch/internal/switchtest"
 	"github.com/goldcard/goldcard/switch/internal/tool/top"
 )
 
@@ -21,11 +22,11 @@ import (
 // sent a steady load of known rate and approval mix; goldcard top --once
 // over all three reports those rates within 5%.
 func TestTopThreeInstances(t *testing.T) {
-	d1 := startDaemon(t, "--db-pool", "8")
-	ds := []*instance{d1, d1.startPeer("--db-pool", "8"), d1.startPeer("--db-pool", "8")}
+	d1 := switchtest.Start(t, "--db-pool", "8")
+	ds := []*switchtest.Switch{d1, d1.StartPeer("--db-pool", "8"), d1.StartPeer("--db-pool", "8")}
 	approved := []string{"6228480000000301", "6228480000000302", "6228480000000303"}
 	for _, pan := range approved {
-		d1.addCard(pan, 1_000_000_00, 0)
+		d1.AddCard(pan, 1_000_000_00, 0)
 	}
 
 	// Each switch gets one request every 25 ms (40/s): three debits of
@@ -39,7 +40,7 @@ func TestTopThreeInstances(t *testing.T) {
 	var mu sync.Mutex
 	answered := make([][]time.Time, len(ds))
 	for i, d := range ds {
-		b := connectBank(t, d.bank)
+		b := switchtest.ConnectBank(t, d.Bank)
 		wg.Go(func() {
 			// Paced on a fixed schedule: a late send is made up at once,
 			// so the count over any second stays at the rate.
@@ -54,13 +55,13 @@ func TestTopThreeInstances(t *testing.T) {
 				if n%4 == 3 {
 					pan = "6228480000009999"
 				}
-				m, err := client.NewMessage(b.d, "0200", b.fields(map[int]string{2: pan, 3: "000000", 4: "000000000001"}))
+				m, err := client.NewMessage(b.Dialect, "0200", b.Fields(map[int]string{2: pan, 3: "000000", 4: "000000000001"}))
 				if err != nil {
 					failed.Add(1)
 					continue
 				}
 				wg.Go(func() {
-					if _, err := b.conn.Send(m); err != nil {
+					if _, err := b.Conn.Send(m); err != nil {
 						failed.Add(1)
 					}
 					mu.Lock()
@@ -74,7 +75,7 @@ func TestTopThreeInstances(t *testing.T) {
 	t.Cleanup(func() { cancel(); wg.Wait() })
 	time.Sleep(1500 * time.Millisecond)
 
-	admins := ds[0].admin + "," + ds[1].admin + "," + ds[2].admin
+	admins := ds[0].Admin + "," + ds[1].Admin + "," + ds[2].Admin
 	out, stderr, err := runTopCLI(t, "--addr", admins, "--once", "--json", "--interval", "3s")
 	if err != nil {
 		t.Fatalf("top --once --json: %v\n%s%s", err, out, stderr)
@@ -146,14 +147,14 @@ func TestTopThreeInstances(t *testing.T) {
 		t.Fatalf("top --once: %v\n%s%s", err, text, stderr)
 	}
 	checkFrame(t, text, 80, 24)
-	for _, s := range []string{"3/3 instances up", "default", "00 ", "14 ", ds[2].admin} {
+	for _, s := range []string{"3/3 instances up", "default", "00 ", "14 ", ds[2].Admin} {
 		if !strings.Contains(text, s) {
 			t.Errorf("frame lacks %q:\n%s", s, text)
 		}
 	}
 
 	// An instance that cannot be scraped is shown and fails --once.
-	text, stderr, err = runTopCLI(t, "--addr", admins+","+freeAddr(t), "--once", "--interval", "200ms")
+	text, stderr, err = runTopCLI(t, "--addr", admins+","+switchtest.FreeAddr(t), "--once", "--interval", "200ms")
 	if err == nil || !strings.Contains(text, "3/4 instances up") || !strings.Contains(text, "DOWN") ||
 		!strings.Contains(stderr, "1 of 4 instances could not be scraped") {
 		t.Errorf("with one instance down: err %v\n%s%s", err, text, stderr)
@@ -172,7 +173,7 @@ func deref(p *float64) float64 {
 
 func runTopCLI(t *testing.T, args ...string) (stdout, stderr string, err error) {
 	t.Helper()
-	cmd := exec.Command(switchBinary(t), append([]string{"top"}, args...)...)
+	cmd := exec.Command(switchtest.Binary(t), append([]string{"top"}, args...)...)
 	var o, e bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &o, &e
 	err = cmd.Run()

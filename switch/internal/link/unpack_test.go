@@ -1,4 +1,4 @@
-package main
+package link_test
 
 import (
 	"bytes"
@@ -10,6 +10,8 @@ import (
 	"github.com/goldcard/goldcard/iso"
 	"github.com/goldcard/goldcard/ledger"
 	"github.com/goldcard/goldcard/switch/internal/client"
+	"github.com/goldcard/goldcard/switch/internal/metric"
+	"github.com/goldcard/goldcard/switch/internal/switchtest"
 )
 
 // TestTrailingBytesAnswered30: a frame with bytes after the last field
@@ -19,42 +21,42 @@ import (
 // sub-bitmap, which the LLLVAR DE127 of the shipped dialects reads short.
 func TestTrailingBytesAnswered30(t *testing.T) {
 	t.Parallel()
-	srv, l := startServer(t)
+	srv, l := switchtest.StartServer(t)
 	addr, admin := srv.BankAddr("default").String(), srv.AdminAddr().String()
 	d, err := iso.Builtin(iso.DefaultDialect)
 	if err != nil {
 		t.Fatal(err)
 	}
 	unpackErrors := func(reason string) float64 {
-		return total(scrapeMetrics(t, admin)["goldcard_unpack_errors_total"], map[string]string{"bank": "default", "reason": reason})
+		return switchtest.Total(switchtest.Scrape(t, admin)["goldcard_unpack_errors_total"], map[string]string{"bank": "default", "reason": reason})
 	}
-	fams := scrapeMetrics(t, admin)
-	for _, reason := range unpackReasons {
-		if f := fams["goldcard_unpack_errors_total"]; f == nil || !f.labels["reason"][reason] || unpackErrors(reason) != 0 {
+	fams := switchtest.Scrape(t, admin)
+	for _, reason := range []string{metric.UnpackMTI, metric.UnpackBitmap, metric.UnpackField, metric.UnpackTrailing} {
+		if f := fams["goldcard_unpack_errors_total"]; f == nil || !f.Labels["reason"][reason] || unpackErrors(reason) != 0 {
 			t.Fatalf("goldcard_unpack_errors_total{reason=%q} is not at zero before any frame", reason)
 		}
 	}
-	answer := func(t *testing.T, raw *rawLink, body []byte) map[int]string {
+	answer := func(t *testing.T, raw *switchtest.Raw, body []byte) map[int]string {
 		t.Helper()
-		m, err := d.Unpack(raw.roundTrip(t, body))
+		m, err := d.Unpack(raw.RoundTrip(t, body))
 		if err != nil {
 			t.Fatalf("the answer does not unpack: %v", err)
 		}
-		return fieldsOf(t, m)
+		return switchtest.FieldsOf(t, m)
 	}
 
 	t.Run("0800 with stray bytes", func(t *testing.T) {
-		raw := dialRaw(t, addr)
-		r := answer(t, raw, append(echoFrame(t, 41), "ABCD"...))
-		wantCode(t, r, rcFormatError)
+		raw := switchtest.DialRaw(t, addr)
+		r := answer(t, raw, append(switchtest.EchoFrame(t, 41), "ABCD"...))
+		switchtest.WantCode(t, r, "30")
 		if r[11] != "000041" {
 			t.Fatalf("DE11 %q, want the request's", r[11])
 		}
-		if got := unpackErrors(unpackTrailing); got != 1 {
+		if got := unpackErrors(metric.UnpackTrailing); got != 1 {
 			t.Fatalf("%v trailing_bytes errors counted, want 1", got)
 		}
 		// The link carries on.
-		wantCode(t, answer(t, raw, echoFrame(t, 42)), rcApproved)
+		switchtest.WantCode(t, answer(t, raw, switchtest.EchoFrame(t, 42)), "00")
 	})
 
 	t.Run("Postilion DE127", func(t *testing.T) {
@@ -63,13 +65,13 @@ func TestTrailingBytesAnswered30(t *testing.T) {
 		if _, err := l.CreateCard(ctx, ledger.NewCard{PAN: pan, Currency: "156", Balance: 100000}); err != nil {
 			t.Fatal(err)
 		}
-		raw := dialRaw(t, addr)
+		raw := switchtest.DialRaw(t, addr)
 		r := answer(t, raw, postilionDebit(t, d, pan))
 		if mti := r[0]; mti != "0210" {
 			t.Fatalf("answered %s", mti)
 		}
-		wantCode(t, r, rcFormatError)
-		if got := unpackErrors(unpackTrailing); got != 2 {
+		switchtest.WantCode(t, r, "30")
+		if got := unpackErrors(metric.UnpackTrailing); got != 2 {
 			t.Fatalf("%v trailing_bytes errors counted, want 2", got)
 		}
 		c, err := l.Card(ctx, pan, time.Time{})
@@ -80,7 +82,7 @@ func TestTrailingBytesAnswered30(t *testing.T) {
 			t.Fatalf("balance %d, available %d after a refused debit; want 100000", c.Balance(), c.Available())
 		}
 	})
-	for _, reason := range []string{unpackMTI, unpackBitmap, unpackField} {
+	for _, reason := range []string{metric.UnpackMTI, metric.UnpackBitmap, metric.UnpackField} {
 		if got := unpackErrors(reason); got != 0 {
 			t.Errorf("%v %s errors counted for frames with trailing bytes", got, reason)
 		}
@@ -114,20 +116,20 @@ func postilionDebit(t *testing.T, d *iso.Dialect, pan string) []byte {
 // be ready before the link has finished starting.
 func TestFirstFrameUnreadable(t *testing.T) {
 	t.Parallel()
-	srv, _ := startServer(t)
+	srv, _ := switchtest.StartServer(t)
 	addr := srv.BankAddr("default").String()
 	d, err := iso.Builtin(iso.DefaultDialect)
 	if err != nil {
 		t.Fatal(err)
 	}
-	frame := append(echoFrame(t, 43), "ABCD"...)
+	frame := append(switchtest.EchoFrame(t, 43), "ABCD"...)
 	for i := range 100 {
-		raw := dialRaw(t, addr)
-		m, err := d.Unpack(raw.roundTrip(t, frame))
+		raw := switchtest.DialRaw(t, addr)
+		m, err := d.Unpack(raw.RoundTrip(t, frame))
 		if err != nil {
 			t.Fatalf("connection %d: the answer does not unpack: %v", i, err)
 		}
-		wantCode(t, fieldsOf(t, m), rcFormatError)
-		raw.c.Close()
+		switchtest.WantCode(t, switchtest.FieldsOf(t, m), "30")
+		raw.Conn.Close()
 	}
 }

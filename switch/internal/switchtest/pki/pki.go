@@ -1,4 +1,6 @@
-package main
+// Package pki makes certificate authorities and certificates for tests of
+// TLS, written to disk as a deployment would.
+package pki
 
 import (
 	"crypto/ecdsa"
@@ -18,14 +20,15 @@ import (
 	"time"
 )
 
-// testCA is a certificate authority made for one test.
-type testCA struct {
-	t    *testing.T
+// CA is a certificate authority made for one test; File is its
+// certificate, PEM.
+type CA struct {
+	t    testing.TB
 	dir  string
-	name string
+	Name string
 	cert *x509.Certificate
 	key  *ecdsa.PrivateKey
-	file string // its certificate, PEM
+	File string // its certificate, PEM
 }
 
 func nextSerial() *big.Int {
@@ -33,7 +36,8 @@ func nextSerial() *big.Int {
 	return n
 }
 
-func newTestCA(t *testing.T, dir, name string) *testCA {
+// NewCA makes a CA called name, its certificate written in dir.
+func NewCA(t testing.TB, dir, name string) *CA {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -53,20 +57,20 @@ func newTestCA(t *testing.T, dir, name string) *testCA {
 		t.Fatal(err)
 	}
 	cert, _ := x509.ParseCertificate(der)
-	ca := &testCA{t: t, dir: dir, name: name, cert: cert, key: key, file: filepath.Join(dir, name+"-ca.pem")}
-	writePEM(t, ca.file, "CERTIFICATE", der)
+	ca := &CA{t: t, dir: dir, Name: name, cert: cert, key: key, File: filepath.Join(dir, name+"-ca.pem")}
+	WritePEM(t, ca.File, "CERTIFICATE", der)
 	return ca
 }
 
-// testCert is a certificate and key on disk.
-type testCert struct {
-	certFile, keyFile string
-	spki              string // hex SHA-256 of its SubjectPublicKeyInfo
+// Cert is a certificate and key on disk.
+type Cert struct {
+	CertFile, KeyFile string
+	SPKI              string // hex SHA-256 of its SubjectPublicKeyInfo
 }
 
-// issue makes a certificate for cn, valid for 127.0.0.1 as a server and
+// Issue makes a certificate for cn, valid for 127.0.0.1 as a server and
 // as a client, and writes it and its key as name.pem and name-key.pem.
-func (ca *testCA) issue(name, cn string) testCert {
+func (ca *CA) Issue(name, cn string) Cert {
 	ca.t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -90,28 +94,28 @@ func (ca *testCA) issue(name, cn string) testCert {
 	if err != nil {
 		ca.t.Fatal(err)
 	}
-	c := testCert{certFile: filepath.Join(ca.dir, name+".pem"), keyFile: filepath.Join(ca.dir, name+"-key.pem")}
-	writePEM(ca.t, c.keyFile, "PRIVATE KEY", keyDER)
-	writePEM(ca.t, c.certFile, "CERTIFICATE", der)
+	c := Cert{CertFile: filepath.Join(ca.dir, name+".pem"), KeyFile: filepath.Join(ca.dir, name+"-key.pem")}
+	WritePEM(ca.t, c.KeyFile, "PRIVATE KEY", keyDER)
+	WritePEM(ca.t, c.CertFile, "CERTIFICATE", der)
 	cert, _ := x509.ParseCertificate(der)
 	sum := sha256.Sum256(cert.RawSubjectPublicKeyInfo)
-	c.spki = hex.EncodeToString(sum[:])
+	c.SPKI = hex.EncodeToString(sum[:])
 	return c
 }
 
-// pool is a pool of the CA's certificate.
-func (ca *testCA) pool() *x509.CertPool {
+// Pool is a pool of the CA's certificate.
+func (ca *CA) Pool() *x509.CertPool {
 	p := x509.NewCertPool()
 	p.AddCert(ca.cert)
 	return p
 }
 
-// clientConfig trusts ca for the server and presents cert (if any).
-func clientConfig(t *testing.T, ca *testCA, cert *testCert) *tls.Config {
+// ClientConfig trusts ca for the server and presents cert (if any).
+func ClientConfig(t testing.TB, ca *CA, cert *Cert) *tls.Config {
 	t.Helper()
-	c := &tls.Config{RootCAs: ca.pool(), MinVersion: tls.VersionTLS12}
+	c := &tls.Config{RootCAs: ca.Pool(), MinVersion: tls.VersionTLS12}
 	if cert != nil {
-		pair, err := tls.LoadX509KeyPair(cert.certFile, cert.keyFile)
+		pair, err := tls.LoadX509KeyPair(cert.CertFile, cert.KeyFile)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -122,14 +126,15 @@ func clientConfig(t *testing.T, ca *testCA, cert *testCert) *tls.Config {
 	return c
 }
 
-// writePEM writes one PEM block atomically (a rename), as a deployment
+// WritePEM writes one PEM block atomically (a rename), as a deployment
 // tool replacing a certificate would.
-func writePEM(t *testing.T, path, kind string, der []byte) {
+func WritePEM(t testing.TB, path, kind string, der []byte) {
 	t.Helper()
-	writeFileAtomic(t, path, pem.EncodeToMemory(&pem.Block{Type: kind, Bytes: der}))
+	WriteFileAtomic(t, path, pem.EncodeToMemory(&pem.Block{Type: kind, Bytes: der}))
 }
 
-func writeFileAtomic(t *testing.T, path string, b []byte) {
+// WriteFileAtomic writes b to path through a rename.
+func WriteFileAtomic(t testing.TB, path string, b []byte) {
 	t.Helper()
 	tmp := path + ".tmp"
 	if err := os.WriteFile(tmp, b, 0o600); err != nil {
@@ -140,21 +145,21 @@ func writeFileAtomic(t *testing.T, path string, b []byte) {
 	}
 }
 
-// copyFile replaces dst with src's contents, atomically.
-func copyFile(t *testing.T, src, dst string) {
+// CopyFile replaces dst with src's contents, atomically.
+func CopyFile(t testing.TB, src, dst string) {
 	t.Helper()
 	b, err := os.ReadFile(src)
 	if err != nil {
 		t.Fatal(err)
 	}
-	writeFileAtomic(t, dst, b)
+	WriteFileAtomic(t, dst, b)
 }
 
-// tlsRefused dials addr with c and reports whether the switch refuses the
+// Refused dials addr with c and reports whether the switch refuses the
 // handshake: with TLS 1.3 the client's side of the handshake ends before
 // the server has checked the client's certificate, so a refusal may only
 // show on the first read.
-func tlsRefused(t *testing.T, addr string, c *tls.Config) (bool, error) {
+func Refused(t testing.TB, addr string, c *tls.Config) (bool, error) {
 	t.Helper()
 	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr, c)
 	if err != nil {

@@ -1,4 +1,4 @@
-package main
+package issuer_test
 
 import (
 	"context"
@@ -10,6 +10,8 @@ import (
 	"github.com/goldcard/goldcard/ledger"
 	"github.com/goldcard/goldcard/locks"
 	"github.com/goldcard/goldcard/locks/etcdtest"
+	"github.com/goldcard/goldcard/switch/internal/daemon"
+	"github.com/goldcard/goldcard/switch/internal/switchtest"
 )
 
 func cardOf(t *testing.T, l *ledger.Ledger, pan string, balance int64) {
@@ -40,28 +42,28 @@ func de90Of(mti string, f map[int]string) string {
 // come round to again, and its own original, arriving late, is declined.
 func TestDE90OfAnotherDayWaits(t *testing.T) {
 	t.Parallel()
-	srv, l := startServer(t)
+	srv, l := switchtest.StartServer(t)
 	const pan = "6228480000019001"
 	cardOf(t, l, pan, 100000)
-	bank := connectBank(t, srv.BankAddr("default").String())
+	bank := switchtest.ConnectBank(t, srv.BankAddr("default").String())
 
 	// Days ago: ATM cash 100.00, STAN 000123.
-	old := bank.fields(map[int]string{2: pan, 3: "010000", 4: "000000010000", 7: "1101100000", 11: "000123",
+	old := bank.Fields(map[int]string{2: pan, 3: "010000", 4: "000000010000", 7: "1101100000", 11: "000123",
 		12: "100000", 13: "1101", 37: "110110000001"})
-	wantCode(t, bank.send("0200", old), "00")
+	switchtest.WantCode(t, bank.Send("0200", old), "00")
 
 	// Today the terminal's STAN is 000123 again; the withdrawal of 100.00
 	// never reaches the switch and the acquirer reverses it.
-	lost := bank.fields(map[int]string{2: pan, 3: "010000", 4: "000000010000", 7: "1105100000", 11: "000123",
+	lost := bank.Fields(map[int]string{2: pan, 3: "010000", 4: "000000010000", 7: "1105100000", 11: "000123",
 		12: "100000", 13: "1105", 37: "110510000009"})
-	rev := bank.fields(map[int]string{2: pan, 3: "010000", 4: "000000010000", 11: "000777", 12: "100005", 13: "1105",
+	rev := bank.Fields(map[int]string{2: pan, 3: "010000", 4: "000000010000", 11: "000777", 12: "100005", 13: "1105",
 		37: lost[37], 90: de90Of("0200", lost)})
-	wantCode(t, bank.send("0420", rev), "00")
+	switchtest.WantCode(t, bank.Send("0420", rev), "00")
 	if b, _ := balanceOf(t, l, pan); b != 90000 {
 		t.Errorf("balance %d after a reversal whose original was never seen; want 90000 (nothing moves): it gave back the old withdrawal", b)
 	}
 	// Its original arrives late: it was reversed first, so 12.
-	if r := bank.send("0200", lost); r[39] != "12" {
+	if r := bank.Send("0200", lost); r[39] != "12" {
 		t.Errorf("the reversed withdrawal arriving late was answered %s, want 12", r[39])
 	}
 }
@@ -71,24 +73,24 @@ func TestDE90OfAnotherDayWaits(t *testing.T) {
 // later full reversal gives back only that: no money the card never paid.
 func TestEarlyReversalOfACompletion(t *testing.T) {
 	t.Parallel()
-	srv, l := startServer(t)
+	srv, l := switchtest.StartServer(t)
 	const pan = "6228480000019002"
 	cardOf(t, l, pan, 100000)
-	bank := connectBank(t, srv.BankAddr("default").String())
+	bank := switchtest.ConnectBank(t, srv.BankAddr("default").String())
 
-	completion := bank.fields(map[int]string{2: pan, 3: "000000", 4: "000000010000"})
+	completion := bank.Fields(map[int]string{2: pan, 3: "000000", 4: "000000010000"})
 	// A partial reversal of the completion arrives first: 60.00 of 100.00 stands.
-	partial := bank.fields(map[int]string{2: pan, 3: "000000", 4: "000000010000", 37: completion[37],
+	partial := bank.Fields(map[int]string{2: pan, 3: "000000", 4: "000000010000", 37: completion[37],
 		90: de90Of("0220", completion), 95: "000000006000000000006000D00000000D00000000"})
-	wantCode(t, bank.send("0420", partial), "00")
-	wantCode(t, bank.send("0220", completion), "00")
+	switchtest.WantCode(t, bank.Send("0420", partial), "00")
+	switchtest.WantCode(t, bank.Send("0220", completion), "00")
 	if b, _ := balanceOf(t, l, pan); b != 94000 {
 		t.Errorf("balance %d after a completion of 100.00 of which a reversal says 60.00 stands; want 94000", b)
 	}
 	// Now a full reversal of the completion.
-	full := bank.fields(map[int]string{2: pan, 3: "000000", 4: "000000010000", 37: completion[37],
+	full := bank.Fields(map[int]string{2: pan, 3: "000000", 4: "000000010000", 37: completion[37],
 		90: de90Of("0220", completion)})
-	wantCode(t, bank.send("0420", full), "00")
+	switchtest.WantCode(t, bank.Send("0420", full), "00")
 	if b, _ := balanceOf(t, l, pan); b > 100000 {
 		t.Errorf("balance %d after a completion fully reversed on a card that opened with 100000: money created", b)
 	}
@@ -100,21 +102,21 @@ func TestEarlyReversalOfACompletion(t *testing.T) {
 // the newest.
 func TestReversalWithoutDE90FindsItsOwn(t *testing.T) {
 	t.Parallel()
-	srv, l := startServer(t)
+	srv, l := switchtest.StartServer(t)
 	const pan = "6228480000019003"
 	cardOf(t, l, pan, 100000)
-	bank := connectBank(t, srv.BankAddr("default").String())
+	bank := switchtest.ConnectBank(t, srv.BankAddr("default").String())
 
-	a := bank.fields(map[int]string{2: pan, 3: "000000", 4: "000000005000", 12: "090000"})
-	wantCode(t, bank.send("0200", a), "00")
+	a := bank.Fields(map[int]string{2: pan, 3: "000000", 4: "000000005000", 12: "090000"})
+	switchtest.WantCode(t, bank.Send("0200", a), "00")
 	b := map[int]string{}
 	for k, v := range a {
 		b[k] = v
 	}
 	b[4], b[12] = "000000000500", "090500"
-	wantCode(t, bank.send("0200", b), "00")
+	switchtest.WantCode(t, bank.Send("0200", b), "00")
 	// The reversal of a (its own STAN, RRN, amount, local date and time).
-	wantCode(t, bank.send("0400", a), "00")
+	switchtest.WantCode(t, bank.Send("0400", a), "00")
 	if got, _ := balanceOf(t, l, pan); got != 100000-500 {
 		t.Errorf("balance %d after 50.00 and 5.00 and a reversal of the 50.00; want %d", got, 100000-500)
 	}
@@ -158,14 +160,14 @@ func TestCopyLookedUpBeforeItsOriginalStored(t *testing.T) {
 	for _, tc := range []struct{ name, rate string }{{"fund refuses", "1"}, {"fund confirms", "0"}} {
 		t.Run(tc.name, func(t *testing.T) {
 			hl := &firstLockHeld{inner: inner, waiting: make(chan struct{}), second: make(chan struct{})}
-			srv, l := startServerWith(t, ServerOptions{Locker: hl},
+			srv, l := switchtest.StartServerWith(t, daemon.Parts{Locker: hl},
 				"fund", `{"provider":"simulator","simulator_latency":"10ms","simulator_fail_rate":`+tc.rate+`}`)
 			const pan = "6228480000019005"
 			if _, err := l.CreateCard(context.Background(), ledger.NewCard{PAN: pan, Currency: "156", Balance: 0, FundBalance: 10000}); err != nil {
 				t.Fatal(err)
 			}
-			one, two := connectBank(t, srv.BankAddr("default").String()), connectBank(t, srv.BankAddr("default").String())
-			f := one.fields(map[int]string{2: pan, 3: "000000", 4: "000000005000"})
+			one, two := switchtest.ConnectBank(t, srv.BankAddr("default").String()), switchtest.ConnectBank(t, srv.BankAddr("default").String())
+			f := one.Fields(map[int]string{2: pan, 3: "000000", 4: "000000005000"})
 			orig := sendAsync(t, one, "0200", f)
 			<-hl.waiting // the original has looked up and waits for the lock
 			copied := sendAsync(t, two, "0201", f)

@@ -1,4 +1,4 @@
-package main
+package replay_test
 
 import (
 	"os"
@@ -10,13 +10,14 @@ import (
 	"testing"
 
 	"github.com/goldcard/goldcard/switch/internal/fixture"
+	"github.com/goldcard/goldcard/switch/internal/switchtest"
 )
 
 // replayCLI runs goldcard replay against d and returns its output and
 // exit code.
-func replayCLI(t *testing.T, d *instance, args ...string) (string, int) {
+func replayCLI(t *testing.T, d *switchtest.Switch, args ...string) (string, int) {
 	t.Helper()
-	out, err := goldcardCLI(t, "", append([]string{"replay", "--addr", d.bank, "--admin", d.admin}, args...)...)
+	out, err := switchtest.CLI(t, "", append([]string{"replay", "--addr", d.Bank, "--admin", d.Admin}, args...)...)
 	code := 0
 	if ee, ok := err.(*exec.ExitError); ok {
 		code = ee.ExitCode()
@@ -31,8 +32,8 @@ func replayCLI(t *testing.T, d *instance, args ...string) (string, int) {
 // capture) against a fresh switch.
 func TestReplayConversations(t *testing.T) {
 	t.Parallel()
-	d := startDaemon(t)
-	out, code := replayCLI(t, d, "../testdata/replay")
+	d := switchtest.Start(t)
+	out, code := replayCLI(t, d, filepath.Join(switchtest.Root(t), "testdata", "replay"))
 	if code != 0 || !strings.Contains(out, " 0 failed") {
 		t.Fatalf("replay exited %d:\n%s", code, out)
 	}
@@ -46,46 +47,46 @@ func TestReplayConversations(t *testing.T) {
 func TestCaptureAndReplay(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	a := startDaemon(t, "--capture", dir)
+	a := switchtest.Start(t, "--capture", dir)
 	const (
 		cash    = "6228480000000801"
 		fundPAN = "6228480000000802"
 		track2  = "6228480000000801=30121010000012345678"
 		pinBlk  = "3A7F2C9D1E4B8F60"
 	)
-	a.addCard(cash, 100000, 0)
-	a.addCard(fundPAN, 0, 500000)
+	a.AddCard(cash, 100000, 0)
+	a.AddCard(fundPAN, 0, 500000)
 
-	bank := connectBank(t, a.bank)
-	wantCode(t, bank.send("0800", bank.fields(map[int]string{70: "001", 2: "", 32: "", 37: "", 41: "", 42: "", 49: ""})), "00")
-	purchase := bank.fields(map[int]string{2: cash, 3: "000000", 4: "000000002500", 35: track2, 52: pinBlk})
-	wantCode(t, bank.send("0200", purchase), "00")
-	wantCode(t, bank.send("0200", bank.fields(map[int]string{2: fundPAN, 3: "000000", 4: "000000030000"})), "00")
-	wantCode(t, bank.send("0100", bank.fields(map[int]string{2: cash, 3: "010000", 4: "000000010000", 52: pinBlk})), "00")
-	wantCode(t, bank.send("0200", bank.fields(map[int]string{2: cash, 3: "000000", 4: "000000900000"})), "51")
-	rev := bank.fields(map[int]string{2: cash, 3: "000000", 4: "000000002500", 37: purchase[37],
+	bank := switchtest.ConnectBank(t, a.Bank)
+	switchtest.WantCode(t, bank.Send("0800", bank.Fields(map[int]string{70: "001", 2: "", 32: "", 37: "", 41: "", 42: "", 49: ""})), "00")
+	purchase := bank.Fields(map[int]string{2: cash, 3: "000000", 4: "000000002500", 35: track2, 52: pinBlk})
+	switchtest.WantCode(t, bank.Send("0200", purchase), "00")
+	switchtest.WantCode(t, bank.Send("0200", bank.Fields(map[int]string{2: fundPAN, 3: "000000", 4: "000000030000"})), "00")
+	switchtest.WantCode(t, bank.Send("0100", bank.Fields(map[int]string{2: cash, 3: "010000", 4: "000000010000", 52: pinBlk})), "00")
+	switchtest.WantCode(t, bank.Send("0200", bank.Fields(map[int]string{2: cash, 3: "000000", 4: "000000900000"})), "51")
+	rev := bank.Fields(map[int]string{2: cash, 3: "000000", 4: "000000002500", 37: purchase[37],
 		90: "0200" + purchase[11] + purchase[7] + "00000001234" + "00000000000"})
-	wantCode(t, bank.send("0400", rev), "00")
+	switchtest.WantCode(t, bank.Send("0400", rev), "00")
 
 	// Two links debiting one card at once: the capture keeps the order
 	// the switch committed them in.
 	var wg sync.WaitGroup
 	for range 2 {
-		b := connectBank(t, a.bank)
+		b := switchtest.ConnectBank(t, a.Bank)
 		wg.Go(func() {
 			for range 20 {
-				wantCode(t, b.send("0200", b.fields(map[int]string{2: cash, 3: "000000", 4: "000000000100"})), "00")
+				switchtest.WantCode(t, b.Send("0200", b.Fields(map[int]string{2: cash, 3: "000000", 4: "000000000100"})), "00")
 			}
 		})
 	}
 	wg.Wait()
 	// A frame that cannot be unpacked, and one whose MTI cannot be read.
-	raw := dialRaw(t, a.bank)
-	if r := raw.roundTrip(t, []byte("0200"+"7000000000000000"+"16"+cash+"00")); !strings.HasPrefix(string(r), "0210") {
+	raw := switchtest.DialRaw(t, a.Bank)
+	if r := raw.RoundTrip(t, []byte("0200"+"7000000000000000"+"16"+cash+"00")); !strings.HasPrefix(string(r), "0210") {
 		t.Fatalf("cut frame answered %q", r)
 	}
-	raw.write(t, []byte("ZZZZ"))
-	a.stop()
+	raw.Write(t, []byte("ZZZZ"))
+	a.Stop()
 
 	files, err := filepath.Glob(filepath.Join(dir, "*.yaml"))
 	if err != nil || len(files) != 4 {
@@ -107,9 +108,9 @@ func TestCaptureAndReplay(t *testing.T) {
 	if !strings.Contains(all.String(), "622848") || !strings.Contains(all.String(), "withheld: 4") {
 		t.Errorf("capture lacks stand-in PANs or the withheld frame:\n%s", all.String())
 	}
-	a.assertNoSecrets(cash, fundPAN, track2, pinBlk)
+	a.AssertNoSecrets(cash, fundPAN, track2, pinBlk)
 
-	b := startDaemon(t)
+	b := switchtest.Start(t)
 	out, code := replayCLI(t, b, dir)
 	if code != 0 || !strings.Contains(out, "46 passed, 0 failed, 2 skipped") {
 		t.Fatalf("replay of the capture exited %d:\n%s", code, out)
@@ -126,7 +127,7 @@ func TestCaptureAndReplay(t *testing.T) {
 	if err := fixture.Save(edited, fx); err != nil {
 		t.Fatal(err)
 	}
-	c := startDaemon(t)
+	c := switchtest.Start(t)
 	out, code = replayCLI(t, c, edited)
 	if code != 1 || !regexp.MustCompile(`FAIL .*edited.yaml step 2 .*\n\s+DE39: want "05", got "00"`).MatchString(out) {
 		t.Fatalf("replay of the edited fixture exited %d:\n%s", code, out)
@@ -163,10 +164,10 @@ func TestReplayUsage(t *testing.T) {
 	}{
 		{[]string{"replay"}, "name at least one fixture", 2},
 		{[]string{"replay", "no/such/dir"}, "no such file", 2},
-		{[]string{"replay", "--header", "ascii9", "../testdata/replay"}, "--header", 2},
+		{[]string{"replay", "--header", "ascii9", filepath.Join(switchtest.Root(t), "testdata", "replay")}, "--header", 2},
 		{[]string{"replay", "--addr", "127.0.0.1:1", "--no-cards", bad}, "write field values in quotes", 1},
 	} {
-		out, err := goldcardCLI(t, "", tc.args...)
+		out, err := switchtest.CLI(t, "", tc.args...)
 		ee, ok := err.(*exec.ExitError)
 		if !ok || ee.ExitCode() != tc.code || !strings.Contains(out, tc.want) {
 			t.Errorf("goldcard %s: %v, output:\n%s\nwant exit %d and %q", strings.Join(tc.args, " "), err, out, tc.code, tc.want)

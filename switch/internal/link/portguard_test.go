@@ -1,4 +1,4 @@
-package main
+package link_test
 
 import (
 	"bytes"
@@ -17,6 +17,8 @@ import (
 	"github.com/goldcard/goldcard/config"
 	"github.com/goldcard/goldcard/ledger/ledgertest"
 	"github.com/goldcard/goldcard/locks/etcdtest"
+	"github.com/goldcard/goldcard/switch/internal/link"
+	"github.com/goldcard/goldcard/switch/internal/switchtest"
 )
 
 const acceptedSeries = `goldcard_connection_events_total{bank="default",event="accepted"}`
@@ -37,9 +39,9 @@ func strangerRefusal(addr string) string {
 // answer.
 func echo(t *testing.T, addr string, stan int) {
 	t.Helper()
-	raw := dialRaw(t, addr)
-	defer raw.c.Close()
-	resp, err := raw.exchange(echoFrame(t, stan))
+	raw := switchtest.DialRaw(t, addr)
+	defer raw.Conn.Close()
+	resp, err := raw.Exchange(switchtest.EchoFrame(t, stan))
 	if err != nil {
 		t.Fatalf("echo %d on %s: %v", stan, addr, err)
 	}
@@ -50,13 +52,13 @@ func echo(t *testing.T, addr string, stan int) {
 
 // allEchoesAnsweredBy sends n echoes to addr, each on a connection of its
 // own, and checks that d accepted every one of them.
-func allEchoesAnsweredBy(t *testing.T, d *instance, addr string, n int) {
+func allEchoesAnsweredBy(t *testing.T, d *switchtest.Switch, addr string, n int) {
 	t.Helper()
-	before := max(d.metricValue(acceptedSeries), 0) // absent before the first
+	before := max(d.MetricValue(acceptedSeries), 0) // absent before the first
 	for i := range n {
 		echo(t, addr, 400000+i)
 	}
-	if got := d.metricValue(acceptedSeries) - before; got != float64(n) {
+	if got := d.MetricValue(acceptedSeries) - before; got != float64(n) {
 		t.Fatalf("the switch serving %s accepted %v of %d connections", addr, got, n)
 	}
 }
@@ -66,11 +68,11 @@ func allEchoesAnsweredBy(t *testing.T, d *instance, addr string, n int) {
 // bank.
 func notStarted(t *testing.T, want string, args ...string) {
 	t.Helper()
-	d := &instance{t: t, db: ledgertest.NewDatabase(t), done: make(chan error, 1)}
-	if err := d.launch(args...); err == nil {
+	d := switchtest.On(t, ledgertest.NewDatabase(t), "")
+	if err := d.Launch(args...); err == nil {
 		t.Fatal("the switch started")
 	}
-	if code := d.cmd.ProcessState.ExitCode(); code == 0 {
+	if code := d.Cmd.ProcessState.ExitCode(); code == 0 {
 		t.Errorf("the refused switch exited with %d", code)
 	}
 	logs := d.Logs()
@@ -84,14 +86,14 @@ func notStarted(t *testing.T, want string, args ...string) {
 
 // waitReporting waits until d reports to its config center, so that
 // config put waits for it.
-func waitReporting(t *testing.T, d *instance) {
+func waitReporting(t *testing.T, d *switchtest.Switch) {
 	t.Helper()
-	cl, err := clientv3.New(clientv3.Config{Endpoints: []string{d.etcd}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	cl, err := clientv3.New(clientv3.Config{Endpoints: []string{d.Etcd}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	waitFor(t, "the switch to report to its config center", func() bool {
+	switchtest.WaitFor(t, "the switch to report to its config center", func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		live, _, err := config.Instances(ctx, cl, "/goldcard/")
@@ -105,21 +107,21 @@ func waitReporting(t *testing.T, d *instance) {
 // config center shares the port.
 func TestBankPortOfAnotherSwitch(t *testing.T) {
 	t.Parallel()
-	addr := freeAddr(t)
-	first := startDaemon(t, "--listen", addr)
+	addr := switchtest.FreeAddr(t)
+	first := switchtest.Start(t, "--listen", addr)
 	notStarted(t, foreignRefusal(addr), "--listen", addr)
 	allEchoesAnsweredBy(t, first, addr, 50)
 
-	peer := first.startPeer("--listen", addr)
-	if peer.bank != addr {
-		t.Fatalf("the peer listens on %s, not %s", peer.bank, addr)
+	peer := first.StartPeer("--listen", addr)
+	if peer.Bank != addr {
+		t.Fatalf("the peer listens on %s, not %s", peer.Bank, addr)
 	}
-	firstBefore := max(first.metricValue(acceptedSeries), 0)
+	firstBefore := max(first.MetricValue(acceptedSeries), 0)
 	stan := 500000
-	waitFor(t, "both switches to take connections on the shared port", func() bool {
+	switchtest.WaitFor(t, "both switches to take connections on the shared port", func() bool {
 		stan++
 		echo(t, addr, stan)
-		return first.metricValue(acceptedSeries) > firstBefore && peer.metricValue(acceptedSeries) > 0
+		return first.MetricValue(acceptedSeries) > firstBefore && peer.MetricValue(acceptedSeries) > 0
 	})
 }
 
@@ -129,20 +131,20 @@ func TestBankPortOfAnotherSwitch(t *testing.T) {
 // where it was) and the port's connections stay its owner's.
 func TestBankPortRefusedOnConfigChange(t *testing.T) {
 	t.Parallel()
-	addr := freeAddr(t)
-	owner := startDaemon(t, "--listen", addr)
-	d := startDaemon(t)
+	addr := switchtest.FreeAddr(t)
+	owner := switchtest.Start(t, "--listen", addr)
+	d := switchtest.Start(t)
 	waitReporting(t, d)
-	home := d.bank
+	home := d.Bank
 	want := foreignRefusal(addr)
 
-	out, err := goldcardCLI(t, `{"listen":"`+addr+`","acquirers":["777"]}`, "config", "put", "banks/acme", "-", "--etcd", d.etcd)
+	out, err := switchtest.CLI(t, `{"listen":"`+addr+`","acquirers":["777"]}`, "config", "put", "banks/acme", "-", "--etcd", d.Etcd)
 	if err == nil || !strings.Contains(out, want) {
 		t.Fatalf("config put of a bank on another switch's port: %v\n%s", err, out)
 	}
 	t.Logf("config put:\n%s", out)
 	var st config.Report
-	d.api("GET", "/v1/config/status", nil, &st)
+	d.API("GET", "/v1/config/status", nil, &st)
 	if !strings.Contains(st.Warning, want) {
 		t.Fatalf("the switch reports %q", st.Warning)
 	}
@@ -150,7 +152,7 @@ func TestBankPortRefusedOnConfigChange(t *testing.T) {
 		t.Fatal("the switch did not log the refusal")
 	}
 
-	out, err = goldcardCLI(t, `{"listen":"`+addr+`"}`, "config", "put", "banks/default", "-", "--etcd", d.etcd)
+	out, err = switchtest.CLI(t, `{"listen":"`+addr+`"}`, "config", "put", "banks/default", "-", "--etcd", d.Etcd)
 	if err == nil || !strings.Contains(out, want) {
 		t.Fatalf("config put moving a bank onto another switch's port: %v\n%s\nswitch:\n%s", err, out, d.Logs())
 	}
@@ -170,7 +172,7 @@ func TestBankPortRefusedOnConfigChange(t *testing.T) {
 // program's.
 func TestBankPortOfAStranger(t *testing.T) {
 	t.Parallel()
-	ln, err := (&net.ListenConfig{Control: reusePort}).Listen(context.Background(), "tcp", "127.0.0.1:0")
+	ln, err := (&net.ListenConfig{Control: link.ReusePort}).Listen(context.Background(), "tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -191,10 +193,10 @@ func TestBankPortOfAStranger(t *testing.T) {
 	want := strangerRefusal(addr)
 	notStarted(t, want, "--listen", addr)
 
-	d := startDaemon(t)
+	d := switchtest.Start(t)
 	waitReporting(t, d)
 	_, port, _ := net.SplitHostPort(addr)
-	out, err := goldcardCLI(t, `{"listen":":`+port+`"}`, "config", "put", "banks/acme", "-", "--etcd", d.etcd)
+	out, err := switchtest.CLI(t, `{"listen":":`+port+`"}`, "config", "put", "banks/acme", "-", "--etcd", d.Etcd)
 	if err == nil || !strings.Contains(out, want) {
 		t.Fatalf("config put of a bank on a stranger's port: %v\n%s", err, out)
 	}
@@ -222,15 +224,15 @@ func TestBankPortOfAStranger(t *testing.T) {
 // once on one port, at most one serves it.
 func TestBankPortRace(t *testing.T) {
 	t.Parallel()
-	addr := freeAddr(t)
-	var ds [2]*instance
+	addr := switchtest.FreeAddr(t)
+	var ds [2]*switchtest.Switch
 	for i := range ds {
-		ds[i] = &instance{t: t, db: ledgertest.NewDatabase(t), done: make(chan error, 1)}
+		ds[i] = switchtest.On(t, ledgertest.NewDatabase(t), "")
 	}
 	var errs [2]error
 	var wg sync.WaitGroup
 	for i, d := range ds {
-		wg.Go(func() { errs[i] = d.launch("--listen", addr) })
+		wg.Go(func() { errs[i] = d.Launch("--listen", addr) })
 	}
 	wg.Wait()
 	if errs[0] == nil && errs[1] == nil {
@@ -240,14 +242,14 @@ func TestBankPortRace(t *testing.T) {
 		if err != nil && !strings.Contains(ds[i].Logs(), foreignRefusal(addr)) {
 			t.Fatalf("a switch did not start, for another reason: %v", err)
 		}
-		if err == nil && ds[i].bank != addr {
-			t.Fatalf("the switch that started listens on %s, not %s", ds[i].bank, addr)
+		if err == nil && ds[i].Bank != addr {
+			t.Fatalf("the switch that started listens on %s, not %s", ds[i].Bank, addr)
 		}
 	}
 }
 
 // identityOf is the identity a switch said it started with.
-func identityOf(t *testing.T, d *instance) string {
+func identityOf(t *testing.T, d *switchtest.Switch) string {
 	t.Helper()
 	for _, line := range strings.Split(d.Logs(), "\n") {
 		if _, rest, ok := strings.Cut(line, `"msg":"switch ready"`); ok {
@@ -270,21 +272,21 @@ func TestIdentityWithConfigCenterDown(t *testing.T) {
 	etcd := cluster.Endpoints()[0]
 	db := ledgertest.NewDatabase(t)
 	dataDir := t.TempDir()
-	addr := freeAddr(t)
-	d := &instance{t: t, db: db, done: make(chan error, 1), etcd: etcd}
-	d.start("--etcd", etcd, "--data-dir", dataDir, "--listen", addr)
-	d.stop()
+	addr := switchtest.FreeAddr(t)
+	d := switchtest.On(t, db, etcd)
+	d.Start("--etcd", etcd, "--data-dir", dataDir, "--listen", addr)
+	d.Stop()
 	cluster.Stop(0)
 
-	again := &instance{t: t, db: db, done: make(chan error, 1), etcd: etcd}
-	again.start("--etcd", etcd, "--data-dir", dataDir, "--listen", addr)
+	again := switchtest.On(t, db, etcd)
+	again.Start("--etcd", etcd, "--data-dir", dataDir, "--listen", addr)
 	if a, b := identityOf(t, d), identityOf(t, again); a != b {
 		t.Fatalf("restarted with etcd down, the switch is %s, not %s", b, a)
 	}
 	echo(t, addr, 1)
 
-	fresh := &instance{t: t, db: db, done: make(chan error, 1), etcd: etcd}
-	if err := fresh.launch("--etcd", etcd, "--listen", freeAddr(t)); err == nil {
+	fresh := switchtest.On(t, db, etcd)
+	if err := fresh.Launch("--etcd", etcd, "--listen", switchtest.FreeAddr(t)); err == nil {
 		t.Fatal("a switch that never reached its config center started")
 	}
 	if !strings.Contains(fresh.Logs(), "has not met it before") {

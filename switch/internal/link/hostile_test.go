@@ -1,4 +1,4 @@
-package main
+package link_test
 
 import (
 	"bytes"
@@ -18,6 +18,8 @@ import (
 
 	"github.com/goldcard/goldcard/iso"
 	"github.com/goldcard/goldcard/switch/internal/client"
+	"github.com/goldcard/goldcard/switch/internal/metric"
+	"github.com/goldcard/goldcard/switch/internal/switchtest"
 )
 
 // judgeLatency makes TestHostileLinks hold the well-behaved bank to its
@@ -40,13 +42,13 @@ func TestHostileLinks(t *testing.T) {
 	if testing.Short() {
 		t.Skip("a minute of load")
 	}
-	d := startDaemon(t, "--db-pool", "8")
-	rogue := freeAddr(t)
-	if out, err := goldcardCLI(t, `{"name":"Rogue","listen":"`+rogue+`","idle_timeout":"2s","frame_timeout":"1s","max_request_rate":5,"rate_burst":5}`,
-		"config", "put", "banks/rogue", "-", "--etcd", d.etcd); err != nil {
+	d := switchtest.Start(t, "--db-pool", "8")
+	rogue := switchtest.FreeAddr(t)
+	if out, err := switchtest.CLI(t, `{"name":"Rogue","listen":"`+rogue+`","idle_timeout":"2s","frame_timeout":"1s","max_request_rate":5,"rate_burst":5}`,
+		"config", "put", "banks/rogue", "-", "--etcd", d.Etcd); err != nil {
 		t.Fatalf("config put banks/rogue: %v\n%s", err, out)
 	}
-	waitFor(t, "the rogue bank's listener", func() bool {
+	switchtest.WaitFor(t, "the rogue bank's listener", func() bool {
 		c, err := net.DialTimeout("tcp", rogue, time.Second)
 		if err == nil {
 			c.Close()
@@ -57,10 +59,10 @@ func TestHostileLinks(t *testing.T) {
 	pans := make([]string, cards)
 	for i := range pans {
 		pans[i] = fmt.Sprintf("62284800000011%02d", i)
-		d.addCard(pans[i], 1_000_000_000, 0)
+		d.AddCard(pans[i], 1_000_000_000, 0)
 	}
-	d.addCard(floodPAN, 1_000_000_000, 0)
-	bank := connectBank(t, d.bank)
+	d.AddCard(floodPAN, 1_000_000_000, 0)
+	bank := switchtest.ConnectBank(t, d.Bank)
 
 	// The well-behaved bank: one debit every 10ms, each on its own
 	// goroutine, as a bank's many terminals send them. Those answered 91
@@ -75,13 +77,13 @@ func TestHostileLinks(t *testing.T) {
 			<-tick.C
 			wg.Go(func() {
 				pan := pans[next.Add(1)%cards]
-				m, err := client.NewMessage(bank.d, "0200", bank.fields(map[int]string{2: pan, 3: "000000", 4: "000000000100"}))
+				m, err := client.NewMessage(bank.Dialect, "0200", bank.Fields(map[int]string{2: pan, 3: "000000", 4: "000000000100"}))
 				if err != nil {
 					t.Error(err)
 					return
 				}
 				start := time.Now()
-				resp, err := bank.conn.Send(m)
+				resp, err := bank.Conn.Send(m)
 				lat[i] = time.Since(start)
 				if err != nil {
 					t.Errorf("debit: %v", err)
@@ -102,8 +104,8 @@ func TestHostileLinks(t *testing.T) {
 	load(300) // warm up
 
 	gauges := func() (goroutines, heap float64) {
-		fams := scrapeMetrics(t, d.admin)
-		return total(fams["go_goroutines"], nil), total(fams["go_memstats_heap_inuse_bytes"], nil)
+		fams := switchtest.Scrape(t, d.Admin)
+		return switchtest.Total(fams["go_goroutines"], nil), switchtest.Total(fams["go_memstats_heap_inuse_bytes"], nil)
 	}
 	goroutinesBefore, heapBefore := gauges()
 
@@ -118,7 +120,9 @@ func TestHostileLinks(t *testing.T) {
 	var stats attackStats
 	var calmCPU, attackedCPU float64
 	var calmMissed, attackedMissed int64
-	cpu := func() float64 { return total(scrapeMetrics(t, d.admin)["process_cpu_seconds_total"], nil) }
+	cpu := func() float64 {
+		return switchtest.Total(switchtest.Scrape(t, d.Admin)["process_cpu_seconds_total"], nil)
+	}
 	// What the flood may get through is bounded by the time since the
 	// first attack began, however slowly the machine ran the rounds.
 	var attacksBegan time.Time
@@ -137,7 +141,7 @@ func TestHostileLinks(t *testing.T) {
 		a := startAttack(t, rogue, &stats)
 		time.Sleep(time.Second) // measured once the attackers are at it
 		healthy := make(chan error, 1)
-		go func() { healthy <- checkHealth(d.admin, 3*time.Second) }()
+		go func() { healthy <- checkHealth(d.Admin, 3*time.Second) }()
 		m0 = missed.Load()
 		lat = load(perRound)
 		attackedMissed += missed.Load() - m0
@@ -196,18 +200,18 @@ func TestHostileLinks(t *testing.T) {
 	}
 
 	// Every limit was breached and counted.
-	fams := scrapeMetrics(t, d.admin)
+	fams := switchtest.Scrape(t, d.Admin)
 	flooding := time.Since(attacksBegan).Seconds()
-	for _, limit := range []string{limitIdle, limitSlowFrame, limitFrameSize, limitRate} {
-		if total(fams["goldcard_limit_breaches_total"], map[string]string{"bank": "rogue", "limit": limit}) == 0 {
+	for _, limit := range []string{metric.LimitIdle, metric.LimitSlowFrame, metric.LimitFrameSize, metric.LimitRate} {
+		if switchtest.Total(fams["goldcard_limit_breaches_total"], map[string]string{"bank": "rogue", "limit": limit}) == 0 {
 			t.Errorf("no %s breach counted", limit)
 		}
-		if n := total(fams["goldcard_limit_breaches_total"], map[string]string{"bank": "default", "limit": limit}); n != 0 {
+		if n := switchtest.Total(fams["goldcard_limit_breaches_total"], map[string]string{"bank": "default", "limit": limit}); n != 0 {
 			t.Errorf("the well-behaved bank has %v %s breaches", n, limit)
 		}
 	}
-	declined := total(fams["goldcard_requests_total"], map[string]string{"bank": "rogue", "response_code": "91"})
-	worked := total(fams["goldcard_requests_total"], map[string]string{"bank": "rogue", "response_code": "00"})
+	declined := switchtest.Total(fams["goldcard_requests_total"], map[string]string{"bank": "rogue", "response_code": "91"})
+	worked := switchtest.Total(fams["goldcard_requests_total"], map[string]string{"bank": "rogue", "response_code": "00"})
 	// Each flood link starts with a burst of 5 and earns 5 a second; the
 	// links follow one another.
 	floodLinks := float64(stats.floodLinks.Load())
@@ -221,8 +225,8 @@ func TestHostileLinks(t *testing.T) {
 	}
 
 	// Nothing is left behind: links closed, goroutines and heap back.
-	waitFor(t, "the rogue links to close", func() bool {
-		return total(scrapeMetrics(t, d.admin)["goldcard_connections"], map[string]string{"bank": "rogue"}) == 0
+	switchtest.WaitFor(t, "the rogue links to close", func() bool {
+		return switchtest.Total(switchtest.Scrape(t, d.Admin)["goldcard_connections"], map[string]string{"bank": "rogue"}) == 0
 	})
 	var goroutinesAfter, heapAfter float64
 	deadline := time.Now().Add(15 * time.Second)
@@ -241,7 +245,7 @@ func TestHostileLinks(t *testing.T) {
 	if heapAfter > max(heapBefore*1.25, heapBefore+4<<20) {
 		t.Errorf("heap in use grew from %.1f MiB to %.1f MiB", heapBefore/(1<<20), heapAfter/(1<<20))
 	}
-	wantCode(t, bank.send("0800", bank.fields(map[int]string{70: "301", 2: "", 32: "", 37: "", 41: "", 42: "", 49: ""})), "00")
+	switchtest.WantCode(t, bank.Send("0800", bank.Fields(map[int]string{70: "301", 2: "", 32: "", 37: "", 41: "", 42: "", 49: ""})), "00")
 }
 
 // percentile returns the q-quantile of ds (nearest rank).
@@ -309,7 +313,7 @@ func startAttack(t *testing.T, addr string, st *attackStats) *attack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	echo := echoFrame(t, 1)
+	echo := switchtest.EchoFrame(t, 1)
 	a := &attack{done: make(chan struct{})}
 	// link runs one kind of hostile link, over and over.
 	link := func(name string, send func(c net.Conn) error) {

@@ -1,0 +1,9 @@
+package admin_test
+
+import (
+	"testing"
+
+	"github.com/goldcard/goldcard/switch/internal/switchtest"
+)
+
+func TestMain(m *testing.M) { switchtest.Main(m) }

@@ -1,0 +1,84 @@
+package switchtest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/goldcard/goldcard/config"
+	"github.com/goldcard/goldcard/iso"
+	"github.com/goldcard/goldcard/ledger"
+	"github.com/goldcard/goldcard/ledger/ledgertest"
+	"github.com/goldcard/goldcard/switch/internal/daemon"
+)
+
+// StartServer runs a switch in this process, for tests that need the race
+// detector on the link code, with extra config keys.
+func StartServer(t *testing.T, kvs ...string) (*daemon.Switch, *ledger.Ledger) {
+	t.Helper()
+	return StartServerWith(t, daemon.Parts{}, kvs...)
+}
+
+// StartServerWith is StartServer with parts of o (a locker, an election);
+// the config, pool, log and admin address are its own.
+func StartServerWith(t *testing.T, o daemon.Parts, kvs ...string) (*daemon.Switch, *ledger.Ledger) {
+	t.Helper()
+	l, pool := ledgertest.New(t)
+	bank := config.DefaultBank("127.0.0.1:0")
+	bank.MaxInFlight = 8
+	bankJSON, _ := json.Marshal(bank)
+	keys := map[string][]byte{"banks/default": bankJSON}
+	for i := 0; i+1 < len(kvs); i += 2 {
+		keys[kvs[i]] = []byte(kvs[i+1])
+	}
+	snap, err := config.Build(1, keys, iso.BuiltinSpecs())
+	if err == nil {
+		err = snap.Validate(nil)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(LogWriter{t}, nil))
+	o.Config, o.Pool, o.Log, o.Admin = config.NewStore(snap), pool, log, "127.0.0.1:0"
+	// No config center: the switch is known by its database alone.
+	if o.Identity, err = daemon.LocalIdentity(context.Background(), pool); err != nil {
+		t.Fatal(err)
+	}
+	srv, err := daemon.New(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+	})
+	return srv, l
+}
+
+// LogWriter writes a switch's log lines to the test's log.
+type LogWriter struct{ T testing.TB }
+
+// Write logs one line.
+func (w LogWriter) Write(p []byte) (int, error) {
+	w.T.Log(string(bytes.TrimSpace(p)))
+	return len(p), nil
+}
+
+// ConnectDB connects to the database at dsn for the length of the test.
+func ConnectDB(t testing.TB, dsn string) *pgx.Conn {
+	t.Helper()
+	conn, err := pgx.Connect(t.Context(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return conn
+}
