@@ -52,7 +52,7 @@ fuzz: db
 # pgbench on the same PostgreSQL server.
 bench: build db
 	$(GO) test -run '^$$' -bench . -benchmem ./iso ./switch/internal/issuer ./locks
-	$(GO) test -count=1 -run '^TestHostileLinks$$' -v ./switch -hostile.latency
+	$(GO) test -count=1 -run '^TestHostileLinks$$' -v ./switch/internal/link -hostile.latency
 	.ci/bench-e2e
 
 clean:

@@ -27,15 +27,15 @@ func newPoolCollector(pool *pgxpool.Pool) *poolCollector {
 	}
 	return &poolCollector{
 		pool:           pool,
-		conns:          d("goldcard_db_connections", "PostgreSQL connections of the pool by state: idle, acquired (in use) or constructing.", "state"),
-		max:            d("goldcard_db_max_connections", "Most connections the pool opens (--db-pool)."),
-		acquires:       d("goldcard_db_acquires_total", "Connections taken from the pool."),
-		waited:         d("goldcard_db_acquire_wait_seconds_total", "Time spent taking connections from the pool, waits included."),
-		empty:          d("goldcard_db_empty_acquires_total", "Takes that found no idle connection and had to wait for one."),
-		canceled:       d("goldcard_db_canceled_acquires_total", "Takes given up because their context ended (deadline) first."),
-		newConns:       d("goldcard_db_connects_total", "Connections opened to PostgreSQL."),
-		idleClosed:     d("goldcard_db_idle_closed_total", "Connections closed for being idle too long."),
-		lifetimeClosed: d("goldcard_db_lifetime_closed_total", "Connections closed at the end of their lifetime."),
+		conns:          d(metric.DBConnections, "PostgreSQL connections of the pool by state: idle, acquired (in use) or constructing.", "state"),
+		max:            d(metric.DBMaxConnections, "Most connections the pool opens (--db-pool)."),
+		acquires:       d(metric.DBAcquires, "Connections taken from the pool."),
+		waited:         d(metric.DBAcquireWait, "Time spent taking connections from the pool, waits included."),
+		empty:          d(metric.DBEmptyAcquires, "Takes that found no idle connection and had to wait for one."),
+		canceled:       d(metric.DBCanceledAcquires, "Takes given up because their context ended (deadline) first."),
+		newConns:       d(metric.DBConnects, "Connections opened to PostgreSQL."),
+		idleClosed:     d(metric.DBIdleClosed, "Connections closed for being idle too long."),
+		lifetimeClosed: d(metric.DBLifetimeClosed, "Connections closed at the end of their lifetime."),
 	}
 }
 

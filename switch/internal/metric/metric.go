@@ -76,6 +76,19 @@ const (
 	ExceptionsOpen     = "goldcard_exceptions_open"
 )
 
+// Series of the database pool (package daemon).
+const (
+	DBConnections      = "goldcard_db_connections" // state
+	DBMaxConnections   = "goldcard_db_max_connections"
+	DBAcquires         = "goldcard_db_acquires_total"
+	DBAcquireWait      = "goldcard_db_acquire_wait_seconds_total"
+	DBEmptyAcquires    = "goldcard_db_empty_acquires_total"
+	DBCanceledAcquires = "goldcard_db_canceled_acquires_total"
+	DBConnects         = "goldcard_db_connects_total"
+	DBIdleClosed       = "goldcard_db_idle_closed_total"
+	DBLifetimeClosed   = "goldcard_db_lifetime_closed_total"
+)
+
 // Approved says whether a response code approves: 00, and the codes that
 // approve with a condition (08 with identification, 10 in part, 11 VIP).
 func Approved(code string) bool {
