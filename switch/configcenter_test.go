@@ -3,11 +3,14 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net"
+	"os"
 	"os/exec"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -195,9 +198,16 @@ func TestConfigCenter(t *testing.T) {
 
 // TestRollingRestart: a new switch binds the bank port beside a running
 // one (SO_REUSEPORT), the old one drains, and clients connecting all along
-// are all answered.
+// are all answered. Without net.ipv4.tcp_migrate_req, a connection the
+// kernel queued on the old listener in the instant between its last accept
+// and its close is reset, before any request on it was read: the client
+// connects again. Those few are counted, never a refusal or a request left
+// unanswered.
 func TestRollingRestart(t *testing.T) {
 	t.Parallel()
+	migrate, _ := os.ReadFile("/proc/sys/net/ipv4/tcp_migrate_req")
+	resetsAllowed := strings.TrimSpace(string(migrate)) != "1"
+	var resets atomic.Int64
 	cluster := etcdtest.New(t, 1)
 	etcd := cluster.Endpoints()[0]
 	addr := switchtest.FreeAddr(t)
@@ -230,6 +240,9 @@ func TestRollingRestart(t *testing.T) {
 			packed, _ := m.Pack()
 			resp, err := raw.Exchange(packed)
 			c.Close()
+			if errors.Is(err, syscall.ECONNRESET) && resetsAllowed && resets.Add(1) <= 5 {
+				continue // reset unread, while queued on a closing listener
+			}
 			if err != nil {
 				errs <- fmt.Errorf("connection %d not answered: %w", i, err)
 				return
@@ -265,6 +278,9 @@ func TestRollingRestart(t *testing.T) {
 	close(stop)
 	if err := <-errs; err != nil {
 		t.Fatal(err)
+	}
+	if n := resets.Load(); n > 0 {
+		t.Logf("%d connections reset as the old listener closed (net.ipv4.tcp_migrate_req is off)", n)
 	}
 	bank := switchtest.ConnectBank(t, addr)
 	switchtest.WantCode(t, bank.Send("0200", bank.Fields(map[int]string{2: pan, 3: "000000", 4: "000000000100"})), "00")

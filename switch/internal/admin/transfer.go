@@ -28,6 +28,10 @@ func (s *Server) transferOut(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "amount must be a positive number of minor units")
 		return
 	}
+	if !s.issuer.Redeems() {
+		writeError(w, http.StatusServiceUnavailable, issuer.ErrNoFund.Error())
+		return
+	}
 	c, ok := s.cardFromPath(w, r)
 	if !ok {
 		return

@@ -67,7 +67,7 @@ func (s *switchableFund) SubscriptionStatus(ctx context.Context, id string) (fun
 func (s *Switch) apply(_, cur *config.Snapshot, took time.Duration) error {
 	s.m.configRevision.Set(float64(cur.Revision))
 	s.m.configApply.Observe(took.Seconds())
-	s.issuer.Banks(cur.BankCodes())
+	s.issuer.Banks(cur)
 	var errs []error
 	if err := s.links.Apply(cur); err != nil {
 		errs = append(errs, err)

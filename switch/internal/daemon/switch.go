@@ -47,6 +47,7 @@ type Switch struct {
 	timer          *timer.Timer
 	elect          func(ctx context.Context, lead func(ctx context.Context, token int64))
 	base           context.Context
+	identity       string
 	stopBackground context.CancelFunc
 	backgroundDone chan struct{}
 	// stopWatch ends following the config center.
@@ -95,6 +96,9 @@ type Parts struct {
 	Instance string
 }
 
+// errNoIdentity is a switch built without Parts.Identity.
+var errNoIdentity = errors.New("server has no identity: it cannot tell which switches may share its bank ports")
+
 // Capture is where links are recorded, and whether card numbers are kept
 // (else replaced by stand-ins).
 type Capture struct {
@@ -111,10 +115,11 @@ func New(ctx context.Context, p Parts) (*Switch, error) {
 	l := ledger.New(p.Pool)
 	s := &Switch{
 		cfg: p.Config, ledger: l, pool: p.Pool, log: p.Log, now: now,
-		m:     newMetrics(),
-		fund:  &switchableFund{},
-		elect: p.Elect,
-		base:  context.WithoutCancel(ctx),
+		m:        newMetrics(),
+		fund:     &switchableFund{},
+		elect:    p.Elect,
+		base:     context.WithoutCancel(ctx),
+		identity: p.Identity,
 	}
 	snap := p.Config.Load()
 	s.m.configRevision.Set(float64(snap.Revision))
@@ -193,6 +198,9 @@ func (s *Switch) cardAtFirstSight(ctx context.Context, pan string) (fixture.Card
 // Start opens the admin API and every enabled bank's listener, and
 // starts following the config center and standing for the timer.
 func (s *Switch) Start() error {
+	if s.identity == "" {
+		return errNoIdentity
+	}
 	if s.admin != nil {
 		if err := s.admin.Start(); err != nil {
 			return err
@@ -211,8 +219,11 @@ func (s *Switch) Start() error {
 		wg.Wait()
 	}()
 	snap := s.cfg.Load()
-	s.issuer.Banks(snap.BankCodes())
-	if err := s.links.Apply(snap); err != nil {
+	s.issuer.Banks(snap)
+	for _, err := range s.links.UpdateKeys(snap) {
+		s.log.Error("MAC key of the config", "err", err)
+	}
+	if err := s.links.Listen(snap); err != nil {
 		s.Shutdown(context.Background())
 		return err
 	}

@@ -23,6 +23,7 @@ type Answer struct {
 	err      error  // why it was declined or failed
 	seq      int64  // the ledger's id of the request answered (0: none)
 	lost     bool   // the link went down before the response was written
+	de3      string // DE3 as it came, of a request refused unread
 	// card, on an error, is the request's card, for DE54.
 	card *ledger.Card
 	// raised is the kind of exception the decision raised, if any.
@@ -73,8 +74,11 @@ func (p *Issuer) answered(bank string, a Answer, arrival time.Time, quiet bool) 
 	elapsed := time.Since(arrival)
 	mti := mtiLabel(a.mti)
 	proc := "none"
-	if r := a.req; r != nil {
-		proc = procLabel(r.TxnType)
+	switch {
+	case a.req != nil:
+		proc = procLabel(a.req.TxnType)
+	case quiet && len(a.de3) >= 2:
+		proc = procLabel(a.de3[:2]) // a flood is counted by what it asked for
 	}
 	p.m.requests.WithLabelValues(bank, mti, proc, a.code).Inc()
 	p.m.latency.WithLabelValues(bank, mti).Observe(elapsed.Seconds())

@@ -70,10 +70,11 @@ func (p *Issuer) handle(ctx context.Context, bank *config.Bank, d *iso.Dialect, 
 	a.req, a.mti = req, mti
 	switch {
 	case errors.Is(err, errSilence):
-		a.err, a.code, a.resp = err, codeUnanswered, nil
+		// Nothing stored for it: no exception was kept either.
+		a.err, a.code, a.resp, a.seq, a.replayed, a.raised = err, codeUnanswered, nil, 0, false, ""
 	case err != nil:
 		// Nothing was committed: the answer says why, and is not stored.
-		a.err, a.code, a.seq, a.replayed = err, responseCode(err), 0, false
+		a.err, a.code, a.seq, a.replayed, a.raised = err, responseCode(err), 0, false, ""
 		if a.code == rcMalfunction {
 			p.log.Error("request failed", "mti", mti, "stan", req.STAN, "err", err)
 		}
@@ -93,25 +94,30 @@ func (p *Issuer) handle(ctx context.Context, bank *config.Bank, d *iso.Dialect, 
 // Refuse answers, without deciding it, a message the link will not pass
 // on: err says why (a frame that cannot be read, a MAC that does not
 // verify, a link not signed on, no bank to route it to, a request over
-// the link's rate). Nothing is posted. It returns nil when the message
-// gets no response.
-func (p *Issuer) Refuse(d *iso.Dialect, msg *iso8583.Message, err error) ([]byte, Answer) {
+// the link's rate). Nothing is posted. The request is read for the log
+// only once routed to a bank. It returns nil when the message gets no
+// response.
+func (p *Issuer) Refuse(bank *config.Bank, d *iso.Dialect, msg *iso8583.Message, err error) ([]byte, Answer) {
 	mti, _ := msg.GetMTI()
 	a := Answer{mti: mti, code: responseCode(err), err: err, p: p}
-	if !errors.Is(err, iso.ErrFormat) {
+	switch {
+	case bank != nil:
 		if req, perr := iso.ParseRequest(msg); perr == nil {
 			a.req = req
 		}
-	}
-	if _, isRequest := iso.ResponseMTI(mti); !isRequest {
-		a.code = codeUnanswered
-		return nil, a
+	case errors.Is(err, iso.ErrFormat):
+		a.err = nil // the link logs what could not be read
+	default:
+		a.de3, _ = msg.GetString(3)
 	}
 	a.resp = p.plainResponse(d, msg, err)
-	if a.resp == nil {
-		a.code = codeUnanswered
-	}
 	return a.resp, a
+}
+
+// Failed accounts for a request whose handling failed past recovering
+// (err): answered 96 in the counts, of which nothing else is known.
+func (p *Issuer) Failed(err error) Answer {
+	return Answer{code: rcMalfunction, err: err, p: p}
 }
 
 // plainResponse answers without a ledger decision: the echoed fields and

@@ -7,6 +7,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/goldcard/goldcard/config"
 	"github.com/goldcard/goldcard/fund"
 	"github.com/goldcard/goldcard/ledger"
 	"github.com/goldcard/goldcard/locks"
@@ -66,9 +67,17 @@ func New(o Options) *Issuer {
 	return i
 }
 
-// Banks makes the series of banks' requests exist from the start, at zero.
-func (p *Issuer) Banks(codes []string) {
-	for _, code := range codes {
+// Redeems says whether the issuer covers shortfalls and transfers out
+// from cards' funds (it has a fund company and card locks).
+func (p *Issuer) Redeems() bool { return p.redeemer != nil }
+
+// Banks makes the series of the snapshot's enabled banks' requests exist
+// from the start, at zero.
+func (p *Issuer) Banks(snap *config.Snapshot) {
+	for _, code := range snap.BankCodes() {
+		if !snap.Banks[code].Enabled {
+			continue
+		}
 		for _, stage := range []string{stageFund, stageLedger} {
 			p.m.deadlineMisses.WithLabelValues(code, stage)
 		}

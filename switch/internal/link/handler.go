@@ -19,8 +19,13 @@ type Handler[R Result] interface {
 	Handle(ctx context.Context, bank *config.Bank, d *iso.Dialect, lim config.Limits, msg *iso8583.Message) ([]byte, R)
 	// Refuse answers a message the link will not pass on; err says why,
 	// wrapping iso.ErrFormat, iso.ErrBadMAC, iso.ErrNoMAC,
-	// iso.ErrUnroutable or iso.ErrUnavailable. Nothing is decided.
-	Refuse(d *iso.Dialect, msg *iso8583.Message, err error) ([]byte, R)
+	// iso.ErrUnroutable or iso.ErrUnavailable. bank is the bank it was
+	// routed to, nil when it was refused before routing. Nothing is
+	// decided.
+	Refuse(bank *config.Bank, d *iso.Dialect, msg *iso8583.Message, err error) ([]byte, R)
+	// Failed accounts for a request whose handling panicked (err), of
+	// which nothing more is known; it must not look at the request.
+	Failed(err error) R
 }
 
 // Result is a handler's account of one request.
@@ -39,7 +44,8 @@ type Result interface {
 // handler is a Handler of any Result.
 type handler interface {
 	Handle(ctx context.Context, bank *config.Bank, d *iso.Dialect, lim config.Limits, msg *iso8583.Message) ([]byte, Result)
-	Refuse(d *iso.Dialect, msg *iso8583.Message, err error) ([]byte, Result)
+	Refuse(bank *config.Bank, d *iso.Dialect, msg *iso8583.Message, err error) ([]byte, Result)
+	Failed(err error) Result
 }
 
 type anyResult[R Result] struct{ h Handler[R] }
@@ -48,6 +54,8 @@ func (a anyResult[R]) Handle(ctx context.Context, bank *config.Bank, d *iso.Dial
 	return a.h.Handle(ctx, bank, d, lim, msg)
 }
 
-func (a anyResult[R]) Refuse(d *iso.Dialect, msg *iso8583.Message, err error) ([]byte, Result) {
-	return a.h.Refuse(d, msg, err)
+func (a anyResult[R]) Refuse(bank *config.Bank, d *iso.Dialect, msg *iso8583.Message, err error) ([]byte, Result) {
+	return a.h.Refuse(bank, d, msg, err)
 }
+
+func (a anyResult[R]) Failed(err error) Result { return a.h.Failed(err) }

@@ -37,9 +37,11 @@ func (answerAll) Handle(_ context.Context, _ *config.Bank, d *iso.Dialect, _ con
 	return respond(d, msg, "00"), answered{network: func() string { s, _ := msg.GetString(70); return s }()}
 }
 
-func (answerAll) Refuse(d *iso.Dialect, msg *iso8583.Message, _ error) ([]byte, answered) {
+func (answerAll) Refuse(_ *config.Bank, d *iso.Dialect, msg *iso8583.Message, _ error) ([]byte, answered) {
 	return respond(d, msg, "96"), answered{}
 }
+
+func (answerAll) Failed(error) answered { return answered{} }
 
 func respond(d *iso.Dialect, msg *iso8583.Message, code string) []byte {
 	resp, err := iso.Respond(d, msg)
@@ -56,6 +58,12 @@ func respond(d *iso.Dialect, msg *iso8583.Message, code string) []byte {
 // Apply.
 func testListeners(t *testing.T, kvs ...string) *Listeners {
 	t.Helper()
+	return testListenersWith(t, answerAll{}, kvs...)
+}
+
+// testListenersWith is testListeners handing requests to h.
+func testListenersWith(t *testing.T, h Handler[answered], kvs ...string) *Listeners {
+	t.Helper()
 	bank := config.DefaultBank("127.0.0.1:0")
 	bankJSON, _ := json.Marshal(bank)
 	keys := map[string][]byte{"banks/default": bankJSON}
@@ -69,7 +77,7 @@ func testListeners(t *testing.T, kvs ...string) *Listeners {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := New(Options{Config: config.NewStore(snap), Identity: "0123456789abcdef", Log: slog.New(slog.NewTextHandler(testWriter{t}, nil))}, answerAll{})
+	s := New(Options{Config: config.NewStore(snap), Identity: "0123456789abcdef", Log: slog.New(slog.NewTextHandler(testWriter{t}, nil))}, h)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()

@@ -177,7 +177,7 @@ func (l *link) declineOverRate(msg *iso8583.Message, arrival time.Time, step int
 	if _, isRequest := iso.ResponseMTI(mti); !isRequest {
 		return
 	}
-	resp, res := l.env.h.Refuse(l.dialect, msg, errOverRate)
+	resp, res := l.env.h.Refuse(nil, l.dialect, msg, errOverRate)
 	lost := resp == nil || !l.send(resp, step, 0)
 	// Counted, not logged one by one: a flood must not flood the log.
 	res.Answered(l.bank, arrival, lost, true)

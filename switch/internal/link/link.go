@@ -248,7 +248,7 @@ func (l *link) badFrame(body []byte, partial *iso8583.Message, err error, arriva
 			partial.UnsetField(id) // what of it was read cannot be echoed
 		}
 	}
-	resp, res := l.env.h.Refuse(l.dialect, partial, iso.ErrFormat)
+	resp, res := l.env.h.Refuse(nil, l.dialect, partial, iso.ErrFormat)
 	if resp == nil {
 		return
 	}
@@ -270,8 +270,7 @@ func (l *link) handle(_ *connection.Connection, msg *iso8583.Message) {
 	defer func() {
 		if r := recover(); r != nil {
 			l.log.Error("request handler panicked", "panic", r, "stack", string(debug.Stack()))
-			_, res := l.env.h.Refuse(l.dialect, msg, errPanicked)
-			res.Answered(l.bank, arrival, true, false)
+			l.env.h.Failed(errPanicked).Answered(l.bank, arrival, false, false)
 		}
 	}()
 
@@ -280,7 +279,7 @@ func (l *link) handle(_ *connection.Connection, msg *iso8583.Message) {
 	if err != nil {
 		mti, _ := msg.GetMTI()
 		l.log.Warn("message not routed", "mti", mti, "err", err)
-		resp, res := l.env.h.Refuse(l.dialect, msg, err)
+		resp, res := l.env.h.Refuse(nil, l.dialect, msg, err)
 		lost := resp != nil && !l.send(resp, a.step, 0)
 		res.Answered(l.bank, arrival, lost, false)
 		return
@@ -330,7 +329,7 @@ func (l *link) refuse(bank *config.Bank, key *iso.MACKey, msg *iso8583.Message, 
 	case errors.Is(err, iso.ErrBadMAC):
 		l.env.m.macFailures.WithLabelValues(bank.Code, "mismatch").Inc()
 	}
-	resp, res := l.env.h.Refuse(l.dialect, msg, err)
+	resp, res := l.env.h.Refuse(bank, l.dialect, msg, err)
 	lost := resp != nil && !l.send(l.sign(key, resp), a.step, 0)
 	res.Answered(bank.Code, a.at, lost, false)
 }

@@ -114,17 +114,27 @@ var errNoIdentity = errors.New("the switch has no identity: it cannot tell which
 // would not bind is reported, and tried again until it does; one refused
 // for its port's holder is reported and not tried again.
 func (s *Listeners) Apply(snap *config.Snapshot) error {
+	errs := s.UpdateKeys(snap)
+	if err := s.Listen(snap); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// UpdateKeys takes the snapshot's MAC keys on; a bank's key that is not
+// usable is reported, and its requests are refused A0.
+func (s *Listeners) UpdateKeys(snap *config.Snapshot) []error { return s.env.macs.update(snap) }
+
+// Listen opens and retires listeners for the snapshot (see reconcile).
+func (s *Listeners) Listen(snap *config.Snapshot) error {
 	if s.env.identity == "" {
 		return errNoIdentity
 	}
-	errs := s.env.macs.update(snap)
-	if err := s.reconcile(snap, false); err != nil {
-		errs = append(errs, err)
-		if retriable(err) {
-			s.retry()
-		}
+	err := s.reconcile(snap, false)
+	if err != nil && retriable(err) {
+		s.retry()
 	}
-	return errors.Join(errs...)
+	return err
 }
 
 // refusedListener is a listener refused for its port's holder, and why.
