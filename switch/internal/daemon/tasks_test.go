@@ -7,8 +7,8 @@ import (
 	"time"
 
 	"github.com/goldcard/goldcard/config"
+	"github.com/goldcard/goldcard/config/configtest"
 	"github.com/goldcard/goldcard/fund"
-	"github.com/goldcard/goldcard/iso"
 	"github.com/goldcard/goldcard/ledger"
 	"github.com/goldcard/goldcard/ledger/ledgertest"
 	"github.com/goldcard/goldcard/switch/internal/timer"
@@ -68,20 +68,7 @@ func TestSweepTask(t *testing.T) {
 func newTestSwitch(t *testing.T, kvs ...string) (*Switch, *ledger.Ledger) {
 	t.Helper()
 	l, pool := ledgertest.New(t)
-	keys := (&config.Snapshot{
-		Banks: map[string]*config.Bank{"default": config.DefaultBank("127.0.0.1:0")}, Limits: config.DefaultLimits(),
-		Fund: config.DefaultFund(), Sweep: config.DefaultSweep(),
-	}).Values()
-	for i := 0; i+1 < len(kvs); i += 2 {
-		keys[kvs[i]] = []byte(kvs[i+1])
-	}
-	snap, err := config.Build(1, keys, iso.BuiltinSpecs())
-	if err == nil {
-		err = snap.Validate(nil)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
+	snap := configtest.Snapshot(t, config.DefaultBank("127.0.0.1:0"), kvs...)
 	srv, err := New(context.Background(), Parts{Config: config.NewStore(snap), Pool: pool, Log: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)

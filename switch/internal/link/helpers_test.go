@@ -3,7 +3,6 @@ package link
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"log/slog"
 	"testing"
 	"time"
@@ -11,6 +10,7 @@ import (
 	"github.com/moov-io/iso8583"
 
 	"github.com/goldcard/goldcard/config"
+	"github.com/goldcard/goldcard/config/configtest"
 	"github.com/goldcard/goldcard/iso"
 )
 
@@ -64,19 +64,7 @@ func testListeners(t *testing.T, kvs ...string) *Listeners {
 // testListenersWith is testListeners handing requests to h.
 func testListenersWith(t *testing.T, h Handler[answered], kvs ...string) *Listeners {
 	t.Helper()
-	bank := config.DefaultBank("127.0.0.1:0")
-	bankJSON, _ := json.Marshal(bank)
-	keys := map[string][]byte{"banks/default": bankJSON}
-	for i := 0; i+1 < len(kvs); i += 2 {
-		keys[kvs[i]] = []byte(kvs[i+1])
-	}
-	snap, err := config.Build(1, keys, iso.BuiltinSpecs())
-	if err == nil {
-		err = snap.Validate(nil)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
+	snap := configtest.Snapshot(t, config.DefaultBank("127.0.0.1:0"), kvs...)
 	s := New(Options{Config: config.NewStore(snap), Identity: "0123456789abcdef", Log: slog.New(slog.NewTextHandler(testWriter{t}, nil))}, h)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

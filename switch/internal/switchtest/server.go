@@ -3,7 +3,6 @@ package switchtest
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"log/slog"
 	"testing"
 	"time"
@@ -11,7 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/goldcard/goldcard/config"
-	"github.com/goldcard/goldcard/iso"
+	"github.com/goldcard/goldcard/config/configtest"
 	"github.com/goldcard/goldcard/ledger"
 	"github.com/goldcard/goldcard/ledger/ledgertest"
 	"github.com/goldcard/goldcard/switch/internal/daemon"
@@ -31,21 +30,11 @@ func StartServerWith(t *testing.T, o daemon.Parts, kvs ...string) (*daemon.Switc
 	l, pool := ledgertest.New(t)
 	bank := config.DefaultBank("127.0.0.1:0")
 	bank.MaxInFlight = 8
-	bankJSON, _ := json.Marshal(bank)
-	keys := map[string][]byte{"banks/default": bankJSON}
-	for i := 0; i+1 < len(kvs); i += 2 {
-		keys[kvs[i]] = []byte(kvs[i+1])
-	}
-	snap, err := config.Build(1, keys, iso.BuiltinSpecs())
-	if err == nil {
-		err = snap.Validate(nil)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
+	snap := configtest.Snapshot(t, bank, kvs...)
 	log := slog.New(slog.NewTextHandler(LogWriter{t}, nil))
 	o.Config, o.Pool, o.Log, o.Admin = config.NewStore(snap), pool, log, "127.0.0.1:0"
 	// No config center: the switch is known by its database alone.
+	var err error
 	if o.Identity, err = daemon.LocalIdentity(context.Background(), pool); err != nil {
 		t.Fatal(err)
 	}
