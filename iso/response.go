@@ -3,7 +3,8 @@ package iso
 import (
 	"errors"
 	"fmt"
-	"strings"
+	"strconv"
+	"unicode/utf8"
 
 	"github.com/moov-io/iso8583"
 )
@@ -62,16 +63,39 @@ const (
 // FormatBalances encodes DE54: per amount 20 characters, account type (2),
 // amount type (2), currency (3), C or D (1) and 12 digits of minor units.
 func FormatBalances(bs []Balance) string {
-	var sb strings.Builder
-	sb.Grow(20 * len(bs))
+	out := make([]byte, 0, 20*len(bs))
 	for _, b := range bs {
-		sign, amt := "C", b.Amount
+		sign, amt := byte('C'), b.Amount
 		if amt < 0 {
-			sign, amt = "D", -amt
+			sign, amt = 'D', -amt
 		}
-		fmt.Fprintf(&sb, "%-2.2s%-2.2s%-3.3s%s%012d", b.AccountType, b.AmountType, b.Currency, sign, amt)
+		out = appendPadded(out, b.AccountType, 2)
+		out = appendPadded(out, b.AmountType, 2)
+		out = appendPadded(out, b.Currency, 3)
+		out = append(out, sign)
+		var digits [20]byte
+		d := strconv.AppendInt(digits[:0], amt, 10)
+		for range 12 - len(d) {
+			out = append(out, '0')
+		}
+		out = append(out, d...)
 	}
-	return sb.String()
+	return string(out)
+}
+
+// appendPadded appends s cut or padded with spaces to n characters.
+func appendPadded(out []byte, s string, n int) []byte {
+	for _, r := range s {
+		if n == 0 {
+			break
+		}
+		out = utf8.AppendRune(out, r)
+		n--
+	}
+	for ; n > 0; n-- {
+		out = append(out, ' ')
+	}
+	return out
 }
 
 // ParseBalances decodes DE54.

@@ -2,8 +2,7 @@ package issuer
 
 import (
 	"crypto/rand"
-	"fmt"
-	"math/big"
+	"encoding/binary"
 	"strconv"
 
 	"github.com/goldcard/goldcard/config"
@@ -76,11 +75,17 @@ func isCredit(code string) bool { return code == iso.TxnRefund || code == iso.Tx
 
 // newAuthCode returns a random six-digit approval code (DE38).
 func newAuthCode() string {
-	n, err := rand.Int(rand.Reader, big.NewInt(1_000_000))
-	if err != nil {
-		return "000000"
+	var b [8]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails
+	// 2^64 is so much larger than a million that the modulo's bias is
+	// immeasurable.
+	n := binary.BigEndian.Uint64(b[:]) % 1_000_000
+	var code [6]byte
+	for i := 5; i >= 0; i-- {
+		code[i] = byte('0' + n%10)
+		n /= 10
 	}
-	return fmt.Sprintf("%06d", n.Int64())
+	return string(code[:])
 }
 
 // record is the ledger record of a decided request.
