@@ -67,8 +67,10 @@ func pendingOrder(t *testing.T, d *switchtest.Switch, pan string) {
 // are used once.
 func TestRepeatWhileDeciding(t *testing.T) {
 	t.Parallel()
-	a := switchtest.Start(t, "--fund-latency", "1500ms")
-	b := a.StartPeer()
+	// The original must be confirmed within its deadline, on a busy
+	// machine too: what a copy gets when it is not is another test's.
+	a := switchtest.Start(t, "--fund-latency", "1500ms", "--auth-timeout", "8s")
+	b := a.StartPeer("--auth-timeout", "8s")
 	// Each card's fund or quota covers the shortfall once: a copy decided
 	// on its own would find them gone and be declined.
 	for i, tc := range []struct {
