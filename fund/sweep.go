@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/goldcard/goldcard/ledger"
@@ -23,8 +24,13 @@ type SweepPlan struct {
 // twice). The fund company is sent each subscription, and confirm is
 // called for each so that it can be confirmed on the next trading day.
 func SweepDay(ctx context.Context, l *ledger.Ledger, p Provider, plan SweepPlan, confirm func(ctx context.Context, s ledger.SweepRecord) error) (int, error) {
+	return SweepRange(ctx, l, p, plan, 0, math.MaxInt64, confirm)
+}
+
+// SweepRange is SweepDay for the cards whose id is in (after, upTo]: one
+// batch of a day's sweep.
+func SweepRange(ctx context.Context, l *ledger.Ledger, p Provider, plan SweepPlan, after, upTo int64, confirm func(ctx context.Context, s ledger.SweepRecord) error) (int, error) {
 	swept := 0
-	after := int64(0)
 	for {
 		cards, err := l.SweepCards(ctx, after, 500)
 		if err != nil {
@@ -34,6 +40,9 @@ func SweepDay(ctx context.Context, l *ledger.Ledger, p Provider, plan SweepPlan,
 			return swept, nil
 		}
 		for _, sc := range cards {
+			if sc.ID > upTo {
+				return swept, nil
+			}
 			after = sc.ID
 			s, err := sweepCard(ctx, l, sc, plan)
 			if err != nil {
@@ -126,16 +135,31 @@ func YieldDay(ctx context.Context, l *ledger.Ledger, day time.Time, rate int64) 
 	if rate <= 0 {
 		return nil, nil
 	}
-	after := int64(0)
+	if err := YieldRange(ctx, l, day, rate, 0, math.MaxInt64); err != nil {
+		return nil, err
+	}
+	return l.CloseYieldDay(ctx, day, rate)
+}
+
+// YieldRange posts the day's income at rate to the cards with fund shares
+// whose id is in (after, upTo], once per card: one batch of a day's yield.
+// The day is closed (ledger.CloseYieldDay) once every batch has run.
+func YieldRange(ctx context.Context, l *ledger.Ledger, day time.Time, rate int64, after, upTo int64) error {
+	if rate <= 0 {
+		return nil
+	}
 	for {
 		ids, err := l.YieldCards(ctx, after, 500)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if len(ids) == 0 {
-			break
+			return nil
 		}
 		for _, id := range ids {
+			if id > upTo {
+				return nil
+			}
 			after = id
 			err := l.Do(ctx, func(tx *ledger.Tx) error {
 				c, err := tx.LockCardByID(ctx, id, time.Time{})
@@ -146,9 +170,8 @@ func YieldDay(ctx context.Context, l *ledger.Ledger, day time.Time, rate int64) 
 				return err
 			})
 			if err != nil {
-				return nil, fmt.Errorf("yield of card %d: %w", id, err)
+				return fmt.Errorf("yield of card %d: %w", id, err)
 			}
 		}
 	}
-	return l.CloseYieldDay(ctx, day, rate)
 }

@@ -54,6 +54,9 @@ type Switch struct {
 	stopWatch context.CancelFunc
 	watchDone chan struct{}
 	shutdown  sync.Once
+	// cardBatch overrides how many cards a daily batch task covers (0:
+	// cardBatch), for tests.
+	cardBatch int
 }
 
 // Parts are everything a Switch is made of.

@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/goldcard/goldcard/config"
@@ -17,8 +20,11 @@ const (
 	taskOrderCheck   = "order.check"   // key: order id
 	taskHoldsExpire  = "holds.expire"  // key: the minute, recurring
 	taskSweepDay     = "sweep.day"     // key: the date, recurring
+	taskSweepBatch   = "sweep.batch"   // key: the date/after-upto (card ids)
 	taskSweepConfirm = "sweep.confirm" // key: sweep id
 	taskYieldDay     = "yield.day"     // key: the date, recurring
+	taskYieldBatch   = "yield.batch"   // key: the date/rate/after-upto (card ids)
+	taskYieldClose   = "yield.close"   // key: the date/rate
 	taskProbe        = "probe"         // key: anything; for goldcard bench timer
 )
 
@@ -34,12 +40,15 @@ func (f followUps) FollowUp(ctx context.Context, orderID string, at time.Time) e
 func (s *Switch) registerTasks() {
 	s.timer.Handle(taskOrderCheck, s.checkOrder)
 	s.timer.Handle(taskHoldsExpire, s.expireHolds)
-	s.timer.HandleFor(taskSweepDay, 10*time.Minute, s.sweepDay)
+	s.timer.Handle(taskSweepDay, s.sweepDay)
+	s.timer.HandleFor(taskSweepBatch, 2*time.Minute, s.sweepBatch)
 	s.timer.Handle(taskSweepConfirm, s.confirmSweep)
-	s.timer.HandleFor(taskYieldDay, 10*time.Minute, s.yieldDay)
+	s.timer.Handle(taskYieldDay, s.yieldDay)
+	s.timer.HandleFor(taskYieldBatch, 2*time.Minute, s.yieldBatch)
+	s.timer.Handle(taskYieldClose, s.closeYield)
 	s.timer.Handle(taskProbe, s.probe)
 	// Every kind's series exist from the start, at zero.
-	for _, kind := range []string{taskOrderCheck, taskHoldsExpire, taskSweepDay, taskSweepConfirm, taskYieldDay, taskProbe} {
+	for _, kind := range []string{taskOrderCheck, taskHoldsExpire, taskSweepDay, taskSweepBatch, taskSweepConfirm, taskYieldDay, taskYieldBatch, taskYieldClose, taskProbe} {
 		s.m.timerRetries.WithLabelValues(kind)
 		s.m.timerDead.WithLabelValues(kind)
 	}
@@ -146,7 +155,66 @@ func (s *Switch) expireHolds(ctx context.Context, task timer.Task) error {
 	return err
 }
 
-// sweepDay sweeps cards on a trading day, then schedules the next day's.
+// cardBatch is how many cards one task of the daily sweep or yield works
+// on: a million cards are a thousand tasks, each claimed, retried and
+// spread like any, none holding a claim for long.
+const cardBatch = 1000
+
+// batchKeys are the keys of one day's batch tasks, prefix then the card id
+// range of each ("after-upto").
+func (s *Switch) batchKeys(ctx context.Context, prefix string) ([]string, error) {
+	size := s.cardBatch
+	if size <= 0 {
+		size = cardBatch
+	}
+	bounds, err := s.ledger.CardBatches(ctx, size)
+	if err != nil {
+		return nil, err
+	}
+	keys := make([]string, 0, len(bounds)+1)
+	after := int64(0)
+	for _, b := range append(bounds, math.MaxInt64) {
+		keys = append(keys, fmt.Sprintf("%s%d-%d", prefix, after, b))
+		after = b
+	}
+	return keys, nil
+}
+
+// cardRange reads the card id range at the end of a batch task's key.
+func cardRange(key string) (after, upTo int64, err error) {
+	i := strings.LastIndexByte(key, '/')
+	a, b, ok := strings.Cut(key[i+1:], "-")
+	if ok {
+		if after, err = strconv.ParseInt(a, 10, 64); err == nil {
+			upTo, err = strconv.ParseInt(b, 10, 64)
+		}
+	}
+	if !ok || err != nil || after >= upTo {
+		return 0, 0, fmt.Errorf("batch task key %q: want .../after-upto", key)
+	}
+	return after, upTo, nil
+}
+
+// scheduleBatches schedules a batch task of kind for every range of cards,
+// due now. Scheduling them again (the day's task run twice) schedules
+// nothing twice.
+func (s *Switch) scheduleBatches(ctx context.Context, kind, prefix string, due time.Time) (int, error) {
+	keys, err := s.batchKeys(ctx, prefix)
+	if err != nil {
+		return 0, err
+	}
+	items := make([]timer.Item, len(keys))
+	for i, k := range keys {
+		items[i] = timer.Item{Kind: kind, Key: k, Due: due}
+	}
+	if _, err := s.timer.ScheduleMany(ctx, items); err != nil {
+		return 0, err
+	}
+	return len(items), nil
+}
+
+// sweepDay plans a trading day's sweep, one batch task per range of
+// cards, then schedules the next day's.
 func (s *Switch) sweepDay(ctx context.Context, task timer.Task) error {
 	snap := s.cfg.Load()
 	zone := sweepZone(snap)
@@ -159,19 +227,11 @@ func (s *Switch) sweepDay(ctx context.Context, task timer.Task) error {
 		return err
 	}
 	if cal.TradingDay(day) {
-		plan := fund.SweepPlan{Day: day, ConfirmOn: cal.NextTradingDay(day), Threshold: snap.Sweep.Threshold, MinSweep: snap.Sweep.MinSweep}
-		n, err := fund.SweepDay(ctx, s.ledger, s.fund, plan, func(ctx context.Context, sw ledger.SweepRecord) error {
-			at, err := fund.At(sw.ConfirmOn, snap.Sweep.ConfirmTime, zone)
-			if err != nil {
-				return err
-			}
-			_, err = s.timer.Schedule(ctx, taskSweepConfirm, sw.ID, at, nil)
-			return err
-		})
+		n, err := s.scheduleBatches(ctx, taskSweepBatch, task.Key+"/", s.now())
 		if err != nil {
 			return err
 		}
-		s.log.Info("sweep done", "day", task.Key, "cards", n)
+		s.log.Info("sweep planned", "day", task.Key, "batches", n)
 	} else {
 		s.log.Info("no sweep: not a trading day", "day", task.Key)
 	}
@@ -181,6 +241,42 @@ func (s *Switch) sweepDay(ctx context.Context, task timer.Task) error {
 	}
 	_, err = s.timer.Schedule(ctx, taskSweepDay, next.Format(time.DateOnly), at, nil)
 	return err
+}
+
+// sweepBatch sweeps one range of cards on the day of its key, and
+// schedules each subscription's confirmation on the next trading day.
+func (s *Switch) sweepBatch(ctx context.Context, task timer.Task) error {
+	snap := s.cfg.Load()
+	zone := sweepZone(snap)
+	dayKey, _, _ := strings.Cut(task.Key, "/")
+	day, err := time.Parse(time.DateOnly, dayKey)
+	if err != nil {
+		return fmt.Errorf("sweep batch %q: %w", task.Key, err)
+	}
+	after, upTo, err := cardRange(task.Key)
+	if err != nil {
+		return err
+	}
+	cal, err := calendarOf(snap)
+	if err != nil {
+		return err
+	}
+	plan := fund.SweepPlan{Day: day, ConfirmOn: cal.NextTradingDay(day), Threshold: snap.Sweep.Threshold, MinSweep: snap.Sweep.MinSweep}
+	n, err := fund.SweepRange(ctx, s.ledger, s.fund, plan, after, upTo, func(ctx context.Context, sw ledger.SweepRecord) error {
+		at, err := fund.At(sw.ConfirmOn, snap.Sweep.ConfirmTime, zone)
+		if err != nil {
+			return err
+		}
+		_, err = s.timer.Schedule(ctx, taskSweepConfirm, sw.ID, at, nil)
+		return err
+	})
+	if err != nil {
+		return later(task, err)
+	}
+	if n > 0 {
+		s.log.Info("sweep batch done", "batch", task.Key, "cards", n)
+	}
+	return nil
 }
 
 // confirmSweep confirms a sweep's subscription on its next trading day.
@@ -196,7 +292,9 @@ func (s *Switch) confirmSweep(ctx context.Context, task timer.Task) error {
 	return later(task, err)
 }
 
-// yieldDay posts a day's fund income, then schedules the next day's.
+// yieldDay plans a day's fund income: one batch task per range of cards
+// at the rate of the config now, and the task that closes the day once
+// they have all run; then it schedules the next day's.
 func (s *Switch) yieldDay(ctx context.Context, task timer.Task) error {
 	snap := s.cfg.Load()
 	day, err := time.Parse(time.DateOnly, task.Key)
@@ -207,12 +305,16 @@ func (s *Switch) yieldDay(ctx context.Context, task timer.Task) error {
 	if err != nil {
 		return err
 	}
-	days, err := fund.YieldDay(ctx, s.ledger, day, rate)
-	if err != nil {
-		return err
-	}
-	for _, d := range days {
-		s.log.Info("yield posted", "day", task.Key, "currency", d.Currency, "shares", d.Shares, "income", d.Income, "paid", d.Paid, "remainder", d.Remainder)
+	if rate > 0 {
+		prefix := fmt.Sprintf("%s/%d/", task.Key, rate)
+		n, err := s.scheduleBatches(ctx, taskYieldBatch, prefix, s.now())
+		if err != nil {
+			return err
+		}
+		if _, err := s.timer.Schedule(ctx, taskYieldClose, strings.TrimSuffix(prefix, "/"), s.now(), nil); err != nil {
+			return err
+		}
+		s.log.Info("yield planned", "day", task.Key, "rate", rate, "batches", n)
 	}
 	next, at, err := nextAt(task.Due, day.AddDate(0, 0, 1), snap.Fund.YieldTime, fund.Shanghai)
 	if err != nil {
@@ -220,6 +322,62 @@ func (s *Switch) yieldDay(ctx context.Context, task timer.Task) error {
 	}
 	_, err = s.timer.Schedule(ctx, taskYieldDay, next.Format(time.DateOnly), at, nil)
 	return err
+}
+
+// yieldKey reads the day and rate a yield task's key starts with.
+func yieldKey(key string) (day time.Time, rate int64, err error) {
+	parts := strings.SplitN(key, "/", 3)
+	if len(parts) < 2 {
+		return time.Time{}, 0, fmt.Errorf("yield task key %q: want date/rate...", key)
+	}
+	if day, err = time.Parse(time.DateOnly, parts[0]); err == nil {
+		rate, err = strconv.ParseInt(parts[1], 10, 64)
+	}
+	if err != nil {
+		return time.Time{}, 0, fmt.Errorf("yield task key %q: %w", key, err)
+	}
+	return day, rate, nil
+}
+
+// yieldBatch pays one range of cards their day's income.
+func (s *Switch) yieldBatch(ctx context.Context, task timer.Task) error {
+	day, rate, err := yieldKey(task.Key)
+	if err != nil {
+		return err
+	}
+	after, upTo, err := cardRange(task.Key)
+	if err != nil {
+		return err
+	}
+	if err := fund.YieldRange(ctx, s.ledger, day, rate, after, upTo); err != nil {
+		return later(task, err)
+	}
+	return nil
+}
+
+// closeYield books the day's income once every batch of it has run: what
+// was paid, and what the roundings left. A batch parked as dead keeps the
+// day open until an operator has seen to it.
+func (s *Switch) closeYield(ctx context.Context, task timer.Task) error {
+	day, rate, err := yieldKey(task.Key)
+	if err != nil {
+		return err
+	}
+	n, err := s.timer.Unfinished(ctx, taskYieldBatch, task.Key+"/")
+	if err != nil {
+		return later(task, err)
+	}
+	if n > 0 {
+		return timer.Again(5*time.Second, fmt.Sprintf("%d yield batches not finished", n))
+	}
+	days, err := s.ledger.CloseYieldDay(ctx, day, rate)
+	if err != nil {
+		return later(task, err)
+	}
+	for _, d := range days {
+		s.log.Info("yield posted", "day", day.Format(time.DateOnly), "currency", d.Currency, "shares", d.Shares, "income", d.Income, "paid", d.Paid, "remainder", d.Remainder)
+	}
+	return nil
 }
 
 // probe records that a probe task ran, and how often.

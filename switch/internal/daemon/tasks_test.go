@@ -2,7 +2,11 @@ package daemon
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -52,6 +56,12 @@ func TestSweepTask(t *testing.T) {
 	if err := srv.sweepDay(ctx, task("2026-09-30")); err != nil {
 		t.Fatal(err)
 	}
+	if card, _ := l.Card(ctx, pan, time.Time{}); card.Balance() != 300000 {
+		t.Fatalf("swept before its batch ran: %d", card.Balance())
+	}
+	if n := runPending(t, srv, taskSweepBatch, srv.sweepBatch); n != 1 {
+		t.Fatalf("%d sweep batches for one card", n)
+	}
 	if card, _ := l.Card(ctx, pan, time.Time{}); card.Balance() != 100000 {
 		t.Fatalf("after the trading day's sweep: %d", card.Balance())
 	}
@@ -60,6 +70,91 @@ func TestSweepTask(t *testing.T) {
 	want, _ := fund.At(time.Date(2026, 10, 8, 0, 0, 0, 0, time.UTC), "09:30", fund.Shanghai)
 	if !ok || !at.Equal(want) {
 		t.Fatalf("confirmation due %v (%v), want %v", at, ok, want)
+	}
+}
+
+// runPending runs the pending tasks of kind once each, in key order, as
+// the timer would, and returns how many there were.
+func runPending(t *testing.T, srv *Switch, kind string, h timer.Handler) int {
+	t.Helper()
+	ctx := context.Background()
+	rows, err := srv.pool.Query(ctx, `SELECT key, due_at FROM timer_tasks WHERE kind = $1 AND state = 'pending' ORDER BY key`, kind)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tasks []timer.Task
+	for rows.Next() {
+		task := timer.Task{Kind: kind, Attempts: 1}
+		if err := rows.Scan(&task.Key, &task.Due); err != nil {
+			t.Fatal(err)
+		}
+		tasks = append(tasks, task)
+	}
+	rows.Close()
+	for _, task := range tasks {
+		if err := h(ctx, task); err != nil {
+			t.Fatalf("%s %s: %v", kind, task.Key, err)
+		}
+		if _, err := srv.pool.Exec(ctx, `UPDATE timer_tasks SET state = 'done', done_at = now() WHERE kind = $1 AND key = $2`, kind, task.Key); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return len(tasks)
+}
+
+// TestYieldInBatches: a day's yield is one task per range of cards, and
+// the day is closed only once every range has been paid; each card is
+// paid once however often its batch runs.
+func TestYieldInBatches(t *testing.T) {
+	f := config.DefaultFund()
+	f.YieldPer10K = "1.0000"
+	fundJSON, _ := json.Marshal(f)
+	srv, l := newTestSwitch(t, "fund", string(fundJSON))
+	srv.cardBatch = 3
+	ctx := context.Background()
+	const cards = 8
+	for i := range cards {
+		if _, err := l.CreateCard(ctx, ledger.NewCard{PAN: fmt.Sprintf("62284800000040%02d", i), Currency: "156", FundBalance: 1000000}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	day := time.Date(2026, 9, 30, 0, 0, 0, 0, time.UTC)
+	at, _ := fund.At(day, "23:00", fund.Shanghai)
+	if err := srv.yieldDay(ctx, timer.Task{Kind: taskYieldDay, Key: day.Format(time.DateOnly), Due: at, Attempts: 1}); err != nil {
+		t.Fatal(err)
+	}
+	// Not closed before its batches have run.
+	var closeTask timer.Task
+	if err := srv.pool.QueryRow(ctx, `SELECT key FROM timer_tasks WHERE kind = $1`, taskYieldClose).Scan(&closeTask.Key); err != nil {
+		t.Fatal(err)
+	}
+	var again interface{ error }
+	if err := srv.closeYield(ctx, closeTask); !errors.As(err, &again) || !strings.Contains(err.Error(), "3 yield batches not finished") {
+		t.Fatalf("closing before the batches ran: %v", err)
+	}
+	var batch timer.Task
+	if err := srv.pool.QueryRow(ctx, `SELECT key FROM timer_tasks WHERE kind = $1 ORDER BY key LIMIT 1`, taskYieldBatch).Scan(&batch.Key); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.yieldBatch(ctx, batch); err != nil { // a batch run twice pays nobody twice
+		t.Fatal(err)
+	}
+	if n := runPending(t, srv, taskYieldBatch, srv.yieldBatch); n != 3 {
+		t.Fatalf("%d batches for %d cards of 3", n, cards)
+	}
+	if err := srv.closeYield(ctx, closeTask); err != nil {
+		t.Fatal(err)
+	}
+	var paid, rows int64
+	if err := srv.pool.QueryRow(ctx, `SELECT count(*), coalesce(sum(amount), 0)::bigint FROM yields WHERE day = $1`, day).Scan(&rows, &paid); err != nil {
+		t.Fatal(err)
+	}
+	if want := cards * ledger.YieldOf(1000000, 10000); rows != cards || paid != want || want == 0 {
+		t.Fatalf("%d cards paid %d, want %d paid %d", rows, paid, cards, want)
+	}
+	var closed int
+	if err := srv.pool.QueryRow(ctx, `SELECT count(*) FROM yield_days WHERE day = $1`, day).Scan(&closed); err != nil || closed != 1 {
+		t.Fatalf("yield days booked: %d %v", closed, err)
 	}
 }
 

@@ -41,3 +41,15 @@ func List(ctx context.Context, pool *pgxpool.Pool, kind, state string, limit int
 		return v, err
 	})
 }
+
+// Unfinished counts the tasks of kind whose key starts with prefix that
+// have not finished: pending, or dead (an operator's to settle).
+func (t *Timer) Unfinished(ctx context.Context, kind, prefix string) (int, error) {
+	var n int
+	err := t.o.Pool.QueryRow(ctx, `SELECT count(*) FROM timer_tasks
+		WHERE state IN ('pending', 'dead') AND kind = $1 AND starts_with(key, $2)`, kind, prefix).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("counting unfinished %s tasks: %w", kind, err)
+	}
+	return n, nil
+}
