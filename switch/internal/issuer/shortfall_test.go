@@ -108,7 +108,7 @@ func TestShortfall(t *testing.T) {
 // a 91 in time; its late confirmation lands the money, debiting nothing.
 func TestShortfallDeadline(t *testing.T) {
 	fundURL, _ := switchtest.StartFundsim(t, 0, "--latency", "4s")
-	d := switchtest.Start(t, "--fund-url", fundURL)
+	d := switchtest.Start(t, "--fund-url", fundURL, "--auth-timeout", "3s")
 	bank := switchtest.ConnectBank(t, d.Bank)
 	const pan = "6228480000000301"
 	d.AddCard(pan, 1000, 100000)

@@ -30,6 +30,7 @@ func StartServerWith(t *testing.T, o daemon.Parts, kvs ...string) (*daemon.Switc
 	l, pool := ledgertest.New(t)
 	bank := config.DefaultBank("127.0.0.1:0")
 	bank.MaxInFlight = 8
+	bank.AuthTimeout = config.Duration(8 * time.Second) // see TestAuthTimeout
 	snap := configtest.Snapshot(t, bank, kvs...)
 	log := slog.New(slog.NewTextHandler(LogWriter{t}, nil))
 	o.Config, o.Pool, o.Log, o.Admin = config.NewStore(snap), pool, log, "127.0.0.1:0"

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os/exec"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -37,6 +38,10 @@ type Switch struct {
 	mu   sync.Mutex
 	logs bytes.Buffer
 }
+
+// TestAuthTimeout is the built-in bank's auth timeout the switches of
+// tests run with, unless a test gives its own --auth-timeout.
+const TestAuthTimeout = "8s"
 
 // On is a switch not yet started, on database db and the etcd at etcd
 // (empty: an embedded etcd of its own, on a free port).
@@ -97,6 +102,12 @@ func (d *Switch) Launch(args ...string) error {
 	t.Helper()
 	base := []string{"serve", "--db", d.DB, "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0",
 		"--data-dir", t.TempDir(), "--log-format", "json", "--drain-timeout", "20s"}
+	if !slices.Contains(args, "--auth-timeout") && !slices.Contains(args, "--config") {
+		// The flows are under test, not the deadline: a busy machine's
+		// slow transaction must not turn an approval into a 91. A test of
+		// the deadline names its own.
+		base = append(base, "--auth-timeout", TestAuthTimeout)
+	}
 	if d.Etcd == "" {
 		port, err := locks.FreePort()
 		if err != nil {
