@@ -11,7 +11,6 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-	"unicode/utf8"
 
 	"github.com/goldcard/goldcard/switch/internal/client"
 	"github.com/goldcard/goldcard/switch/internal/switchtest"
@@ -146,7 +145,7 @@ func TestTopThreeInstances(t *testing.T) {
 	if err != nil {
 		t.Fatalf("top --once: %v\n%s%s", err, text, stderr)
 	}
-	checkFrame(t, text, 80, 24)
+	top.CheckFrame(t, text, 80, 24)
 	for _, s := range []string{"3/3 instances up", "default", "00 ", "14 ", ds[2].Admin} {
 		if !strings.Contains(text, s) {
 			t.Errorf("frame lacks %q:\n%s", s, text)
@@ -178,17 +177,4 @@ func runTopCLI(t *testing.T, args ...string) (stdout, stderr string, err error) 
 	cmd.Stdout, cmd.Stderr = &o, &e
 	err = cmd.Run()
 	return o.String(), e.String(), err
-}
-
-func checkFrame(t *testing.T, frame string, width, height int) {
-	t.Helper()
-	lines := strings.Split(strings.TrimSuffix(frame, "\n"), "\n")
-	if len(lines) > height {
-		t.Errorf("frame of %d lines, more than %d:\n%s", len(lines), height, frame)
-	}
-	for _, l := range lines {
-		if n := utf8.RuneCountInString(l); n > width {
-			t.Errorf("line of %d columns, more than %d: %q", n, width, l)
-		}
-	}
 }

@@ -1,0 +1,4 @@
+package top
+
+// CheckFrame is checkFrame, for the tests of goldcard top against switches.
+var CheckFrame = checkFrame
