@@ -99,9 +99,6 @@ type Parts struct {
 	Instance string
 }
 
-// errNoIdentity is a switch built without Parts.Identity.
-var errNoIdentity = errors.New("server has no identity: it cannot tell which switches may share its bank ports")
-
 // Capture is where links are recorded, and whether card numbers are kept
 // (else replaced by stand-ins).
 type Capture struct {
@@ -202,7 +199,7 @@ func (s *Switch) cardAtFirstSight(ctx context.Context, pan string) (fixture.Card
 // starts following the config center and standing for the timer.
 func (s *Switch) Start() error {
 	if s.identity == "" {
-		return errNoIdentity
+		return link.ErrNoIdentity
 	}
 	if s.admin != nil {
 		if err := s.admin.Start(); err != nil {

@@ -117,7 +117,7 @@ func (p *Issuer) answered(bank string, a Answer, arrival time.Time, quiet bool) 
 		attrs = append(attrs, slog.String("order", a.order))
 	}
 	if a.err != nil && a.code != rcApproved {
-		attrs = append(attrs, slog.String("reason", a.err.Error()))
+		attrs = append(attrs, slog.String("reason", iso.MaskPANs(a.err.Error()))) // no error may carry a card number into the log
 	}
 	p.log.LogAttrs(context.Background(), slog.LevelInfo, "request", attrs...)
 }

@@ -76,7 +76,7 @@ func (p *Issuer) handle(ctx context.Context, bank *config.Bank, d *iso.Dialect, 
 		// Nothing was committed: the answer says why, and is not stored.
 		a.err, a.code, a.seq, a.replayed, a.raised = err, responseCode(err), 0, false, ""
 		if a.code == rcMalfunction {
-			p.log.Error("request failed", "mti", mti, "stan", req.STAN, "err", err)
+			p.log.Error("request failed", "mti", mti, "stan", req.STAN, "err", iso.MaskPANs(err.Error()))
 		}
 		a.resp = nil
 		if a.card != nil {

@@ -9,6 +9,7 @@ import (
 	"github.com/moov-io/iso8583"
 
 	"github.com/goldcard/goldcard/iso"
+	"github.com/goldcard/goldcard/switch/internal/client"
 )
 
 // testIssuer is an issuer over books, without a fund company.
@@ -16,15 +17,12 @@ func testIssuer(b books) *Issuer {
 	return &Issuer{books: b, now: time.Now, log: slog.New(slog.NewTextHandler(io.Discard, nil)), m: newMetrics(nil)}
 }
 
-// message builds a message of dialect d from field values.
+// message is client.NewMessage, failing the test on an error.
 func message(t testing.TB, d *iso.Dialect, mti string, fields map[int]string) *iso8583.Message {
 	t.Helper()
-	m := d.NewMessage()
-	m.MTI(mti)
-	for id, v := range fields {
-		if err := d.SetField(m, id, v); err != nil {
-			t.Fatalf("DE%d: %v", id, err)
-		}
+	m, err := client.NewMessage(d, mti, fields)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return m
 }

@@ -106,8 +106,8 @@ func New[R Result](o Options, h Handler[R]) *Listeners {
 	}
 }
 
-// errNoIdentity is listeners built without Options.Identity.
-var errNoIdentity = errors.New("the switch has no identity: it cannot tell which switches may share its bank ports")
+// ErrNoIdentity is listeners (or a switch) built without an identity.
+var ErrNoIdentity = errors.New("the switch has no identity: it cannot tell which switches may share its bank ports")
 
 // Apply puts a snapshot into effect: the banks' MAC keys, and a listener
 // for each address its enabled banks use (see reconcile). A listener that
@@ -128,7 +128,7 @@ func (s *Listeners) UpdateKeys(snap *config.Snapshot) []error { return s.env.mac
 // Listen opens and retires listeners for the snapshot (see reconcile).
 func (s *Listeners) Listen(snap *config.Snapshot) error {
 	if s.env.identity == "" {
-		return errNoIdentity
+		return ErrNoIdentity
 	}
 	err := s.reconcile(snap, false)
 	if err != nil && retriable(err) {

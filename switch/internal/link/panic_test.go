@@ -12,6 +12,7 @@ import (
 
 	"github.com/goldcard/goldcard/config"
 	"github.com/goldcard/goldcard/iso"
+	"github.com/goldcard/goldcard/switch/internal/client"
 )
 
 // panicsOn999999 is answerAll, but its handling of a request with STAN
@@ -48,20 +49,24 @@ func TestHandlerPanic(t *testing.T) {
 	}
 	defer c.Close()
 	d, _ := iso.Builtin(iso.DefaultDialect)
+	framing, err := iso.HeaderByName(iso.HeaderBinary2)
+	if err != nil {
+		t.Fatal(err)
+	}
 	// write sends an echo with the STAN, framed with its length.
 	write := func(stan string) {
-		m := d.NewMessage()
-		m.MTI("0800")
-		for id, v := range map[int]string{7: "1125101010", 11: stan, 70: "301"} {
-			if err := d.SetField(m, id, v); err != nil {
-				t.Fatal(err)
-			}
-		}
-		body, err := m.Pack()
+		m, err := client.NewMessage(d, "0800", map[int]string{7: "1125101010", 11: stan, 70: "301"})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := c.Write(append(binary.BigEndian.AppendUint16(nil, uint16(len(body))), body...)); err != nil {
+		frame, err := m.Pack()
+		if err == nil {
+			frame, err = iso.Frame(framing, frame)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Write(frame); err != nil {
 			t.Fatal(err)
 		}
 	}
