@@ -53,3 +53,11 @@ func retryable(err error) bool {
 	}
 	return false
 }
+
+// Refused reports whether err is the database refusing a statement (a
+// constraint, a conflict): the transaction rolled back, and the same work
+// without what caused it may succeed.
+func Refused(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe)
+}

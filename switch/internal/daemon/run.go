@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -17,6 +18,7 @@ import (
 	"github.com/goldcard/goldcard/switch/internal/admin"
 	"github.com/goldcard/goldcard/switch/internal/cli"
 	"github.com/goldcard/goldcard/switch/internal/client"
+	"github.com/goldcard/goldcard/switch/internal/issuer"
 	"github.com/goldcard/goldcard/switch/internal/link"
 )
 
@@ -33,6 +35,12 @@ type Options struct {
 	DBPool int32
 	// DrainTimeout bounds the wait for requests in flight at shutdown.
 	DrainTimeout time.Duration
+	// CommitWindow, CommitSize and CommitBatches say how requests are
+	// committed many at a time (issuer.GroupCommit); a CommitSize of 0
+	// commits each in a transaction of its own.
+	CommitWindow  time.Duration
+	CommitSize    int
+	CommitBatches int
 
 	// Etcd is the cluster to join, URLs separated by commas; empty runs
 	// an embedded single-node etcd with its client on EtcdListen.
@@ -72,6 +80,7 @@ func Defaults() Options {
 		Listen: config.DefaultListen, Admin: "127.0.0.1:8080", DB: cli.DefaultDB(), DataDir: "./var",
 		AuthTimeout: config.DefaultAuthTimeout, SafetyMargin: config.DefaultSafetyMargin, HoldValidity: config.DefaultHoldValidity,
 		DBPool: 32, DrainTimeout: 10 * time.Second,
+		CommitWindow: issuer.DefaultCommitWindow, CommitSize: issuer.DefaultCommitSize, CommitBatches: issuer.DefaultCommitBatches,
 		EtcdListen: "127.0.0.1:2379", EtcdPrefix: "/goldcard/", LockTTL: 5 * time.Second,
 		FundLatency: 50 * time.Millisecond, Quota: "10000.00",
 		Instance: fmt.Sprintf("%s-%d", host, os.Getpid()),
@@ -82,6 +91,9 @@ func Defaults() Options {
 // created and migrated if needed, the config center seeded if empty.
 func Run(ctx context.Context, o Options) error {
 	log := o.Log
+	if o.CommitSize < 0 || o.CommitBatches < 0 || o.CommitWindow < 0 {
+		return cli.UsageError{Err: errors.New("--commit-size, --commit-batches and --commit-window cannot be negative")}
+	}
 	seed, err := seedConfig(o)
 	if err != nil {
 		return cli.UsageError{Err: err}
@@ -139,6 +151,7 @@ func Run(ctx context.Context, o Options) error {
 		Config: config.NewStore(snap), Pool: pool, Log: log, Dialects: dialects, Admin: o.Admin, AdminAuth: o.AdminAuth,
 		Locker: locker, Elect: election.Run, TaskClaim: 2 * o.LockTTL, Identity: id.digest(), Capture: o.Capture,
 		Etcd: etcd, Prefix: o.EtcdPrefix, Instance: o.Instance,
+		GroupCommit: groupCommit(o),
 	})
 	if err != nil {
 		return err
@@ -227,4 +240,13 @@ func seedConfig(o Options) (map[string][]byte, error) {
 		snap.Fund.Provider, snap.Fund.URL = config.FundGateway, o.FundURL
 	}
 	return snap.Values(), nil
+}
+
+// groupCommit is the issuer's group commit for o.
+func groupCommit(o Options) *issuer.GroupCommit {
+	size := o.CommitSize
+	if size == 0 {
+		size = -1 // each request on its own
+	}
+	return &issuer.GroupCommit{Window: o.CommitWindow, Size: size, Batches: o.CommitBatches}
 }

@@ -97,6 +97,10 @@ type Parts struct {
 	Etcd     *clientv3.Client
 	Prefix   string
 	Instance string
+	// GroupCommit says how new requests are committed many at a time;
+	// the issuer's defaults when nil. A Size below zero commits each
+	// request in a transaction of its own.
+	GroupCommit *issuer.GroupCommit
 }
 
 // Capture is where links are recorded, and whether card numbers are kept
@@ -132,7 +136,12 @@ func New(ctx context.Context, p Parts) (*Switch, error) {
 		claim = 10 * time.Second
 	}
 	s.timer = timer.New(timer.Options{Pool: p.Pool, Log: p.Log, Metrics: timerMetrics{s.m}, ClaimFor: claim, Now: now})
-	io := issuer.Options{Ledger: l, Log: p.Log, Now: now, Registerer: s.m.reg}
+	io := issuer.Options{Ledger: l, Log: p.Log, Now: now, Registerer: s.m.reg, GroupCommit: p.GroupCommit}
+	if io.GroupCommit == nil {
+		io.GroupCommit = &issuer.GroupCommit{}
+	} else if io.GroupCommit.Size < 0 {
+		io.GroupCommit = nil
+	}
 	if p.Locker != nil {
 		io.Fund, io.Locker, io.FollowUps = s.fund, p.Locker, followUps{s.timer}
 	}

@@ -16,26 +16,43 @@ import (
 // (0200: postings). A debit the card's cash cannot cover is covered from
 // its fund when the fund and the day's quota allow (see shortfall).
 func (p *Issuer) original(ctx context.Context, bank *config.Bank, r *iso.Request, lim config.Limits, build func(decision) ([]byte, error)) (Answer, error) {
-	now := p.now()
-	f := ledger.Find{Key: keyOf(bank, r), Serial: serialOf(bank, r), CheckReversed: true, Amount: r.Amount, PAN: r.PAN, Day: fund.Day(now)}
-	pl := func(_ bookTx, lk *ledger.Lookup) (decision, ledger.Record, []ledger.Effect, error) {
-		o, effects := decideOriginal(r, lk, now, lim)
-		var need *needsRedemption
-		if errors.As(o.err, &need) {
-			if p.redeemer != nil {
-				return o, ledger.Record{}, nil, need
-			}
-			o.err = ledger.ErrInsufficientFunds
+	m := p.newMember(ctx, bank, r, lim, build)
+	if p.group != nil {
+		if rep, err, alone := p.group.decide(m); !alone {
+			return rep, err
 		}
-		return o, record(bank, r, o), effects, nil
 	}
-	j := job{f: f, r: r, decide: pl, build: build}
+	j := job{f: m.f, r: r, build: build, decide: func(_ bookTx, lk *ledger.Lookup) (decision, ledger.Record, []ledger.Effect, error) {
+		return m.decide(lk)
+	}}
 	rep, err := p.decide(ctx, j)
 	var need *needsRedemption
 	if errors.As(err, &need) {
 		return p.shortfall(ctx, bank, j, lim, need)
 	}
 	return rep, err
+}
+
+// newMember is an original's work, to be decided in a group or alone: a
+// debit that needs a redemption is a *needsRedemption when the issuer
+// redeems, and declined for funds when it does not.
+func (p *Issuer) newMember(ctx context.Context, bank *config.Bank, r *iso.Request, lim config.Limits, build func(decision) ([]byte, error)) *member {
+	now := p.now()
+	return &member{
+		ctx: ctx, r: r, build: build, done: make(chan struct{}),
+		f: ledger.Find{Key: keyOf(bank, r), Serial: serialOf(bank, r), CheckReversed: true, Amount: r.Amount, PAN: r.PAN, Day: fund.Day(now)},
+		decide: func(lk *ledger.Lookup) (decision, ledger.Record, []ledger.Effect, error) {
+			o, effects := decideOriginal(r, lk, now, lim)
+			var need *needsRedemption
+			if errors.As(o.err, &need) {
+				if p.redeemer != nil {
+					return o, ledger.Record{}, nil, need
+				}
+				o.err = ledger.ErrInsufficientFunds
+			}
+			return o, record(bank, r, o), effects, nil
+		},
+	}
 }
 
 // needsRedemption is a debit whose shortfall the card's fund and the

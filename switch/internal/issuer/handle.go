@@ -50,6 +50,14 @@ func (p *Issuer) handle(ctx context.Context, bank *config.Bank, d *iso.Dialect, 
 		return a
 	}
 	build := func(o decision) ([]byte, error) { return buildResponse(d, msg, o, lim) }
+	if req.Class != iso.ClassNetwork && req.PAN != "" {
+		end, err := p.turns.take(ctx, req.PAN)
+		if err != nil {
+			err = fmt.Errorf("%w: waiting for the card's earlier requests: %w", ErrUnavailable, err)
+			return Answer{req: req, mti: mti, err: err, code: responseCode(err), resp: p.plainResponse(d, msg, err)}
+		}
+		defer end()
+	}
 
 	var a Answer
 	switch req.Class {

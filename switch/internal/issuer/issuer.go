@@ -23,6 +23,10 @@ type Issuer struct {
 	// redeemer covers shortfalls from the fund; without one a debit the
 	// cash cannot cover is declined.
 	redeemer *redeemer
+	// group commits new originals together; nil: each on its own.
+	group *committer
+	// turns keeps each card's requests in their order of arrival.
+	turns turns
 }
 
 // CardLocker takes a card's etcd lock (*locks.Locker).
@@ -51,6 +55,19 @@ type Options struct {
 	FollowUps FollowUps
 	// Registerer takes the issuer's metrics; none are exported when nil.
 	Registerer prometheus.Registerer
+	// GroupCommit, when set, decides new authorisations and financial
+	// requests many at a time, in one ledger transaction per group.
+	GroupCommit *GroupCommit
+}
+
+// GroupCommit says how requests are grouped into commits: a group closes
+// when it holds Size requests or, while other groups are in flight, once
+// Window has passed since it opened; at most Batches are in flight. Zero
+// values take the defaults.
+type GroupCommit struct {
+	Window  time.Duration
+	Size    int
+	Batches int
 }
 
 // New builds an issuer.
@@ -63,6 +80,9 @@ func New(o Options) *Issuer {
 	i := &Issuer{books: ledgerBooks{l: o.Ledger, m: m}, now: now, log: o.Log, m: m}
 	if o.Fund != nil && o.Locker != nil && o.FollowUps != nil {
 		i.redeemer = &redeemer{ledger: o.Ledger, provider: o.Fund, locker: o.Locker, followUps: o.FollowUps, m: m, log: o.Log}
+	}
+	if o.GroupCommit != nil {
+		i.group = newCommitter(o.Ledger, m, *o.GroupCommit)
 	}
 	return i
 }

@@ -21,6 +21,7 @@ type metrics struct {
 	redemptionLatency *prometheus.HistogramVec // purpose
 	lockWait          prometheus.Histogram
 	ordersSettled     *prometheus.CounterVec // state
+	groupSize         prometheus.Histogram
 }
 
 // LatencyBuckets resolve the range that matters against a 3 s timeout.
@@ -78,13 +79,18 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: metric.Exceptions,
 			Help: "Messages the bank believes moved money that the switch did not post (kept for an operator), by bank and kind.",
 		}, []string{"bank", "kind"}),
+		groupSize: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    metric.CommitGroupSize,
+			Help:    "Requests decided together in one ledger transaction (group commit).",
+			Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128, 256},
+		}),
 	}
 	for _, st := range []string{ledger.OrderConfirmed, ledger.OrderFailed} {
 		m.ordersSettled.WithLabelValues(st)
 	}
 	if reg != nil {
 		reg.MustRegister(m.requests, m.latency, m.ledgerDuration, m.redemptions, m.redemptionLatency,
-			m.deadlineMisses, m.lockWait, m.ordersSettled, m.quotaRejections, m.exceptions)
+			m.deadlineMisses, m.lockWait, m.ordersSettled, m.quotaRejections, m.exceptions, m.groupSize)
 	}
 	return m
 }

@@ -148,7 +148,8 @@ func (h *firstLockHeld) Lock(ctx context.Context, key string) (*locks.Lock, erro
 	return h.inner.Lock(ctx, key)
 }
 
-// TestCopyLookedUpBeforeItsOriginalStored: a copy whose first look-up came
+// TestCopyLookedUpBeforeItsOriginalStored: a copy, on another switch
+// (on one switch a card's requests take turns), whose first look-up came
 // before its original was stored as being decided, and which takes the
 // card's lock first, decides; the original, finding it answered or
 // released under its key, takes its answer. One transaction, one
@@ -160,13 +161,14 @@ func TestCopyLookedUpBeforeItsOriginalStored(t *testing.T) {
 	for _, tc := range []struct{ name, rate string }{{"fund refuses", "1"}, {"fund confirms", "0"}} {
 		t.Run(tc.name, func(t *testing.T) {
 			hl := &firstLockHeld{inner: inner, waiting: make(chan struct{}), second: make(chan struct{})}
-			srv, l := switchtest.StartServerWith(t, daemon.Parts{Locker: hl},
-				"fund", `{"provider":"simulator","simulator_latency":"10ms","simulator_fail_rate":`+tc.rate+`}`)
+			fundKV := `{"provider":"simulator","simulator_latency":"10ms","simulator_fail_rate":` + tc.rate + `}`
+			srv, l := switchtest.StartServerWith(t, daemon.Parts{Locker: hl}, "fund", fundKV)
+			peer, _ := switchtest.StartServerWith(t, daemon.Parts{Locker: hl, Pool: l.Pool()}, "fund", fundKV)
 			const pan = "6228480000019005"
 			if _, err := l.CreateCard(context.Background(), ledger.NewCard{PAN: pan, Currency: "156", Balance: 0, FundBalance: 10000}); err != nil {
 				t.Fatal(err)
 			}
-			one, two := switchtest.ConnectBank(t, srv.BankAddr("default").String()), switchtest.ConnectBank(t, srv.BankAddr("default").String())
+			one, two := switchtest.ConnectBank(t, srv.BankAddr("default").String()), switchtest.ConnectBank(t, peer.BankAddr("default").String())
 			f := one.Fields(map[int]string{2: pan, 3: "000000", 4: "000000005000"})
 			orig := sendAsync(t, one, "0200", f)
 			<-hl.waiting // the original has looked up and waits for the lock

@@ -52,6 +52,7 @@ const (
 	RedemptionDuration = "goldcard_redemption_duration_seconds"
 	LockWait           = "goldcard_lock_wait_seconds"
 	OrdersSettled      = "goldcard_orders_settled_total" // state
+	CommitGroupSize    = "goldcard_commit_group_size"    // histogram: requests per group commit
 )
 
 // Series of the admin API (package admin).

@@ -23,11 +23,18 @@ func StartServer(t *testing.T, kvs ...string) (*daemon.Switch, *ledger.Ledger) {
 	return StartServerWith(t, daemon.Parts{}, kvs...)
 }
 
-// StartServerWith is StartServer with parts of o (a locker, an election);
-// the config, pool, log and admin address are its own.
+// StartServerWith is StartServer with parts of o (a locker, an election,
+// another switch's pool to share its database); the config, log and admin
+// address are its own, and the pool too unless o names one.
 func StartServerWith(t *testing.T, o daemon.Parts, kvs ...string) (*daemon.Switch, *ledger.Ledger) {
 	t.Helper()
-	l, pool := ledgertest.New(t)
+	var l *ledger.Ledger
+	pool := o.Pool
+	if pool == nil {
+		l, pool = ledgertest.New(t)
+	} else {
+		l = ledger.New(pool)
+	}
 	bank := config.DefaultBank("127.0.0.1:0")
 	bank.MaxInFlight = 8
 	bank.AuthTimeout = config.Duration(8 * time.Second) // see TestAuthTimeout

@@ -1,0 +1,351 @@
+package issuer
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/goldcard/goldcard/iso"
+	"github.com/goldcard/goldcard/ledger"
+)
+
+// Group commit: new originals (authorisations and financial requests) are
+// decided many at a time, in one ledger transaction whose statements are
+// set-based (ledger.LookupGroup, ledger.SaveGroup), and every response of
+// a group is written only after the group has committed. Whatever a group
+// cannot decide in one go (a repeat, a request an early reversal waits
+// for, a shortfall to redeem) is decided on its own afterwards, by the
+// single-request path; a group that fails is split in two and each half
+// tried again, so that a request that fails fails alone.
+
+// Group commit defaults.
+const (
+	DefaultCommitWindow  = time.Millisecond
+	DefaultCommitSize    = 128
+	DefaultCommitBatches = 4
+)
+
+// committer gathers requests into groups and commits them.
+type committer struct {
+	l      *ledger.Ledger
+	m      *metrics
+	window time.Duration
+	size   int
+	// slots bounds the groups in flight; inflight counts them.
+	slots    chan struct{}
+	inflight atomic.Int32
+
+	mu   sync.Mutex
+	open *group // the group new members join, if any
+}
+
+// group is the members of one commit.
+type group struct {
+	members []*member
+	full    chan struct{} // closed once the group is full (and no longer open)
+}
+
+// member is one request in a group.
+type member struct {
+	ctx    context.Context
+	f      ledger.Find
+	r      *iso.Request
+	decide func(lk *ledger.Lookup) (decision, ledger.Record, []ledger.Effect, error)
+	build  func(decision) ([]byte, error)
+
+	done chan struct{} // closed once rep, err and alone are set
+	rep  Answer
+	err  error
+	// alone asks for the request to be decided on its own.
+	alone bool
+
+	// Set while a group is being decided.
+	rec     ledger.Record
+	effects []ledger.Effect
+	o       decision
+	resp    []byte
+}
+
+func newCommitter(l *ledger.Ledger, m *metrics, o GroupCommit) *committer {
+	c := &committer{l: l, m: m, window: o.Window, size: o.Size}
+	if c.size <= 0 {
+		c.size = DefaultCommitSize
+	}
+	if c.window < 0 {
+		c.window = 0
+	}
+	batches := o.Batches
+	if batches <= 0 {
+		batches = DefaultCommitBatches
+	}
+	c.slots = make(chan struct{}, batches)
+	return c
+}
+
+// decide decides m with others in a group. It reports alone when m must
+// be decided on its own instead.
+func (c *committer) decide(m *member) (Answer, error, bool) {
+	c.mu.Lock()
+	g, lead := c.open, false
+	if g == nil {
+		g, lead = &group{full: make(chan struct{})}, true
+		c.open = g
+	}
+	g.members = append(g.members, m)
+	if len(g.members) >= c.size {
+		c.open = nil
+		close(g.full)
+	}
+	c.mu.Unlock()
+	if lead {
+		c.lead(g)
+	}
+	<-m.done
+	return m.rep, m.err, m.alone
+}
+
+// lead closes g and commits it: at once when no other group is in flight,
+// else once it is full or the window has passed, and a slot is free (it
+// goes on filling while it waits for one).
+func (c *committer) lead(g *group) {
+	if c.inflight.Load() > 0 && c.window > 0 {
+		t := time.NewTimer(c.window)
+		select {
+		case <-g.full:
+		case <-t.C:
+		}
+		t.Stop()
+	}
+	c.slots <- struct{}{}
+	c.inflight.Add(1)
+	c.mu.Lock()
+	if c.open == g {
+		c.open = nil
+	}
+	members := g.members
+	c.mu.Unlock()
+	defer func() {
+		c.inflight.Add(-1)
+		<-c.slots
+	}()
+	c.m.groupSize.Observe(float64(len(members)))
+	c.commit(members)
+}
+
+// errMemberGone is a group that must be tried again without a member
+// whose deadline passed before the commit.
+var errMemberGone = errors.New("a member's deadline passed before its group committed")
+
+// commit decides members in one transaction and answers each: with its
+// committed answer, or by asking it to be decided alone.
+func (c *committer) commit(members []*member) {
+	live := members[:0:0]
+	for _, m := range members {
+		if err := m.ctx.Err(); err != nil {
+			finish(m, Answer{}, err, false) // as a transaction that never began
+			continue
+		}
+		live = append(live, m)
+	}
+	if len(live) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), latestDeadline(live))
+	defer cancel()
+	var gone []*member
+	start := time.Now()
+	err := c.l.Do(ctx, func(tx *ledger.Tx) error {
+		gone = gone[:0]
+		return c.decideGroup(ctx, tx, live, &gone)
+	})
+	result := "committed"
+	if err != nil {
+		result = "rolled_back"
+	}
+	c.m.ledgerDuration.WithLabelValues(result).Observe(time.Since(start).Seconds())
+	switch {
+	case err == nil:
+		for _, m := range live {
+			if !m.alone {
+				finish(m, Answer{resp: m.resp, code: m.rec.ResponseCode, err: m.o.err, seq: m.rep.seq, raised: m.o.raised}, nil, false)
+			} else {
+				finish(m, Answer{}, nil, true)
+			}
+		}
+	case errors.Is(err, errMemberGone):
+		for _, m := range gone {
+			finish(m, Answer{}, m.ctx.Err(), false)
+		}
+		c.commit(without(live, gone))
+	case errors.Is(err, ledger.ErrCommitUnknown), len(live) == 1, !ledger.Refused(err):
+		// Each is looked up, or decided, on its own: the single path
+		// answers a lost commit with what the ledger holds, and one the
+		// ledger refuses as it would have alone. A ledger that cannot be
+		// reached is not asked again for every half of the group.
+		for _, m := range live {
+			finish(m, Answer{}, nil, true)
+		}
+	default:
+		// The server refused a statement: the request that caused it
+		// fails alone, once the halves without it have committed.
+		half := len(live) / 2
+		c.commit(live[:half])
+		c.commit(live[half:])
+	}
+}
+
+// decideGroup looks members up, decides those it can and saves them. The
+// others are marked alone. Members whose deadline has passed meanwhile
+// are put in gone, and the transaction is rolled back.
+func (c *committer) decideGroup(ctx context.Context, tx *ledger.Tx, members []*member, gone *[]*member) error {
+	finds := make([]ledger.Find, len(members))
+	for i, m := range members {
+		finds[i] = m.f
+		m.alone = false
+	}
+	lks, err := tx.LookupGroup(ctx, finds)
+	if errors.Is(err, ledger.ErrNotGroupable) {
+		for _, m := range members {
+			m.alone = true
+		}
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var (
+		recs    []ledger.Record
+		effects [][]ledger.Effect
+		saved   []*member
+		// untrusted are cards a decision may have changed without being
+		// saved: their later members are decided alone.
+		untrusted map[*ledger.Card]bool
+	)
+	for i, m := range members {
+		lk := lks[i]
+		if lk.Prior != nil || lk.Waiting != 0 || (lk.Card != nil && untrusted[lk.Card]) {
+			m.alone = true // a repeat, or one a reversal waits for
+			continue
+		}
+		o, rec, eff, err := m.decide(lk)
+		if err == nil {
+			m.resp, err = m.build(o)
+		}
+		if err != nil {
+			m.alone = true // a shortfall to redeem, say
+			if lk.Card != nil {
+				if untrusted == nil {
+					untrusted = make(map[*ledger.Card]bool)
+				}
+				untrusted[lk.Card] = true
+			}
+			continue
+		}
+		resp := m.resp
+		rec.Response = resp
+		m.o, m.rec, m.effects, m.resp = o, rec, eff, resp
+		recs, effects, saved = append(recs, rec), append(effects, eff), append(saved, m)
+	}
+	if len(saved) > 0 {
+		ids, err := tx.SaveGroup(ctx, recs, effects)
+		if err != nil {
+			return err
+		}
+		for i, m := range saved {
+			m.rep.seq = ids[i]
+		}
+	}
+	for _, m := range members {
+		if m.ctx.Err() != nil {
+			*gone = append(*gone, m)
+		}
+	}
+	if len(*gone) > 0 {
+		return errMemberGone
+	}
+	return nil
+}
+
+// latestDeadline is how long the group's transaction may take: until the
+// last of its members' deadlines (members whose deadline passes first are
+// taken out before the commit).
+func latestDeadline(ms []*member) time.Duration {
+	var last time.Time
+	for _, m := range ms {
+		d, ok := m.ctx.Deadline()
+		if !ok {
+			return 10 * time.Second
+		}
+		if d.After(last) {
+			last = d
+		}
+	}
+	return time.Until(last)
+}
+
+func without(ms, drop []*member) []*member {
+	out := make([]*member, 0, len(ms))
+	for _, m := range ms {
+		keep := true
+		for _, d := range drop {
+			if m == d {
+				keep = false
+				break
+			}
+		}
+		if keep {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+func finish(m *member, rep Answer, err error, alone bool) {
+	m.rep, m.err, m.alone = rep, err, alone
+	close(m.done)
+}
+
+// turns keeps requests for one card one after another, in the order they
+// arrived; requests for different cards go on side by side.
+type turns struct {
+	mu   sync.Mutex
+	last map[string]chan struct{} // by PAN: closed when the newest request's turn ends
+}
+
+// take waits for the turns of the card's earlier requests to end and
+// returns the function that ends this one's. A request whose deadline
+// passes first gives up its place (err), and the next still waits for
+// the ones before it.
+func (t *turns) take(ctx context.Context, pan string) (func(), error) {
+	mine := make(chan struct{})
+	t.mu.Lock()
+	if t.last == nil {
+		t.last = make(map[string]chan struct{})
+	}
+	prev := t.last[pan]
+	t.last[pan] = mine
+	t.mu.Unlock()
+	end := func() {
+		t.mu.Lock()
+		if t.last[pan] == mine {
+			delete(t.last, pan)
+		}
+		t.mu.Unlock()
+		close(mine)
+	}
+	if prev == nil {
+		return end, nil
+	}
+	select {
+	case <-prev:
+		return end, nil
+	case <-ctx.Done():
+		go func() {
+			<-prev
+			end()
+		}()
+		return nil, ctx.Err()
+	}
+}

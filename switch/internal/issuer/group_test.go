@@ -1,0 +1,154 @@
+package issuer
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/goldcard/goldcard/config"
+	"github.com/goldcard/goldcard/iso"
+	"github.com/goldcard/goldcard/ledger"
+	"github.com/goldcard/goldcard/ledger/ledgertest"
+)
+
+// groupCase is one request of a group: what it asks, and what it must get.
+type groupCase struct {
+	name   string
+	pan    string
+	amount int64
+	mti    string
+	proc   string
+	ctx    context.Context
+	// want is the response code of one decided in the group; alone, that
+	// it is left to be decided on its own; err, that it failed unstored.
+	want  string
+	alone bool
+	err   bool
+}
+
+// TestGroupCommit decides a group of requests in one transaction, against
+// a real PostgreSQL: approvals, declines and unknown cards commit
+// together; a request the database refuses is left to be decided alone,
+// and its neighbours commit without it; a repeat and a shortfall are left
+// to the single path; a request whose deadline has passed is not stored.
+func TestGroupCommit(t *testing.T) {
+	l, pool := ledgertest.New(t)
+	ctx := context.Background()
+	// A request the database refuses: the neighbours must not fail with it.
+	if _, err := pool.Exec(ctx, `
+		CREATE FUNCTION refuse_4242() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN RAISE EXCEPTION 'refused for the test' USING ERRCODE = 'check_violation'; END $$;
+		CREATE TRIGGER requests_refuse_4242 BEFORE INSERT ON requests FOR EACH ROW
+			WHEN (NEW.amount = 4242) EXECUTE FUNCTION refuse_4242()`); err != nil {
+		t.Fatal(err)
+	}
+	pans := make([]string, 8)
+	for i := range pans {
+		pans[i] = fmt.Sprintf("62284800000200%02d", i)
+		if _, err := l.CreateCard(ctx, ledger.NewCard{PAN: pans[i], Currency: "156", Balance: 10000, FundBalance: 100000}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	done, cancel := context.WithCancel(ctx)
+	cancel()
+	p := New(Options{Ledger: l, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), GroupCommit: &GroupCommit{}})
+	p.redeemer = &redeemer{} // shortfalls are redeemed (by the single path, never run here)
+	d, err := iso.Builtin(iso.DefaultDialect)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bank, lim := config.DefaultBank("127.0.0.1:0"), config.DefaultLimits()
+	stan := 0
+	newMember := func(c groupCase) *member {
+		stan++
+		mti := c.mti
+		if mti == "" {
+			mti = "0200"
+		}
+		proc := c.proc
+		if proc == "" {
+			proc = "000000"
+		}
+		msg := message(t, d, mti, map[int]string{
+			2: c.pan, 3: proc, 4: fmt.Sprintf("%012d", c.amount), 7: "1201101010", 11: fmt.Sprintf("%06d", stan),
+			12: "101010", 13: "1201", 32: "1234", 37: fmt.Sprintf("%012d", stan), 41: "ATM00001", 49: "156",
+		})
+		r, err := iso.ParseRequest(msg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cctx := c.ctx
+		if cctx == nil {
+			cctx = ctx
+		}
+		return p.newMember(cctx, bank, r, lim, func(o decision) ([]byte, error) { return buildResponse(d, msg, o, lim) })
+	}
+	// A request already answered: its repeat is for the single path.
+	first := newMember(groupCase{pan: pans[5], amount: 100})
+	p.group.commit([]*member{first})
+	if first.err != nil || first.alone || first.rep.code != "00" {
+		t.Fatalf("a group of one: %+v, %v, alone %v", first.rep, first.err, first.alone)
+	}
+	cases := []groupCase{
+		{name: "debit", pan: pans[0], amount: 1000, want: "00"},
+		{name: "deposit", pan: pans[1], amount: 500, proc: "210000", want: "00"},
+		{name: "refused by the database", pan: pans[2], amount: 4242, alone: true},
+		{name: "insufficient, but the fund covers it", pan: pans[3], amount: 20000, alone: true},
+		{name: "unknown card", pan: "6228489999999999", amount: 100, want: "14"},
+		{name: "authorisation", pan: pans[4], amount: 3000, mti: "0100", want: "00"},
+		{name: "deadline passed", pan: pans[6], amount: 100, ctx: done, err: true},
+		{name: "debit over everything", pan: pans[7], amount: 1000000, want: "51"},
+	}
+	members := make([]*member, 0, len(cases)+1)
+	for _, c := range cases {
+		members = append(members, newMember(c))
+	}
+	repeat := *first
+	repeat.done = make(chan struct{})
+	members = append(members, &repeat)
+	var wg sync.WaitGroup
+	wg.Go(func() { p.group.commit(members) })
+	wg.Wait()
+	for i, c := range cases {
+		m := members[i]
+		<-m.done
+		switch {
+		case c.err:
+			if m.err == nil || m.alone {
+				t.Errorf("%s: %+v alone %v; want an error", c.name, m.rep, m.alone)
+			}
+		case c.alone:
+			if !m.alone {
+				t.Errorf("%s: decided in the group (%q, %v); want it left alone", c.name, m.rep.code, m.err)
+			}
+		case m.alone || m.err != nil || m.rep.code != c.want || m.rep.seq == 0:
+			t.Errorf("%s: %q seq %d err %v alone %v; want %s", c.name, m.rep.code, m.rep.seq, m.err, m.alone, c.want)
+		}
+	}
+	if !repeat.alone {
+		t.Error("a repeat was decided in the group")
+	}
+	for pan, want := range map[string]int64{pans[0]: 9000, pans[1]: 10500, pans[2]: 10000, pans[3]: 10000, pans[4]: 7000, pans[5]: 9900, pans[6]: 10000, pans[7]: 10000} {
+		c, err := l.Card(ctx, pan, time.Time{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.Available() != want {
+			t.Errorf("card %s: available %d, want %d", iso.MaskPAN(pan), c.Available(), want)
+		}
+	}
+	var stored int
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM requests`).Scan(&stored); err != nil {
+		t.Fatal(err)
+	}
+	if stored != 6 { // the first, and the five decided in the group
+		t.Errorf("%d requests stored, want 6", stored)
+	}
+	if err := l.Audit(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
