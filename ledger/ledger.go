@@ -91,6 +91,12 @@ func (l *Ledger) do(ctx context.Context, fn func(tx *Tx) error) error {
 		defer cancel()
 		_ = ptx.Rollback(rctx)
 	}
+	defer func() {
+		if v := recover(); v != nil {
+			rollback() // the connection goes back to the pool clean
+			panic(v)
+		}
+	}()
 	if err := fn(&Tx{l: l, tx: ptx}); err != nil {
 		rollback()
 		return err

@@ -17,14 +17,20 @@ import (
 // its fund when the fund and the day's quota allow (see shortfall).
 func (p *Issuer) original(ctx context.Context, bank *config.Bank, r *iso.Request, lim config.Limits, build func(decision) ([]byte, error)) (Answer, error) {
 	m := p.newMember(ctx, bank, r, lim, build)
-	if p.group != nil {
-		if rep, err, alone := p.group.decide(m); !alone {
-			return rep, err
-		}
-	}
 	j := job{f: m.f, r: r, build: build, decide: func(_ bookTx, lk *ledger.Lookup) (decision, ledger.Record, []ledger.Effect, error) {
 		return m.decide(lk)
 	}}
+	if p.group != nil {
+		rep, err, alone := p.group.decide(m)
+		switch {
+		case !alone:
+			return rep, err
+		case m.need != nil:
+			// Its group found nothing stored under its key and a shortfall
+			// to redeem: decided again under the card's lock.
+			return p.shortfall(ctx, bank, j, lim, m.need)
+		}
+	}
 	rep, err := p.decide(ctx, j)
 	var need *needsRedemption
 	if errors.As(err, &need) {

@@ -3,6 +3,8 @@ package issuer
 import (
 	"context"
 	"errors"
+	"fmt"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -31,6 +33,7 @@ const (
 type committer struct {
 	l      *ledger.Ledger
 	m      *metrics
+	log    *slog.Logger
 	window time.Duration
 	size   int
 	// slots bounds the groups in flight; inflight counts them.
@@ -58,8 +61,10 @@ type member struct {
 	done chan struct{} // closed once rep, err and alone are set
 	rep  Answer
 	err  error
-	// alone asks for the request to be decided on its own.
+	// alone asks for the request to be decided on its own; need, when
+	// set, is the shortfall its group found it must redeem.
 	alone bool
+	need  *needsRedemption
 
 	// Set while a group is being decided.
 	rec     ledger.Record
@@ -68,8 +73,11 @@ type member struct {
 	resp    []byte
 }
 
-func newCommitter(l *ledger.Ledger, m *metrics, o GroupCommit) *committer {
-	c := &committer{l: l, m: m, window: o.Window, size: o.Size}
+func newCommitter(l *ledger.Ledger, m *metrics, log *slog.Logger, o GroupCommit) *committer {
+	if log == nil {
+		log = slog.Default()
+	}
+	c := &committer{l: l, m: m, log: log, window: o.Window, size: o.Size}
 	if c.size <= 0 {
 		c.size = DefaultCommitSize
 	}
@@ -129,6 +137,21 @@ func (c *committer) lead(g *group) {
 	defer func() {
 		c.inflight.Add(-1)
 		<-c.slots
+	}()
+	defer func() {
+		// A decision that panics (a bug) rolls its group back: every
+		// member not yet answered is decided on its own, where only the
+		// one that panics fails.
+		if v := recover(); v != nil {
+			c.log.Error("a group's decision failed; its requests are decided one by one", "panic", fmt.Sprint(v))
+			for _, m := range members {
+				select {
+				case <-m.done:
+				default:
+					finish(m, Answer{}, nil, true)
+				}
+			}
+		}
 	}()
 	c.m.groupSize.Observe(float64(len(members)))
 	c.commit(members)
@@ -203,7 +226,7 @@ func (c *committer) decideGroup(ctx context.Context, tx *ledger.Tx, members []*m
 	finds := make([]ledger.Find, len(members))
 	for i, m := range members {
 		finds[i] = m.f
-		m.alone = false
+		m.alone, m.need = false, nil
 	}
 	lks, err := tx.LookupGroup(ctx, finds)
 	if errors.Is(err, ledger.ErrNotGroupable) {
@@ -235,6 +258,10 @@ func (c *committer) decideGroup(ctx context.Context, tx *ledger.Tx, members []*m
 		}
 		if err != nil {
 			m.alone = true // a shortfall to redeem, say
+			if need := (*needsRedemption)(nil); errors.As(err, &need) {
+				need.seen = noPrior
+				m.need = need
+			}
 			if lk.Card != nil {
 				if untrusted == nil {
 					untrusted = make(map[*ledger.Card]bool)

@@ -152,3 +152,53 @@ func TestGroupCommit(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestGroupPanic: a decision that panics rolls its group back and leaves
+// every member to be decided on its own; nothing stays locked.
+func TestGroupPanic(t *testing.T) {
+	l, _ := ledgertest.New(t)
+	ctx := context.Background()
+	pans := []string{"6228480000030001", "6228480000030002"}
+	for _, pan := range pans {
+		if _, err := l.CreateCard(ctx, ledger.NewCard{PAN: pan, Currency: "156", Balance: 10000}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p := New(Options{Ledger: l, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), GroupCommit: &GroupCommit{}})
+	d, err := iso.Builtin(iso.DefaultDialect)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bank, lim := config.DefaultBank("127.0.0.1:0"), config.DefaultLimits()
+	var members []*member
+	for i, pan := range pans {
+		msg := message(t, d, "0200", map[int]string{
+			2: pan, 3: "000000", 4: "000000000100", 7: "1201101010", 11: fmt.Sprintf("%06d", 900+i),
+			12: "101010", 13: "1201", 32: "1234", 37: fmt.Sprintf("%012d", 900+i), 41: "ATM00001", 49: "156",
+		})
+		r, err := iso.ParseRequest(msg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		build := func(o decision) ([]byte, error) { return buildResponse(d, msg, o, lim) }
+		if i == 0 {
+			build = func(decision) ([]byte, error) { panic("a bug in building the response") }
+		}
+		members = append(members, p.newMember(ctx, bank, r, lim, build))
+	}
+	p.group.lead(&group{members: members, full: make(chan struct{})})
+	for i, m := range members {
+		<-m.done
+		if !m.alone {
+			t.Errorf("member %d: %+v, %v; want it decided on its own", i, m.rep, m.err)
+		}
+	}
+	lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := l.Do(lctx, func(tx *ledger.Tx) error {
+		_, err := tx.LockCard(lctx, pans[1], time.Time{})
+		return err
+	}); err != nil {
+		t.Fatalf("the card of a member of the group that panicked: %v", err)
+	}
+}

@@ -82,7 +82,7 @@ func New(o Options) *Issuer {
 		i.redeemer = &redeemer{ledger: o.Ledger, provider: o.Fund, locker: o.Locker, followUps: o.FollowUps, m: m, log: o.Log}
 	}
 	if o.GroupCommit != nil {
-		i.group = newCommitter(o.Ledger, m, *o.GroupCommit)
+		i.group = newCommitter(o.Ledger, m, o.Log, *o.GroupCommit)
 	}
 	return i
 }
