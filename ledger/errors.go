@@ -26,6 +26,7 @@ const (
 	codeUniqueViolation      = "23505"
 	codeSerializationFailure = "40001"
 	codeDeadlockDetected     = "40P01"
+	codeLockNotAvailable     = "55P03"
 	codeInvalidCatalogName   = "3D000"
 	codeDuplicateDatabase    = "42P04"
 )
@@ -54,10 +55,19 @@ func retryable(err error) bool {
 	return false
 }
 
-// Refused reports whether err is the database refusing a statement (a
-// constraint, a conflict): the transaction rolled back, and the same work
-// without what caused it may succeed.
+// Refused reports whether err is the database refusing what a statement
+// asked (bad data, a constraint, a raised exception, a lock it would not
+// wait for, a conflict): the transaction rolled back, and the same work
+// without what caused it may succeed. A database shutting down, out of
+// connections or unreachable is not a refusal.
 func Refused(err error) bool {
 	var pe *pgconn.PgError
-	return errors.As(err, &pe)
+	if !errors.As(err, &pe) || len(pe.Code) != 5 {
+		return false
+	}
+	switch pe.Code[:2] {
+	case "22", "23", "40", "P0": // data, integrity, rollback, PL/pgSQL
+		return true
+	}
+	return pe.Code == codeLockNotAvailable
 }

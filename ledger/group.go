@@ -15,6 +15,9 @@ import (
 // see repeats): each request is looked up on its own instead.
 var ErrNotGroupable = errors.New("ledger: requests must be looked up one by one")
 
+// groupLockTimeout is the longest a group waits for one of its locks.
+const groupLockTimeout = "200ms"
+
 // LookupGroup is LookupRequest for many new requests at once, in one round
 // trip of set-based statements: it takes each request's transaction turn
 // and each card's row locks (both in a fixed order, so that two groups, or
@@ -57,6 +60,10 @@ func (tx *Tx) LookupGroup(ctx context.Context, fs []Find) ([]*Lookup, error) {
 		}
 	}
 	b := &pgx.Batch{}
+	// A group waits only briefly for a lock another transaction holds:
+	// past that it fails (lock_not_available), and its members are tried
+	// in smaller groups, so that one busy card holds up only itself.
+	b.Queue(`SELECT set_config('lock_timeout', $1, true)`, groupLockTimeout)
 	b.Queue(`SELECT count(pg_advisory_xact_lock(h)) FROM (
 			SELECT DISTINCT hashtextextended(s, 0) AS h FROM unnest($1::text[]) s ORDER BY 1) x`, serials)
 	b.Queue(`SELECT k.i, r.id, r.fingerprint, r.state, coalesce(r.response_code, ''), r.response, coalesce(r.claim, 0),
@@ -104,6 +111,9 @@ func (tx *Tx) LookupGroup(ctx context.Context, fs []Find) ([]*Lookup, error) {
 	out := make([]*Lookup, n)
 	for i := range out {
 		out[i] = &Lookup{}
+	}
+	if _, err := br.Exec(); err != nil {
+		return nil, fmt.Errorf("setting the group's lock timeout: %w", err)
 	}
 	if _, err := br.Exec(); err != nil {
 		return nil, fmt.Errorf("waiting for the transactions' other requests: %w", err)

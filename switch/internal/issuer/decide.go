@@ -15,12 +15,20 @@ import (
 // original decides an authorisation (0100: holds) or a financial request
 // (0200: postings). A debit the card's cash cannot cover is covered from
 // its fund when the fund and the day's quota allow (see shortfall).
-func (p *Issuer) original(ctx context.Context, bank *config.Bank, r *iso.Request, lim config.Limits, build func(decision) ([]byte, error)) (Answer, error) {
+//
+// A copy that arrived while its original was in the pipeline (joins) is
+// decided alone, as one whose first look found nothing: if the original
+// was answered it gets that answer, and if it was released (91), that
+// too, rather than being decided afresh.
+func (p *Issuer) original(ctx context.Context, bank *config.Bank, r *iso.Request, lim config.Limits, build func(decision) ([]byte, error), joins bool) (Answer, error) {
 	m := p.newMember(ctx, bank, r, lim, build)
 	j := job{f: m.f, r: r, build: build, decide: func(_ bookTx, lk *ledger.Lookup) (decision, ledger.Record, []ledger.Effect, error) {
 		return m.decide(lk)
 	}}
-	if p.group != nil {
+	if joins {
+		j.seen = noPrior
+	}
+	if p.group != nil && !joins {
 		rep, err, alone := p.group.decide(m)
 		switch {
 		case !alone:

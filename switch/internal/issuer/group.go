@@ -31,11 +31,13 @@ const (
 
 // committer gathers requests into groups and commits them.
 type committer struct {
-	l      *ledger.Ledger
-	m      *metrics
-	log    *slog.Logger
-	window time.Duration
-	size   int
+	l   *ledger.Ledger
+	m   *metrics
+	log *slog.Logger
+	// unknown answers a request whose group's commit never came back.
+	unknown func(ctx context.Context, f ledger.Find, r *iso.Request) (Answer, error)
+	window  time.Duration
+	size    int
 	// slots bounds the groups in flight; inflight counts them.
 	slots    chan struct{}
 	inflight atomic.Int32
@@ -65,6 +67,8 @@ type member struct {
 	// set, is the shortfall its group found it must redeem.
 	alone bool
 	need  *needsRedemption
+	// saved: its group wrote it, and it stands or falls with the commit.
+	saved bool
 
 	// Set while a group is being decided.
 	rec     ledger.Record
@@ -202,11 +206,22 @@ func (c *committer) commit(members []*member) {
 			finish(m, Answer{}, m.ctx.Err(), false)
 		}
 		c.commit(without(live, gone))
-	case errors.Is(err, ledger.ErrCommitUnknown), len(live) == 1, !ledger.Refused(err):
-		// Each is looked up, or decided, on its own: the single path
-		// answers a lost commit with what the ledger holds, and one the
-		// ledger refuses as it would have alone. A ledger that cannot be
-		// reached is not asked again for every half of the group.
+	case errors.Is(err, ledger.ErrCommitUnknown):
+		// What the group wrote may stand: each it wrote is answered with
+		// what the ledger holds (nothing, if it cannot say), never decided
+		// again; the others wrote nothing.
+		for _, m := range live {
+			if m.saved {
+				rep, err := c.unknown(m.ctx, m.f, m.r)
+				finish(m, rep, err, false)
+			} else {
+				finish(m, Answer{}, nil, true)
+			}
+		}
+	case len(live) == 1, !ledger.Refused(err):
+		// Each is decided on its own: one the ledger refuses, as it would
+		// have been alone. A ledger that cannot be reached is not asked
+		// again for every half of the group.
 		for _, m := range live {
 			finish(m, Answer{}, nil, true)
 		}
@@ -226,7 +241,7 @@ func (c *committer) decideGroup(ctx context.Context, tx *ledger.Tx, members []*m
 	finds := make([]ledger.Find, len(members))
 	for i, m := range members {
 		finds[i] = m.f
-		m.alone, m.need = false, nil
+		m.alone, m.need, m.saved = false, nil, false
 	}
 	lks, err := tx.LookupGroup(ctx, finds)
 	if errors.Is(err, ledger.ErrNotGroupable) {
@@ -248,8 +263,17 @@ func (c *committer) decideGroup(ctx context.Context, tx *ledger.Tx, members []*m
 	)
 	for i, m := range members {
 		lk := lks[i]
+		distrust := func() {
+			if lk.Card != nil {
+				if untrusted == nil {
+					untrusted = make(map[*ledger.Card]bool)
+				}
+				untrusted[lk.Card] = true
+			}
+		}
 		if lk.Prior != nil || lk.Waiting != 0 || (lk.Card != nil && untrusted[lk.Card]) {
-			m.alone = true // a repeat, or one a reversal waits for
+			m.alone = true // a repeat, or one a reversal waits for: the card's later ones follow it
+			distrust()
 			continue
 		}
 		o, rec, eff, err := m.decide(lk)
@@ -262,17 +286,12 @@ func (c *committer) decideGroup(ctx context.Context, tx *ledger.Tx, members []*m
 				need.seen = noPrior
 				m.need = need
 			}
-			if lk.Card != nil {
-				if untrusted == nil {
-					untrusted = make(map[*ledger.Card]bool)
-				}
-				untrusted[lk.Card] = true
-			}
+			distrust()
 			continue
 		}
 		resp := m.resp
 		rec.Response = resp
-		m.o, m.rec, m.effects, m.resp = o, rec, eff, resp
+		m.o, m.rec, m.effects, m.resp, m.saved = o, rec, eff, resp, true
 		recs, effects, saved = append(recs, rec), append(effects, eff), append(saved, m)
 	}
 	if len(saved) > 0 {
@@ -284,7 +303,7 @@ func (c *committer) decideGroup(ctx context.Context, tx *ledger.Tx, members []*m
 			m.rep.seq = ids[i]
 		}
 	}
-	for _, m := range members {
+	for _, m := range saved {
 		if m.ctx.Err() != nil {
 			*gone = append(*gone, m)
 		}
@@ -337,42 +356,61 @@ func finish(m *member, rep Answer, err error, alone bool) {
 // turns keeps requests for one card one after another, in the order they
 // arrived; requests for different cards go on side by side.
 type turns struct {
-	mu   sync.Mutex
-	last map[string]chan struct{} // by PAN: closed when the newest request's turn ends
+	mu    sync.Mutex
+	cards map[string]*cardTurns // by PAN
+}
+
+// cardTurns are one card's requests in the pipeline.
+type cardTurns struct {
+	last chan struct{}  // closed when the newest request's turn ends
+	keys map[string]int // the requests' keys (Key.Digest), counted
+	n    int            // requests holding or waiting for a turn
 }
 
 // take waits for the turns of the card's earlier requests to end and
-// returns the function that ends this one's. A request whose deadline
-// passes first gives up its place (err), and the next still waits for
-// the ones before it.
-func (t *turns) take(ctx context.Context, pan string) (func(), error) {
+// returns the function that ends this one's, and whether one of them has
+// the same key: a copy that arrived while its original was in the
+// pipeline, which takes the original's answer. A request whose deadline
+// passes first gives up its place (err), and the next still waits for the
+// ones before it.
+func (t *turns) take(ctx context.Context, pan, key string) (end func(), ahead bool, err error) {
 	mine := make(chan struct{})
 	t.mu.Lock()
-	if t.last == nil {
-		t.last = make(map[string]chan struct{})
+	if t.cards == nil {
+		t.cards = make(map[string]*cardTurns)
 	}
-	prev := t.last[pan]
-	t.last[pan] = mine
+	ct := t.cards[pan]
+	if ct == nil {
+		ct = &cardTurns{keys: make(map[string]int, 1)}
+		t.cards[pan] = ct
+	}
+	prev := ct.last
+	ct.last, ahead = mine, ct.keys[key] > 0
+	ct.keys[key]++
+	ct.n++
 	t.mu.Unlock()
-	end := func() {
+	end = func() {
 		t.mu.Lock()
-		if t.last[pan] == mine {
-			delete(t.last, pan)
+		if ct.keys[key]--; ct.keys[key] == 0 {
+			delete(ct.keys, key)
+		}
+		if ct.n--; ct.n == 0 {
+			delete(t.cards, pan)
 		}
 		t.mu.Unlock()
 		close(mine)
 	}
 	if prev == nil {
-		return end, nil
+		return end, ahead, nil
 	}
 	select {
 	case <-prev:
-		return end, nil
+		return end, ahead, nil
 	case <-ctx.Done():
 		go func() {
 			<-prev
 			end()
 		}()
-		return nil, ctx.Err()
+		return nil, false, ctx.Err()
 	}
 }

@@ -202,3 +202,76 @@ func TestGroupPanic(t *testing.T) {
 		t.Fatalf("the card of a member of the group that panicked: %v", err)
 	}
 }
+
+// TestGroupCommitUnknown: a group whose commit never comes back answers
+// each request it wrote with what the ledger holds once it can say, and
+// never decides it again.
+func TestGroupCommitUnknown(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits out the ledger's commit timeout")
+	}
+	t.Parallel()
+	l, pool := ledgertest.New(t)
+	ctx := context.Background()
+	const pan = "6228480000040001"
+	if _, err := l.CreateCard(ctx, ledger.NewCard{PAN: pan, Currency: "156", Balance: 10000}); err != nil {
+		t.Fatal(err)
+	}
+	// The commit outlasts the ledger's wait for it, then goes through.
+	if _, err := pool.Exec(ctx, `
+		CREATE FUNCTION slow_commit() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN PERFORM pg_sleep(11); RETURN NULL; END $$;
+		CREATE CONSTRAINT TRIGGER requests_slow_commit AFTER INSERT ON requests
+			DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION slow_commit()`); err != nil {
+		t.Fatal(err)
+	}
+	p := New(Options{Ledger: l, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), GroupCommit: &GroupCommit{}})
+	d, err := iso.Builtin(iso.DefaultDialect)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bank, lim := config.DefaultBank("127.0.0.1:0"), config.DefaultLimits()
+	msg := message(t, d, "0200", map[int]string{
+		2: pan, 3: "000000", 4: "000000000777", 7: "1201101010", 11: "000777",
+		12: "101010", 13: "1201", 32: "1234", 37: "000000000777", 41: "ATM00001", 49: "156",
+	})
+	r, err := iso.ParseRequest(msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	m := p.newMember(mctx, bank, r, lim, func(o decision) ([]byte, error) { return buildResponse(d, msg, o, lim) })
+	p.group.commit([]*member{m})
+	<-m.done
+	// Whichever way the commit went, once the database is done with it
+	// the answer must say what it holds.
+	for {
+		var n int
+		err := pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+			WHERE datname = current_database() AND state = 'active' AND pid <> pg_backend_pid()`).Scan(&n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			break
+		}
+		time.Sleep(50 * time.Millisecond) // polling the database, not timing it
+	}
+	c, err := l.Card(ctx, pan, time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.alone {
+		t.Fatal("a request whose group's commit was lost was left to be decided again")
+	}
+	switch committed := c.Cash == 10000-777; {
+	case committed && (m.err != nil || m.rep.code != "00"):
+		t.Fatalf("a debit committed after its commit's outcome was lost was answered %q (%v); want its stored 00", m.rep.code, m.err)
+	case !committed && m.rep.code == "00":
+		t.Fatal("a debit that did not commit was approved")
+	}
+	if err := l.Audit(ctx); err != nil {
+		t.Fatal(err)
+	}
+}

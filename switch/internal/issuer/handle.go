@@ -50,8 +50,10 @@ func (p *Issuer) handle(ctx context.Context, bank *config.Bank, d *iso.Dialect, 
 		return a
 	}
 	build := func(o decision) ([]byte, error) { return buildResponse(d, msg, o, lim) }
+	var joins bool // a copy of a request still in the pipeline
 	if req.Class != iso.ClassNetwork && req.PAN != "" {
-		end, err := p.turns.take(ctx, req.PAN)
+		end, ahead, err := p.turns.take(ctx, req.PAN, string(keyOf(bank, req).Digest()))
+		joins = ahead
 		if err != nil {
 			err = fmt.Errorf("%w: waiting for the card's earlier requests: %w", ErrUnavailable, err)
 			return Answer{req: req, mti: mti, err: err, code: responseCode(err), resp: p.plainResponse(d, msg, err)}
@@ -69,7 +71,7 @@ func (p *Issuer) handle(ctx context.Context, bank *config.Bank, d *iso.Dialect, 
 		}
 		return Answer{req: req, mti: mti, err: err, code: responseCode(err), resp: p.plainResponse(d, msg, err)}
 	case iso.ClassAuthorization, iso.ClassFinancial:
-		a, err = p.original(ctx, bank, req, lim, build)
+		a, err = p.original(ctx, bank, req, lim, build, joins)
 	case iso.ClassAuthorizationAdvice, iso.ClassFinancialAdvice:
 		a, err = p.advice(ctx, bank, req, build)
 	case iso.ClassReversal, iso.ClassReversalAdvice:

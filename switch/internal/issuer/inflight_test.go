@@ -110,6 +110,31 @@ func TestRepeatWhileDeciding(t *testing.T) {
 	}
 }
 
+// TestCopyOfAReleasedRequest: a copy that arrives on the same switch while
+// its original waits on the fund company waits its turn behind it; when
+// the fund company does not confirm in time and the original is answered
+// 91, the copy gets that same answer, and is not decided afresh: one
+// order, one answer.
+func TestCopyOfAReleasedRequest(t *testing.T) {
+	t.Parallel()
+	a := switchtest.Start(t, "--fund-latency", "6s", "--auth-timeout", "3s")
+	const pan = "6228480000009201"
+	a.AddCard(pan, 0, 10000)
+	first, second := switchtest.ConnectBank(t, a.Bank), switchtest.ConnectBank(t, a.Bank)
+	f := first.Fields(map[int]string{2: pan, 3: "000000", 4: "000000005000"})
+	orig := sendAsync(t, first, "0200", f)
+	pendingOrder(t, a, pan)
+	copied := sendAsync(t, second, "0201", f)
+	o, c := <-orig, <-copied
+	switchtest.WantCode(t, switchtest.FieldsOf(t, o.resp), "91")
+	if !bytes.Equal(packed(t, o), packed(t, c)) {
+		t.Errorf("the copy got an answer of its own:\noriginal %s\ncopy     %s", packed(t, o), packed(t, c))
+	}
+	if n := len(a.CardOrders(pan)); n != 1 {
+		t.Errorf("%d redemption orders for one debit and its copy", n)
+	}
+}
+
 // TestRepeatAfterDeciderDied: a switch killed while its request waits on
 // the fund company leaves nothing that blocks the request's later
 // repeats: once the request's time to answer has passed, a repeat on

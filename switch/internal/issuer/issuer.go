@@ -83,6 +83,7 @@ func New(o Options) *Issuer {
 	}
 	if o.GroupCommit != nil {
 		i.group = newCommitter(o.Ledger, m, o.Log, *o.GroupCommit)
+		i.group.unknown = i.afterUnknownCommit
 	}
 	return i
 }
