@@ -68,7 +68,7 @@ func (tx *Tx) LookupGroup(ctx context.Context, fs []Find) ([]*Lookup, error) {
 			SELECT DISTINCT hashtextextended(s, 0) AS h FROM unnest($1::text[]) s ORDER BY 1) x`, serials)
 	b.Queue(`SELECT k.i, r.id, r.fingerprint, r.state, coalesce(r.response_code, ''), r.response, coalesce(r.claim, 0),
 			coalesce(r.state = 'deciding' AND r.respond_by <= clock_timestamp(), false),
-			coalesce((SELECT v.id FROM requests v WHERE v.reverses = r.id ORDER BY v.id LIMIT 1), 0)
+			coalesce((SELECT min(x.id) FROM (SELECT v.id FROM requests v WHERE v.reverses = r.id OFFSET 0) x), 0)
 		FROM unnest($1::bytea[]) WITH ORDINALITY k(key, i)
 		-- OFFSET 0 keeps a look-up by index per key: a plan cached while the
 		-- table was small would otherwise scan it whole.

@@ -92,15 +92,15 @@ func (tx *Tx) LookupRequest(ctx context.Context, f Find) (*Lookup, error) {
 		b.Queue(`SELECT id, fingerprint, state, response_code, response, claim, expired, reversed_by FROM (
 				SELECT 0 AS pri, r.id, r.fingerprint, r.state, coalesce(r.response_code, '') AS response_code, r.response,
 					coalesce(r.claim, 0) AS claim, coalesce(r.state = 'deciding' AND r.respond_by <= clock_timestamp(), false) AS expired,
-					coalesce((SELECT v.id FROM requests v WHERE v.reverses = r.id ORDER BY v.id LIMIT 1), 0) AS reversed_by
+					coalesce((SELECT min(x.id) FROM (SELECT v.id FROM requests v WHERE v.reverses = r.id OFFSET 0) x), 0) AS reversed_by
 				FROM requests r WHERE r.txn_key = $1
 				UNION ALL
 				SELECT 1, r.id, r.fingerprint, r.state, coalesce(r.response_code, ''), r.response, coalesce(r.claim, 0), false,
-					coalesce((SELECT v.id FROM requests v WHERE v.reverses = r.id ORDER BY v.id LIMIT 1), 0)
+					coalesce((SELECT min(x.id) FROM (SELECT v.id FROM requests v WHERE v.reverses = r.id OFFSET 0) x), 0)
 				FROM requests r WHERE r.txn_key = $2 AND r.legacy AND $2 <> $1
 				UNION ALL
 				SELECT 2, r.id, r.fingerprint, r.state, coalesce(r.response_code, ''), r.response, coalesce(r.claim, 0), false,
-					coalesce((SELECT v.id FROM requests v WHERE v.reverses = r.id ORDER BY v.id LIMIT 1), 0)
+					coalesce((SELECT min(x.id) FROM (SELECT v.id FROM requests v WHERE v.reverses = r.id OFFSET 0) x), 0)
 				FROM requests r
 				WHERE r.legacy AND r.stan = $3 AND r.terminal = $4 AND r.acquirer = $5 AND r.bank = $6 AND r.mti_class = $7
 				  AND r.rrn = $8 AND $8 <> '' AND r.created_at > now() - interval '1 day'
@@ -109,7 +109,7 @@ func (tx *Tx) LookupRequest(ctx context.Context, f Find) (*Lookup, error) {
 	} else {
 		b.Queue(`SELECT r.id, r.fingerprint, r.state, coalesce(r.response_code, ''), r.response, coalesce(r.claim, 0),
 				coalesce(r.state = 'deciding' AND r.respond_by <= clock_timestamp(), false),
-				coalesce((SELECT v.id FROM requests v WHERE v.reverses = r.id ORDER BY v.id LIMIT 1), 0)
+				coalesce((SELECT min(x.id) FROM (SELECT v.id FROM requests v WHERE v.reverses = r.id OFFSET 0) x), 0)
 			FROM requests r WHERE r.txn_key = $1`, key.Digest())
 	}
 	if f.CheckReversed {
@@ -433,7 +433,7 @@ func (tx *Tx) FindOriginal(ctx context.Context, ref OriginalRef) (*Original, err
 		SELECT r.id, r.mti_class, r.txn_type, coalesce(r.card_id, 0), r.amount, r.state, coalesce(r.response_code, ''),
 			coalesce(r.state = 'deciding' AND r.respond_by <= clock_timestamp(), false),
 			coalesce((SELECT min(v.stands) FROM requests v WHERE v.reverses = r.id), r.amount),
-			coalesce((SELECT v.id FROM requests v WHERE v.reverses = r.id ORDER BY v.id LIMIT 1), 0),
+			coalesce((SELECT min(x.id) FROM (SELECT v.id FROM requests v WHERE v.reverses = r.id OFFSET 0) x), 0),
 			h.id, h.amount, h.remaining, h.state
 		FROM requests r LEFT JOIN holds h ON h.request_id = r.id
 		WHERE r.mti_class NOT IN ('040', '042') AND `+where+`
