@@ -51,7 +51,7 @@ fuzz: db
 # Benchmarks: in-process figures, then the switch end to end next to
 # pgbench on the same PostgreSQL server.
 bench: build db
-	$(GO) test -run '^$$' -bench . -benchmem ./iso ./switch/internal/issuer ./locks
+	$(GO) test -run '^$$' -bench . -benchmem ./iso ./ledger ./switch/internal/issuer ./locks
 	$(GO) test -count=1 -run '^TestHostileLinks$$' -v ./switch/internal/link -hostile.latency
 	.ci/bench-e2e
 
