@@ -221,35 +221,15 @@ func (tx *Tx) lockCard(ctx context.Context, where string, arg any, day time.Time
 }
 
 func scanCard(rows pgx.Rows) (*Card, error) {
-	defer rows.Close()
-	var c *Card
-	for rows.Next() {
-		var (
-			r             Card
-			id            int64
-			kind          string
-			balance, held int64
-		)
-		if err := rows.Scan(&r.ID, &r.Ref, &r.PAN, &r.Currency, &r.Status, &r.Fence, &r.RedeemedToday, &id, &kind, &balance, &held); err != nil {
-			return nil, fmt.Errorf("reading card: %w", err)
-		}
-		if c == nil {
-			c = &r
-		}
-		switch kind {
-		case "cash":
-			c.cashID, c.Cash, c.Held = id, balance, held
-		case "fund":
-			c.fundID, c.Fund = id, balance
-		case "overdraft":
-			c.overdraftID, c.Overdraft = id, balance
-		}
+	cards, err := scanCards(rows)
+	if err != nil || len(cards) == 0 {
+		return nil, err
 	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("reading card: %w", err)
+	if len(cards) > 1 {
+		return nil, errors.New("ledger: one card asked for, several read")
 	}
-	if c != nil && (c.cashID == 0 || c.fundID == 0 || c.overdraftID == 0) {
-		return nil, errors.New("ledger: card is missing one of its accounts")
+	for _, c := range cards {
+		return c, nil
 	}
-	return c, nil
+	return nil, nil
 }

@@ -30,6 +30,42 @@ type groupCase struct {
 	err   bool
 }
 
+// groupRig makes the members of groups for one issuer with group commit.
+type groupRig struct {
+	p    *Issuer
+	d    *iso.Dialect
+	bank *config.Bank
+	lim  config.Limits
+}
+
+func newGroupRig(t *testing.T, l *ledger.Ledger) *groupRig {
+	t.Helper()
+	d, err := iso.Builtin(iso.DefaultDialect)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := New(Options{Ledger: l, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), GroupCommit: &GroupCommit{}})
+	return &groupRig{p: p, d: d, bank: config.DefaultBank("127.0.0.1:0"), lim: config.DefaultLimits()}
+}
+
+// member is a request of mti and DE3 proc for amount on pan, its STAN and
+// RRN made of stan; build, when set, stands in for packing its response.
+func (g *groupRig) member(t *testing.T, ctx context.Context, mti, proc, pan string, amount int64, stan int, build func(decision) ([]byte, error)) *member {
+	t.Helper()
+	msg := message(t, g.d, mti, map[int]string{
+		2: pan, 3: proc, 4: fmt.Sprintf("%012d", amount), 7: "1201101010", 11: fmt.Sprintf("%06d", stan),
+		12: "101010", 13: "1201", 32: "1234", 37: fmt.Sprintf("%012d", stan), 41: "ATM00001", 49: "156",
+	})
+	r, err := iso.ParseRequest(msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if build == nil {
+		build = func(o decision) ([]byte, error) { return buildResponse(g.d, msg, o, g.lim) }
+	}
+	return g.p.newMember(ctx, g.bank, r, g.lim, build)
+}
+
 // TestGroupCommit decides a group of requests in one transaction, against
 // a real PostgreSQL: approvals, declines and unknown cards commit
 // together; a request the database refuses is left to be decided alone,
@@ -55,37 +91,23 @@ func TestGroupCommit(t *testing.T) {
 	}
 	done, cancel := context.WithCancel(ctx)
 	cancel()
-	p := New(Options{Ledger: l, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), GroupCommit: &GroupCommit{}})
+	g := newGroupRig(t, l)
+	p := g.p
 	p.redeemer = &redeemer{} // shortfalls are redeemed (by the single path, never run here)
-	d, err := iso.Builtin(iso.DefaultDialect)
-	if err != nil {
-		t.Fatal(err)
-	}
-	bank, lim := config.DefaultBank("127.0.0.1:0"), config.DefaultLimits()
 	stan := 0
 	newMember := func(c groupCase) *member {
 		stan++
-		mti := c.mti
+		mti, proc, cctx := c.mti, c.proc, c.ctx
 		if mti == "" {
 			mti = "0200"
 		}
-		proc := c.proc
 		if proc == "" {
 			proc = "000000"
 		}
-		msg := message(t, d, mti, map[int]string{
-			2: c.pan, 3: proc, 4: fmt.Sprintf("%012d", c.amount), 7: "1201101010", 11: fmt.Sprintf("%06d", stan),
-			12: "101010", 13: "1201", 32: "1234", 37: fmt.Sprintf("%012d", stan), 41: "ATM00001", 49: "156",
-		})
-		r, err := iso.ParseRequest(msg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cctx := c.ctx
 		if cctx == nil {
 			cctx = ctx
 		}
-		return p.newMember(cctx, bank, r, lim, func(o decision) ([]byte, error) { return buildResponse(d, msg, o, lim) })
+		return g.member(t, cctx, mti, proc, c.pan, c.amount, stan, nil)
 	}
 	// A request already answered: its repeat is for the single path.
 	first := newMember(groupCase{pan: pans[5], amount: 100})
@@ -164,27 +186,15 @@ func TestGroupPanic(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	p := New(Options{Ledger: l, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), GroupCommit: &GroupCommit{}})
-	d, err := iso.Builtin(iso.DefaultDialect)
-	if err != nil {
-		t.Fatal(err)
-	}
-	bank, lim := config.DefaultBank("127.0.0.1:0"), config.DefaultLimits()
+	g := newGroupRig(t, l)
+	p := g.p
 	var members []*member
 	for i, pan := range pans {
-		msg := message(t, d, "0200", map[int]string{
-			2: pan, 3: "000000", 4: "000000000100", 7: "1201101010", 11: fmt.Sprintf("%06d", 900+i),
-			12: "101010", 13: "1201", 32: "1234", 37: fmt.Sprintf("%012d", 900+i), 41: "ATM00001", 49: "156",
-		})
-		r, err := iso.ParseRequest(msg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		build := func(o decision) ([]byte, error) { return buildResponse(d, msg, o, lim) }
+		var build func(decision) ([]byte, error)
 		if i == 0 {
 			build = func(decision) ([]byte, error) { panic("a bug in building the response") }
 		}
-		members = append(members, p.newMember(ctx, bank, r, lim, build))
+		members = append(members, g.member(t, ctx, "0200", "000000", pan, 100, 900+i, build))
 	}
 	p.group.lead(&group{members: members, full: make(chan struct{})})
 	for i, m := range members {
@@ -225,23 +235,11 @@ func TestGroupCommitUnknown(t *testing.T) {
 			DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION slow_commit()`); err != nil {
 		t.Fatal(err)
 	}
-	p := New(Options{Ledger: l, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), GroupCommit: &GroupCommit{}})
-	d, err := iso.Builtin(iso.DefaultDialect)
-	if err != nil {
-		t.Fatal(err)
-	}
-	bank, lim := config.DefaultBank("127.0.0.1:0"), config.DefaultLimits()
-	msg := message(t, d, "0200", map[int]string{
-		2: pan, 3: "000000", 4: "000000000777", 7: "1201101010", 11: "000777",
-		12: "101010", 13: "1201", 32: "1234", 37: "000000000777", 41: "ATM00001", 49: "156",
-	})
-	r, err := iso.ParseRequest(msg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	g := newGroupRig(t, l)
 	mctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	m := p.newMember(mctx, bank, r, lim, func(o decision) ([]byte, error) { return buildResponse(d, msg, o, lim) })
+	m := g.member(t, mctx, "0200", "000000", pan, 777, 777, nil)
+	p := g.p
 	p.group.commit([]*member{m})
 	<-m.done
 	// Whichever way the commit went, once the database is done with it
