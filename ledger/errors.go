@@ -26,7 +26,6 @@ const (
 	codeUniqueViolation      = "23505"
 	codeSerializationFailure = "40001"
 	codeDeadlockDetected     = "40P01"
-	codeLockNotAvailable     = "55P03"
 	codeInvalidCatalogName   = "3D000"
 	codeDuplicateDatabase    = "42P04"
 )
@@ -56,10 +55,10 @@ func retryable(err error) bool {
 }
 
 // Refused reports whether err is the database refusing what a statement
-// asked (bad data, a constraint, a raised exception, a lock it would not
-// wait for, a conflict): the transaction rolled back, and the same work
-// without what caused it may succeed. A database shutting down, out of
-// connections or unreachable is not a refusal.
+// asked (bad data, a constraint, a raised exception, a conflict): the
+// transaction rolled back, and the same work without what caused it may
+// succeed. A database shutting down, out of connections or unreachable,
+// or a lock not granted in time, is not a refusal.
 func Refused(err error) bool {
 	var pe *pgconn.PgError
 	if !errors.As(err, &pe) || len(pe.Code) != 5 {
@@ -69,5 +68,5 @@ func Refused(err error) bool {
 	case "22", "23", "40", "P0": // data, integrity, rollback, PL/pgSQL
 		return true
 	}
-	return pe.Code == codeLockNotAvailable
+	return false
 }

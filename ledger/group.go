@@ -61,8 +61,8 @@ func (tx *Tx) LookupGroup(ctx context.Context, fs []Find) ([]*Lookup, error) {
 	}
 	b := &pgx.Batch{}
 	// A group waits only briefly for a lock another transaction holds:
-	// past that it fails (lock_not_available), and its members are tried
-	// in smaller groups, so that one busy card holds up only itself.
+	// past that it fails (lock_not_available), and its members are each
+	// decided on their own, so that one busy card holds up only itself.
 	b.Queue(`SELECT set_config('lock_timeout', $1, true)`, groupLockTimeout)
 	b.Queue(`SELECT count(pg_advisory_xact_lock(h)) FROM (
 			SELECT DISTINCT hashtextextended(s, 0) AS h FROM unnest($1::text[]) s ORDER BY 1) x`, serials)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -147,7 +148,8 @@ func (c *committer) lead(g *group) {
 		// member not yet answered is decided on its own, where only the
 		// one that panics fails.
 		if v := recover(); v != nil {
-			c.log.Error("a group's decision failed; its requests are decided one by one", "panic", fmt.Sprint(v))
+			c.log.Error("a group's decision failed; its requests are decided one by one",
+				"panic", fmt.Sprint(v), "stack", string(debug.Stack()))
 			for _, m := range members {
 				select {
 				case <-m.done:
@@ -209,19 +211,28 @@ func (c *committer) commit(members []*member) {
 	case errors.Is(err, ledger.ErrCommitUnknown):
 		// What the group wrote may stand: each it wrote is answered with
 		// what the ledger holds (nothing, if it cannot say), never decided
-		// again; the others wrote nothing.
+		// again, all of them at once; the others wrote nothing, and go
+		// first.
+		var wg sync.WaitGroup
 		for _, m := range live {
-			if m.saved {
-				rep, err := c.unknown(m.ctx, m.f, m.r)
-				finish(m, rep, err, false)
-			} else {
+			if !m.saved {
 				finish(m, Answer{}, nil, true)
 			}
 		}
+		for _, m := range live {
+			if m.saved {
+				wg.Go(func() {
+					rep, err := c.unknown(m.ctx, m.f, m.r)
+					finish(m, rep, err, false)
+				})
+			}
+		}
+		wg.Wait()
 	case len(live) == 1, !ledger.Refused(err):
 		// Each is decided on its own: one the ledger refuses, as it would
-		// have been alone. A ledger that cannot be reached is not asked
-		// again for every half of the group.
+		// have been alone; each waiting only for its own locks when one
+		// the group needed was not granted in time. A ledger that cannot
+		// be reached is not asked again for every half of the group.
 		for _, m := range live {
 			finish(m, Answer{}, nil, true)
 		}
@@ -373,7 +384,7 @@ type cardTurns struct {
 // pipeline, which takes the original's answer. A request whose deadline
 // passes first gives up its place (err), and the next still waits for the
 // ones before it.
-func (t *turns) take(ctx context.Context, pan, key string) (end func(), ahead bool, err error) {
+func (t *turns) take(ctx context.Context, pan, key string) (func(), bool, error) {
 	mine := make(chan struct{})
 	t.mu.Lock()
 	if t.cards == nil {
@@ -385,11 +396,12 @@ func (t *turns) take(ctx context.Context, pan, key string) (end func(), ahead bo
 		t.cards[pan] = ct
 	}
 	prev := ct.last
-	ct.last, ahead = mine, ct.keys[key] > 0
+	ct.last = mine
+	ahead := ct.keys[key] > 0
 	ct.keys[key]++
 	ct.n++
 	t.mu.Unlock()
-	end = func() {
+	end := func() {
 		t.mu.Lock()
 		if ct.keys[key]--; ct.keys[key] == 0 {
 			delete(ct.keys, key)
@@ -407,9 +419,22 @@ func (t *turns) take(ctx context.Context, pan, key string) (end func(), ahead bo
 	case <-prev:
 		return end, ahead, nil
 	case <-ctx.Done():
+		// Its place stays until the ones before it end (the next waits
+		// for them), but not its key: a copy behind it has nothing of its
+		// to join.
+		t.mu.Lock()
+		if ct.keys[key]--; ct.keys[key] == 0 {
+			delete(ct.keys, key)
+		}
+		t.mu.Unlock()
 		go func() {
 			<-prev
-			end()
+			t.mu.Lock()
+			if ct.n--; ct.n == 0 {
+				delete(t.cards, pan)
+			}
+			t.mu.Unlock()
+			close(mine)
 		}()
 		return nil, false, ctx.Err()
 	}

@@ -273,3 +273,84 @@ func TestGroupCommitUnknown(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestTurns: a card's requests take turns in arrival order; one that gives
+// up waiting keeps the order of those behind it; a copy behind its
+// original is told so, unless the original gave up; nothing is left over.
+func TestTurns(t *testing.T) {
+	var tt turns
+	ctx := context.Background()
+	endA, ahead, err := tt.take(ctx, "p", "a")
+	if err != nil || ahead {
+		t.Fatalf("first: ahead %v, %v", ahead, err)
+	}
+	// B gives up while A holds the card.
+	gone, cancel := context.WithCancel(ctx)
+	got := make(chan error, 1)
+	go func() {
+		_, _, err := tt.take(gone, "p", "b")
+		got <- err
+	}()
+	for {
+		tt.mu.Lock()
+		n := tt.cards["p"].n
+		tt.mu.Unlock()
+		if n == 2 {
+			break
+		}
+		time.Sleep(time.Millisecond) // until B is queued
+	}
+	cancel()
+	if err := <-got; err == nil {
+		t.Fatal("a request that gave up waiting got its turn")
+	}
+	// C, a copy of B, queued behind A and the place B left: not ahead of
+	// anything of its own, and its turn comes only once A ends.
+	turnC := make(chan bool, 1)
+	go func() {
+		endC, ahead, err := tt.take(ctx, "p", "b")
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		endC()
+		turnC <- ahead
+	}()
+	// D, a copy of A, queued behind it.
+	turnD := make(chan bool, 1)
+	go func() {
+		for {
+			tt.mu.Lock()
+			n := tt.cards["p"].n
+			tt.mu.Unlock()
+			if n == 3 {
+				break
+			}
+			time.Sleep(time.Millisecond) // until C is queued
+		}
+		endD, ahead, err := tt.take(ctx, "p", "a")
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		endD()
+		turnD <- ahead
+	}()
+	select {
+	case <-turnC:
+		t.Fatal("a request got its turn before the one ahead of it ended")
+	case <-time.After(50 * time.Millisecond): // a window for a wrong turn to show, not a wait for a right one
+	}
+	endA()
+	if ahead := <-turnC; ahead {
+		t.Error("a copy of a request that gave up was told its original is ahead")
+	}
+	if ahead := <-turnD; !ahead {
+		t.Error("a copy queued behind its original was not told so")
+	}
+	tt.mu.Lock()
+	defer tt.mu.Unlock()
+	if len(tt.cards) != 0 {
+		t.Errorf("turns left over: %+v", tt.cards)
+	}
+}
