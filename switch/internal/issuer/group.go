@@ -376,16 +376,37 @@ type cardTurns struct {
 	last chan struct{}  // closed when the newest request's turn ends
 	keys map[string]int // the requests' keys (Key.Digest), counted
 	n    int            // requests holding or waiting for a turn
+	// answers are what requests with copies behind them were answered,
+	// by key, until the last copy has had its turn.
+	answers map[string]*stored
+}
+
+// stored is a request's answer as the ledger keeps it, for its copies.
+type stored struct {
+	resp, fingerprint []byte
+	code              string
+	seq               int64
+}
+
+// turn is one request's place in its card's order.
+type turn struct {
+	t          *turns
+	ct         *cardTurns
+	pan, key   string
+	mine, prev chan struct{}
+	// ahead: a request with the same key came before it and was still in
+	// the pipeline; joined, once its turn has come, is that request's
+	// answer if the ledger kept one.
+	ahead  bool
+	joined *stored
 }
 
 // take waits for the turns of the card's earlier requests to end and
-// returns the function that ends this one's, and whether one of them has
-// the same key: a copy that arrived while its original was in the
-// pipeline, which takes the original's answer. A request whose deadline
+// returns this one's, to end with its answer. A request whose deadline
 // passes first gives up its place (err), and the next still waits for the
 // ones before it.
-func (t *turns) take(ctx context.Context, pan, key string) (func(), bool, error) {
-	mine := make(chan struct{})
+func (t *turns) take(ctx context.Context, pan, key string) (*turn, error) {
+	tu := &turn{t: t, pan: pan, key: key, mine: make(chan struct{})}
 	t.mu.Lock()
 	if t.cards == nil {
 		t.cards = make(map[string]*cardTurns)
@@ -395,47 +416,69 @@ func (t *turns) take(ctx context.Context, pan, key string) (func(), bool, error)
 		ct = &cardTurns{keys: make(map[string]int, 1)}
 		t.cards[pan] = ct
 	}
-	prev := ct.last
-	ct.last = mine
-	ahead := ct.keys[key] > 0
+	tu.ct, tu.prev = ct, ct.last
+	ct.last = tu.mine
+	tu.ahead = ct.keys[key] > 0
 	ct.keys[key]++
 	ct.n++
 	t.mu.Unlock()
-	end := func() {
-		t.mu.Lock()
-		if ct.keys[key]--; ct.keys[key] == 0 {
-			delete(ct.keys, key)
-		}
-		if ct.n--; ct.n == 0 {
-			delete(t.cards, pan)
-		}
-		t.mu.Unlock()
-		close(mine)
-	}
-	if prev == nil {
-		return end, ahead, nil
-	}
-	select {
-	case <-prev:
-		return end, ahead, nil
-	case <-ctx.Done():
-		// Its place stays until the ones before it end (the next waits
-		// for them), but not its key: a copy behind it has nothing of its
-		// to join.
-		t.mu.Lock()
-		if ct.keys[key]--; ct.keys[key] == 0 {
-			delete(ct.keys, key)
-		}
-		t.mu.Unlock()
-		go func() {
-			<-prev
+	if tu.prev != nil {
+		select {
+		case <-tu.prev:
+		case <-ctx.Done():
+			// Its place stays until the ones before it end (the next
+			// waits for them), but not its key: a copy behind it has
+			// nothing of its to join.
 			t.mu.Lock()
-			if ct.n--; ct.n == 0 {
-				delete(t.cards, pan)
-			}
+			tu.dropKey()
 			t.mu.Unlock()
-			close(mine)
-		}()
-		return nil, false, ctx.Err()
+			go func() {
+				<-tu.prev
+				t.mu.Lock()
+				tu.leave()
+				t.mu.Unlock()
+				close(tu.mine)
+			}()
+			return nil, ctx.Err()
+		}
+	}
+	if tu.ahead {
+		t.mu.Lock()
+		tu.joined = ct.answers[key]
+		t.mu.Unlock()
+	}
+	return tu, nil
+}
+
+// end ends the turn of a request answered a (fingerprint: its content's):
+// a copy of it behind gets that answer if the ledger kept it.
+func (tu *turn) end(a Answer, fingerprint []byte) {
+	t := tu.t
+	t.mu.Lock()
+	if tu.ct.keys[tu.key] > 1 && a.seq != 0 && a.resp != nil {
+		if tu.ct.answers == nil {
+			tu.ct.answers = make(map[string]*stored, 1)
+		}
+		tu.ct.answers[tu.key] = &stored{resp: a.resp, fingerprint: fingerprint, code: a.code, seq: a.seq}
+	}
+	tu.dropKey()
+	tu.leave()
+	t.mu.Unlock()
+	close(tu.mine)
+}
+
+// dropKey and leave take the request out of its card's counts; the
+// turns' mutex is held.
+func (tu *turn) dropKey() {
+	ct := tu.ct
+	if ct.keys[tu.key]--; ct.keys[tu.key] == 0 {
+		delete(ct.keys, tu.key)
+		delete(ct.answers, tu.key)
+	}
+}
+
+func (tu *turn) leave() {
+	if tu.ct.n--; tu.ct.n == 0 {
+		delete(tu.t.cards, tu.pan)
 	}
 }

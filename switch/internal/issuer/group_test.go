@@ -276,77 +276,77 @@ func TestGroupCommitUnknown(t *testing.T) {
 
 // TestTurns: a card's requests take turns in arrival order; one that gives
 // up waiting keeps the order of those behind it; a copy behind its
-// original is told so, unless the original gave up; nothing is left over.
+// original is told so, and gets the original's stored answer, unless the
+// original gave up; nothing is left over.
 func TestTurns(t *testing.T) {
 	var tt turns
 	ctx := context.Background()
-	endA, ahead, err := tt.take(ctx, "p", "a")
-	if err != nil || ahead {
-		t.Fatalf("first: ahead %v, %v", ahead, err)
+	queued := func(n int) {
+		for {
+			tt.mu.Lock()
+			got := 0
+			if ct := tt.cards["p"]; ct != nil {
+				got = ct.n
+			}
+			tt.mu.Unlock()
+			if got == n {
+				return
+			}
+			time.Sleep(time.Millisecond) // until the request is queued
+		}
+	}
+	a, err := tt.take(ctx, "p", "a")
+	if err != nil || a.ahead {
+		t.Fatalf("first: %+v, %v", a, err)
 	}
 	// B gives up while A holds the card.
 	gone, cancel := context.WithCancel(ctx)
 	got := make(chan error, 1)
 	go func() {
-		_, _, err := tt.take(gone, "p", "b")
+		_, err := tt.take(gone, "p", "b")
 		got <- err
 	}()
-	for {
-		tt.mu.Lock()
-		n := tt.cards["p"].n
-		tt.mu.Unlock()
-		if n == 2 {
-			break
-		}
-		time.Sleep(time.Millisecond) // until B is queued
-	}
+	queued(2)
 	cancel()
 	if err := <-got; err == nil {
 		t.Fatal("a request that gave up waiting got its turn")
 	}
 	// C, a copy of B, queued behind A and the place B left: not ahead of
 	// anything of its own, and its turn comes only once A ends.
-	turnC := make(chan bool, 1)
+	turnC := make(chan *turn, 1)
 	go func() {
-		endC, ahead, err := tt.take(ctx, "p", "b")
+		c, err := tt.take(ctx, "p", "b")
 		if err != nil {
 			t.Error(err)
 			return
 		}
-		endC()
-		turnC <- ahead
+		c.end(Answer{}, nil)
+		turnC <- c
 	}()
+	queued(3)
 	// D, a copy of A, queued behind it.
-	turnD := make(chan bool, 1)
+	turnD := make(chan *turn, 1)
 	go func() {
-		for {
-			tt.mu.Lock()
-			n := tt.cards["p"].n
-			tt.mu.Unlock()
-			if n == 3 {
-				break
-			}
-			time.Sleep(time.Millisecond) // until C is queued
-		}
-		endD, ahead, err := tt.take(ctx, "p", "a")
+		d, err := tt.take(ctx, "p", "a")
 		if err != nil {
 			t.Error(err)
 			return
 		}
-		endD()
-		turnD <- ahead
+		d.end(Answer{}, nil)
+		turnD <- d
 	}()
+	queued(4)
 	select {
 	case <-turnC:
 		t.Fatal("a request got its turn before the one ahead of it ended")
 	case <-time.After(50 * time.Millisecond): // a window for a wrong turn to show, not a wait for a right one
 	}
-	endA()
-	if ahead := <-turnC; ahead {
-		t.Error("a copy of a request that gave up was told its original is ahead")
+	a.end(Answer{resp: []byte("0210"), code: "00", seq: 7}, []byte("fp"))
+	if c := <-turnC; c.ahead || c.joined != nil {
+		t.Errorf("a copy of a request that gave up: ahead %v, joined %+v", c.ahead, c.joined)
 	}
-	if ahead := <-turnD; !ahead {
-		t.Error("a copy queued behind its original was not told so")
+	if d := <-turnD; !d.ahead || d.joined == nil || d.joined.seq != 7 || string(d.joined.fingerprint) != "fp" {
+		t.Errorf("a copy queued behind its original: ahead %v, joined %+v", d.ahead, d.joined)
 	}
 	tt.mu.Lock()
 	defer tt.mu.Unlock()

@@ -50,18 +50,35 @@ func (p *Issuer) handle(ctx context.Context, bank *config.Bank, d *iso.Dialect, 
 		return a
 	}
 	build := func(o decision) ([]byte, error) { return buildResponse(d, msg, o, lim) }
-	var joins bool // a copy of a request still in the pipeline
-	if req.Class != iso.ClassNetwork && req.PAN != "" {
-		end, ahead, err := p.turns.take(ctx, req.PAN, string(keyOf(bank, req).Digest()))
-		joins = ahead
-		if err != nil {
-			err = fmt.Errorf("%w: waiting for the card's earlier requests: %w", ErrUnavailable, err)
-			return Answer{req: req, mti: mti, err: err, code: responseCode(err), resp: p.plainResponse(d, msg, err)}
-		}
-		defer end()
+	if req.Class == iso.ClassNetwork || req.PAN == "" {
+		return p.decideRequest(ctx, bank, d, lim, msg, req, mti, build, false)
 	}
-
+	tu, err := p.turns.take(ctx, req.PAN, string(keyOf(bank, req).Digest()))
+	if err != nil {
+		err = fmt.Errorf("%w: waiting for the card's earlier requests: %w", ErrUnavailable, err)
+		return Answer{req: req, mti: mti, err: err, code: responseCode(err), resp: p.plainResponse(d, msg, err)}
+	}
 	var a Answer
+	if j := tu.joined; j != nil && string(j.fingerprint) == string(req.Fingerprint()) {
+		// A copy of a request still in the pipeline when it came: it
+		// gets the answer the ledger stored for that one.
+		a = Answer{req: req, mti: mti, resp: j.resp, code: j.code, seq: j.seq, replayed: true, joined: true}
+	} else {
+		a = p.decideRequest(ctx, bank, d, lim, msg, req, mti, build, tu.ahead)
+	}
+	tu.end(a, req.Fingerprint())
+	return a
+}
+
+// decideRequest decides a request that has its card's turn (joins: one
+// whose copy was in the pipeline when it came, and answered nothing the
+// ledger kept).
+func (p *Issuer) decideRequest(ctx context.Context, bank *config.Bank, d *iso.Dialect, lim config.Limits, msg *iso8583.Message,
+	req *iso.Request, mti string, build func(decision) ([]byte, error), joins bool) Answer {
+	var (
+		a   Answer
+		err error
+	)
 	switch req.Class {
 	case iso.ClassNetwork:
 		switch req.NetworkCode {
