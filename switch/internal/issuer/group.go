@@ -403,8 +403,8 @@ type turn struct {
 
 // take waits for the turns of the card's earlier requests to end and
 // returns this one's, to end with its answer. A request whose deadline
-// passes first gives up its place (err), and the next still waits for the
-// ones before it.
+// passes first gives up its place (err, with a turn that only says
+// whether it was ahead), and the next still waits for the ones before it.
 func (t *turns) take(ctx context.Context, pan, key string) (*turn, error) {
 	tu := &turn{t: t, pan: pan, key: key, mine: make(chan struct{})}
 	t.mu.Lock()
@@ -439,7 +439,7 @@ func (t *turns) take(ctx context.Context, pan, key string) (*turn, error) {
 				t.mu.Unlock()
 				close(tu.mine)
 			}()
-			return nil, ctx.Err()
+			return &turn{ahead: tu.ahead}, ctx.Err()
 		}
 	}
 	if tu.ahead {

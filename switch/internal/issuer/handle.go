@@ -54,7 +54,13 @@ func (p *Issuer) handle(ctx context.Context, bank *config.Bank, d *iso.Dialect, 
 		return p.decideRequest(ctx, bank, d, lim, msg, req, mti, build, false)
 	}
 	tu, err := p.turns.take(ctx, req.PAN, string(keyOf(bank, req).Digest()))
-	if err != nil {
+	switch {
+	case err != nil && tu.ahead:
+		// A copy whose time ran out while its original was still being
+		// decided gets no answer, as one waiting for it in the ledger
+		// would not: the acquirer's repeat is answered what was decided.
+		return Answer{req: req, mti: mti, err: fmt.Errorf("%w: %w", errUndecided, err), code: codeUnanswered}
+	case err != nil:
 		err = fmt.Errorf("%w: waiting for the card's earlier requests: %w", ErrUnavailable, err)
 		return Answer{req: req, mti: mti, err: err, code: responseCode(err), resp: p.plainResponse(d, msg, err)}
 	}
