@@ -71,11 +71,11 @@ type member struct {
 	// saved: its group wrote it, and it stands or falls with the commit.
 	saved bool
 
-	// Set while a group is being decided.
-	rec     ledger.Record
-	effects []ledger.Effect
-	o       decision
-	resp    []byte
+	// Set while a group is being decided: the decision, the response
+	// stored with it and the id it was stored under.
+	o    decision
+	resp []byte
+	seq  int64
 }
 
 func newCommitter(l *ledger.Ledger, m *metrics, log *slog.Logger, o GroupCommit) *committer {
@@ -149,7 +149,7 @@ func (c *committer) lead(g *group) {
 		// one that panics fails.
 		if v := recover(); v != nil {
 			c.log.Error("a group's decision failed; its requests are decided one by one",
-				"panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+				"panic", iso.MaskPANs(fmt.Sprint(v)), "stack", string(debug.Stack()))
 			for _, m := range members {
 				select {
 				case <-m.done:
@@ -198,7 +198,7 @@ func (c *committer) commit(members []*member) {
 	case err == nil:
 		for _, m := range live {
 			if !m.alone {
-				finish(m, Answer{resp: m.resp, code: m.rec.ResponseCode, err: m.o.err, seq: m.rep.seq, raised: m.o.raised}, nil, false)
+				finish(m, Answer{resp: m.resp, code: responseCode(m.o.err), err: m.o.err, seq: m.seq, raised: m.o.raised}, nil, false)
 			} else {
 				finish(m, Answer{}, nil, true)
 			}
@@ -302,7 +302,7 @@ func (c *committer) decideGroup(ctx context.Context, tx *ledger.Tx, members []*m
 		}
 		resp := m.resp
 		rec.Response = resp
-		m.o, m.rec, m.effects, m.resp, m.saved = o, rec, eff, resp, true
+		m.o, m.resp, m.saved = o, resp, true
 		recs, effects, saved = append(recs, rec), append(effects, eff), append(saved, m)
 	}
 	if len(saved) > 0 {
@@ -311,7 +311,7 @@ func (c *committer) decideGroup(ctx context.Context, tx *ledger.Tx, members []*m
 			return err
 		}
 		for i, m := range saved {
-			m.rep.seq = ids[i]
+			m.seq = ids[i]
 		}
 	}
 	for _, m := range saved {
