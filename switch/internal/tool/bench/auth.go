@@ -271,38 +271,48 @@ func (t *tally) result(elapsed time.Duration) Result {
 	}
 }
 
-// runLevel keeps n debits in flight for the run's duration.
-func runLevel(ctx context.Context, stderr io.Writer, f authFlags, d *iso.Dialect, conns []*connection.Connection, pans []string, n int, stan *atomic.Int64) Result {
+// measure runs send for the run's duration, with a debiter, the tally it
+// adds its latencies and errors to, and the count of requests done for the
+// progress line on a terminal; it returns the tally's result.
+func measure(ctx context.Context, stderr io.Writer, f authFlags, d *iso.Dialect, conns []*connection.Connection, pans []string, stan *atomic.Int64,
+	send func(ctx context.Context, b *debiter, t *tally, done *atomic.Int64, start time.Time)) Result {
 	ctx, cancel := context.WithTimeout(ctx, f.duration)
 	defer cancel()
-	b := debiter{f: f, d: d, conns: conns, pans: pans, stan: stan, run: rand.IntN(10000)}
+	b := &debiter{f: f, d: d, conns: conns, pans: pans, stan: stan, run: rand.IntN(10000)}
 	var (
 		t    tally
-		wg   sync.WaitGroup
 		done atomic.Int64
 	)
 	start := time.Now()
 	stopProgress := cli.Progress(stderr, &done, start, "requests")
-	for w := range n {
-		wg.Go(func() {
-			var local []time.Duration
-			errs := 0
-			for ctx.Err() == nil {
-				t0 := time.Now()
-				ok := b.debit(w)
-				done.Add(1)
-				if !ok {
-					errs++
-					continue
-				}
-				local = append(local, time.Since(t0))
-			}
-			t.add(local, errs)
-		})
-	}
-	wg.Wait()
+	send(ctx, b, &t, &done, start)
 	stopProgress()
-	r := t.result(time.Since(start))
+	return t.result(time.Since(start))
+}
+
+// runLevel keeps n debits in flight for the run's duration.
+func runLevel(ctx context.Context, stderr io.Writer, f authFlags, d *iso.Dialect, conns []*connection.Connection, pans []string, n int, stan *atomic.Int64) Result {
+	r := measure(ctx, stderr, f, d, conns, pans, stan, func(ctx context.Context, b *debiter, t *tally, done *atomic.Int64, _ time.Time) {
+		var wg sync.WaitGroup
+		for w := range n {
+			wg.Go(func() {
+				var local []time.Duration
+				errs := 0
+				for ctx.Err() == nil {
+					t0 := time.Now()
+					ok := b.debit(w)
+					done.Add(1)
+					if !ok {
+						errs++
+						continue
+					}
+					local = append(local, time.Since(t0))
+				}
+				t.add(local, errs)
+			})
+		}
+		wg.Wait()
+	})
 	r.Concurrency = n
 	return r
 }
@@ -313,49 +323,40 @@ func runLevel(ctx context.Context, stderr io.Writer, f authFlags, d *iso.Dialect
 // debit due while f.maxInFlight are unanswered is not sent, and counts as
 // an error.
 func runPaced(ctx context.Context, stderr io.Writer, f authFlags, d *iso.Dialect, conns []*connection.Connection, pans []string, rate int, stan *atomic.Int64) Result {
-	ctx, cancel := context.WithTimeout(ctx, f.duration)
-	defer cancel()
-	b := debiter{f: f, d: d, conns: conns, pans: pans, stan: stan, run: rand.IntN(10000)}
-	var (
-		t     tally
-		wg    sync.WaitGroup
-		done  atomic.Int64
-		slots = make(chan struct{}, f.maxInFlight)
-	)
-	start := time.Now()
-	stopProgress := cli.Progress(stderr, &done, start, "requests")
-	for i := 0; ; i++ {
-		due := start.Add(time.Duration(float64(i) * float64(time.Second) / float64(rate)))
-		if wait := time.Until(due); wait > 0 {
+	r := measure(ctx, stderr, f, d, conns, pans, stan, func(ctx context.Context, b *debiter, t *tally, done *atomic.Int64, start time.Time) {
+		var wg sync.WaitGroup
+		slots := make(chan struct{}, f.maxInFlight)
+		for i := 0; ; i++ {
+			due := start.Add(time.Duration(float64(i) * float64(time.Second) / float64(rate)))
+			if wait := time.Until(due); wait > 0 {
+				select {
+				case <-ctx.Done():
+				case <-time.After(wait):
+				}
+			}
+			if ctx.Err() != nil {
+				break
+			}
 			select {
-			case <-ctx.Done():
-			case <-time.After(wait):
-			}
-		}
-		if ctx.Err() != nil {
-			break
-		}
-		select {
-		case slots <- struct{}{}:
-		default:
-			t.add(nil, 1)
-			done.Add(1)
-			continue
-		}
-		wg.Go(func() {
-			defer func() { <-slots }()
-			ok := b.debit(i)
-			done.Add(1)
-			if !ok {
+			case slots <- struct{}{}:
+			default:
 				t.add(nil, 1)
-				return
+				done.Add(1)
+				continue
 			}
-			t.add([]time.Duration{time.Since(due)}, 0)
-		})
-	}
-	wg.Wait()
-	stopProgress()
-	r := t.result(time.Since(start))
+			wg.Go(func() {
+				defer func() { <-slots }()
+				ok := b.debit(i)
+				done.Add(1)
+				if !ok {
+					t.add(nil, 1)
+					return
+				}
+				t.add([]time.Duration{time.Since(due)}, 0)
+			})
+		}
+		wg.Wait()
+	})
 	r.Rate = rate
 	return r
 }
