@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/goldcard/goldcard/ledger"
@@ -22,64 +24,96 @@ type SweepPlan struct {
 // card's available balance above its threshold goes into a pending
 // subscription, once per card per day (running it again sweeps nothing
 // twice). The fund company is sent each subscription, and confirm is
-// called for each so that it can be confirmed on the next trading day.
-func SweepDay(ctx context.Context, l *ledger.Ledger, p Provider, plan SweepPlan, confirm func(ctx context.Context, s ledger.SweepRecord) error) (int, error) {
+// called with each page's so that they can be confirmed on the next
+// trading day.
+func SweepDay(ctx context.Context, l *ledger.Ledger, p Provider, plan SweepPlan, confirm func(ctx context.Context, s []ledger.SweepRecord) error) (int, error) {
 	return SweepRange(ctx, l, p, plan, 0, math.MaxInt64, confirm)
 }
 
+// cardPage is how many cards one transaction of a sweep or a yield locks
+// and writes, in a few statements: large enough that a million cards are
+// few transactions, small enough that a debit waiting for one of its
+// cards waits a few milliseconds.
+const cardPage = 100
+
+// subscribeAtOnce bounds the subscriptions of one sweep batch sent to the
+// fund company at once.
+const subscribeAtOnce = 32
+
 // SweepRange is SweepDay for the cards whose id is in (after, upTo]: one
-// batch of a day's sweep.
-func SweepRange(ctx context.Context, l *ledger.Ledger, p Provider, plan SweepPlan, after, upTo int64, confirm func(ctx context.Context, s ledger.SweepRecord) error) (int, error) {
+// batch of a day's sweep, a page of cards per transaction.
+func SweepRange(ctx context.Context, l *ledger.Ledger, p Provider, plan SweepPlan, after, upTo int64, confirm func(ctx context.Context, s []ledger.SweepRecord) error) (int, error) {
 	swept := 0
 	for {
-		cards, err := l.SweepCards(ctx, after, 500)
+		page, err := l.SweepCards(ctx, after, cardPage)
 		if err != nil {
 			return swept, err
 		}
-		if len(cards) == 0 {
+		if i := slices.IndexFunc(page, func(sc ledger.SweepCard) bool { return sc.ID > upTo }); i >= 0 {
+			page = page[:i]
+		}
+		if len(page) == 0 {
 			return swept, nil
 		}
-		for _, sc := range cards {
-			if sc.ID > upTo {
-				return swept, nil
-			}
-			after = sc.ID
-			s, err := sweepCard(ctx, l, sc, plan)
-			if err != nil {
-				return swept, fmt.Errorf("sweeping card %d: %w", sc.ID, err)
-			}
-			if s == nil || s.State != ledger.SweepPending {
-				continue
-			}
-			swept++
-			// Best effort: the confirmation asks again if this is lost.
-			sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			_, _ = p.Subscribe(sctx, Order{ID: s.ID, Account: Account(s.CardID), Amount: s.Amount, Currency: s.Currency})
-			cancel()
-			if err := confirm(ctx, *s); err != nil {
+		after = page[len(page)-1].ID
+		pending, err := sweepPage(ctx, l, page, plan)
+		if err != nil {
+			return swept, fmt.Errorf("sweeping cards %d-%d: %w", page[0].ID, after, err)
+		}
+		swept += len(pending)
+		// Best effort: the confirmation asks again if one is lost.
+		var wg sync.WaitGroup
+		slots := make(chan struct{}, subscribeAtOnce)
+		for _, s := range pending {
+			slots <- struct{}{}
+			wg.Go(func() {
+				defer func() { <-slots }()
+				sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+				defer cancel()
+				_, _ = p.Subscribe(sctx, Order{ID: s.ID, Account: Account(s.CardID), Amount: s.Amount, Currency: s.Currency})
+			})
+		}
+		wg.Wait()
+		if len(pending) > 0 {
+			if err := confirm(ctx, pending); err != nil {
 				return swept, err
 			}
 		}
 	}
 }
 
-func sweepCard(ctx context.Context, l *ledger.Ledger, sc ledger.SweepCard, plan SweepPlan) (*ledger.SweepRecord, error) {
-	threshold := plan.Threshold
-	if sc.Threshold != nil {
-		threshold = *sc.Threshold
+// sweepPage sweeps a page of cards in one transaction, and returns the
+// day's sweeps of them still pending (made now, or earlier and not yet
+// settled).
+func sweepPage(ctx context.Context, l *ledger.Ledger, page []ledger.SweepCard, plan SweepPlan) ([]ledger.SweepRecord, error) {
+	threshold := make(map[int64]int64, len(page))
+	ids := make([]int64, len(page))
+	for i, sc := range page {
+		ids[i], threshold[sc.ID] = sc.ID, plan.Threshold
+		if sc.Threshold != nil {
+			threshold[sc.ID] = *sc.Threshold
+		}
 	}
-	var s *ledger.SweepRecord
+	var pending []ledger.SweepRecord
 	err := l.Do(ctx, func(tx *ledger.Tx) error {
-		c, err := tx.LockCardByID(ctx, sc.ID, time.Time{})
-		if err != nil || c == nil {
+		pending = pending[:0]
+		cards, err := tx.LockCardsByID(ctx, ids)
+		if err != nil {
 			return err
 		}
-		s, err = tx.Sweep(ctx, c, ledger.NewSweep{
-			ID: SweepID(sc.ID, plan.Day), Day: plan.Day, ConfirmOn: plan.ConfirmOn, Threshold: threshold, MinSweep: plan.MinSweep,
-		})
+		ns := make([]ledger.NewSweep, len(cards))
+		for i, c := range cards {
+			ns[i] = ledger.NewSweep{ID: SweepID(c.ID, plan.Day), Day: plan.Day, ConfirmOn: plan.ConfirmOn, Threshold: threshold[c.ID], MinSweep: plan.MinSweep}
+		}
+		sweeps, err := tx.SweepMany(ctx, cards, ns)
+		for _, s := range sweeps {
+			if s != nil && s.State == ledger.SweepPending {
+				pending = append(pending, *s)
+			}
+		}
 		return err
 	})
-	return s, err
+	return pending, err
 }
 
 // SweepID names a card's sweep of a day, and the subscription order sent
@@ -149,29 +183,27 @@ func YieldRange(ctx context.Context, l *ledger.Ledger, day time.Time, rate int64
 		return nil
 	}
 	for {
-		ids, err := l.YieldCards(ctx, after, 500)
+		ids, err := l.YieldCards(ctx, after, cardPage)
 		if err != nil {
 			return err
+		}
+		if i := slices.IndexFunc(ids, func(id int64) bool { return id > upTo }); i >= 0 {
+			ids = ids[:i]
 		}
 		if len(ids) == 0 {
 			return nil
 		}
-		for _, id := range ids {
-			if id > upTo {
-				return nil
-			}
-			after = id
-			err := l.Do(ctx, func(tx *ledger.Tx) error {
-				c, err := tx.LockCardByID(ctx, id, time.Time{})
-				if err != nil || c == nil {
-					return err
-				}
-				_, err = tx.PostYield(ctx, c, day, rate)
-				return err
-			})
+		after = ids[len(ids)-1]
+		err = l.Do(ctx, func(tx *ledger.Tx) error {
+			cards, err := tx.LockCardsByID(ctx, ids)
 			if err != nil {
-				return fmt.Errorf("yield of card %d: %w", id, err)
+				return err
 			}
+			_, err = tx.PostYields(ctx, cards, day, rate)
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("yield of cards %d-%d: %w", ids[0], after, err)
 		}
 	}
 }

@@ -3,6 +3,8 @@ package fund_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"math"
 	"testing"
 	"time"
 
@@ -87,8 +89,8 @@ func TestSweepAndConfirm(t *testing.T) {
 
 	plan := fund.SweepPlan{Day: date("2026-09-30"), ConfirmOn: date("2026-10-08"), Threshold: 100000, MinSweep: 100}
 	var confirms []ledger.SweepRecord
-	n, err := fund.SweepDay(ctx, l, sim, plan, func(_ context.Context, s ledger.SweepRecord) error {
-		confirms = append(confirms, s)
+	n, err := fund.SweepDay(ctx, l, sim, plan, func(_ context.Context, s []ledger.SweepRecord) error {
+		confirms = append(confirms, s...)
 		return nil
 	})
 	if err != nil || n != 3 {
@@ -101,7 +103,7 @@ func TestSweepAndConfirm(t *testing.T) {
 		}
 	}
 	// Once per card per day, whatever happens.
-	if n, err := fund.SweepDay(ctx, l, sim, plan, func(context.Context, ledger.SweepRecord) error { return nil }); err != nil || n != 3 {
+	if n, err := fund.SweepDay(ctx, l, sim, plan, func(context.Context, []ledger.SweepRecord) error { return nil }); err != nil || n != 3 {
 		t.Fatalf("a second run: %d %v", n, err)
 	}
 	c, _ := l.Card(ctx, "6228480000001001", time.Time{})
@@ -177,5 +179,67 @@ func TestYield(t *testing.T) {
 	c, _ := l.Card(ctx, "6228480000002001", time.Time{})
 	if c.Fund != funds[0]+funds[0]*rate/ledger.YieldScale {
 		t.Fatalf("paid twice: %d", c.Fund)
+	}
+}
+
+// TestDailyPages: the sweep and the yield of more cards than one page
+// locks (in two ranges, as two batch tasks have them) pay every card once
+// and only the cards in range, and a second run pays none again.
+func TestDailyPages(t *testing.T) {
+	l, _ := ledgertest.New(t)
+	ctx := context.Background()
+	sim := fund.NewSimulator(fund.SimOptions{})
+	const cards = 250
+	var (
+		ids  []int64
+		pans = map[int64]string{}
+	)
+	for i := range cards {
+		pan := fmt.Sprintf("622848%010d", 3000+i)
+		c, err := l.CreateCard(ctx, ledger.NewCard{PAN: pan, Currency: "156", Balance: 150000 + int64(i), FundBalance: 1_000_000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := l.SetSweep(ctx, pan, i%10 != 0, nil); err != nil {
+			t.Fatal(err)
+		}
+		ids, pans[c.ID] = append(ids, c.ID), pan
+	}
+	cut := ids[cards/2]
+	plan := fund.SweepPlan{Day: date("2026-09-30"), ConfirmOn: date("2026-10-08"), Threshold: 100000, MinSweep: 100}
+	var confirms []ledger.SweepRecord
+	note := func(_ context.Context, s []ledger.SweepRecord) error { confirms = append(confirms, s...); return nil }
+	for _, r := range [][2]int64{{0, cut}, {cut, math.MaxInt64}, {0, cut}} {
+		if _, err := fund.SweepRange(ctx, l, sim, plan, r[0], r[1], note); err != nil {
+			t.Fatal(err)
+		}
+		if err := fund.YieldRange(ctx, l, date("2026-09-30"), 4523, r[0], r[1]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	seen := map[int64]int{}
+	for _, s := range confirms {
+		seen[s.CardID]++
+		if want := 50000 + s.CardID - ids[0]; s.Amount != want {
+			t.Errorf("card %d swept %d, want %d", s.CardID, s.Amount, want)
+		}
+	}
+	for i, id := range ids {
+		want := 1
+		if i%10 == 0 {
+			want = 0 // sweeping off
+		} else if id <= cut {
+			want = 2 // its range was run twice: the pending sweep is sent again, not made again
+		}
+		if seen[id] != want {
+			t.Errorf("card %d confirmed %d times, want %d", id, seen[id], want)
+		}
+		c, err := l.Card(ctx, pans[id], time.Time{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if wantFund := int64(1_000_000 + 1_000_000*4523/ledger.YieldScale); c.Fund != wantFund {
+			t.Errorf("card %d fund %d, want %d (one day's yield)", id, c.Fund, wantFund)
+		}
 	}
 }

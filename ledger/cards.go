@@ -1,10 +1,12 @@
 package ledger
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -92,7 +94,7 @@ func (l *Ledger) CreateCard(ctx context.Context, n NewCard) (*Card, error) {
 	if err := n.Validate(); err != nil {
 		return nil, err
 	}
-	if err := l.ensureSystemAccounts(ctx, n.Currency); err != nil {
+	if err := l.EnsureSystemAccounts(ctx, n.Currency); err != nil {
 		return nil, err
 	}
 	opening, err := l.systemAccount(ctx, l.pool, SystemOpening, n.Currency)
@@ -205,6 +207,26 @@ func (tx *Tx) LockCard(ctx context.Context, pan string, day time.Time) (*Card, e
 // unknown card.
 func (tx *Tx) LockCardByID(ctx context.Context, id int64, day time.Time) (*Card, error) {
 	return tx.lockCard(ctx, "c.id = $1", id, day)
+}
+
+// LockCardsByID locks the cards of ids that exist, as LockCardByID locks
+// one, in one statement, and returns them in the order of their ids. Every
+// lock is taken in account order, as each request's is.
+func (tx *Tx) LockCardsByID(ctx context.Context, ids []int64) ([]*Card, error) {
+	rows, err := tx.tx.Query(ctx, cardQuery+" WHERE c.id = ANY($1) ORDER BY a.id FOR UPDATE OF a", ids, time.Time{})
+	if err != nil {
+		return nil, fmt.Errorf("locking cards: %w", err)
+	}
+	byPAN, err := scanCards(rows)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*Card, 0, len(byPAN))
+	for _, c := range byPAN {
+		out = append(out, c)
+	}
+	slices.SortFunc(out, func(a, b *Card) int { return cmp.Compare(a.ID, b.ID) })
+	return out, nil
 }
 
 func (tx *Tx) lockCard(ctx context.Context, where string, arg any, day time.Time) (*Card, error) {

@@ -120,10 +120,11 @@ func (l *Ledger) do(ctx context.Context, fn func(tx *Tx) error) error {
 // systemKinds are the system accounts every currency has.
 var systemKinds = []string{SystemSettlement, SystemFundOmnibus, SystemFundSubscription, SystemFundRedeeming, SystemYieldRemainder, SystemOpening}
 
-// ensureSystemAccounts creates a currency's system accounts if missing. It
-// runs on the pool, outside any transaction, so the accounts it makes are
-// committed before any card of that currency can be used.
-func (l *Ledger) ensureSystemAccounts(ctx context.Context, currency string) error {
+// EnsureSystemAccounts creates a currency's system accounts if missing (a
+// card issued in it does so first). It runs on the pool, outside any
+// transaction, so the accounts it makes are committed before any card of
+// that currency can be used.
+func (l *Ledger) EnsureSystemAccounts(ctx context.Context, currency string) error {
 	for _, kind := range systemKinds {
 		_, err := l.pool.Exec(ctx, `INSERT INTO accounts (kind, currency) VALUES ($1, $2)
 			ON CONFLICT (kind, currency) WHERE card_id IS NULL DO NOTHING`, kind, currency)

@@ -95,33 +95,90 @@ type NewSweep struct {
 // day's sweep, whether made now or earlier, or nil if there is nothing to
 // sweep.
 func (tx *Tx) Sweep(ctx context.Context, c *Card, n NewSweep) (*SweepRecord, error) {
-	var s SweepRecord
-	err := tx.tx.QueryRow(ctx, `SELECT id, card_id, day, amount, currency, state, confirm_on FROM sweeps
-		WHERE card_id = $1 AND day = $2`, c.ID, n.Day).Scan(&s.ID, &s.CardID, &s.Day, &s.Amount, &s.Currency, &s.State, &s.ConfirmOn)
-	if err == nil {
-		return &s, nil
-	}
-	if !errors.Is(err, pgx.ErrNoRows) {
-		return nil, fmt.Errorf("reading the day's sweep: %w", err)
-	}
-	amount := c.Available() - n.Threshold
-	if amount < n.MinSweep || amount <= 0 {
-		return nil, nil
-	}
-	subscription, err := tx.l.systemAccount(ctx, tx.tx, SystemFundSubscription, c.Currency)
+	out, err := tx.SweepMany(ctx, []*Card{c}, []NewSweep{n})
 	if err != nil {
 		return nil, err
 	}
+	return out[0], nil
+}
+
+// SweepMany is Sweep for many locked cards at once, cards[i] by ns[i],
+// in one read and one pipelined write: the day's sweep of each, or nil
+// where there is nothing to sweep.
+func (tx *Tx) SweepMany(ctx context.Context, cards []*Card, ns []NewSweep) ([]*SweepRecord, error) {
+	if len(cards) != len(ns) {
+		return nil, fmt.Errorf("ledger: %d cards for %d sweeps", len(cards), len(ns))
+	}
+	// A date is compared as the database keeps it: the day the time
+	// falls on where it is.
+	type cardDay struct {
+		card int64
+		day  string
+	}
+	ids := make([]int64, len(cards))
+	days := make([]time.Time, len(cards))
+	for i, c := range cards {
+		ids[i], days[i] = c.ID, ns[i].Day
+	}
+	rows, err := tx.tx.Query(ctx, `SELECT s.id, s.card_id, s.day, s.amount, s.currency, s.state, s.confirm_on
+		FROM unnest($1::bigint[], $2::date[]) AS u(card_id, day) JOIN sweeps s ON s.card_id = u.card_id AND s.day = u.day`, ids, days)
+	if err != nil {
+		return nil, fmt.Errorf("reading the day's sweeps: %w", err)
+	}
+	earlier := map[cardDay]*SweepRecord{}
+	for rows.Next() {
+		var s SweepRecord
+		if err := rows.Scan(&s.ID, &s.CardID, &s.Day, &s.Amount, &s.Currency, &s.State, &s.ConfirmOn); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("reading the day's sweeps: %w", err)
+		}
+		earlier[cardDay{s.CardID, s.Day.Format(time.DateOnly)}] = &s
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("reading the day's sweeps: %w", err)
+	}
+	out := make([]*SweepRecord, len(cards))
+	var (
+		sweepIDs, currencies    []string
+		cardIDs, amounts, debit []int64
+		credit                  []int64
+		sweepDays, confirmOn    []time.Time
+	)
+	for i, c := range cards {
+		n := ns[i]
+		if s := earlier[cardDay{c.ID, n.Day.Format(time.DateOnly)}]; s != nil {
+			out[i] = s
+			continue
+		}
+		amount := c.Available() - n.Threshold
+		if amount < n.MinSweep || amount <= 0 {
+			continue
+		}
+		subscription, err := tx.l.systemAccount(ctx, tx.tx, SystemFundSubscription, c.Currency)
+		if err != nil {
+			return nil, err
+		}
+		sweepIDs, cardIDs, sweepDays, amounts = append(sweepIDs, n.ID), append(cardIDs, c.ID), append(sweepDays, n.Day), append(amounts, amount)
+		currencies, confirmOn = append(currencies, c.Currency), append(confirmOn, n.ConfirmOn)
+		debit, credit = append(debit, c.cashID), append(credit, subscription)
+		c.Cash -= amount
+		out[i] = &SweepRecord{ID: n.ID, CardID: c.ID, Day: n.Day, Amount: amount, Currency: c.Currency, State: SweepPending, ConfirmOn: n.ConfirmOn}
+	}
+	if len(sweepIDs) == 0 {
+		return out, nil
+	}
 	b := &pgx.Batch{}
-	b.Queue(`INSERT INTO sweeps (id, card_id, day, amount, currency, confirm_on) VALUES ($1, $2, $3, $4, $5, $6)`,
-		n.ID, c.ID, n.Day, amount, c.Currency, n.ConfirmOn)
+	b.Queue(`INSERT INTO sweeps (id, card_id, day, amount, currency, confirm_on)
+		SELECT * FROM unnest($1::text[], $2::bigint[], $3::date[], $4::bigint[], $5::text[], $6::date[])`,
+		sweepIDs, cardIDs, sweepDays, amounts, currencies, confirmOn)
 	b.Queue(`INSERT INTO transfers (sweep_id, kind, debit_account, credit_account, currency, amount)
-		VALUES ($1, $2, $3, $4, $5, $6)`, n.ID, KindSweep, c.cashID, subscription, c.Currency, amount)
+		SELECT id, $2, debit, credit, currency, amount FROM unnest($1::text[], $3::bigint[], $4::bigint[], $5::text[], $6::bigint[])
+			AS u(id, debit, credit, currency, amount)`, sweepIDs, KindSweep, debit, credit, currencies, amounts)
 	if err := tx.tx.SendBatch(ctx, b).Close(); err != nil {
 		return nil, fmt.Errorf("sweeping: %w", err)
 	}
-	c.Cash -= amount
-	return &SweepRecord{ID: n.ID, CardID: c.ID, Day: n.Day, Amount: amount, Currency: c.Currency, State: SweepPending, ConfirmOn: n.ConfirmOn}, nil
+	return out, nil
 }
 
 // ResolveSweep settles a pending sweep on the locked card: confirmed, the

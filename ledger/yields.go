@@ -35,26 +35,59 @@ func (l *Ledger) YieldCards(ctx context.Context, after int64, limit int) ([]int6
 // PostYield pays the locked card its day's income at rate, once per card
 // per day, and returns it (zero if paid before).
 func (tx *Tx) PostYield(ctx context.Context, c *Card, day time.Time, rate int64) (int64, error) {
-	amount := YieldOf(c.Fund, rate)
-	tag, err := tx.tx.Exec(ctx, `INSERT INTO yields (card_id, day, rate, shares, amount) VALUES ($1, $2, $3, $4, $5)
-		ON CONFLICT (card_id, day) DO NOTHING`, c.ID, day, rate, c.Fund, amount)
-	if err != nil {
-		return 0, fmt.Errorf("recording yield: %w", err)
-	}
-	if tag.RowsAffected() == 0 || amount == 0 {
-		return 0, nil
-	}
-	omnibus, err := tx.l.systemAccount(ctx, tx.tx, SystemFundOmnibus, c.Currency)
+	paid, err := tx.PostYields(ctx, []*Card{c}, day, rate)
 	if err != nil {
 		return 0, err
 	}
-	_, err = tx.tx.Exec(ctx, `INSERT INTO transfers (kind, debit_account, credit_account, currency, amount)
-		VALUES ($1, $2, $3, $4, $5)`, KindYield, omnibus, c.fundID, c.Currency, amount)
-	if err != nil {
-		return 0, fmt.Errorf("paying yield: %w", err)
+	return paid[0], nil
+}
+
+// PostYields is PostYield for many locked cards, in one statement: what
+// each was paid now, in the order of cards.
+func (tx *Tx) PostYields(ctx context.Context, cards []*Card, day time.Time, rate int64) ([]int64, error) {
+	ids, shares, amounts, funds, omnibus := make([]int64, len(cards)), make([]int64, len(cards)), make([]int64, len(cards)), make([]int64, len(cards)), make([]int64, len(cards))
+	currencies := make([]string, len(cards))
+	for i, c := range cards {
+		o, err := tx.l.systemAccount(ctx, tx.tx, SystemFundOmnibus, c.Currency)
+		if err != nil {
+			return nil, err
+		}
+		ids[i], shares[i], amounts[i], funds[i], omnibus[i], currencies[i] = c.ID, c.Fund, YieldOf(c.Fund, rate), c.fundID, o, c.Currency
 	}
-	c.Fund += amount
-	return amount, nil
+	rows, err := tx.tx.Query(ctx, `WITH u AS (
+			SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], $6::text[])
+				AS u(card_id, shares, amount, fund, omnibus, currency)
+		), y AS (
+			INSERT INTO yields (card_id, day, rate, shares, amount)
+			SELECT card_id, $7, $8, shares, amount FROM u ON CONFLICT (card_id, day) DO NOTHING
+			RETURNING card_id, amount
+		), t AS (
+			INSERT INTO transfers (kind, debit_account, credit_account, currency, amount)
+			SELECT $9, u.omnibus, u.fund, u.currency, y.amount FROM y JOIN u USING (card_id) WHERE y.amount > 0
+		)
+		SELECT card_id, amount FROM y`, ids, shares, amounts, funds, omnibus, currencies, day, rate, KindYield)
+	if err != nil {
+		return nil, fmt.Errorf("paying yield: %w", err)
+	}
+	now := map[int64]int64{}
+	for rows.Next() {
+		var id, amount int64
+		if err := rows.Scan(&id, &amount); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("paying yield: %w", err)
+		}
+		now[id] = amount
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("paying yield: %w", err)
+	}
+	paid := make([]int64, len(cards))
+	for i, c := range cards {
+		paid[i] = now[c.ID]
+		c.Fund += paid[i]
+	}
+	return paid, nil
 }
 
 // YieldDay is a day's income in one currency.
