@@ -47,6 +47,10 @@ func (s *Switch) registerTasks() {
 	s.timer.HandleFor(taskYieldBatch, 2*time.Minute, s.yieldBatch)
 	s.timer.Handle(taskYieldClose, s.closeYield)
 	s.timer.Handle(taskProbe, s.probe)
+	// A day's batches run a few at a time: the database keeps room for
+	// debits, and the workers for every other task.
+	s.timer.Limit(taskSweepBatch, dailyBatchesAtOnce)
+	s.timer.Limit(taskYieldBatch, dailyBatchesAtOnce)
 	// Every kind's series exist from the start, at zero.
 	for _, kind := range []string{taskOrderCheck, taskHoldsExpire, taskSweepDay, taskSweepBatch, taskSweepConfirm, taskYieldDay, taskYieldBatch, taskYieldClose, taskProbe} {
 		s.m.timerRetries.WithLabelValues(kind)
@@ -160,6 +164,10 @@ func (s *Switch) expireHolds(ctx context.Context, task timer.Task) error {
 // spread like any, none holding a claim for long.
 const cardBatch = 1000
 
+// dailyBatchesAtOnce bounds the sweep's batches, and the yield's, running
+// at once.
+const dailyBatchesAtOnce = 4
+
 // batchKeys are the keys of one day's batch tasks, prefix then the card id
 // range of each ("after-upto").
 func (s *Switch) batchKeys(ctx context.Context, prefix string) ([]string, error) {
@@ -262,12 +270,16 @@ func (s *Switch) sweepBatch(ctx context.Context, task timer.Task) error {
 		return err
 	}
 	plan := fund.SweepPlan{Day: day, ConfirmOn: cal.NextTradingDay(day), Threshold: snap.Sweep.Threshold, MinSweep: snap.Sweep.MinSweep}
-	n, err := fund.SweepRange(ctx, s.ledger, s.fund, plan, after, upTo, func(ctx context.Context, sw ledger.SweepRecord) error {
-		at, err := fund.At(sw.ConfirmOn, snap.Sweep.ConfirmTime, zone)
-		if err != nil {
-			return err
+	n, err := fund.SweepRange(ctx, s.ledger, s.fund, plan, after, upTo, func(ctx context.Context, sweeps []ledger.SweepRecord) error {
+		items := make([]timer.Item, len(sweeps))
+		for i, sw := range sweeps {
+			at, err := fund.At(sw.ConfirmOn, snap.Sweep.ConfirmTime, zone)
+			if err != nil {
+				return err
+			}
+			items[i] = timer.Item{Kind: taskSweepConfirm, Key: sw.ID, Due: at}
 		}
-		_, err = s.timer.Schedule(ctx, taskSweepConfirm, sw.ID, at, nil)
+		_, err := s.timer.ScheduleMany(ctx, items)
 		return err
 	})
 	if err != nil {

@@ -108,8 +108,10 @@ func (t *Timer) kinds() []string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	out := make([]string, 0, len(t.handlers))
-	for k := range t.handlers {
-		out = append(out, k)
+	for k, r := range t.handlers {
+		if r.h != nil {
+			out = append(out, k)
+		}
 	}
 	return out
 }
@@ -290,6 +292,20 @@ func (l *leader) start(ctx context.Context, task Task, claim string) {
 				return
 			}
 		}
+		r, ok := l.t.handler(task.Kind)
+		if !ok || r.h == nil {
+			f.err = fmt.Errorf("no handler for task kind %q", task.Kind)
+			return
+		}
+		if r.atOnce != nil {
+			select {
+			case r.atOnce <- struct{}{}:
+			case <-ctx.Done():
+				f.err = ctx.Err()
+				return
+			}
+			defer func() { <-r.atOnce }()
+		}
 		select {
 		case l.sem <- struct{}{}:
 		case <-ctx.Done():
@@ -297,11 +313,6 @@ func (l *leader) start(ctx context.Context, task Task, claim string) {
 			return
 		}
 		defer func() { <-l.sem }()
-		r, ok := l.t.handler(task.Kind)
-		if !ok {
-			f.err = fmt.Errorf("no handler for task kind %q", task.Kind)
-			return
-		}
 		l.t.o.Metrics.Fired(task.Kind, l.t.o.Now().Sub(task.Due))
 		hctx, cancel := context.WithTimeout(ctx, r.claimFor)
 		defer cancel()

@@ -75,6 +75,8 @@ type Timer struct {
 type registered struct {
 	h        Handler
 	claimFor time.Duration
+	// atOnce, when not nil, bounds the kind's runs at once.
+	atOnce chan struct{}
 }
 
 // notifyChannel carries news of tasks scheduled to the leader.
@@ -123,7 +125,22 @@ func (t *Timer) HandleFor(kind string, claimFor time.Duration, h Handler) {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.handlers[kind] = registered{h, claimFor}
+	t.handlers[kind] = registered{h: h, claimFor: claimFor, atOnce: t.handlers[kind].atOnce}
+}
+
+// Limit lets at most n tasks of kind run at once (n < 1: no limit), so that
+// a kind with many long tasks due together (a day's batches) leaves the
+// workers to every other kind. A task waiting for its kind's turn holds no
+// worker.
+func (t *Timer) Limit(kind string, n int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	r := t.handlers[kind]
+	r.atOnce = nil
+	if n > 0 {
+		r.atOnce = make(chan struct{}, n)
+	}
+	t.handlers[kind] = r
 }
 
 func (t *Timer) handler(kind string) (registered, bool) {

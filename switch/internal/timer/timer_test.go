@@ -180,3 +180,52 @@ func TestNewLeaderFiresOverdue(t *testing.T) {
 		t.Errorf("the claimed task fired at %s, before its claim ran out at %s", firedAt["3"], claimedUntil)
 	}
 }
+
+// TestLimit: a kind limited to two runs at once never runs more, however
+// many of its tasks are due; and its tasks waiting for their turn hold no
+// worker, so another kind's task runs meanwhile.
+func TestLimit(t *testing.T) {
+	_, pool := ledgertest.New(t)
+	ctx := context.Background()
+	tm := timer.New(timer.Options{Pool: pool, Workers: 3, ClaimFor: time.Minute, Horizon: 4 * time.Hour})
+	var running, most, ran atomic.Int32
+	gate := make(chan struct{})
+	tm.Handle("batch", func(ctx context.Context, _ timer.Task) error {
+		n := running.Add(1)
+		defer running.Add(-1)
+		for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+		}
+		select {
+		case <-gate:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		ran.Add(1)
+		return nil
+	})
+	tm.Limit("batch", 2)
+	other := make(chan struct{})
+	tm.Handle("other", func(context.Context, timer.Task) error { close(other); return nil })
+	items := []timer.Item{}
+	for _, k := range []string{"a", "b", "c", "d", "e", "f"} {
+		items = append(items, timer.Item{Kind: "batch", Key: k, Due: time.Now()})
+	}
+	if _, err := tm.ScheduleMany(ctx, items); err != nil {
+		t.Fatal(err)
+	}
+	lead(t, tm)
+	eventually(t, "two batches running", func() bool { return running.Load() == 2 })
+	if _, err := tm.Schedule(ctx, "other", "x", time.Now(), nil); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-other:
+	case <-time.After(15 * time.Second):
+		t.Fatal("another kind's task did not run while the limited kind's waited")
+	}
+	close(gate)
+	eventually(t, "every batch run", func() bool { return ran.Load() == 6 })
+	if m := most.Load(); m != 2 {
+		t.Fatalf("%d batches ran at once; the limit is 2", m)
+	}
+}
