@@ -1,0 +1,185 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/spf13/cobra"
+
+	"github.com/goldcard/goldcard/ledger"
+	"github.com/goldcard/goldcard/switch/internal/cli"
+)
+
+// SeedBank is the bank code of the requests seed writes: a count of what
+// the switch itself approved leaves them out by it.
+const SeedBank = "bench-seed"
+
+// seedChunk is how many rows one statement of seed writes.
+const seedChunk = 50_000
+
+// seedFlags are the flags of bench seed.
+type seedFlags struct {
+	db              string
+	cards, requests int
+	cash, fund      int64
+	sweep           bool
+	asJSON          bool
+}
+
+func seedCommand() *cobra.Command {
+	var f seedFlags
+	c := &cobra.Command{
+		Use:   "seed",
+		Short: "Fill a ledger with cards and earlier requests, to measure the switch at scale",
+		Long: `Write --cards cards (each with its cash, fund and overdraft accounts, opened
+with --cash and --fund) and --requests earlier approved 0200 purchases of 1.00
+spread over those cards, with their transfers, straight into the database in
+set-based statements. Everything is double-entry, as the switch writes it:
+the ledger audit holds afterwards.
+
+The requests are a day old and belong to the bank code "bench-seed", so no
+bank's traffic ever matches them and counts of a run's approvals can leave
+them out. Use a database of its own: seed never removes what it wrote.`,
+		Example: "  goldcard bench seed --db postgres://postgres@127.0.0.1:5432/goldcard_bench --cards 1000000 --requests 10000000",
+		Args:    cli.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			if f.cards < 0 || f.requests < 0 || f.cash < 0 || f.fund < 0 {
+				return cli.UsageError{Err: errors.New("--cards, --requests, --cash and --fund cannot be negative")}
+			}
+			if f.requests > 0 && f.cards == 0 {
+				return cli.UsageError{Err: errors.New("--requests needs --cards to belong to")}
+			}
+			if f.requests > 0 && f.cash < 100*int64((f.requests+f.cards-1)/f.cards) {
+				return cli.UsageError{Err: fmt.Errorf("--cash %d does not cover %d purchases of 1.00 per card", f.cash, (f.requests+f.cards-1)/f.cards)}
+			}
+			return runSeed(c, f)
+		},
+	}
+	fl := c.Flags()
+	fl.StringVar(&f.db, "db", cli.DefaultDB(), "PostgreSQL URL (default $GOLDCARD_DB)")
+	fl.IntVar(&f.cards, "cards", 0, "cards to add")
+	fl.IntVar(&f.requests, "requests", 0, "earlier approved requests to add, over the added cards")
+	fl.Int64Var(&f.cash, "cash", 2_000_00, "opening cash of each card, in minor units")
+	fl.Int64Var(&f.fund, "fund", 5_000_00, "opening fund shares of each card, in minor units")
+	fl.BoolVar(&f.sweep, "sweep", true, "turn each card's daily sweep on")
+	fl.BoolVar(&f.asJSON, "json", false, "print the result as JSON")
+	return c
+}
+
+func runSeed(c *cobra.Command, f seedFlags) error {
+	ctx := c.Context()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	pool, err := cli.OpenDatabase(ctx, f.db, 2, log)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	start := time.Now()
+	var done atomic.Int64
+	stop := cli.Progress(c.ErrOrStderr(), &done, start, "rows seeded")
+	first, last, err := seedCards(ctx, pool, f, &done)
+	if err == nil {
+		err = seedRequests(ctx, pool, f, first, last, &done)
+	}
+	stop()
+	if err != nil {
+		return err
+	}
+	took := time.Since(start)
+	if f.asJSON {
+		b, _ := json.Marshal(map[string]any{"cards": f.cards, "requests": f.requests, "first_card": first, "last_card": last, "seconds": took.Seconds()})
+		fmt.Fprintln(c.OutOrStdout(), string(b))
+	} else {
+		fmt.Fprintf(c.OutOrStdout(), "seeded %d cards (ids %d-%d) and %d requests in %.1fs\n", f.cards, first, last, f.requests, took.Seconds())
+	}
+	return nil
+}
+
+// seedCards adds the cards, chunk by chunk, and returns the range of
+// their ids.
+func seedCards(ctx context.Context, pool *pgxpool.Pool, f seedFlags, done *atomic.Int64) (first, last int64, err error) {
+	if err := ledger.New(pool).EnsureSystemAccounts(ctx, "156"); err != nil {
+		return 0, 0, err
+	}
+	var opening int64
+	if err := pool.QueryRow(ctx, `SELECT id FROM accounts WHERE kind = 'opening' AND currency = '156' AND card_id IS NULL`).Scan(&opening); err != nil {
+		return 0, 0, fmt.Errorf("finding the opening account: %w", err)
+	}
+	for n := 0; n < f.cards; n += seedChunk {
+		size := min(seedChunk, f.cards-n)
+		var lo, hi int64
+		// A PAN of digits the switch's own cards never start with (9999),
+		// numbered past every PAN of that kind already seeded.
+		err := pool.QueryRow(ctx, `WITH base AS (
+				SELECT coalesce(max(substr(pan, 5)::bigint), 0) AS n FROM cards WHERE pan LIKE '9999%' AND length(pan) = 16
+			), c AS (
+				INSERT INTO cards (pan, currency, sweep_enabled)
+				SELECT '9999' || lpad((base.n + g)::text, 12, '0'), '156', $2 FROM base, generate_series(1, $1::int) g
+				RETURNING id
+			), a AS (
+				INSERT INTO accounts (card_id, kind, currency)
+				SELECT c.id, k, '156' FROM c, unnest(ARRAY['cash', 'fund', 'overdraft']) k
+				RETURNING id, kind
+			), t AS (
+				INSERT INTO transfers (kind, debit_account, credit_account, currency, amount)
+				SELECT 'opening', $3, a.id, '156', CASE a.kind WHEN 'cash' THEN $4::bigint ELSE $5::bigint END
+				FROM a WHERE (a.kind = 'cash' AND $4 > 0) OR (a.kind = 'fund' AND $5 > 0)
+			)
+			SELECT min(id), max(id) FROM c`, size, f.sweep, opening, f.cash, f.fund).Scan(&lo, &hi)
+		if err != nil {
+			return 0, 0, fmt.Errorf("seeding cards: %w", err)
+		}
+		if first == 0 {
+			first = lo
+		}
+		last = hi
+		done.Add(int64(size))
+	}
+	return first, last, nil
+}
+
+// seedRequests adds approved purchases of 1.00, a day old, spread over
+// the cards first..last, each with its transfer.
+func seedRequests(ctx context.Context, pool *pgxpool.Pool, f seedFlags, first, last int64, done *atomic.Int64) error {
+	var settlement int64
+	if f.requests == 0 {
+		return nil
+	}
+	if err := pool.QueryRow(ctx, `SELECT id FROM accounts WHERE kind = 'settlement' AND currency = '156' AND card_id IS NULL`).Scan(&settlement); err != nil {
+		return fmt.Errorf("finding the settlement account: %w", err)
+	}
+	var base int64
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM requests WHERE bank = $1`, SeedBank).Scan(&base); err != nil {
+		return fmt.Errorf("counting seeded requests: %w", err)
+	}
+	cards := last - first + 1
+	for n := 0; n < f.requests; n += seedChunk {
+		size := min(seedChunk, f.requests-n)
+		lo := base + int64(n)
+		_, err := pool.Exec(ctx, `WITH r AS (
+				INSERT INTO requests (bank, acquirer, stan, transmitted, terminal, mti_class, mti, rrn, fingerprint, card_id,
+					txn_type, amount, response_code, auth_code, response, txn_key, currency, created_at)
+				SELECT $1, '000000', lpad((g % 1000000)::text, 6, '0'), '0101000000', 'S' || lpad((g / 1000000)::text, 7, '0'),
+					'020', '0200', lpad(g::text, 12, '0'), '\x00'::bytea, $2::bigint + g % $3::bigint,
+					'purchase', 100, '00', '000000', '\x00'::bytea,
+					substring(sha256(convert_to($1 || g, 'UTF8')) FROM 1 FOR 16), '156', now() - interval '1 day'
+				FROM generate_series($4::bigint, $4::bigint + $5::bigint - 1) g
+				RETURNING id, card_id
+			)
+			INSERT INTO transfers (request_id, kind, debit_account, credit_account, currency, amount)
+			SELECT r.id, 'purchase', a.id, $6, '156', 100 FROM r JOIN accounts a ON a.card_id = r.card_id AND a.kind = 'cash'`,
+			SeedBank, first, cards, lo, size, settlement)
+		if err != nil {
+			return fmt.Errorf("seeding requests: %w", err)
+		}
+		done.Add(int64(size))
+	}
+	return nil
+}
