@@ -37,6 +37,7 @@ func (s *Server) handler() http.Handler {
 	mux.HandleFunc("PUT /v1/cards/{id}/sweep", s.setSweep)
 	mux.HandleFunc("GET /v1/cards/{id}/sweep", s.showSweep)
 	mux.HandleFunc("GET /v1/timers", s.listTimers)
+	mux.HandleFunc("POST /v1/timers/run", s.runTimer)
 	mux.HandleFunc("GET /v1/exceptions", s.listExceptions)
 	mux.HandleFunc("POST /v1/exceptions/{id}/resolve", s.resolveException)
 	mux.HandleFunc("GET /v1/config", s.showConfig)
@@ -91,6 +92,35 @@ func (s *Server) listTimers(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"tasks": tasks})
+}
+
+// runTimer makes a pending task due now: a day's sweep an operator wants
+// run before its time, a follow-up not to wait for.
+func (s *Server) runTimer(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Kind string `json:"kind"`
+		Key  string `json:"key"`
+	}
+	if !readJSON(w, r, &req) {
+		return
+	}
+	if req.Kind == "" || req.Key == "" {
+		writeError(w, http.StatusBadRequest, "kind and key are required: GET /v1/timers lists the tasks")
+		return
+	}
+	if s.timer == nil {
+		writeError(w, http.StatusServiceUnavailable, "this switch runs no timer")
+		return
+	}
+	switch found, err := s.timer.RunNow(r.Context(), req.Kind, req.Key); {
+	case err != nil:
+		s.internalError(w, "running a timer task", err)
+	case !found:
+		writeError(w, http.StatusNotFound, "no such pending task")
+	default:
+		s.log.Info("timer task made due now", "kind", req.Kind, "key", req.Key)
+		writeJSON(w, http.StatusAccepted, map[string]any{"kind": req.Kind, "key": req.Key, "due": "now"})
+	}
 }
 
 // showConfig shows the config this instance runs on (dialects by name).

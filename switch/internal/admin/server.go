@@ -17,6 +17,7 @@ import (
 	"github.com/goldcard/goldcard/ledger"
 	"github.com/goldcard/goldcard/switch/internal/issuer"
 	"github.com/goldcard/goldcard/switch/internal/metric"
+	"github.com/goldcard/goldcard/switch/internal/timer"
 )
 
 // Options are what the admin API is made of.
@@ -34,6 +35,8 @@ type Options struct {
 	Status func() config.Report
 	// Issuer moves money out of cards' funds by hand.
 	Issuer *issuer.Issuer
+	// Timer runs a pending task now, on an operator's word.
+	Timer *timer.Timer
 	// Metrics is served on /metrics; Registerer takes the API's own.
 	Metrics    prometheus.Gatherer
 	Registerer prometheus.Registerer
@@ -49,6 +52,7 @@ type Server struct {
 	pool    *pgxpool.Pool
 	status  func() config.Report
 	issuer  *issuer.Issuer
+	timer   *timer.Timer
 	metrics prometheus.Gatherer
 	now     func() time.Time
 	log     *slog.Logger
@@ -65,7 +69,7 @@ func New(o Options) *Server {
 		now = time.Now
 	}
 	s := &Server{cfg: o.Config, ledger: o.Ledger, pool: o.Pool, status: o.Status, issuer: o.Issuer,
-		metrics: o.Metrics, now: now, log: o.Log, auth: o.Auth}
+		timer: o.Timer, metrics: o.Metrics, now: now, log: o.Log, auth: o.Auth}
 	refused := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: metric.AdminRefused,
 		Help: "Admin API requests refused 401, by reason: no credentials (missing) or a wrong token (wrong).",

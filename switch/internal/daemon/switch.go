@@ -178,7 +178,7 @@ func New(ctx context.Context, p Parts) (*Switch, error) {
 	s.m.reg.MustRegister(healthGauges(s.dbProbe, p.Locker)...)
 	if p.Admin != "" {
 		ao := admin.Options{Addr: p.Admin, Auth: p.AdminAuth, Ledger: l, Pool: p.Pool, Config: p.Config,
-			Issuer: s.issuer, Metrics: s.m.reg, Registerer: s.m.reg, Now: now, Log: p.Log}
+			Issuer: s.issuer, Timer: s.timer, Metrics: s.m.reg, Registerer: s.m.reg, Now: now, Log: p.Log}
 		if s.watcher != nil {
 			ao.Status = s.watcher.Status
 		}

@@ -13,10 +13,13 @@ type entry struct {
 	due time.Time
 }
 
-// schedule is a min-heap of tasks by due time, with the set of ids in it.
+// schedule is a min-heap of tasks by due time, with the ids it holds: an
+// id's due time while it waits in the heap, the zero time once popped (its
+// run not finished). A task made due earlier is pushed again; the entry
+// left at the old time is stale and skipped.
 type schedule struct {
 	h   entries
-	ids map[id]struct{}
+	ids map[id]time.Time
 }
 
 type entries []entry
@@ -32,14 +35,15 @@ func (e *entries) Pop() any {
 	return x
 }
 
-func newSchedule() *schedule { return &schedule{ids: map[id]struct{}{}} }
+func newSchedule() *schedule { return &schedule{ids: map[id]time.Time{}} }
 
-// add puts a task in unless it is there already.
+// add puts a task in unless it is there already, due no later, or has been
+// popped and not forgotten.
 func (s *schedule) add(i id, due time.Time) bool {
-	if _, ok := s.ids[i]; ok {
+	if d, ok := s.ids[i]; ok && (d.IsZero() || !due.Before(d)) {
 		return false
 	}
-	s.ids[i] = struct{}{}
+	s.ids[i] = due
 	heap.Push(&s.h, entry{i, due})
 	return true
 }
@@ -56,7 +60,11 @@ func (s *schedule) next() (time.Time, bool) {
 func (s *schedule) popDue(t time.Time) []entry {
 	var out []entry
 	for len(s.h) > 0 && !s.h[0].due.After(t) {
-		out = append(out, heap.Pop(&s.h).(entry))
+		e := heap.Pop(&s.h).(entry)
+		if d, ok := s.ids[e.id]; ok && d.Equal(e.due) {
+			s.ids[e.id] = time.Time{}
+			out = append(out, e)
+		}
 	}
 	return out
 }

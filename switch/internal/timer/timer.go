@@ -206,6 +206,21 @@ func (t *Timer) ScheduleMany(ctx context.Context, items []Item) (int, error) {
 	return int(tag.RowsAffected()), nil
 }
 
+// RunNow makes a pending task due now and tells the leader, which runs it
+// as soon as a worker is free (an operator's "run today's sweep now"). It
+// reports whether there was such a task.
+func (t *Timer) RunNow(ctx context.Context, kind, key string) (bool, error) {
+	var found bool
+	err := t.o.Pool.QueryRow(ctx, `WITH up AS (
+			UPDATE timer_tasks SET due_at = now() WHERE kind = $1 AND key = $2 AND state = 'pending' RETURNING kind, key, due_at)
+		SELECT count(pg_notify('`+notifyChannel+`', json_build_object('kind', kind, 'key', key,
+			'due', (extract(epoch FROM due_at) * 1000000)::bigint)::text)) > 0 FROM up`, kind, key).Scan(&found)
+	if err != nil {
+		return false, fmt.Errorf("timer: running %s/%s now: %w", kind, key, err)
+	}
+	return found, nil
+}
+
 // Cancel stops a pending task from running; it reports whether there was
 // one to stop.
 func (t *Timer) Cancel(ctx context.Context, kind, key string) (bool, error) {

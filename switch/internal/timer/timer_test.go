@@ -229,3 +229,43 @@ func TestLimit(t *testing.T) {
 		t.Fatalf("%d batches ran at once; the limit is 2", m)
 	}
 }
+
+// TestRunNow: a task the leader already holds for later, made due now,
+// runs at once; one that is not pending is not found.
+func TestRunNow(t *testing.T) {
+	_, pool := ledgertest.New(t)
+	ctx := context.Background()
+	tm := timer.New(timer.Options{Pool: pool, ClaimFor: time.Minute, Horizon: 4 * time.Hour})
+	ran := make(chan string, 3)
+	tm.Handle("later", func(_ context.Context, task timer.Task) error { ran <- task.Key; return nil })
+	if _, err := tm.Schedule(ctx, "later", "a", time.Now().Add(2*time.Hour), nil); err != nil {
+		t.Fatal(err)
+	}
+	// The leader reads its schedule before it fires anything: once "b",
+	// due now, has run, "a" is in it, for two hours on.
+	if _, err := tm.Schedule(ctx, "later", "b", time.Now(), nil); err != nil {
+		t.Fatal(err)
+	}
+	lead(t, tm)
+	if k := <-ran; k != "b" {
+		t.Fatalf("ran %q first", k)
+	}
+	if ok, err := tm.RunNow(ctx, "later", "a"); !ok || err != nil {
+		t.Fatalf("run now: %v %v", ok, err)
+	}
+	select {
+	case k := <-ran:
+		if k != "a" {
+			t.Fatalf("ran %q", k)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the task made due now did not run")
+	}
+	eventually(t, "the run recorded", func() bool {
+		ok, err := tm.RunNow(ctx, "later", "a")
+		return !ok && err == nil
+	})
+	if ok, _ := tm.RunNow(ctx, "later", "nope"); ok {
+		t.Fatal("an unknown task was found")
+	}
+}
