@@ -165,8 +165,9 @@ func (s *Switch) expireHolds(ctx context.Context, task timer.Task) error {
 const cardBatch = 1000
 
 // dailyBatchesAtOnce bounds the sweep's batches, and the yield's, running
-// at once.
-const dailyBatchesAtOnce = 4
+// at once: with the page's 32 subscriptions at once, 256 calls to the fund
+// company in flight at most.
+const dailyBatchesAtOnce = 8
 
 // batchKeys are the keys of one day's batch tasks, prefix then the card id
 // range of each ("after-upto").
