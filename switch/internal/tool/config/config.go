@@ -44,8 +44,9 @@ Keys are relative to <prefix>config/:
                    "max_in_flight","max_frame","enabled"}
   dialects/<name>  a moov-io/iso8583 JSON spec (iso87-ascii and iso87-ascii-binbitmap are built in)
   limits           {"redemption_quota","atm_per_txn","pos_per_txn","hold_validity"}
-  fund             {"provider","url","call_timeout","simulator_latency","simulator_fail_rate"}
-  sweep            {"threshold","min_sweep","time","time_zone"}
+  fund             {"provider","url","call_timeout","simulator_latency","simulator_fail_rate",
+                   "yield_per_10k","yield_time"}
+  sweep            {"threshold","min_sweep","time","time_zone","confirm_time"}
   calendar/<year>  {"holidays":["YYYY-MM-DD",...]}
 
 Amounts are minor units, durations Go duration strings ("3s"). testdata/goldcard.yaml
