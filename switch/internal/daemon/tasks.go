@@ -231,6 +231,9 @@ func (s *Switch) sweepDay(ctx context.Context, task timer.Task) error {
 	if err != nil {
 		return fmt.Errorf("sweep day %q: %w", task.Key, err)
 	}
+	if early := notYet(s.now(), day, zone); early != nil {
+		return early
+	}
 	cal, err := calendarOf(snap)
 	if err != nil {
 		return err
@@ -250,6 +253,18 @@ func (s *Switch) sweepDay(ctx context.Context, task timer.Task) error {
 	}
 	_, err = s.timer.Schedule(ctx, taskSweepDay, next.Format(time.DateOnly), at, nil)
 	return err
+}
+
+// notYet keeps a day's task from running before its day has come where
+// it is kept (made due early by an operator, say): no card is swept, or
+// paid a day's income, ahead of the day. It runs again once the day has
+// begun.
+func notYet(now, day time.Time, zone *time.Location) error {
+	if !day.After(fund.DayIn(now, zone)) {
+		return nil
+	}
+	begins := time.Date(day.Year(), day.Month(), day.Day(), 0, 0, 0, 0, zone)
+	return timer.Again(max(begins.Sub(now), time.Second), day.Format(time.DateOnly)+" has not begun")
 }
 
 // sweepBatch sweeps one range of cards on the day of its key, and
@@ -313,6 +328,9 @@ func (s *Switch) yieldDay(ctx context.Context, task timer.Task) error {
 	day, err := time.Parse(time.DateOnly, task.Key)
 	if err != nil {
 		return fmt.Errorf("yield day %q: %w", task.Key, err)
+	}
+	if early := notYet(s.now(), day, fund.Shanghai); early != nil {
+		return early
 	}
 	rate, err := snap.Fund.YieldRate()
 	if err != nil {

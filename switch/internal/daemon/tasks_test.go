@@ -42,6 +42,20 @@ func TestSweepTask(t *testing.T) {
 		return at, err == nil
 	}
 
+	// A day that has not begun where the sweep is kept sweeps nothing
+	// and plans nothing, however early it is made due; nor is a day's
+	// income paid ahead of it.
+	ahead := srv.now().AddDate(0, 0, 2).In(fund.Shanghai).Format(time.DateOnly)
+	if err := srv.sweepDay(ctx, task(ahead)); err == nil {
+		t.Fatal("a sweep ran before its day")
+	}
+	if err := srv.yieldDay(ctx, timer.Task{Kind: taskYieldDay, Key: ahead, Due: srv.now(), Attempts: 1}); err == nil {
+		t.Fatal("a day's yield ran before its day")
+	}
+	var planned int
+	if err := srv.pool.QueryRow(ctx, `SELECT count(*) FROM timer_tasks WHERE starts_with(key, $1)`, ahead).Scan(&planned); err != nil || planned != 0 {
+		t.Fatalf("%d tasks planned for a day not begun (%v)", planned, err)
+	}
 	if err := srv.sweepDay(ctx, task("2026-10-01")); err != nil {
 		t.Fatal(err)
 	}
