@@ -272,6 +272,9 @@ func (l *leader) claim(ctx context.Context, due []entry, claim string) ([]Task, 
 	return out, nil
 }
 
+// errClaimLost is a task whose claim another leader took while it waited.
+var errClaimLost = errors.New("the claim was taken over")
+
 // start runs a claimed task's handler at its due time, on a worker.
 func (l *leader) start(ctx context.Context, task Task, claim string) {
 	l.wg.Add(1)
@@ -293,7 +296,7 @@ func (l *leader) start(ctx context.Context, task Task, claim string) {
 			}
 		}
 		r, ok := l.t.handler(task.Kind)
-		if !ok || r.h == nil {
+		if !ok {
 			f.err = fmt.Errorf("no handler for task kind %q", task.Kind)
 			return
 		}
@@ -313,6 +316,19 @@ func (l *leader) start(ctx context.Context, task Task, claim string) {
 			return
 		}
 		defer func() { <-l.sem }()
+		if r.atOnce != nil {
+			// Its claim may have run out while it waited for its kind's
+			// turn: it is renewed, or the task is left to whoever took it.
+			tag, err := l.t.o.Pool.Exec(ctx, `UPDATE timer_tasks SET claimed_until = now() + $4::interval
+				WHERE kind = $1 AND key = $2 AND claim = $3 AND state = 'pending'`, task.Kind, task.Key, claim, r.claimFor)
+			if err == nil && tag.RowsAffected() == 0 {
+				err = errClaimLost
+			}
+			if err != nil {
+				f.err = fmt.Errorf("renewing the claim: %w", err)
+				return
+			}
+		}
 		l.t.o.Metrics.Fired(task.Kind, l.t.o.Now().Sub(task.Due))
 		hctx, cancel := context.WithTimeout(ctx, r.claimFor)
 		defer cancel()

@@ -147,7 +147,7 @@ func (t *Timer) handler(kind string) (registered, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	r, ok := t.handlers[kind]
-	return r, ok
+	return r, ok && r.h != nil
 }
 
 // claimFor is how long a claim on a task of kind lasts.
@@ -208,11 +208,12 @@ func (t *Timer) ScheduleMany(ctx context.Context, items []Item) (int, error) {
 
 // RunNow makes a pending task due now and tells the leader, which runs it
 // as soon as a worker is free (an operator's "run today's sweep now"). It
-// reports whether there was such a task.
+// reports whether there was such a task, not running now.
 func (t *Timer) RunNow(ctx context.Context, kind, key string) (bool, error) {
 	var found bool
 	err := t.o.Pool.QueryRow(ctx, `WITH up AS (
-			UPDATE timer_tasks SET due_at = now() WHERE kind = $1 AND key = $2 AND state = 'pending' RETURNING kind, key, due_at)
+			UPDATE timer_tasks SET due_at = now() WHERE kind = $1 AND key = $2 AND state = 'pending'
+				AND (claimed_until IS NULL OR claimed_until < now()) RETURNING kind, key, due_at)
 		SELECT count(pg_notify('`+notifyChannel+`', json_build_object('kind', kind, 'key', key,
 			'due', (extract(epoch FROM due_at) * 1000000)::bigint)::text)) > 0 FROM up`, kind, key).Scan(&found)
 	if err != nil {

@@ -247,8 +247,13 @@ func TestRunNow(t *testing.T) {
 		t.Fatal(err)
 	}
 	lead(t, tm)
-	if k := <-ran; k != "b" {
-		t.Fatalf("ran %q first", k)
+	select {
+	case k := <-ran:
+		if k != "b" {
+			t.Fatalf("ran %q first", k)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the task due now did not run")
 	}
 	if ok, err := tm.RunNow(ctx, "later", "a"); !ok || err != nil {
 		t.Fatalf("run now: %v %v", ok, err)
