@@ -43,7 +43,17 @@ const subscribeAtOnce = 32
 // SweepRange is SweepDay for the cards whose id is in (after, upTo]: one
 // batch of a day's sweep, a page of cards per transaction.
 func SweepRange(ctx context.Context, l *ledger.Ledger, p Provider, plan SweepPlan, after, upTo int64, confirm func(ctx context.Context, s []ledger.SweepRecord) error) (int, error) {
-	swept := 0
+	// What an earlier run of the range made and may not have sent or
+	// scheduled (it failed between), even for a card since blocked or no
+	// longer sweeping, is sent and scheduled first.
+	earlier, err := l.PendingSweeps(ctx, plan.Day, after, upTo)
+	if err != nil {
+		return 0, err
+	}
+	if err := sendSweeps(ctx, p, earlier, confirm); err != nil {
+		return 0, err
+	}
+	swept := len(earlier)
 	for {
 		page, err := l.SweepCards(ctx, after, cardPage)
 		if err != nil {
@@ -61,30 +71,36 @@ func SweepRange(ctx context.Context, l *ledger.Ledger, p Provider, plan SweepPla
 			return swept, fmt.Errorf("sweeping cards %d-%d: %w", page[0].ID, after, err)
 		}
 		swept += len(pending)
-		// Best effort: the confirmation asks again if one is lost.
-		var wg sync.WaitGroup
-		slots := make(chan struct{}, subscribeAtOnce)
-		for _, s := range pending {
-			slots <- struct{}{}
-			wg.Go(func() {
-				defer func() { <-slots }()
-				sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-				defer cancel()
-				_, _ = p.Subscribe(sctx, Order{ID: s.ID, Account: Account(s.CardID), Amount: s.Amount, Currency: s.Currency})
-			})
-		}
-		wg.Wait()
-		if len(pending) > 0 {
-			if err := confirm(ctx, pending); err != nil {
-				return swept, err
-			}
+		if err := sendSweeps(ctx, p, pending, confirm); err != nil {
+			return swept, err
 		}
 	}
 }
 
+// sendSweeps sends the fund company each subscription, subscribeAtOnce at
+// a time, then has their confirmations scheduled. Sending is best effort:
+// the confirmation asks again if one is lost.
+func sendSweeps(ctx context.Context, p Provider, sweeps []ledger.SweepRecord, confirm func(ctx context.Context, s []ledger.SweepRecord) error) error {
+	if len(sweeps) == 0 {
+		return nil
+	}
+	var wg sync.WaitGroup
+	slots := make(chan struct{}, subscribeAtOnce)
+	for _, s := range sweeps {
+		slots <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-slots }()
+			sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			defer cancel()
+			_, _ = p.Subscribe(sctx, Order{ID: s.ID, Account: Account(s.CardID), Amount: s.Amount, Currency: s.Currency})
+		})
+	}
+	wg.Wait()
+	return confirm(ctx, sweeps)
+}
+
 // sweepPage sweeps a page of cards in one transaction, and returns the
-// day's sweeps of them still pending (made now, or earlier and not yet
-// settled).
+// sweeps it made (those made before were sent by SweepRange first).
 func sweepPage(ctx context.Context, l *ledger.Ledger, page []ledger.SweepCard, plan SweepPlan) ([]ledger.SweepRecord, error) {
 	threshold := make(map[int64]int64, len(page))
 	ids := make([]int64, len(page))
@@ -107,7 +123,7 @@ func sweepPage(ctx context.Context, l *ledger.Ledger, page []ledger.SweepCard, p
 		}
 		sweeps, err := tx.SweepMany(ctx, cards, ns)
 		for _, s := range sweeps {
-			if s != nil && s.State == ledger.SweepPending {
+			if s != nil && s.Made {
 				pending = append(pending, *s)
 			}
 		}

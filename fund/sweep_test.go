@@ -209,7 +209,17 @@ func TestDailyPages(t *testing.T) {
 	plan := fund.SweepPlan{Day: date("2026-09-30"), ConfirmOn: date("2026-10-08"), Threshold: 100000, MinSweep: 100}
 	var confirms []ledger.SweepRecord
 	note := func(_ context.Context, s []ledger.SweepRecord) error { confirms = append(confirms, s...); return nil }
-	for _, r := range [][2]int64{{0, cut}, {cut, math.MaxInt64}, {0, cut}} {
+	for i, r := range [][2]int64{{0, cut}, {cut, math.MaxInt64}, {0, cut}} {
+		if i == 2 {
+			// Blocked, and another no longer sweeping, after their sweep
+			// was made: the range run again still sends theirs.
+			if err := l.SetCardStatus(ctx, pans[ids[1]], ledger.StatusBlocked); err != nil {
+				t.Fatal(err)
+			}
+			if err := l.SetSweep(ctx, pans[ids[2]], false, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
 		if _, err := fund.SweepRange(ctx, l, sim, plan, r[0], r[1], note); err != nil {
 			t.Fatal(err)
 		}

@@ -78,6 +78,8 @@ type SweepRecord struct {
 	Currency  string
 	State     string
 	ConfirmOn time.Time
+	// Made is true when SweepMany made it, false when it found it.
+	Made bool
 }
 
 // NewSweep describes the sweep of a card on a day.
@@ -163,7 +165,7 @@ func (tx *Tx) SweepMany(ctx context.Context, cards []*Card, ns []NewSweep) ([]*S
 		currencies, confirmOn = append(currencies, c.Currency), append(confirmOn, n.ConfirmOn)
 		debit, credit = append(debit, c.cashID), append(credit, subscription)
 		c.Cash -= amount
-		out[i] = &SweepRecord{ID: n.ID, CardID: c.ID, Day: n.Day, Amount: amount, Currency: c.Currency, State: SweepPending, ConfirmOn: n.ConfirmOn}
+		out[i] = &SweepRecord{ID: n.ID, CardID: c.ID, Day: n.Day, Amount: amount, Currency: c.Currency, State: SweepPending, ConfirmOn: n.ConfirmOn, Made: true}
 	}
 	if len(sweepIDs) == 0 {
 		return out, nil
@@ -216,6 +218,22 @@ func (tx *Tx) ResolveSweep(ctx context.Context, c *Card, id string, confirmed bo
 			VALUES ($1, $2, $3, $4, $5, $6)`, id, t.kind, t.debit, t.credit, t.currency, t.amount)
 	}
 	return true, tx.tx.SendBatch(ctx, b).Close()
+}
+
+// PendingSweeps lists the pending sweeps of a day of the cards whose id is
+// in (after, upTo], by card: what a sweep batch run before made, whatever
+// has become of the card since.
+func (l *Ledger) PendingSweeps(ctx context.Context, day time.Time, after, upTo int64) ([]SweepRecord, error) {
+	rows, err := l.pool.Query(ctx, `SELECT id, card_id, day, amount, currency, state, confirm_on FROM sweeps
+		WHERE day = $1 AND card_id > $2 AND card_id <= $3 AND state = 'pending' ORDER BY card_id`, day, after, upTo)
+	if err != nil {
+		return nil, fmt.Errorf("listing pending sweeps: %w", err)
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (SweepRecord, error) {
+		var s SweepRecord
+		err := r.Scan(&s.ID, &s.CardID, &s.Day, &s.Amount, &s.Currency, &s.State, &s.ConfirmOn)
+		return s, err
+	})
 }
 
 // SweepByID reads one sweep.
