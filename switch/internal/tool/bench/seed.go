@@ -50,6 +50,9 @@ them out. Use a database of its own: seed never removes what it wrote.`,
 		Example: "  goldcard bench seed --db postgres://postgres@127.0.0.1:5432/goldcard_bench --cards 1000000 --requests 10000000",
 		Args:    cli.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
+			if f.db == "" {
+				return cli.UsageError{Err: errors.New("--db is required")}
+			}
 			if f.cards < 0 || f.requests < 0 || f.cash < 0 || f.fund < 0 {
 				return cli.UsageError{Err: errors.New("--cards, --requests, --cash and --fund cannot be negative")}
 			}
@@ -63,7 +66,7 @@ them out. Use a database of its own: seed never removes what it wrote.`,
 		},
 	}
 	fl := c.Flags()
-	fl.StringVar(&f.db, "db", cli.DefaultDB(), "PostgreSQL URL (default $GOLDCARD_DB)")
+	fl.StringVar(&f.db, "db", "", "PostgreSQL URL of the database to fill (required: never a default, so never a live ledger by mistake)")
 	fl.IntVar(&f.cards, "cards", 0, "cards to add")
 	fl.IntVar(&f.requests, "requests", 0, "earlier approved requests to add, over the added cards")
 	fl.Int64Var(&f.cash, "cash", 2_000_00, "opening cash of each card, in minor units")
