@@ -49,8 +49,8 @@ func (s *Switch) registerTasks() {
 	s.timer.Handle(taskProbe, s.probe)
 	// A day's batches run a few at a time: the database keeps room for
 	// debits, and the workers for every other task.
-	s.timer.Limit(taskSweepBatch, dailyBatchesAtOnce)
-	s.timer.Limit(taskYieldBatch, dailyBatchesAtOnce)
+	s.timer.Limit(taskSweepBatch, sweepBatchesAtOnce)
+	s.timer.Limit(taskYieldBatch, yieldBatchesAtOnce)
 	// Every kind's series exist from the start, at zero.
 	for _, kind := range []string{taskOrderCheck, taskHoldsExpire, taskSweepDay, taskSweepBatch, taskSweepConfirm, taskYieldDay, taskYieldBatch, taskYieldClose, taskProbe} {
 		s.m.timerRetries.WithLabelValues(kind)
@@ -164,10 +164,14 @@ func (s *Switch) expireHolds(ctx context.Context, task timer.Task) error {
 // spread like any, none holding a claim for long.
 const cardBatch = 1000
 
-// dailyBatchesAtOnce bounds the sweep's batches, and the yield's, running
-// at once: with the page's 32 subscriptions at once, 256 calls to the fund
-// company in flight at most.
-const dailyBatchesAtOnce = 8
+// sweepBatchesAtOnce bounds the sweep's batches running at once: with a
+// page's 32 subscriptions at once, 256 calls to the fund company in flight
+// at most. yieldBatchesAtOnce bounds the yield's, which are the
+// database's work alone.
+const (
+	sweepBatchesAtOnce = 8
+	yieldBatchesAtOnce = 4
+)
 
 // batchKeys are the keys of one day's batch tasks, prefix then the card id
 // range of each ("after-upto").
