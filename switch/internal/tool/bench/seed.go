@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"sync/atomic"
 	"time"
 
@@ -78,8 +76,7 @@ them out. Use a database of its own: seed never removes what it wrote.`,
 
 func runSeed(c *cobra.Command, f seedFlags) error {
 	ctx := c.Context()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	pool, err := cli.OpenDatabase(ctx, f.db, 2, log)
+	pool, _, err := openQuietly(ctx, f.db, 2)
 	if err != nil {
 		return err
 	}

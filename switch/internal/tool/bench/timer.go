@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"os"
 	"runtime"
 	"slices"
@@ -67,8 +65,7 @@ afterwards.`,
 
 func runTimer(c *cobra.Command, f timerFlags) error {
 	ctx := c.Context()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	pool, err := cli.OpenDatabase(ctx, f.db, 32, log)
+	pool, log, err := openQuietly(ctx, f.db, 32)
 	if err != nil {
 		return err
 	}
