@@ -235,7 +235,7 @@ func (s *Switch) sweepDay(ctx context.Context, task timer.Task) error {
 	if err != nil {
 		return fmt.Errorf("sweep day %q: %w", task.Key, err)
 	}
-	if early := notYet(s.now(), day, zone); early != nil {
+	if early := notYet(s.now(), day, snap.Sweep.Time, zone); early != nil {
 		return early
 	}
 	cal, err := calendarOf(snap)
@@ -259,16 +259,19 @@ func (s *Switch) sweepDay(ctx context.Context, task timer.Task) error {
 	return err
 }
 
-// notYet keeps a day's task from running before its day has come where
+// notYet keeps a day's task from running before its day has begun where
 // it is kept (made due early by an operator, say): no card is swept, or
-// paid a day's income, ahead of the day. It runs again once the day has
-// begun.
-func notYet(now, day time.Time, zone *time.Location) error {
+// paid a day's income, ahead of the day. Once its day has begun it may run
+// early; refused, it goes back to its time of day (clock).
+func notYet(now, day time.Time, clock string, zone *time.Location) error {
 	if !day.After(fund.DayIn(now, zone)) {
 		return nil
 	}
-	begins := time.Date(day.Year(), day.Month(), day.Day(), 0, 0, 0, 0, zone)
-	return timer.Again(max(begins.Sub(now), time.Second), day.Format(time.DateOnly)+" has not begun")
+	at, err := fund.At(day, clock, zone)
+	if err != nil {
+		return err
+	}
+	return timer.Again(max(at.Sub(now), time.Second), day.Format(time.DateOnly)+" has not begun")
 }
 
 // sweepBatch sweeps one range of cards on the day of its key, and
@@ -333,7 +336,7 @@ func (s *Switch) yieldDay(ctx context.Context, task timer.Task) error {
 	if err != nil {
 		return fmt.Errorf("yield day %q: %w", task.Key, err)
 	}
-	if early := notYet(s.now(), day, fund.Shanghai); early != nil {
+	if early := notYet(s.now(), day, snap.Fund.YieldTime, fund.Shanghai); early != nil {
 		return early
 	}
 	rate, err := snap.Fund.YieldRate()
