@@ -3,6 +3,7 @@ package admin
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"path"
@@ -113,6 +114,8 @@ func (s *Server) runTimer(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	switch found, err := s.timer.RunNow(r.Context(), req.Kind, req.Key); {
+	case errors.Is(err, timer.ErrRunning):
+		writeError(w, http.StatusConflict, "the task is being run now")
 	case err != nil:
 		s.internalError(w, "running a timer task", err)
 	case !found:

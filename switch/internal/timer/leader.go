@@ -321,11 +321,13 @@ func (l *leader) start(ctx context.Context, task Task, claim string) {
 			// turn: it is renewed, or the task is left to whoever took it.
 			tag, err := l.t.o.Pool.Exec(ctx, `UPDATE timer_tasks SET claimed_until = now() + $4::interval
 				WHERE kind = $1 AND key = $2 AND claim = $3 AND state = 'pending'`, task.Kind, task.Key, claim, r.claimFor)
-			if err == nil && tag.RowsAffected() == 0 {
-				err = errClaimLost
-			}
-			if err != nil {
-				f.err = fmt.Errorf("renewing the claim: %w", err)
+			switch {
+			case err != nil:
+				// Not the handler's failure: tried again soon, uncounted.
+				f.err = &again{after: time.Second, why: "renewing the claim: " + err.Error()}
+				return
+			case tag.RowsAffected() == 0:
+				f.err = errClaimLost
 				return
 			}
 		}

@@ -3,6 +3,7 @@ package timer
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -206,18 +207,26 @@ func (t *Timer) ScheduleMany(ctx context.Context, items []Item) (int, error) {
 	return int(tag.RowsAffected()), nil
 }
 
+// ErrRunning is RunNow's answer for a task being run now.
+var ErrRunning = errors.New("timer: the task is being run")
+
 // RunNow makes a pending task due now and tells the leader, which runs it
 // as soon as a worker is free (an operator's "run today's sweep now"). It
-// reports whether there was such a task, not running now.
+// reports whether there was such a task; one being run is ErrRunning.
 func (t *Timer) RunNow(ctx context.Context, kind, key string) (bool, error) {
-	var found bool
+	var found, running bool
 	err := t.o.Pool.QueryRow(ctx, `WITH up AS (
 			UPDATE timer_tasks SET due_at = now() WHERE kind = $1 AND key = $2 AND state = 'pending'
 				AND (claimed_until IS NULL OR claimed_until < now()) RETURNING kind, key, due_at)
 		SELECT count(pg_notify('`+notifyChannel+`', json_build_object('kind', kind, 'key', key,
-			'due', (extract(epoch FROM due_at) * 1000000)::bigint)::text)) > 0 FROM up`, kind, key).Scan(&found)
+			'due', (extract(epoch FROM due_at) * 1000000)::bigint)::text)) > 0,
+			EXISTS (SELECT 1 FROM timer_tasks WHERE kind = $1 AND key = $2 AND state = 'pending' AND claimed_until >= now())
+		FROM up`, kind, key).Scan(&found, &running)
 	if err != nil {
 		return false, fmt.Errorf("timer: running %s/%s now: %w", kind, key, err)
+	}
+	if !found && running {
+		return true, ErrRunning
 	}
 	return found, nil
 }
