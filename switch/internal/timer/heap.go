@@ -71,5 +71,3 @@ func (s *schedule) popDue(t time.Time) []entry {
 
 // forget lets id be added again.
 func (s *schedule) forget(i id) { delete(s.ids, i) }
-
-func (s *schedule) len() int { return len(s.h) }
