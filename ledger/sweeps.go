@@ -91,22 +91,12 @@ type NewSweep struct {
 	MinSweep  int64     // smaller excesses stay
 }
 
-// Sweep moves the locked card's available balance above the threshold
+// SweepMany moves each locked card's available balance above the threshold
 // into a pending subscription, once per card per day. Money held for
-// authorisations is not available, so it is never swept. It returns the
-// day's sweep, whether made now or earlier, or nil if there is nothing to
-// sweep.
-func (tx *Tx) Sweep(ctx context.Context, c *Card, n NewSweep) (*SweepRecord, error) {
-	out, err := tx.SweepMany(ctx, []*Card{c}, []NewSweep{n})
-	if err != nil {
-		return nil, err
-	}
-	return out[0], nil
-}
-
-// SweepMany is Sweep for many locked cards at once, cards[i] by ns[i],
-// in one read and one pipelined write: the day's sweep of each, or nil
-// where there is nothing to sweep.
+// authorisations is not available, so it is never swept. cards[i] is
+// swept by ns[i], all in one read and one pipelined write. It returns each
+// card's sweep of the day, whether made now (Made) or earlier, or nil if
+// there is nothing to sweep.
 func (tx *Tx) SweepMany(ctx context.Context, cards []*Card, ns []NewSweep) ([]*SweepRecord, error) {
 	if len(cards) != len(ns) {
 		return nil, fmt.Errorf("ledger: %d cards for %d sweeps", len(cards), len(ns))

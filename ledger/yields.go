@@ -32,18 +32,9 @@ func (l *Ledger) YieldCards(ctx context.Context, after int64, limit int) ([]int6
 	return pgx.CollectRows(rows, pgx.RowTo[int64])
 }
 
-// PostYield pays the locked card its day's income at rate, once per card
-// per day, and returns it (zero if paid before).
-func (tx *Tx) PostYield(ctx context.Context, c *Card, day time.Time, rate int64) (int64, error) {
-	paid, err := tx.PostYields(ctx, []*Card{c}, day, rate)
-	if err != nil {
-		return 0, err
-	}
-	return paid[0], nil
-}
-
-// PostYields is PostYield for many locked cards, in one statement: what
-// each was paid now, in the order of cards.
+// PostYields pays each locked card its day's income at rate, once per
+// card per day, in one statement, and returns what each was paid now (zero
+// if paid before), in the order of cards.
 func (tx *Tx) PostYields(ctx context.Context, cards []*Card, day time.Time, rate int64) ([]int64, error) {
 	ids, shares, amounts, funds, omnibus := make([]int64, len(cards)), make([]int64, len(cards)), make([]int64, len(cards)), make([]int64, len(cards)), make([]int64, len(cards))
 	currencies := make([]string, len(cards))
