@@ -65,14 +65,15 @@ func (p *Issuer) handle(ctx context.Context, bank *config.Bank, d *iso.Dialect, 
 		return Answer{req: req, mti: mti, err: err, code: responseCode(err), resp: p.plainResponse(d, msg, err)}
 	}
 	var a Answer
-	if j := tu.joined; j != nil && string(j.fingerprint) == string(req.Fingerprint()) {
+	fingerprint := req.Fingerprint()
+	if j := tu.joined; j != nil && string(j.fingerprint) == string(fingerprint) {
 		// A copy of a request still in the pipeline when it came: it
 		// gets the answer the ledger stored for that one.
 		a = Answer{req: req, mti: mti, resp: j.resp, code: j.code, seq: j.seq, replayed: true, joined: true}
 	} else {
 		a = p.decideRequest(ctx, bank, d, lim, msg, req, mti, build, tu.ahead)
 	}
-	tu.end(a, req.Fingerprint())
+	tu.end(a, fingerprint)
 	return a
 }
 
