@@ -79,6 +79,7 @@ func FuzzReadAndParse(f *testing.F) {
 				continue
 			}
 			checkRepack(t, d, m)
+			checkReply(t, d, body, m)
 			if _, err := ParseRequest(m); err != nil {
 				continue
 			}

@@ -7,6 +7,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/moov-io/iso8583"
+	"github.com/moov-io/iso8583/encoding"
+	"github.com/moov-io/iso8583/field"
 )
 
 // Why a switch answers a request without deciding it, beside ErrFormat and
@@ -42,6 +44,137 @@ func Respond(d *Dialect, req *iso8583.Message) (*iso8583.Message, error) {
 		_ = resp.BinaryField(id, b)
 	}
 	return resp, nil
+}
+
+// A Value is one field a response sets, in the text Message.Field takes.
+type Value struct {
+	ID    int
+	Value string
+}
+
+// maxField is the highest field id a response may carry: three bitmaps.
+const maxField = 192
+
+// echoed marks EchoFields by id.
+var echoed = func() (e [maxField + 1]bool) {
+	for _, id := range EchoFields {
+		e[id] = true
+	}
+	return e
+}()
+
+// Reply packs the response to the request req was unpacked from, body,
+// as Respond, Field for each of vals and Pack would, without building a
+// message: the response MTI, a bitmap, each echoed field the request
+// carried with a value copied from body byte for byte, and vals packed by
+// the dialect. vals are in increasing id order; one that is also echoed
+// replaces the echo. The bytes echoed are the bank's own, so a field its
+// dialect reads and writes back differently (a pad, an odd BCD digit) is
+// answered as it was sent.
+func (d *Dialect) Reply(body []byte, req *iso8583.Message, vals []Value) ([]byte, error) {
+	mti, err := req.GetMTI()
+	if err != nil {
+		return nil, fmt.Errorf("iso: reading the MTI: %w", err)
+	}
+	rmti, ok := ResponseMTI(mti)
+	if !ok {
+		return nil, fmt.Errorf("iso: MTI %q has no response", mti)
+	}
+	bmSpec, ok := d.Spec.Fields[1].(*field.Bitmap)
+	if !ok {
+		return nil, fmt.Errorf("iso: dialect %s: DE1 is not a bitmap", d.Name)
+	}
+	// The bitmap is read from body: req's own is rebuilt by moov when
+	// req is packed, and may then say less than body holds.
+	mtiLen, _, err := fieldLength(d.Spec.Fields[0], body)
+	if err != nil {
+		return nil, fmt.Errorf("iso: measuring the MTI: %w", err)
+	}
+	reqBM := field.NewBitmap(bmSpec.Spec())
+	if _, err := reqBM.Unpack(body[mtiLen:]); err != nil {
+		return nil, fmt.Errorf("iso: reading the bitmap: %w", err)
+	}
+	var spans [maxField + 1]fieldSpan
+	n, err := walkFields(d.Spec, reqBM, body, func(id int, s fieldSpan) {
+		if id <= maxField && echoed[id] && !s.empty {
+			spans[id] = s
+		}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("iso: measuring the request: %w", err)
+	}
+	if n != len(body) {
+		return nil, fmt.Errorf("iso: the request's fields take %d of its %d bytes", n, len(body))
+	}
+	bm := field.NewBitmap(bmSpec.Spec())
+	last := 1
+	for _, v := range vals {
+		if v.ID <= last || v.ID > maxField || d.Spec.Fields[v.ID] == nil {
+			return nil, fmt.Errorf("iso: DE%d cannot be set in a response here", v.ID)
+		}
+		spans[v.ID], last = fieldSpan{}, v.ID
+		bm.Set(v.ID)
+	}
+	for id := 2; id <= maxField; id++ {
+		if spans[id].n > 0 {
+			bm.Set(id)
+		}
+	}
+	out := make([]byte, 0, len(body)+64)
+	if out, err = appendValue(out, d.Spec.Fields[0], rmti); err != nil {
+		return nil, fmt.Errorf("iso: packing the MTI: %w", err)
+	}
+	packed, err := bm.Pack()
+	if err != nil {
+		return nil, fmt.Errorf("iso: packing the bitmap: %w", err)
+	}
+	out = append(out, packed...)
+	for id := 2; id <= maxField; id++ {
+		switch {
+		case len(vals) > 0 && vals[0].ID == id:
+			if out, err = appendValue(out, d.Spec.Fields[id], vals[0].Value); err != nil {
+				return nil, fmt.Errorf("iso: packing DE%d: %w", id, err)
+			}
+			vals = vals[1:]
+		case spans[id].n > 0:
+			out = append(out, body[spans[id].off:spans[id].off+spans[id].n]...)
+		}
+	}
+	return out, nil
+}
+
+// appendValue appends field f of value v, packed as moov packs it. An
+// ASCII text field moov would pack with its default packer and no pad is
+// appended in place: its encoding is the value itself, once checked to
+// be ASCII as moov's encoder checks it.
+func appendValue(out []byte, f field.Field, v string) ([]byte, error) {
+	if spec := f.Spec(); spec.Enc == encoding.ASCII && spec.Packer == nil && spec.Pad == nil {
+		if _, ok := f.(*field.String); ok && isASCII(v) {
+			prefix, err := spec.Pref.EncodeLength(spec.Length, len(v))
+			if err != nil {
+				return out, err
+			}
+			return append(append(out, prefix...), v...), nil
+		}
+	}
+	fi := field.NewInstanceOf(f)
+	if err := fi.SetBytes([]byte(v)); err != nil {
+		return out, err
+	}
+	packed, err := fi.Pack()
+	if err != nil {
+		return out, err
+	}
+	return append(out, packed...), nil
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] > 127 {
+			return false
+		}
+	}
+	return true
 }
 
 // Balance is one amount of DE54.

@@ -1,6 +1,7 @@
 package iso
 
 import (
+	"bytes"
 	"testing"
 
 	"github.com/moov-io/iso8583"
@@ -72,5 +73,128 @@ func TestRespondLeavesOutEmptyFields(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// replyValues are the fields a decision sets in a response.
+var replyValues = []Value{{38, "A1B2C3"}, {39, "00"}, {54, FormatBalances([]Balance{{AccountCard, AmountLedger, "156", 12345}})}}
+
+// checkReply holds Reply to what Respond, Field and Pack make of the same
+// request: the same bytes, or, where moov writes a value back other than
+// the bank wrote it, the same fields. A request moov cannot pack back may
+// still be replied to, as the bank wrote it.
+func checkReply(t *testing.T, d *Dialect, body []byte, req *iso8583.Message) {
+	t.Helper()
+	got, gerr := d.Reply(body, req, replyValues)
+	resp, err := Respond(d, req)
+	if err != nil {
+		if gerr == nil {
+			t.Fatalf("%s: Reply answered a request Respond refuses (%v)", d.Name, err)
+		}
+		return
+	}
+	for _, v := range replyValues {
+		if err := resp.Field(v.ID, v.Value); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := resp.Pack()
+	if err != nil {
+		return
+	}
+	if gerr != nil {
+		t.Fatalf("%s: Reply: %v", d.Name, gerr)
+	}
+	if bytes.Equal(got, want) {
+		return
+	}
+	a, err := d.Unpack(got)
+	if err != nil {
+		t.Fatalf("%s: a reply does not unpack: %v\n%q", d.Name, err, got)
+	}
+	b, _ := d.Unpack(want)
+	af, bf := a.GetFields(), b.GetFields()
+	if len(af) != len(bf) {
+		t.Fatalf("%s: reply has %d fields, the packed response %d\n%q\n%q", d.Name, len(af), len(bf), got, want)
+	}
+	for id := range bf {
+		x, _ := a.GetString(id)
+		y, _ := b.GetString(id)
+		if x != y {
+			t.Fatalf("%s: DE%d replied %q, packed %q", d.Name, id, x, y)
+		}
+	}
+}
+
+// TestReplyIsTheResponse: for every captured request and for requests
+// with secondary-bitmap fields and empty LLVARs, in each shipped dialect,
+// Reply answers as the message-built response does.
+func TestReplyIsTheResponse(t *testing.T) {
+	n := 0
+	for _, f := range loadHexFixtures(t) {
+		d, err := Builtin(f.dialect())
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := d.Unpack(f.body)
+		if err != nil {
+			continue
+		}
+		if mti, _ := m.GetMTI(); len(mti) == 4 && mti[2]%2 == 0 {
+			checkReply(t, d, f.body, m)
+			n++
+		}
+	}
+	if n == 0 {
+		t.Fatal("no captured request to reply to")
+	}
+	for _, d := range builtinDialects(t) {
+		req := d.NewMessage()
+		req.MTI("0420")
+		for id, v := range map[int]string{2: "", 3: "000000", 4: "000000010000", 7: "1125101010", 11: "000002",
+			32: "1234", 37: "000000000002", 38: "OLDONE", 41: "ATM00001", 49: "156", 90: "020000000100112510101000000012340000000000"} {
+			if err := d.SetField(req, id, v); err != nil {
+				t.Fatal(err)
+			}
+		}
+		body, err := req.Pack()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if req, err = d.Unpack(body); err != nil {
+			t.Fatal(err)
+		}
+		checkReply(t, d, body, req)
+		got, err := d.Reply(body, req, replyValues)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := d.Unpack(got)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if mti, _ := resp.GetMTI(); mti != "0430" {
+			t.Fatalf("%s: MTI %s", d.Name, mti)
+		}
+		if id, ok := emptyField(resp); ok {
+			t.Fatalf("%s: DE%d echoed empty", d.Name, id)
+		}
+		if s, _ := resp.GetString(90); s == "" {
+			t.Fatalf("%s: DE90 not echoed", d.Name)
+		}
+		if s, _ := resp.GetString(38); s != "A1B2C3" {
+			t.Fatalf("%s: DE38 %q: a value set replaces the request's own", d.Name, s)
+		}
+	}
+	d, _ := Builtin(DefaultDialect)
+	req := d.NewMessage()
+	req.MTI("0200")
+	_ = req.Field(11, "000001")
+	body, _ := req.Pack()
+	req, _ = d.Unpack(body)
+	for _, bad := range [][]Value{{{39, "00"}, {38, "X"}}, {{1, "x"}}, {{39, "000"}}} {
+		if _, err := d.Reply(body, req, bad); err == nil {
+			t.Fatalf("%v: replied", bad)
+		}
 	}
 }

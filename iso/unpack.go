@@ -41,55 +41,74 @@ func (d *Dialect) Unpack(b []byte) (*iso8583.Message, error) {
 // decodes. It reads length prefixes and counts encoded bytes without
 // decoding values: once a message, this is on every request's path.
 func bodyLength(spec *iso8583.MessageSpec, bm *field.Bitmap, b []byte) (n, last int, err error) {
-	n, err = fieldLength(spec.Fields[0], b)
+	last = 1
+	n, err = walkFields(spec, bm, b, func(id int, _ fieldSpan) { last = id })
+	return n, last, err
+}
+
+// A fieldSpan is where one field lies in a body: from off, n bytes,
+// length prefix included; empty when its length prefix says 0.
+type fieldSpan struct {
+	off, n int
+	empty  bool
+}
+
+// walkFields measures, as bodyLength does, the fields of body b that bm
+// announces, and calls each with its id and its span in b. It returns
+// where the last one ends.
+func walkFields(spec *iso8583.MessageSpec, bm *field.Bitmap, b []byte, each func(id int, s fieldSpan)) (int, error) {
+	n, _, err := fieldLength(spec.Fields[0], b)
 	if err != nil {
-		return 0, 0, fmt.Errorf("MTI: %w", err)
+		return 0, fmt.Errorf("MTI: %w", err)
 	}
 	read, err := bitmapLength(spec.Fields[1], bm, b[n:])
 	if err != nil {
-		return 0, 0, fmt.Errorf("bitmap: %w", err)
+		return 0, fmt.Errorf("bitmap: %w", err)
 	}
-	n, last = n+read, 1
+	n += read
 	for i := 2; i <= bm.Len(); i++ {
 		if bm.IsBitmapPresenceBit(i) || !bm.IsSet(i) {
 			continue
 		}
-		read, err := fieldLength(spec.Fields[i], b[n:])
+		read, empty, err := fieldLength(spec.Fields[i], b[n:])
 		if err != nil {
-			return 0, 0, fmt.Errorf("DE%d: %w", i, err)
+			return 0, fmt.Errorf("DE%d: %w", i, err)
 		}
-		n, last = n+read, i
+		each(i, fieldSpan{off: n, n: read, empty: empty})
+		n += read
 	}
-	return n, last, nil
+	return n, nil
 }
 
-// fieldLength is how many bytes of b field f takes, prefix included.
-func fieldLength(f field.Field, b []byte) (int, error) {
+// fieldLength is how many bytes of b field f takes, prefix included, and
+// whether its length prefix says it holds nothing.
+func fieldLength(f field.Field, b []byte) (int, bool, error) {
 	spec := f.Spec()
 	switch f.(type) {
 	case *field.Composite:
 		// moov reads a composite's length (or its fixed length) in bytes
 		// and refuses one whose subfields do not fill it exactly.
 		length, pref, err := spec.Pref.DecodeLength(spec.Length, b)
-		return pref + length, err
+		return pref + length, length == 0, err
 	case *field.String, *field.Numeric, *field.Binary, *field.Hex, *field.Track1, *field.Track2, *field.Track3:
 		if spec.Unpacker != nil {
 			break
 		}
 		length, pref, err := spec.Pref.DecodeLength(spec.Length, b)
 		if err != nil {
-			return 0, err
+			return 0, false, err
 		}
 		if read, _, ok := encodedSize(spec.Enc, length); ok {
-			return pref + read, nil
+			return pref + read, length == 0, nil
 		}
 		_, read, err := spec.Enc.Decode(b[pref:], length)
-		return pref + read, err
+		return pref + read, length == 0, err
 	}
 	// A field of a kind moov does not ship, or with its own unpacker
 	// (specs built in Go, never from JSON): read it again, which costs
 	// what its reading costs but measures it exactly.
-	return field.NewInstanceOf(f).Unpack(b)
+	n, err := field.NewInstanceOf(f).Unpack(b)
+	return n, false, err
 }
 
 // bitmapLength is how many bytes of b the bitmaps of bm take: moov reads

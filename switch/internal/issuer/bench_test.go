@@ -71,7 +71,7 @@ func BenchmarkUnpackDecidePack(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		resp, a := p.Handle(ctx, bank, d, lim, msg)
+		resp, a := p.Handle(ctx, bank, d, lim, msg, raw)
 		if a.code != rcApproved || len(resp) == 0 {
 			b.Fatalf("code %s", a.code)
 		}

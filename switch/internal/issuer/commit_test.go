@@ -72,7 +72,7 @@ func TestUnknownCommit(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			b := &lostCommitBooks{committed: tc.committed, broken: tc.broken}
 			p := testIssuer(b)
-			resp, a := p.Handle(context.Background(), config.DefaultBank(":0"), d, config.DefaultLimits(), m)
+			resp, a := p.Handle(context.Background(), config.DefaultBank(":0"), d, config.DefaultLimits(), m, nil)
 			if a.code != tc.wantCode {
 				t.Fatalf("code %s, want %s", a.code, tc.wantCode)
 			}

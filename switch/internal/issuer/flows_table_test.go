@@ -106,7 +106,7 @@ func TestNetworkRules(t *testing.T) {
 		signOn int
 	}{"001": {"00", 1}, "002": {"00", -1}, "301": {"00", 0}, "999": {"12", 0}} {
 		m := message(t, d, "0800", map[int]string{7: "1125101010", 11: "000001", 70: code})
-		resp, a := p.Handle(context.Background(), config.DefaultBank(":0"), d, config.DefaultLimits(), m)
+		resp, a := p.Handle(context.Background(), config.DefaultBank(":0"), d, config.DefaultLimits(), m, nil)
 		if a.Code() != want.de39 || a.SignOn() != want.signOn || len(resp) == 0 {
 			t.Errorf("0800/%s: %s sign-on %d, want %s and %d", code, a.Code(), a.SignOn(), want.de39, want.signOn)
 		}

@@ -33,7 +33,7 @@ func FuzzHandle(f *testing.F) {
 		if err != nil {
 			return
 		}
-		p.Handle(context.Background(), bank, d, lim, msg)
+		p.Handle(context.Background(), bank, d, lim, msg, nil)
 	})
 }
 

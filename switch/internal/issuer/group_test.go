@@ -61,7 +61,11 @@ func (g *groupRig) member(t *testing.T, ctx context.Context, mti, proc, pan stri
 		t.Fatal(err)
 	}
 	if build == nil {
-		build = func(o decision) ([]byte, error) { return buildResponse(g.d, msg, o, g.lim) }
+		body, err := msg.Pack()
+		if err != nil {
+			t.Fatal(err)
+		}
+		build = func(o decision) ([]byte, error) { return buildResponse(g.d, msg, body, o, g.lim) }
 	}
 	return g.p.newMember(ctx, g.bank, r, g.lim, build)
 }

@@ -24,8 +24,8 @@ type decision struct {
 // and the limits of the config it arrived under. It returns the packed
 // response body, or nil when the message gets no response, and the
 // request's account.
-func (p *Issuer) Handle(ctx context.Context, bank *config.Bank, d *iso.Dialect, lim config.Limits, msg *iso8583.Message) ([]byte, Answer) {
-	a := p.handle(ctx, bank, d, lim, msg)
+func (p *Issuer) Handle(ctx context.Context, bank *config.Bank, d *iso.Dialect, lim config.Limits, msg *iso8583.Message, body []byte) ([]byte, Answer) {
+	a := p.handle(ctx, bank, d, lim, msg, body)
 	a.p = p
 	if a.raised != "" {
 		p.m.exceptions.WithLabelValues(bank.Code, a.raised).Inc()
@@ -33,7 +33,7 @@ func (p *Issuer) Handle(ctx context.Context, bank *config.Bank, d *iso.Dialect, 
 	return a.resp, a
 }
 
-func (p *Issuer) handle(ctx context.Context, bank *config.Bank, d *iso.Dialect, lim config.Limits, msg *iso8583.Message) Answer {
+func (p *Issuer) handle(ctx context.Context, bank *config.Bank, d *iso.Dialect, lim config.Limits, msg *iso8583.Message, body []byte) Answer {
 	mti, _ := msg.GetMTI()
 	req, err := iso.ParseRequest(msg)
 	if err != nil {
@@ -49,7 +49,7 @@ func (p *Issuer) handle(ctx context.Context, bank *config.Bank, d *iso.Dialect, 
 		a.resp = p.plainResponse(d, msg, err)
 		return a
 	}
-	build := func(o decision) ([]byte, error) { return buildResponse(d, msg, o, lim) }
+	build := func(o decision) ([]byte, error) { return buildResponse(d, msg, body, o, lim) }
 	if req.Class == iso.ClassNetwork || req.PAN == "" {
 		return p.decideRequest(ctx, bank, d, lim, msg, req, mti, build, false)
 	}
@@ -114,7 +114,7 @@ func (p *Issuer) decideRequest(ctx context.Context, bank *config.Bank, d *iso.Di
 		}
 		a.resp = nil
 		if a.card != nil {
-			if b, berr := buildResponse(d, msg, decision{err: err, card: a.card}, lim); berr == nil {
+			if b, berr := build(decision{err: err, card: a.card}); berr == nil {
 				a.resp = b
 			}
 		}
@@ -159,7 +159,7 @@ func (p *Issuer) Failed(err error) Answer {
 // frame that was only partly readable) it answers with the MTI, DE11 and
 // DE39 alone; it returns nil only when even that fails.
 func (p *Issuer) plainResponse(d *iso.Dialect, msg *iso8583.Message, err error) []byte {
-	b, perr := buildResponse(d, msg, decision{err: err}, config.Limits{})
+	b, perr := buildResponse(d, msg, nil, decision{err: err}, config.Limits{})
 	if perr == nil {
 		return b
 	}
@@ -182,23 +182,32 @@ func (p *Issuer) plainResponse(d *iso.Dialect, msg *iso8583.Message, err error) 
 	return b
 }
 
-// buildResponse packs the response to msg for a decision.
-func buildResponse(d *iso.Dialect, msg *iso8583.Message, o decision, lim config.Limits) ([]byte, error) {
+// buildResponse packs the response to msg, unpacked from body, for a
+// decision. With body it is spliced from the request's own bytes
+// (iso.Dialect.Reply); without, or if that fails, it is built as a
+// message.
+func buildResponse(d *iso.Dialect, msg *iso8583.Message, body []byte, o decision, lim config.Limits) ([]byte, error) {
+	var vals [3]iso.Value
+	set := vals[:0]
+	code := responseCode(o.err)
+	if code == rcApproved && o.authCode != "" {
+		set = append(set, iso.Value{ID: 38, Value: o.authCode})
+	}
+	set = append(set, iso.Value{ID: 39, Value: code})
+	if c := o.card; c != nil {
+		set = append(set, iso.Value{ID: 54, Value: iso.FormatBalances(balances(c, lim))})
+	}
+	if body != nil {
+		if b, err := d.Reply(body, msg, set); err == nil {
+			return b, nil
+		}
+	}
 	resp, err := iso.Respond(d, msg)
 	if err != nil {
 		return nil, err
 	}
-	code := responseCode(o.err)
-	if err := resp.Field(39, code); err != nil {
-		return nil, err
-	}
-	if code == rcApproved && o.authCode != "" {
-		if err := resp.Field(38, o.authCode); err != nil {
-			return nil, err
-		}
-	}
-	if c := o.card; c != nil {
-		if err := resp.Field(54, iso.FormatBalances(balances(c, lim))); err != nil {
+	for _, v := range set {
+		if err := resp.Field(v.ID, v.Value); err != nil {
 			return nil, err
 		}
 	}

@@ -16,7 +16,7 @@ type Handler[R Result] interface {
 	// Handle answers one routed request of bank's under ctx's deadline
 	// and the limits of the config it arrived under. It returns the
 	// response body, nil for no response.
-	Handle(ctx context.Context, bank *config.Bank, d *iso.Dialect, lim config.Limits, msg *iso8583.Message) ([]byte, R)
+	Handle(ctx context.Context, bank *config.Bank, d *iso.Dialect, lim config.Limits, msg *iso8583.Message, body []byte) ([]byte, R)
 	// Refuse answers a message the link will not pass on; err says why,
 	// wrapping iso.ErrFormat, iso.ErrBadMAC, iso.ErrNoMAC,
 	// iso.ErrUnroutable or iso.ErrUnavailable. bank is the bank it was
@@ -43,15 +43,15 @@ type Result interface {
 
 // handler is a Handler of any Result.
 type handler interface {
-	Handle(ctx context.Context, bank *config.Bank, d *iso.Dialect, lim config.Limits, msg *iso8583.Message) ([]byte, Result)
+	Handle(ctx context.Context, bank *config.Bank, d *iso.Dialect, lim config.Limits, msg *iso8583.Message, body []byte) ([]byte, Result)
 	Refuse(bank *config.Bank, d *iso.Dialect, msg *iso8583.Message, err error) ([]byte, Result)
 	Failed(err error) Result
 }
 
 type anyResult[R Result] struct{ h Handler[R] }
 
-func (a anyResult[R]) Handle(ctx context.Context, bank *config.Bank, d *iso.Dialect, lim config.Limits, msg *iso8583.Message) ([]byte, Result) {
-	return a.h.Handle(ctx, bank, d, lim, msg)
+func (a anyResult[R]) Handle(ctx context.Context, bank *config.Bank, d *iso.Dialect, lim config.Limits, msg *iso8583.Message, body []byte) ([]byte, Result) {
+	return a.h.Handle(ctx, bank, d, lim, msg, body)
 }
 
 func (a anyResult[R]) Refuse(bank *config.Bank, d *iso.Dialect, msg *iso8583.Message, err error) ([]byte, Result) {

@@ -33,7 +33,7 @@ func (a answered) SignOn() int {
 }
 func (answered) Answered(string, time.Time, bool, bool) {}
 
-func (answerAll) Handle(_ context.Context, _ *config.Bank, d *iso.Dialect, _ config.Limits, msg *iso8583.Message) ([]byte, answered) {
+func (answerAll) Handle(_ context.Context, _ *config.Bank, d *iso.Dialect, _ config.Limits, msg *iso8583.Message, _ []byte) ([]byte, answered) {
 	return respond(d, msg, "00"), answered{network: func() string { s, _ := msg.GetString(70); return s }()}
 }
 

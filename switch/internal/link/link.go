@@ -294,7 +294,7 @@ func (l *link) handle(_ *connection.Connection, msg *iso8583.Message) {
 	}
 	ctx, cancel := context.WithDeadline(l.env.base, arrival.Add(bank.Budget()))
 	defer cancel()
-	resp, res := l.env.h.Handle(ctx, bank, l.dialect, snap.Limits, msg)
+	resp, res := l.env.h.Handle(ctx, bank, l.dialect, snap.Limits, msg, a.body)
 	lost := resp != nil && !l.send(l.sign(key, resp), a.step, res.Seq())
 	l.signOn(res)
 	res.Answered(bank.Code, arrival, lost, false)

@@ -22,11 +22,11 @@ type panicsOn999999 struct {
 	failed chan error
 }
 
-func (h panicsOn999999) Handle(ctx context.Context, b *config.Bank, d *iso.Dialect, lim config.Limits, msg *iso8583.Message) ([]byte, answered) {
+func (h panicsOn999999) Handle(ctx context.Context, b *config.Bank, d *iso.Dialect, lim config.Limits, msg *iso8583.Message, body []byte) ([]byte, answered) {
 	if stan, _ := msg.GetString(11); stan == "999999" {
 		panic("a bug in the handler")
 	}
-	return h.answerAll.Handle(ctx, b, d, lim, msg)
+	return h.answerAll.Handle(ctx, b, d, lim, msg, body)
 }
 
 func (h panicsOn999999) Failed(err error) answered {
