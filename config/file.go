@@ -17,6 +17,8 @@ type file struct {
 	Fund     json.RawMessage            `json:"fund"`
 	Sweep    json.RawMessage            `json:"sweep"`
 	Calendar map[string]json.RawMessage `json:"calendar"`
+
+	ReconFormats map[string]json.RawMessage `json:"recon_formats"`
 }
 
 // ParseFile reads a config file (YAML or JSON) into config keys and their
@@ -48,6 +50,9 @@ func ParseFile(data []byte) (map[string][]byte, error) {
 	for year, v := range f.Calendar {
 		add("calendar/"+year, v)
 	}
+	for name, v := range f.ReconFormats {
+		add("recon_formats/"+name, v)
+	}
 	var errs []error
 	for _, key := range sortedKeys(kvs) {
 		if _, err := DecodeValue(key, kvs[key]); err != nil {
@@ -75,6 +80,12 @@ func (s *Snapshot) Values() map[string][]byte {
 	put(KeySweep, s.Sweep)
 	for year, c := range s.Calendar {
 		put(fmt.Sprintf("calendar/%d", year), c)
+	}
+	builtin := BuiltinReconFormats()
+	for name, f := range s.ReconFormats {
+		if _, ok := builtin[name]; !ok {
+			put("recon_formats/"+name, f)
+		}
 	}
 	return kvs
 }

@@ -24,7 +24,7 @@ var ErrUnknownKey = errors.New("config: unknown key")
 // DecodeValue decodes the value of one key strictly (unknown fields are
 // errors) over the defaults, and checks what can be checked of it alone.
 // It returns the decoded value: *Bank, json.RawMessage (a dialect),
-// Limits, Fund, Sweep or Calendar.
+// Limits, Fund, Sweep, ReconFormat or Calendar.
 func DecodeValue(key string, value []byte) (any, error) {
 	kind, name, err := splitKey(key)
 	if err != nil {
@@ -66,6 +66,15 @@ func DecodeValue(key string, value []byte) (any, error) {
 			return nil, fmt.Errorf("%s: %w", key, err)
 		}
 		return s, s.Validate()
+	case "recon_formats":
+		var f ReconFormat
+		if err := DecodeStrict(value, &f); err != nil {
+			return nil, fmt.Errorf("%s: %w", key, err)
+		}
+		if err := f.Validate(); err != nil {
+			return nil, fmt.Errorf("%s: %w", key, err)
+		}
+		return f, nil
 	case "calendar":
 		var c Calendar
 		if err := DecodeStrict(value, &c); err != nil {
@@ -89,7 +98,7 @@ func splitKey(key string) (kind, name string, err error) {
 		if hasName && codePattern.MatchString(name) {
 			return kind, name, nil
 		}
-	case "dialects":
+	case "dialects", "recon_formats":
 		if hasName && codePattern.MatchString(name) {
 			return kind, name, nil
 		}
@@ -98,7 +107,7 @@ func splitKey(key string) (kind, name string, err error) {
 			return kind, name, nil
 		}
 	}
-	return "", "", fmt.Errorf("%w %q (want banks/<code>, dialects/<name>, limits, fund, sweep or calendar/<year>)", ErrUnknownKey, key)
+	return "", "", fmt.Errorf("%w %q (want banks/<code>, dialects/<name>, recon_formats/<name>, limits, fund, sweep or calendar/<year>)", ErrUnknownKey, key)
 }
 
 // Build makes a snapshot at revision rev from config keys and their
@@ -114,6 +123,8 @@ func Build(rev int64, kvs map[string][]byte, builtin map[string]json.RawMessage)
 		Fund:     DefaultFund(),
 		Sweep:    DefaultSweep(),
 		Calendar: map[int]Calendar{},
+
+		ReconFormats: BuiltinReconFormats(),
 	}
 	for name, spec := range builtin {
 		s.Dialects[name] = spec
@@ -137,6 +148,8 @@ func Build(rev int64, kvs map[string][]byte, builtin map[string]json.RawMessage)
 			s.Fund = v
 		case Sweep:
 			s.Sweep = v
+		case ReconFormat:
+			s.ReconFormats[name] = v
 		case Calendar:
 			year, _ := strconv.Atoi(name)
 			s.Calendar[year] = v

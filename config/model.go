@@ -76,8 +76,13 @@ type Bank struct {
 	// TxnKey names the fields that identify one of the bank's
 	// transactions: a repeat or retransmission carries the same values,
 	// and is answered with its original's response (see TxnKeyFields).
-	TxnKey  []string `json:"txn_key"`
-	Enabled bool     `json:"enabled"`
+	TxnKey []string `json:"txn_key"`
+	// Cutover is when the bank's next business date begins (HH:MM in
+	// CutoverZone): a request that arrives from then on, without a DE15
+	// of its own, belongs to the next date. 00:00 is midnight.
+	Cutover     string `json:"cutover"`
+	CutoverZone string `json:"cutover_zone"`
+	Enabled     bool   `json:"enabled"`
 }
 
 // TxnKeyFields are the fields a bank's txn_key may name.
@@ -115,6 +120,9 @@ type Limits struct {
 	POSPerTxn int64 `json:"pos_per_txn"`
 	// HoldValidity is how long an authorisation hold lasts uncompleted.
 	HoldValidity Duration `json:"hold_validity"`
+	// FourEyesAbove is the largest reconciliation adjustment one
+	// operator posts alone (minor units); above it a second approves.
+	FourEyesAbove int64 `json:"four_eyes_above"`
 }
 
 // Fund providers.
@@ -182,6 +190,9 @@ type Snapshot struct {
 	Fund     Fund                       `json:"fund"`
 	Sweep    Sweep                      `json:"sweep"`
 	Calendar map[int]Calendar           `json:"calendar"`
+	// ReconFormats are the daily files' formats by name: the builtin
+	// ones, and those the config center adds or replaces.
+	ReconFormats map[string]ReconFormat `json:"recon_formats"`
 }
 
 // Defaults.
@@ -198,6 +209,7 @@ const (
 	DefaultIdleTimeout     = 5 * time.Minute
 	DefaultFrameTimeout    = 10 * time.Second
 	DefaultRedemptionQuota = 10_000_00 // 10,000.00 in minor units
+	DefaultFourEyesAbove   = 1_000_00  // 1,000.00
 	DefaultHoldValidity    = 7 * 24 * time.Hour
 )
 
@@ -222,13 +234,15 @@ func NewBank() *Bank {
 		IdleTimeout:    Duration(DefaultIdleTimeout),
 		FrameTimeout:   Duration(DefaultFrameTimeout),
 		TxnKey:         DefaultTxnKey(),
+		Cutover:        DefaultCutover,
+		CutoverZone:    DefaultCutoverZone,
 		Enabled:        true,
 	}
 }
 
 // DefaultLimits returns the limits used when none are configured.
 func DefaultLimits() Limits {
-	return Limits{RedemptionQuota: DefaultRedemptionQuota, HoldValidity: Duration(DefaultHoldValidity)}
+	return Limits{RedemptionQuota: DefaultRedemptionQuota, HoldValidity: Duration(DefaultHoldValidity), FourEyesAbove: DefaultFourEyesAbove}
 }
 
 // DefaultFund returns the built-in simulated fund.
@@ -314,6 +328,9 @@ func (b *Bank) Validate() error {
 	if err := validTxnKey(b.TxnKey); err != nil {
 		bad("txn_key: %v", err)
 	}
+	if err := b.validateCutover(); err != nil {
+		errs = append(errs, err)
+	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("bank %q: %w", b.Code, err)
 	}
@@ -357,6 +374,9 @@ func (l Limits) Validate() error {
 	}
 	if l.HoldValidity <= 0 {
 		errs = append(errs, errors.New("limits: hold_validity must be positive"))
+	}
+	if l.FourEyesAbove < 0 {
+		errs = append(errs, errors.New("limits: four_eyes_above cannot be negative (0: every adjustment needs a second operator)"))
 	}
 	return errors.Join(errs...)
 }
@@ -456,6 +476,11 @@ func (s *Snapshot) Validate(buildDialect func(name string, spec []byte) error) e
 	errs = append(errs, s.Limits.Validate(), s.Fund.Validate(), s.Sweep.Validate())
 	for year, c := range s.Calendar {
 		errs = append(errs, c.Validate(year))
+	}
+	for _, name := range sortedKeys(s.ReconFormats) {
+		if err := s.ReconFormats[name].Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("recon_formats/%s: %w", name, err))
+		}
 	}
 	return errors.Join(errs...)
 }
