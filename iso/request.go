@@ -92,6 +92,7 @@ type Request struct {
 	LocalTime   string // DE12
 	LocalDate   string // DE13
 	Expiry      string // DE14, YYMM
+	Settlement  string // DE15, MMDD: the business date the acquirer settles it on
 	Acquirer    string // DE32 with leading zeros removed
 	RRN         string // DE37
 	AuthCode    string // DE38
@@ -171,6 +172,7 @@ func ParseRequest(m *iso8583.Message) (*Request, error) {
 	r.LocalTime = g.str(12)
 	r.LocalDate = g.str(13)
 	r.Expiry = g.str(14)
+	r.Settlement = g.str(15)
 	r.Acquirer = trimZeros(g.str(32))
 	r.RRN = g.str(37)
 	r.AuthCode = g.str(38)
@@ -230,6 +232,9 @@ func (r *Request) checkCommon() error {
 	}
 	if r.LocalDate != "" && !validMMDD(r.LocalDate) {
 		return &FieldError{13, "local date must be a valid MMDD"}
+	}
+	if r.Settlement != "" && !validMMDD(r.Settlement) {
+		return &FieldError{15, "settlement date must be a valid MMDD"}
 	}
 	if r.Currency != "" && !isDigits(r.Currency, 3) {
 		return &FieldError{49, "currency must be an ISO 4217 numeric code"}

@@ -50,7 +50,19 @@ func Audit(ctx context.Context, q querier) error {
 		FROM redemption_quota q LEFT JOIN redemption_orders o
 			ON o.card_id = q.card_id AND o.quota_day = q.day AND o.state <> 'failed'
 		GROUP BY q.card_id, q.day, q.used
-		HAVING q.used <> coalesce(sum(o.amount), 0)`)
+		HAVING q.used <> coalesce(sum(o.amount), 0)
+		UNION ALL
+		SELECT format('adjustment %s is posted, but transfer %s does not move its amount between its accounts', a.id, a.transfer_id)
+		FROM adjustments a LEFT JOIN transfers t ON t.id = a.transfer_id
+		WHERE a.state = 'posted' AND (t.id IS NULL OR t.kind <> 'adjustment' OR t.amount <> a.amount
+			OR t.debit_account <> a.debit_account OR t.credit_account <> a.credit_account)
+		UNION ALL
+		SELECT format('transfer %s is an adjustment that no posted adjustment made', t.id)
+		FROM transfers t WHERE t.kind = 'adjustment' AND NOT EXISTS (SELECT 1 FROM adjustments a WHERE a.transfer_id = t.id)
+		UNION ALL
+		SELECT format('case %s is adjusted without a posted adjustment', c.id)
+		FROM recon_cases c WHERE c.state = 'adjusted'
+			AND NOT EXISTS (SELECT 1 FROM adjustments a WHERE a.case_id = c.id AND a.state = 'posted')`)
 	if err != nil {
 		return fmt.Errorf("auditing ledger: %w", err)
 	}

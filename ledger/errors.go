@@ -24,6 +24,7 @@ var errStale = errors.New("ledger: row changed while waiting for it")
 // PostgreSQL error codes the ledger reacts to.
 const (
 	codeUniqueViolation      = "23505"
+	codeCheckViolation       = "23514"
 	codeSerializationFailure = "40001"
 	codeDeadlockDetected     = "40P01"
 	codeInvalidCatalogName   = "3D000"
@@ -36,6 +37,11 @@ func pgCode(err error) (code, constraint string) {
 		return pe.Code, pe.ConstraintName
 	}
 	return "", ""
+}
+
+func isCheckViolation(err error) bool {
+	code, _ := pgCode(err)
+	return code == codeCheckViolation
 }
 
 // retryable reports whether a transaction failed only because another one

@@ -247,6 +247,7 @@ func (tx *Tx) SaveGroup(ctx context.Context, recs []Record, effects [][]Effect) 
 		auth                                                = make([]*string, n)
 		card                                                = make([]*int64, n)
 		amount                                              = make([]int64, n)
+		bizDate                                             = make([]*time.Time, n)
 		fingerprint, response                               = make([][]byte, n), make([][]byte, n)
 		tKey                                                [][]byte
 		tKind, tCurrency                                    []string
@@ -267,6 +268,9 @@ func (tx *Tx) SaveGroup(ctx context.Context, recs []Record, effects [][]Effect) 
 		mti[i], rrn[i], txnT[i], code[i] = r.MTI, k.RRN, r.TxnType, r.ResponseCode
 		localDate[i], localTime[i], currency[i] = k.LocalDate, k.LocalTime, r.Currency
 		amount[i], fingerprint[i], response[i] = r.Amount, r.Fingerprint, r.Response
+		if !r.BusinessDate.IsZero() {
+			bizDate[i] = &recs[i].BusinessDate
+		}
 		if r.AuthCode != "" {
 			auth[i] = &recs[i].AuthCode
 		}
@@ -289,11 +293,12 @@ func (tx *Tx) SaveGroup(ctx context.Context, recs []Record, effects [][]Effect) 
 	// ids they were given.
 	b.Queue(`WITH r AS (
 			INSERT INTO requests (txn_key, bank, acquirer, stan, transmitted, terminal, mti_class, mti, rrn, fingerprint,
-				card_id, txn_type, amount, response_code, auth_code, response, local_date, local_time, currency, state)
-			SELECT k, b, a, s, tr, te, cl, m, rr, f, c, tt, am, co, au, re, ld, lt, cu, 'answered'
+				card_id, txn_type, amount, response_code, auth_code, response, local_date, local_time, currency, state, business_date)
+			SELECT k, b, a, s, tr, te, cl, m, rr, f, c, tt, am, co, au, re, ld, lt, cu, 'answered',
+				coalesce(bd, (now() AT TIME ZONE 'Asia/Shanghai')::date)
 			FROM unnest($1::bytea[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],
 				$10::bytea[], $11::bigint[], $12::text[], $13::bigint[], $14::text[], $15::text[], $16::bytea[], $17::text[],
-				$18::text[], $19::text[]) WITH ORDINALITY AS x(k, b, a, s, tr, te, cl, m, rr, f, c, tt, am, co, au, re, ld, lt, cu, i)
+				$18::text[], $19::text[], $30::date[]) WITH ORDINALITY AS x(k, b, a, s, tr, te, cl, m, rr, f, c, tt, am, co, au, re, ld, lt, cu, bd, i)
 			ORDER BY i
 			RETURNING id, txn_key),
 		t AS (
@@ -315,7 +320,7 @@ func (tx *Tx) SaveGroup(ctx context.Context, recs []Record, effects [][]Effect) 
 		keys, bank, acq, stan, trans, term, class, mti, rrn, fingerprint, card, txnT, amount, code, auth, response,
 		localDate, localTime, currency,
 		tKey, tKind, tDebit, tCredit, tCurrency, tAmount,
-		hKey, hAccount, hAmount, hExpires)
+		hKey, hAccount, hAmount, hExpires, bizDate)
 	// What else a decision implies (an exception raised, say) names its
 	// request by key.
 	for i := range recs {

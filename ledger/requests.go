@@ -175,10 +175,14 @@ func (tx *Tx) LookupRequest(ctx context.Context, f Find) (*Lookup, error) {
 
 // Record is a request and the response sent for it.
 type Record struct {
-	Key          Key
-	MTI          string
-	Currency     string // DE49 as sent
-	Fingerprint  []byte
+	Key         Key
+	MTI         string
+	Currency    string // DE49 as sent
+	Fingerprint []byte
+	// BusinessDate is the day the request settles on (a date at UTC
+	// midnight); zero: its arrival's date in Asia/Shanghai. A request
+	// taken over keeps the date it was first stored with.
+	BusinessDate time.Time
 	CardID       int64 // zero when the card is unknown
 	TxnType      string
 	Amount       int64
@@ -262,6 +266,10 @@ func (tx *Tx) store(ctx context.Context, r Record, effects []Effect, state strin
 		"reverses": reverses, "oc": oc, "oa": oa, "os": os, "ot": ot,
 		"local_date": k.LocalDate, "local_time": k.LocalTime, "currency": r.Currency, "state": state,
 		"claim": claimArg, "within": within.Microseconds(), "waiting": r.Waiting, "stated": r.Stated, "stands": r.Stands,
+		"business_date": nil,
+	}
+	if !r.BusinessDate.IsZero() {
+		args["business_date"] = r.BusinessDate
 	}
 	b := &pgx.Batch{}
 	var requestSQL string
@@ -269,12 +277,12 @@ func (tx *Tx) store(ctx context.Context, r Record, effects []Effect, state strin
 		b.Queue(`INSERT INTO requests (txn_key, bank, acquirer, stan, transmitted, terminal, mti_class, mti, rrn, fingerprint,
 				card_id, txn_type, amount, response_code, auth_code, response, reverses,
 				orig_class, orig_acquirer, orig_stan, orig_transmitted,
-				local_date, local_time, currency, state, claim, respond_by, waiting, stated, stands)
+				local_date, local_time, currency, state, claim, respond_by, waiting, stated, stands, business_date)
 			VALUES (@key, @bank, @acquirer, @stan, @transmitted, @terminal, @class, @mti, @rrn, @fingerprint,
 				@card, @txn_type, @amount, @code, @auth, @response, @reverses, @oc, @oa, @os, @ot,
 				@local_date, @local_time, @currency, @state, @claim,
 				CASE WHEN @claim::bigint IS NULL THEN NULL ELSE clock_timestamp() + @within::bigint * interval '1 microsecond' END,
-				@waiting, @stated, @stands)
+				@waiting, @stated, @stands, coalesce(@business_date::date, (now() AT TIME ZONE 'Asia/Shanghai')::date))
 			RETURNING id`, args)
 		requestSQL = "currval('requests_id_seq')"
 	} else {

@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"strconv"
+	"time"
 
 	"github.com/goldcard/goldcard/config"
 	"github.com/goldcard/goldcard/iso"
@@ -88,6 +89,46 @@ func newAuthCode() string {
 	return string(code[:])
 }
 
+// businessDate is the date r settles on, decided at now: its DE15 in the
+// year that puts it nearest the bank's own date for now, else that date
+// (now and the bank's cutover).
+func businessDate(bank *config.Bank, r *iso.Request, now time.Time) time.Time {
+	own := bank.BusinessDate(now)
+	if len(r.Settlement) != 4 {
+		return own
+	}
+	month, day := time.Month(atoi(r.Settlement[:2])), atoi(r.Settlement[2:])
+	var best time.Time
+	for _, y := range []int{own.Year() - 1, own.Year(), own.Year() + 1} {
+		d := time.Date(y, month, day, 0, 0, 0, 0, time.UTC)
+		if d.Month() != month { // 29 February of a year without one
+			continue
+		}
+		if best.IsZero() || absDays(d.Sub(own)) < absDays(best.Sub(own)) {
+			best = d
+		}
+	}
+	if best.IsZero() {
+		return own
+	}
+	return best
+}
+
+func atoi(s string) int {
+	n := 0
+	for _, c := range s {
+		n = n*10 + int(c-'0')
+	}
+	return n
+}
+
+func absDays(d time.Duration) time.Duration {
+	if d < 0 {
+		return -d
+	}
+	return d
+}
+
 // record is the ledger record of a decided request.
 func record(bank *config.Bank, r *iso.Request, o decision) ledger.Record {
 	rec := ledger.Record{
@@ -99,6 +140,7 @@ func record(bank *config.Bank, r *iso.Request, o decision) ledger.Record {
 		Amount:       r.Amount,
 		ResponseCode: responseCode(o.err),
 		AuthCode:     o.authCode,
+		BusinessDate: businessDate(bank, r, time.Now()),
 	}
 	if o.card != nil {
 		rec.CardID = o.card.ID

@@ -165,11 +165,12 @@ func seedRequests(ctx context.Context, pool *pgxpool.Pool, f seedFlags, first, l
 		lo := base + int64(n)
 		_, err := pool.Exec(ctx, `WITH r AS (
 				INSERT INTO requests (bank, acquirer, stan, transmitted, terminal, mti_class, mti, rrn, fingerprint, card_id,
-					txn_type, amount, response_code, auth_code, response, txn_key, currency, created_at)
+					txn_type, amount, response_code, auth_code, response, txn_key, currency, created_at, business_date)
 				SELECT $1, '000000', lpad((g % 1000000)::text, 6, '0'), '0101000000', 'S' || lpad((g / 1000000)::text, 7, '0'),
 					'020', '0200', lpad(g::text, 12, '0'), '\x00'::bytea, $2::bigint + g % $3::bigint,
 					'purchase', 100, '00', '000000', '\x00'::bytea,
-					substring(sha256(convert_to($1 || g, 'UTF8')) FROM 1 FOR 16), '156', now() - interval '1 day'
+					substring(sha256(convert_to($1 || g, 'UTF8')) FROM 1 FOR 16), '156', now() - interval '1 day',
+					((now() - interval '1 day') AT TIME ZONE 'Asia/Shanghai')::date
 				FROM generate_series($4::bigint, $4::bigint + $5::bigint - 1) g
 				RETURNING id, card_id
 			)
