@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"net/http"
 	"os"
 	"regexp"
 	"slices"
@@ -15,6 +16,7 @@ import (
 
 	"sigs.k8s.io/yaml"
 
+	"github.com/goldcard/goldcard/config"
 	"github.com/goldcard/goldcard/ledger"
 	"github.com/goldcard/goldcard/locks"
 	"github.com/goldcard/goldcard/locks/etcdtest"
@@ -512,6 +514,16 @@ var promisedMetrics = []struct{ name, kind string }{
 	{"goldcard_build_info", "gauge"},
 	{"goldcard_postgres_up", "gauge"},
 	{"goldcard_etcd_up", "gauge"},
+	{"goldcard_recon_cases_open", "gauge"},
+	{"goldcard_recon_case_oldest_open_seconds", "gauge"},
+}
+
+func shanghai(t *testing.T) *time.Location {
+	loc, err := time.LoadLocation("Asia/Shanghai")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return loc
 }
 
 // startSmokeSwitch runs a switch in this process with card locks and the
@@ -570,6 +582,29 @@ func smokeRun(t *testing.T, srv *daemon.Switch, l *ledger.Ledger) {
 	stray := append(switchtest.EchoFrame(t, 7), "ABCD"...) // bytes after DE70
 	if r := raw.RoundTrip(t, stray); !bytes.HasPrefix(r, []byte("0810")) {
 		t.Fatalf("an 0800 with stray bytes answered with %q", r)
+	}
+	// A settlement file with none of the day's debits: each is a case,
+	// and the open cases' gauges are exposed.
+	day := time.Now().In(shanghai(t)).Format(time.DateOnly)
+	resp, err := http.Post("http://"+srv.AdminAddr().String()+"/v1/reconciliations/bank?bank=default&date="+day+"&format=csv",
+		"text/csv", strings.NewReader(strings.Join(config.BankReconFields, ",")+"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest { // the operator is not named
+		t.Fatalf("an anonymous reconciliation answered %s", resp.Status)
+	}
+	req, _ := http.NewRequest(http.MethodPost, "http://"+srv.AdminAddr().String()+"/v1/reconciliations/bank?bank=default&date="+day,
+		strings.NewReader(strings.Join(config.BankReconFields, ",")+"\n"))
+	req.Header.Set("Goldcard-Operator", "smoke")
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("reconciling an empty settlement file: %s", resp.Status)
 	}
 	switchtest.WaitFor(t, "a timer task to fire", func() bool {
 		f := switchtest.Scrape(t, srv.AdminAddr().String())["goldcard_timer_lateness_seconds"]

@@ -63,6 +63,7 @@ flight, then exits.`,
 	fl.StringVar(&o.ConfigFile, "config", "", "config file (YAML) to seed an empty config center with, instead of the flags above")
 	fl.StringVar(&o.Instance, "instance-id", o.Instance, "name of this instance in the config center")
 	fl.StringVar(&o.AdminTokenFile, "admin-token-file", "", "file holding the admin API's bearer token (default $GOLDCARD_ADMIN_TOKEN); required, or --admin-client-ca, when --admin is not a loopback address")
+	fl.StringVar(&o.AdminAuth.OperatorsFile, "admin-operators", "", "file of the admin API's operators, NAME:SHA256 of each one's token a line: what each does is recorded under their name")
 	fl.StringVar(&o.AdminAuth.CertFile, "admin-tls-cert", "", "serve the admin API over HTTPS with this certificate (PEM)")
 	fl.StringVar(&o.AdminAuth.KeyFile, "admin-tls-key", "", "key of --admin-tls-cert (PEM)")
 	fl.StringVar(&o.AdminAuth.ClientCAFile, "admin-client-ca", "", "accept admin API clients with a certificate issued by this CA (PEM), as a token holder")

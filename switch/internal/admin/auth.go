@@ -1,16 +1,19 @@
 package admin
 
 import (
+	"context"
 	"crypto/sha256"
 	"crypto/subtle"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -27,13 +30,79 @@ import (
 // /healthz for a scraper). Writes always need them.
 type Auth struct {
 	Token string
+	// OperatorsFile names operators and their tokens, one a line as
+	// NAME:SHA256 (the token's SHA-256 in hex): each is a bearer token
+	// like Token, and what an operator does is recorded under the name.
+	OperatorsFile string
+	operators     map[[32]byte]string
 	// CertFile and KeyFile serve the API over HTTPS; ClientCAFile
 	// accepts clients with a certificate it issued.
 	CertFile, KeyFile, ClientCAFile string
 	Open                            []string
 }
 
-func (a Auth) required() bool { return a.Token != "" || a.ClientCAFile != "" }
+func (a Auth) required() bool { return a.Token != "" || a.ClientCAFile != "" || a.OperatorsFile != "" }
+
+// operatorName is the form of an operator's name.
+var operatorName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$`)
+
+// LoadOperators reads OperatorsFile, if one is named.
+func (a *Auth) LoadOperators() error {
+	if a.OperatorsFile == "" {
+		return nil
+	}
+	b, err := os.ReadFile(a.OperatorsFile)
+	if err != nil {
+		return fmt.Errorf("--admin-operators: %w", err)
+	}
+	a.operators = map[[32]byte]string{}
+	names := map[string]bool{}
+	for i, line := range strings.Split(string(b), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		name, sum, _ := strings.Cut(line, ":")
+		digest, err := hex.DecodeString(strings.TrimSpace(sum))
+		if !operatorName.MatchString(name) || err != nil || len(digest) != 32 {
+			return fmt.Errorf("--admin-operators %s line %d: want NAME:SHA256 (a name of letters, digits and ._@-, the token's SHA-256 in hex)", a.OperatorsFile, i+1)
+		}
+		if names[name] {
+			return fmt.Errorf("--admin-operators %s line %d: operator %s is named twice", a.OperatorsFile, i+1, name)
+		}
+		names[name] = true
+		a.operators[[32]byte(digest)] = name
+	}
+	if len(a.operators) == 0 {
+		return fmt.Errorf("--admin-operators %s names no operator", a.OperatorsFile)
+	}
+	return nil
+}
+
+type operatorKey struct{}
+
+// OperatorHeader names the operator on an admin API without credentials
+// (loopback only): there, whoever can reach it is trusted, and says who
+// they are.
+const OperatorHeader = "Goldcard-Operator"
+
+// operator is who made request r: the operator its token names, "token"
+// for the shared token, "cert:" and the subject of its client
+// certificate; on an open API, what OperatorHeader says. Empty when
+// nobody is named.
+func operator(r *http.Request) string {
+	if v, ok := r.Context().Value(operatorKey{}).(string); ok {
+		return v
+	}
+	if h := strings.TrimSpace(r.Header.Get(OperatorHeader)); operatorName.MatchString(h) {
+		return h
+	}
+	return ""
+}
+
+func withOperator(r *http.Request, name string) *http.Request {
+	return r.WithContext(context.WithValue(r.Context(), operatorKey{}, name))
+}
 
 // tlsConfig is the HTTPS configuration, or nil for plain HTTP.
 func (a Auth) tlsConfig() (*tls.Config, error) {
@@ -126,7 +195,7 @@ func (g *adminGuard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 {
-		g.next.ServeHTTP(w, r)
+		g.next.ServeHTTP(w, withOperator(r, "cert:"+r.TLS.VerifiedChains[0][0].Subject.CommonName))
 		return
 	}
 	reason := refusedMissing
@@ -135,7 +204,11 @@ func (g *adminGuard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if token, ok := bearerToken(r); ok {
 		got := sha256.Sum256([]byte(token))
 		if g.auth.Token != "" && subtle.ConstantTimeCompare(got[:], g.digest[:]) == 1 {
-			g.next.ServeHTTP(w, r)
+			g.next.ServeHTTP(w, withOperator(r, "token"))
+			return
+		}
+		if name, ok := g.auth.operators[got]; ok {
+			g.next.ServeHTTP(w, withOperator(r, name))
 			return
 		}
 		reason, answer = refusedWrong, "wrong bearer token"

@@ -79,6 +79,9 @@ func New(o Options) *Server {
 	}
 	if o.Registerer != nil {
 		o.Registerer.MustRegister(refused)
+		if o.Ledger != nil {
+			o.Registerer.MustRegister(caseCollector{l: o.Ledger})
+		}
 	}
 	s.http = &http.Server{Addr: o.Addr, Handler: newAdminGuard(o.Auth, refused, o.Log, s.handler()),
 		ReadHeaderTimeout: 5 * time.Second}

@@ -72,6 +72,31 @@ func Admin(ctx context.Context, base, method, path string, body any) ([]byte, in
 	return raw, resp.StatusCode, nil
 }
 
+// Upload sends body (a file, streamed) to the admin API at base with the
+// environment's credentials and returns the answer, whose body the caller
+// reads and closes. Unlike Admin it sets no deadline of its own: a large
+// file takes as long as it takes, and ctx bounds it.
+func Upload(ctx context.Context, base, path, contentType string, body io.Reader) (*http.Response, error) {
+	if !strings.Contains(base, "://") {
+		base = "http://" + base
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(base, "/")+path, body)
+	if err != nil {
+		return nil, cli.UsageError{Err: fmt.Errorf("--admin %s: %w", iso.MaskPANs(base), urlErrorCause(err))}
+	}
+	req.Header.Set("Content-Type", contentType)
+	creds, err := EnvCredentials()
+	if err != nil {
+		return nil, err
+	}
+	resp, err := creds.Do(http.DefaultClient, req)
+	if err != nil {
+		return nil, fmt.Errorf("reaching the switch's admin API at %s (is goldcard serve running?): POST %s: %w",
+			iso.MaskPANs(base), iso.MaskPANs(path), urlErrorCause(err))
+	}
+	return resp, nil
+}
+
 // AdminFailure is the error an admin API answer with an unexpected status
 // stands for: its reason, where it gives one. What is not the switch's
 // own answer (a proxy's page) may quote the request, so digit runs are

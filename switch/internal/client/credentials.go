@@ -75,6 +75,11 @@ func (c *Credentials) Do(hc *http.Client, req *http.Request) (*http.Response, er
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
+	if op := os.Getenv("GOLDCARD_OPERATOR"); op != "" {
+		// Who is at the keyboard, for an admin API without credentials
+		// (loopback); one with them takes the name from the token.
+		req.Header.Set("Goldcard-Operator", op)
+	}
 	h := *hc
 	if h.Transport == nil {
 		h.Transport = c.transport

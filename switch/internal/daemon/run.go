@@ -101,6 +101,9 @@ func Run(ctx context.Context, o Options) error {
 	if o.AdminAuth.Token, err = client.ReadToken(o.AdminTokenFile, "GOLDCARD_ADMIN_TOKEN"); err != nil {
 		return cli.UsageError{Err: fmt.Errorf("--admin-token-file: %w", err)}
 	}
+	if err := o.AdminAuth.LoadOperators(); err != nil {
+		return cli.UsageError{Err: err}
+	}
 	for _, p := range o.AdminAuth.Open {
 		if !strings.HasPrefix(p, "/") || strings.HasPrefix(p, "/v1") {
 			return cli.UsageError{Err: fmt.Errorf("--admin-open %q: name read-only paths such as /metrics, /healthz, /readyz", p)}

@@ -75,6 +75,8 @@ const (
 	PostgresUp         = "goldcard_postgres_up"
 	EtcdUp             = "goldcard_etcd_up"
 	ExceptionsOpen     = "goldcard_exceptions_open"
+	ReconCasesOpen     = "goldcard_recon_cases_open"
+	ReconOldestOpen    = "goldcard_recon_case_oldest_open_seconds"
 )
 
 // Series of the database pool (package daemon).

@@ -1,0 +1,403 @@
+package admin
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/goldcard/goldcard/config"
+	"github.com/goldcard/goldcard/ledger"
+	"github.com/goldcard/goldcard/switch/internal/metric"
+	"github.com/goldcard/goldcard/switch/internal/recon"
+)
+
+// maxReconFile bounds a daily file uploaded to reconcile. Files are read
+// a row at a time, so the bound is of the upload, not of memory.
+const maxReconFile = 1 << 30
+
+// dateParam reads a YYYY-MM-DD query parameter, answering 400 if it is
+// missing or malformed.
+func dateParam(w http.ResponseWriter, r *http.Request, name string) (time.Time, bool) {
+	v := r.URL.Query().Get(name)
+	d, err := time.Parse(time.DateOnly, v)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, name+" must be a date as YYYY-MM-DD")
+		return time.Time{}, false
+	}
+	return d, true
+}
+
+// needOperator is who asks, answering 400 when nobody is named.
+func needOperator(w http.ResponseWriter, r *http.Request) (string, bool) {
+	op := operator(r)
+	if op == "" {
+		writeError(w, http.StatusBadRequest, "name the operator: send "+OperatorHeader+" on a loopback API without credentials, "+
+			"or use an operator's token (--admin-operators)")
+		return "", false
+	}
+	return op, true
+}
+
+// totals answers a bank's totals of one business date.
+func (s *Server) totals(w http.ResponseWriter, r *http.Request) {
+	code := r.PathValue("code")
+	if _, ok := s.cfg.Load().Banks[code]; !ok {
+		writeError(w, http.StatusNotFound, "no bank "+code+" in the config")
+		return
+	}
+	day, ok := dateParam(w, r, "date")
+	if !ok {
+		return
+	}
+	ts, err := s.ledger.Totals(r.Context(), code, day)
+	if err != nil {
+		s.internalError(w, "totalling", err)
+		return
+	}
+	if ts == nil {
+		ts = []ledger.Total{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"bank": code, "business_date": day.Format(time.DateOnly), "totals": ts})
+}
+
+// reconcileBank matches an uploaded settlement file against the ledger
+// and answers the run and its cases, streamed.
+func (s *Server) reconcileBank(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	snap := s.cfg.Load()
+	bank, ok := snap.Banks[q.Get("bank")]
+	if !ok {
+		writeError(w, http.StatusNotFound, "no bank "+strconv.Quote(q.Get("bank"))+" in the config (bank=CODE)")
+		return
+	}
+	day, ok := dateParam(w, r, "date")
+	if !ok {
+		return
+	}
+	name := q.Get("format")
+	if name == "" {
+		name = config.DefaultBankFormat
+	}
+	format, ok := snap.ReconFormats[name]
+	if !ok || format.Source != "bank" {
+		writeError(w, http.StatusBadRequest, "no bank file format "+strconv.Quote(name)+" in the config (recon_formats)")
+		return
+	}
+	op, ok := needOperator(w, r)
+	if !ok {
+		return
+	}
+	h := sha256.New()
+	body := io.TeeReader(http.MaxBytesReader(w, r.Body, maxReconFile), h)
+	rows := recon.BankRows(format, bank, body)
+	run, err := s.ledger.ReconcileBank(r.Context(), ledger.RunInfo{Bank: bank.Code, BusinessDate: day, Format: name,
+		Digest: func() []byte { return h.Sum(nil) }, RunBy: op}, &digestAtEnd{Rows: rows, body: body, digest: h})
+	if err != nil {
+		s.reconError(w, err)
+		return
+	}
+	s.log.Info("reconciled", "source", "bank", "bank", bank.Code, "business_date", run.BusinessDate, "run", run.ID,
+		"rows", run.Rows, "matched", run.Matched, "breaks", run.Breaks(), "open", run.Open, "operator", op)
+	s.writeRun(w, r, run)
+}
+
+// digestAtEnd reads the file to its end once its rows are read, so that
+// the digest covers the whole file (a trailer included).
+type digestAtEnd struct {
+	ledger.Rows[ledger.BankRow]
+	body   io.Reader
+	digest interface{ Sum([]byte) []byte }
+}
+
+func (d *digestAtEnd) Next() bool {
+	if d.Rows.Next() {
+		return true
+	}
+	if d.Rows.Err() == nil {
+		_, _ = io.Copy(io.Discard, d.body)
+	}
+	return false
+}
+
+// reconError answers a run that failed: a file that cannot be read gets
+// its line; nothing was recorded.
+func (s *Server) reconError(w http.ResponseWriter, err error) {
+	var le *recon.LineError
+	var tooBig *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooBig):
+		writeError(w, http.StatusRequestEntityTooLarge, "the file is larger than "+strconv.Itoa(maxReconFile>>20)+" MiB; nothing was reconciled")
+	case errors.As(err, &le):
+		writeJSON(w, http.StatusUnprocessableEntity, map[string]any{"error": le.Error() + "; nothing was reconciled", "line": le.Line})
+	case errors.Is(err, recon.ErrEmpty):
+		writeError(w, http.StatusUnprocessableEntity, err.Error()+"; nothing was reconciled")
+	default:
+		s.internalError(w, "reconciling", err)
+	}
+}
+
+// writeRun answers a run: its counts, then its cases one by one as they
+// are read from the ledger.
+func (s *Server) writeRun(w http.ResponseWriter, r *http.Request, run ledger.Run) {
+	head, err := json.Marshal(run)
+	if err != nil {
+		s.internalError(w, "answering", err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(head[:len(head)-1])
+	_, _ = io.WriteString(w, `,"cases":[`)
+	first := true
+	err = s.ledger.EachCase(r.Context(), ledger.CaseFilter{Run: run.ID}, func(c ledger.Case) error {
+		b, err := json.Marshal(c)
+		if err != nil {
+			return err
+		}
+		if !first {
+			_, _ = io.WriteString(w, ",")
+		}
+		first = false
+		_, err = w.Write(b)
+		return err
+	})
+	if err != nil {
+		// The status is sent: the answer is cut short, and its JSON does
+		// not parse, which a client sees.
+		s.log.Error("admin API: listing a run's cases", "run", run.ID, "err", err)
+		return
+	}
+	_, _ = io.WriteString(w, "]}\n")
+}
+
+func (s *Server) listCases(w http.ResponseWriter, r *http.Request) {
+	limit, ok := limitParam(w, r)
+	if !ok {
+		return
+	}
+	q := r.URL.Query()
+	f := ledger.CaseFilter{Source: q.Get("source"), Bank: q.Get("bank"), State: q.Get("state"), Kind: q.Get("kind"), Limit: limit}
+	if q.Get("date") != "" {
+		d, ok := dateParam(w, r, "date")
+		if !ok {
+			return
+		}
+		f.BusinessDate = &d
+	}
+	if v := q.Get("after"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 {
+			writeError(w, http.StatusBadRequest, "after must be a case id")
+			return
+		}
+		f.After = n
+	}
+	cases := []ledger.Case{}
+	if err := s.ledger.EachCase(r.Context(), f, func(c ledger.Case) error { cases = append(cases, c); return nil }); err != nil {
+		s.internalError(w, "listing cases", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"cases": cases})
+}
+
+// idParam reads a numeric path id, answering 404 when it is not one.
+func idParam(w http.ResponseWriter, r *http.Request, what string) (int64, bool) {
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	if err != nil || id <= 0 {
+		writeError(w, http.StatusNotFound, "no such "+what)
+		return 0, false
+	}
+	return id, true
+}
+
+func (s *Server) showCase(w http.ResponseWriter, r *http.Request) {
+	id, ok := idParam(w, r, "case")
+	if !ok {
+		return
+	}
+	c, adj, err := s.ledger.CaseByID(r.Context(), id)
+	if err != nil {
+		s.caseError(w, err)
+		return
+	}
+	if adj == nil {
+		adj = []ledger.Adjustment{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"case": c, "adjustments": adj})
+}
+
+// adjustCase records an operator's adjustment of a case: posted at once
+// (201) or, above the four-eyes amount, waiting for a second operator
+// (202).
+func (s *Server) adjustCase(w http.ResponseWriter, r *http.Request) {
+	id, ok := idParam(w, r, "case")
+	if !ok {
+		return
+	}
+	var req struct {
+		Card   string `json:"card"`
+		Debit  string `json:"debit"`
+		Credit string `json:"credit"`
+		Amount int64  `json:"amount"`
+		Reason string `json:"reason"`
+	}
+	if !readJSON(w, r, &req) {
+		return
+	}
+	op, ok := needOperator(w, r)
+	if !ok {
+		return
+	}
+	a, err := s.ledger.Adjust(r.Context(), ledger.AdjustRequest{Case: id, Card: req.Card, Debit: req.Debit, Credit: req.Credit,
+		Amount: req.Amount, Reason: req.Reason, Operator: op, FourEyesAbove: s.cfg.Load().Limits.FourEyesAbove})
+	if err != nil {
+		s.caseError(w, err)
+		return
+	}
+	s.log.Info("adjustment", "case", id, "adjustment", a.ID, "state", a.State, "amount", a.Amount, "operator", op)
+	status := http.StatusCreated
+	if a.State == "pending" {
+		status = http.StatusAccepted
+	}
+	writeJSON(w, status, a)
+}
+
+func (s *Server) writeOffCase(w http.ResponseWriter, r *http.Request) {
+	id, ok := idParam(w, r, "case")
+	if !ok {
+		return
+	}
+	var req struct {
+		Reason string `json:"reason"`
+	}
+	if !readJSON(w, r, &req) {
+		return
+	}
+	op, ok := needOperator(w, r)
+	if !ok {
+		return
+	}
+	c, err := s.ledger.WriteOff(r.Context(), id, op, req.Reason)
+	if err != nil {
+		s.caseError(w, err)
+		return
+	}
+	s.log.Info("case written off", "case", id, "operator", op)
+	writeJSON(w, http.StatusOK, c)
+}
+
+func (s *Server) listAdjustments(w http.ResponseWriter, r *http.Request) {
+	limit, ok := limitParam(w, r)
+	if !ok {
+		return
+	}
+	adj, err := s.ledger.Adjustments(r.Context(), ledger.AdjustmentFilter{State: r.URL.Query().Get("state"), Limit: limit})
+	if err != nil {
+		s.internalError(w, "listing adjustments", err)
+		return
+	}
+	if adj == nil {
+		adj = []ledger.Adjustment{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"adjustments": adj})
+}
+
+func (s *Server) approveAdjustment(w http.ResponseWriter, r *http.Request) {
+	id, ok := idParam(w, r, "adjustment")
+	if !ok {
+		return
+	}
+	op, ok := needOperator(w, r)
+	if !ok {
+		return
+	}
+	a, err := s.ledger.Approve(r.Context(), id, op)
+	if err != nil {
+		s.caseError(w, err)
+		return
+	}
+	s.log.Info("adjustment approved", "adjustment", id, "case", a.CaseID, "operator", op)
+	writeJSON(w, http.StatusOK, a)
+}
+
+func (s *Server) rejectAdjustment(w http.ResponseWriter, r *http.Request) {
+	id, ok := idParam(w, r, "adjustment")
+	if !ok {
+		return
+	}
+	var req struct {
+		Reason string `json:"reason"`
+	}
+	if !readJSON(w, r, &req) {
+		return
+	}
+	op, ok := needOperator(w, r)
+	if !ok {
+		return
+	}
+	a, err := s.ledger.Reject(r.Context(), id, op, req.Reason)
+	if err != nil {
+		s.caseError(w, err)
+		return
+	}
+	s.log.Info("adjustment rejected", "adjustment", id, "case", a.CaseID, "operator", op)
+	writeJSON(w, http.StatusOK, a)
+}
+
+// caseError answers a case or adjustment the ledger refused.
+func (s *Server) caseError(w http.ResponseWriter, err error) {
+	switch {
+	case errors.Is(err, ledger.ErrUnknownCase):
+		writeError(w, http.StatusNotFound, "no such case")
+	case errors.Is(err, ledger.ErrUnknownAdjustment):
+		writeError(w, http.StatusNotFound, "no such adjustment waiting for approval")
+	case errors.Is(err, ledger.ErrSameOperator):
+		writeError(w, http.StatusForbidden, err.Error())
+	case errors.Is(err, ledger.ErrCaseClosed), errors.Is(err, ledger.ErrAdjustmentPending), errors.Is(err, ledger.ErrAdjustmentOverdraw):
+		writeError(w, http.StatusConflict, err.Error())
+	case errors.Is(err, ledger.ErrBadAdjustment):
+		writeError(w, http.StatusBadRequest, err.Error())
+	default:
+		s.internalError(w, "working a case", err)
+	}
+}
+
+// caseCollector reports the open reconciliation cases, read from the
+// ledger at each scrape (a count over the open cases' own index).
+type caseCollector struct{ l *ledger.Ledger }
+
+var (
+	casesOpenDesc = prometheus.NewDesc(metric.ReconCasesOpen,
+		"Reconciliation cases no operator has resolved (GET /v1/cases?state=open), by source (bank or fund), bank and kind.",
+		[]string{"source", "bank", "kind"}, nil)
+	oldestOpenDesc = prometheus.NewDesc(metric.ReconOldestOpen,
+		"Age of the oldest open reconciliation case of each source, bank and kind, in seconds.",
+		[]string{"source", "bank", "kind"}, nil)
+)
+
+func (caseCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- casesOpenDesc
+	ch <- oldestOpenDesc
+}
+
+func (c caseCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	open, err := c.l.OpenCases(ctx)
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(casesOpenDesc, err)
+		return
+	}
+	now := time.Now()
+	for _, o := range open {
+		ch <- prometheus.MustNewConstMetric(casesOpenDesc, prometheus.GaugeValue, float64(o.Count), o.Source, o.Bank, o.Kind)
+		ch <- prometheus.MustNewConstMetric(oldestOpenDesc, prometheus.GaugeValue, now.Sub(o.Oldest).Seconds(), o.Source, o.Bank, o.Kind)
+	}
+}

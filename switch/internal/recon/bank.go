@@ -1,0 +1,115 @@
+package recon
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+
+	"github.com/goldcard/goldcard/config"
+	"github.com/goldcard/goldcard/ledger"
+)
+
+// BankRows reads a bank's settlement file in format f, checking each row:
+// its fields' forms, and, when the bank routes by acquirer, that the row
+// is the bank's. It is the ledger's ledger.Rows of the file.
+func BankRows(f config.ReconFormat, bank *config.Bank, r io.Reader) *Bank {
+	b := &Bank{rs: newRecords(f, r), f: f, bank: bank}
+	for _, a := range bank.Acquirers {
+		b.acquirers = append(b.acquirers, strings.TrimLeft(a, "0"))
+	}
+	return b
+}
+
+// Bank is a settlement file being read.
+type Bank struct {
+	rs        *records
+	f         config.ReconFormat
+	bank      *config.Bank
+	acquirers []string
+	row       ledger.BankRow
+	err       error
+}
+
+// Next reads the next row; false at the end or on an error.
+func (b *Bank) Next() bool {
+	if b.err != nil || !b.rs.next() {
+		return false
+	}
+	row, err := b.parse(b.rs.line, b.rs.values)
+	if err != nil {
+		b.err = err
+		return false
+	}
+	b.row = row
+	return true
+}
+
+// Row is the row Next read.
+func (b *Bank) Row() ledger.BankRow { return b.row }
+
+// Err is why reading stopped before the end, if it did.
+func (b *Bank) Err() error {
+	if b.err != nil {
+		return b.err
+	}
+	if errors.Is(b.rs.err, ErrEmpty) {
+		return fmt.Errorf("%w: a settlement file has at least its header row", ErrEmpty)
+	}
+	return b.rs.err
+}
+
+func (b *Bank) parse(line int64, v map[string]string) (ledger.BankRow, error) {
+	bad := func(field, format string, a ...any) error {
+		return &LineError{Line: line, Field: field, Err: fmt.Errorf(format, a...)}
+	}
+	r := ledger.BankRow{Line: line, Terminal: v["terminal"], RRN: v["rrn"], Transmitted: v["transmitted"],
+		MTI: v["mti"], Processing: v["processing_code"], Currency: v["currency"], ResponseCode: v["response_code"]}
+	acq := v["acquirer"]
+	if !digits(acq, 1, 11) {
+		return r, bad("acquirer", "%q is not 1 to 11 digits (DE32)", acq)
+	}
+	r.Acquirer = strings.TrimLeft(acq, "0")
+	if len(b.acquirers) > 0 && !slices.Contains(b.acquirers, r.Acquirer) {
+		return r, bad("acquirer", "%s is not bank %s's (its acquirers are %s): is this another bank's file?",
+			acq, b.bank.Code, strings.Join(b.bank.Acquirers, ", "))
+	}
+	if r.Terminal == "" || len(r.Terminal) > 16 {
+		return r, bad("terminal", "%q is not a terminal id (DE41)", r.Terminal)
+	}
+	if !digits(v["stan"], 1, 6) {
+		return r, bad("stan", "%q is not 1 to 6 digits (DE11)", v["stan"])
+	}
+	r.STAN = strings.Repeat("0", 6-len(v["stan"])) + v["stan"]
+	if r.RRN == "" || len(r.RRN) > 12 {
+		return r, bad("rrn", "%q is not a retrieval reference number (DE37)", r.RRN)
+	}
+	if !digits(r.Transmitted, 10, 10) || !validMMDDhhmmss(r.Transmitted) {
+		return r, bad("transmitted", "%q is not a transmission date and time MMDDhhmmss (DE7)", r.Transmitted)
+	}
+	if r.MTI != "" && !digits(r.MTI, 4, 4) {
+		return r, bad("mti", "%q is not an MTI", r.MTI)
+	}
+	if r.Processing != "" && !digits(r.Processing, 6, 6) {
+		return r, bad("processing_code", "%q is not a processing code (DE3)", r.Processing)
+	}
+	amt, err := amount(b.f, v["amount"])
+	if err != nil {
+		return r, &LineError{Line: line, Field: "amount", Err: err}
+	}
+	r.Amount = amt
+	if !digits(r.Currency, 3, 3) {
+		return r, bad("currency", "%q is not an ISO 4217 numeric code (DE49)", r.Currency)
+	}
+	if r.ResponseCode != "" && len(r.ResponseCode) != 2 {
+		return r, bad("response_code", "%q is not a response code (DE39)", r.ResponseCode)
+	}
+	return r, nil
+}
+
+func validMMDDhhmmss(s string) bool {
+	n := func(i int) int { return int(s[i]-'0')*10 + int(s[i+1]-'0') }
+	mm, dd, hh, mi, ss := n(0), n(2), n(4), n(6), n(8)
+	return mm >= 1 && mm <= 12 && dd >= 1 && dd <= 31 && hh <= 23 && mi <= 59 && ss <= 59
+}

@@ -1,0 +1,287 @@
+// Package recon reads the daily files a card program reconciles: each
+// bank's settlement file and the fund company's confirmations, in the
+// formats the config center names (config.ReconFormat). Files are read a
+// row at a time, so one of any size is matched in bounded memory; every
+// error names the line it is on.
+package recon
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/csv"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"golang.org/x/text/encoding"
+	"golang.org/x/text/encoding/simplifiedchinese"
+	"golang.org/x/text/transform"
+
+	"github.com/goldcard/goldcard/config"
+)
+
+// MaxLine bounds one line of a file, in bytes: a file with a longer one is
+// refused rather than read into memory whole.
+const MaxLine = 64 << 10
+
+// ErrEmpty is a file with nothing in it, not even a header.
+var ErrEmpty = errors.New("the file is empty")
+
+// A LineError is a row that cannot be read, and where.
+type LineError struct {
+	Line  int64
+	Field string // empty when the line as a whole is wrong
+	Err   error
+}
+
+func (e *LineError) Error() string {
+	if e.Field == "" {
+		return fmt.Sprintf("line %d: %v", e.Line, e.Err)
+	}
+	return fmt.Sprintf("line %d: %s: %v", e.Line, e.Field, e.Err)
+}
+
+func (e *LineError) Unwrap() error { return e.Err }
+
+// records reads a file's records by its format: each one's line and its
+// fields by name.
+type records struct {
+	f      config.ReconFormat
+	names  []string
+	csv    *csv.Reader
+	lines  *bufio.Reader
+	dec    *encoding.Decoder
+	line   int64
+	values map[string]string
+	err    error
+	any    bool
+}
+
+func newRecords(f config.ReconFormat, r io.Reader) *records {
+	rs := &records{f: f, names: f.Names(), values: map[string]string{}}
+	var enc encoding.Encoding
+	switch f.Encoding {
+	case "gbk":
+		enc = simplifiedchinese.GBK
+	case "gb18030":
+		enc = simplifiedchinese.GB18030
+	}
+	r = &lineLimit{r: r}
+	if f.Layout == "fixed" {
+		rs.lines = bufio.NewReaderSize(r, 4096)
+		if enc != nil {
+			rs.dec = enc.NewDecoder()
+		}
+		return rs
+	}
+	if enc != nil {
+		r = transform.NewReader(r, enc.NewDecoder())
+	}
+	c := csv.NewReader(r)
+	if f.Delimiter != "" {
+		c.Comma, _ = utf8.DecodeRuneInString(f.Delimiter)
+	}
+	c.FieldsPerRecord = len(rs.names)
+	c.ReuseRecord = true
+	rs.csv = c
+	return rs
+}
+
+// next reads the next record into values; false at the end or on an
+// error (err).
+func (rs *records) next() bool {
+	if rs.err != nil {
+		return false
+	}
+	var ok bool
+	if rs.csv != nil {
+		ok = rs.nextCSV()
+	} else {
+		ok = rs.nextFixed()
+	}
+	if !ok && rs.err == nil && !rs.any {
+		rs.err = ErrEmpty
+	}
+	return ok
+}
+
+func (rs *records) nextCSV() bool {
+	for {
+		rec, err := rs.csv.Read()
+		if err == io.EOF {
+			return false
+		}
+		line, _ := rs.csv.FieldPos(0)
+		rs.line = int64(line)
+		if err != nil {
+			rs.err = csvError(err)
+			return false
+		}
+		if !rs.any {
+			rs.any = true
+			if len(rec) > 0 {
+				rec[0] = strings.TrimPrefix(rec[0], "\ufeff")
+			}
+			if rs.line <= int64(rs.f.SkipLines) {
+				continue
+			}
+			if rs.f.Header {
+				if err := rs.checkHeader(rec); err != nil {
+					rs.err = err
+					return false
+				}
+				continue
+			}
+		} else if rs.line <= int64(rs.f.SkipLines) {
+			continue
+		}
+		if rs.f.TrailerPrefix != "" && strings.HasPrefix(rec[0], rs.f.TrailerPrefix) {
+			continue
+		}
+		for i, name := range rs.names {
+			if name != "" {
+				rs.values[name] = strings.TrimSpace(rec[i])
+			}
+		}
+		return true
+	}
+}
+
+func csvError(err error) error {
+	var pe *csv.ParseError
+	if errors.As(err, &pe) {
+		if errors.Is(pe.Err, csv.ErrFieldCount) {
+			return &LineError{Line: int64(pe.Line), Err: errors.New("wrong number of fields for the format")}
+		}
+		return &LineError{Line: int64(pe.Line), Err: pe.Err}
+	}
+	return err
+}
+
+func (rs *records) checkHeader(rec []string) error {
+	for i, name := range rs.names {
+		if name != "" && !strings.EqualFold(strings.TrimSpace(rec[i]), name) {
+			return &LineError{Line: rs.line, Err: fmt.Errorf("the header names column %d %q; the format's columns are %s",
+				i+1, strings.TrimSpace(rec[i]), strings.Join(rs.names, ","))}
+		}
+	}
+	return nil
+}
+
+func (rs *records) nextFixed() bool {
+	for {
+		raw, err := rs.lines.ReadSlice('\n')
+		if err == bufio.ErrBufferFull {
+			// A line longer than the buffer: read it on, up to MaxLine.
+			long := append([]byte(nil), raw...)
+			for err == bufio.ErrBufferFull {
+				raw, err = rs.lines.ReadSlice('\n')
+				long = append(long, raw...)
+			}
+			raw = long
+		}
+		if len(raw) == 0 && err != nil {
+			if err != io.EOF {
+				rs.err = csvError(err)
+			}
+			return false
+		}
+		if err != nil && err != io.EOF {
+			rs.err = csvError(err)
+			return false
+		}
+		rs.line++
+		raw = bytes.TrimRight(raw, "\r\n")
+		if rs.line == 1 {
+			raw = bytes.TrimPrefix(raw, []byte("\ufeff"))
+		}
+		rs.any = true
+		if rs.line <= int64(rs.f.SkipLines) || len(bytes.TrimSpace(raw)) == 0 {
+			continue
+		}
+		if rs.f.TrailerPrefix != "" && bytes.HasPrefix(raw, []byte(rs.f.TrailerPrefix)) {
+			continue
+		}
+		for _, fl := range rs.f.Fields {
+			if fl.Start-1+fl.Width > len(raw) {
+				rs.err = &LineError{Line: rs.line, Field: fl.Name, Err: fmt.Errorf("the line has %d bytes; the field ends at byte %d", len(raw), fl.Start-1+fl.Width)}
+				return false
+			}
+			b := raw[fl.Start-1 : fl.Start-1+fl.Width]
+			if rs.dec != nil {
+				d, err := rs.dec.Bytes(b)
+				if err != nil {
+					rs.err = &LineError{Line: rs.line, Field: fl.Name, Err: fmt.Errorf("not %s", rs.f.Encoding)}
+					return false
+				}
+				b = d
+			} else if !utf8.Valid(b) {
+				rs.err = &LineError{Line: rs.line, Field: fl.Name, Err: errors.New("not UTF-8 (the format's encoding)")}
+				return false
+			}
+			rs.values[fl.Name] = strings.TrimSpace(string(b))
+		}
+		if err == io.EOF {
+			// The last line had no line break; the next read ends.
+			rs.lines = bufio.NewReader(strings.NewReader(""))
+		}
+		return true
+	}
+}
+
+// lineLimit refuses a line longer than MaxLine.
+type lineLimit struct {
+	r    io.Reader
+	run  int
+	line int64
+}
+
+func (l *lineLimit) Read(p []byte) (int, error) {
+	n, err := l.r.Read(p)
+	for _, c := range p[:n] {
+		if c == '\n' {
+			l.run = 0
+			l.line++
+			continue
+		}
+		l.run++
+		if l.run > MaxLine {
+			return 0, &LineError{Line: l.line + 1, Err: fmt.Errorf("longer than %d bytes", MaxLine)}
+		}
+	}
+	return n, err
+}
+
+// digits reports whether s is n to m ASCII digits.
+func digits(s string, n, m int) bool {
+	if len(s) < n || len(s) > m {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// amount reads an amount in minor units as the format writes it.
+func amount(f config.ReconFormat, s string) (int64, error) {
+	if f.Amount == "decimal" {
+		whole, frac, ok := strings.Cut(s, ".")
+		if !ok || !digits(whole, 1, 16) || !digits(frac, 2, 2) {
+			return 0, fmt.Errorf("%q is not an amount in major units with two decimals (as 123.45)", s)
+		}
+		s = whole + frac
+	} else if !digits(s, 1, 18) {
+		return 0, fmt.Errorf("%q is not a whole number of minor units", s)
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n > 999_999_999_999 {
+		return 0, fmt.Errorf("%q is more than an ISO 8583 amount holds", s)
+	}
+	return n, nil
+}

@@ -1,0 +1,175 @@
+// Package reconcile is goldcard reconcile: match a bank's daily
+// settlement file against the ledger through a running switch's admin
+// API, and print what breaks.
+package reconcile
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"sync/atomic"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/goldcard/goldcard/switch/internal/cli"
+	"github.com/goldcard/goldcard/switch/internal/client"
+)
+
+// result is the admin API's answer to a run.
+type result struct {
+	Run            int64    `json:"run"`
+	Bank           string   `json:"bank"`
+	BusinessDate   string   `json:"business_date"`
+	Rows           int64    `json:"rows"`
+	Matched        int64    `json:"matched"`
+	MissingHere    int64    `json:"missing_here"`
+	MissingThere   int64    `json:"missing_there"`
+	AmountMismatch int64    `json:"amount_mismatch"`
+	Open           int64    `json:"open"`
+	Cases          []caseOf `json:"cases"`
+}
+
+type caseOf struct {
+	ID     int64  `json:"id"`
+	Kind   string `json:"kind"`
+	Ident  string `json:"ident"`
+	Card   string `json:"card"`
+	Ours   *int64 `json:"ours"`
+	Theirs *int64 `json:"theirs"`
+	State  string `json:"state"`
+}
+
+// Command is goldcard reconcile and its subcommand bank.
+func Command() *cobra.Command {
+	var (
+		admin, bank, date, format string
+		asJSON                    bool
+	)
+	c := &cobra.Command{
+		Use:   "reconcile",
+		Short: "Reconcile daily files with the ledger through a running switch's admin API",
+		Args:  cli.NoArgs,
+	}
+	c.PersistentFlags().StringVar(&admin, "admin", "http://127.0.0.1:8080", "admin API of a running switch")
+	c.PersistentFlags().StringVar(&date, "date", "", "business date of the file, YYYY-MM-DD (required)")
+	c.PersistentFlags().StringVar(&format, "format", "", "the file's format, as the config center names it (default: csv)")
+	c.PersistentFlags().BoolVar(&asJSON, "json", false, "print the run as one JSON object: the four counts and the cases")
+	bankCmd := &cobra.Command{
+		Use:   "bank --bank CODE --date YYYY-MM-DD FILE",
+		Short: "Match a bank's settlement file for a business date against the ledger",
+		Long: `Match a bank's settlement file for a business date against what the ledger
+settled with the bank on that date, and print the breaks: missing_here (the
+bank settled it, the ledger did not), missing_there (the ledger did, the bank
+did not) and amount_mismatch. Each break is a case, worked through the admin
+API (GET /v1/cases). A later run of the same date, a corrected file say,
+replaces the earlier run's result; running one file twice changes nothing.
+
+Exit status: 0 when no case is left open, 1 when one is (or on an error),
+2 for a command line that cannot run. A file that cannot be read is refused
+with the line that is wrong, and nothing is recorded.`,
+		Example: `  goldcard reconcile bank --bank default --date 2026-12-01 settlement-20261201.csv
+  GOLDCARD_OPERATOR=li.wei goldcard reconcile bank --bank icbc --date 2026-12-01 --format icbc-fixed ICBC_20261201.txt --json`,
+		Args: cli.ExactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			if bank == "" || date == "" {
+				return cli.UsageError{Err: errors.New("--bank and --date are required")}
+			}
+			if _, err := time.Parse(time.DateOnly, date); err != nil {
+				return cli.UsageError{Err: fmt.Errorf("--date %q: want YYYY-MM-DD", date)}
+			}
+			q := url.Values{"bank": {bank}, "date": {date}}
+			if format != "" {
+				q.Set("format", format)
+			}
+			return run(c, admin, "/v1/reconciliations/bank?"+q.Encode(), args[0], asJSON)
+		},
+	}
+	bankCmd.Flags().StringVar(&bank, "bank", "", "the bank's code in the config (required)")
+	c.AddCommand(bankCmd)
+	cli.RefuseUnknownCommands(c)
+	return c
+}
+
+func run(c *cobra.Command, admin, path, file string, asJSON bool) error {
+	f, err := os.Open(file)
+	if err != nil {
+		return cli.UsageError{Err: err}
+	}
+	defer f.Close()
+	var sent atomic.Int64
+	stop := cli.Progress(c.ErrOrStderr(), &sent, time.Now(), "bytes sent")
+	resp, err := client.Upload(c.Context(), admin, path, "text/csv", &counting{r: f, n: &sent})
+	stop()
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		raw, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		return client.AdminFailure(raw, resp.StatusCode)
+	}
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return fmt.Errorf("reading the run: %w", err)
+	}
+	var r result
+	if err := json.Unmarshal(raw, &r); err != nil {
+		return fmt.Errorf("the admin API's answer was cut short: %w", err)
+	}
+	out := c.OutOrStdout()
+	if asJSON {
+		_, _ = out.Write(raw)
+	} else {
+		printRun(out, r)
+	}
+	if r.Open > 0 {
+		return fmt.Errorf("run %d: %d cases open (GET /v1/cases?state=open)", r.Run, r.Open)
+	}
+	return nil
+}
+
+func printRun(w io.Writer, r result) {
+	fmt.Fprintf(w, "run %d: bank %s, business date %s, %d rows\n", r.Run, r.Bank, r.BusinessDate, r.Rows)
+	fmt.Fprintf(w, "matched %d  missing_here %d  missing_there %d  amount_mismatch %d\n", r.Matched, r.MissingHere, r.MissingThere, r.AmountMismatch)
+	if len(r.Cases) == 0 {
+		return
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "CASE\tKIND\tTRANSACTION\tCARD\tOURS\tTHEIRS\tSTATE")
+	for _, k := range r.Cases {
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", k.ID, k.Kind, k.Ident, orDash(k.Card), money(k.Ours), money(k.Theirs), k.State)
+	}
+	_ = tw.Flush()
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func money(v *int64) string {
+	if v == nil {
+		return "-"
+	}
+	return client.FormatAmount(*v)
+}
+
+// counting counts the bytes read through it.
+type counting struct {
+	r io.Reader
+	n *atomic.Int64
+}
+
+func (c *counting) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n.Add(int64(n))
+	return n, err
+}

@@ -1,0 +1,273 @@
+package reconcile_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/goldcard/goldcard/switch/internal/switchtest"
+)
+
+func TestMain(m *testing.M) { switchtest.Main(m) }
+
+// run is one goldcard reconcile bank, as an operator runs it.
+type run struct {
+	Run            int64 `json:"run"`
+	Rows           int64 `json:"rows"`
+	Matched        int64 `json:"matched"`
+	MissingHere    int64 `json:"missing_here"`
+	MissingThere   int64 `json:"missing_there"`
+	AmountMismatch int64 `json:"amount_mismatch"`
+	Open           int64 `json:"open"`
+	Cases          []struct {
+		ID     int64  `json:"id"`
+		Kind   string `json:"kind"`
+		Ident  string `json:"ident"`
+		Card   string `json:"card"`
+		Ours   *int64 `json:"ours"`
+		Theirs *int64 `json:"theirs"`
+		State  string `json:"state"`
+	} `json:"cases"`
+}
+
+// reconcile runs the CLI on a file of lines and returns what it printed
+// (stdout, decoded when it is JSON), what it said on stderr and its exit
+// status.
+func reconcile(t *testing.T, d *switchtest.Switch, operator, date string, lines []string, extra ...string) (run, string, int) {
+	t.Helper()
+	file := filepath.Join(t.TempDir(), "settlement.csv")
+	if err := os.WriteFile(file, []byte(strings.Join(lines, "")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	args := append([]string{"reconcile", "bank", "--admin", d.Admin, "--bank", "default", "--date", date, "--json"}, extra...)
+	cmd := exec.Command(switchtest.Binary(t), append(args, file)...)
+	cmd.Env = append(os.Environ(), "GOLDCARD_OPERATOR="+operator)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	code := 0
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	var r run
+	if stdout.Len() > 0 {
+		if err := json.Unmarshal(stdout.Bytes(), &r); err != nil {
+			t.Fatalf("--json printed %q: %v", stdout.String(), err)
+		}
+	}
+	return r, stderr.String(), code
+}
+
+const header = "acquirer,terminal,stan,rrn,transmitted,mti,processing_code,amount,currency,response_code\n"
+
+// row is a settlement row for a request the bank sent, standing at amount.
+func row(f map[int]string, amount int64) string {
+	return fmt.Sprintf("%s,%s,%s,%s,%s,0200,%s,%d,156,00\n", f[32], f[41], f[11], f[37], f[7], f[3], amount)
+}
+
+// TestReconcileBank is the daily reconciliation as a bank and an
+// operator go through it, against a real switch and PostgreSQL: approved
+// debits, one reversed, one partly reversed; the bank's clean file
+// reconciles; a file with a row missing, a row the switch never saw and
+// an amount changed counts one of each, twice the same; adjustments close
+// cases (one at once, one with a second operator's approval), a write-off
+// the last, and the card and the ledger's audit agree; bad files are
+// refused with their line and record nothing.
+func TestReconcileBank(t *testing.T) {
+	t.Parallel()
+	d := switchtest.Start(t)
+	const pan = "6228480000007701"
+	d.AddCard(pan, 500000, 0) // 5,000.00
+	card := d.CardID(pan)
+	bank := switchtest.ConnectBank(t, d.Bank)
+	debit := func(amount string) map[int]string {
+		f := bank.Fields(map[int]string{2: pan, 3: "000000", 4: amount})
+		switchtest.WantCode(t, bank.Send("0200", f), "00")
+		return f
+	}
+	a, b, c, p := debit("000000010000"), debit("000000005000"), debit("000000003000"), debit("000000008000")
+	switchtest.WantCode(t, bank.Send("0400", c), "00") // c reversed in full
+	partial := map[int]string{}
+	for k, v := range p {
+		partial[k] = v
+	}
+	partial[95] = "000000002000" + "000000002000" + "D00000000" + "D00000000" // 20.00 of p stands
+	switchtest.WantCode(t, bank.Send("0400", partial), "00")
+	declined := bank.Fields(map[int]string{2: pan, 3: "000000", 4: "000099999999"})
+	switchtest.WantCode(t, bank.Send("0200", declined), "51")
+	sh, _ := time.LoadLocation("Asia/Shanghai")
+	date := time.Now().In(sh).Format(time.DateOnly)
+	if d2 := time.Now().In(sh).Format(time.DateOnly); d2 != date {
+		t.Skip("the business date turned over during the test")
+	}
+	balance := int64(500000 - 10000 - 5000 - 2000)
+
+	var totals struct {
+		Totals []struct {
+			MTIClass string `json:"mti_class"`
+			TxnType  string `json:"txn_type"`
+			Count    int64  `json:"count"`
+			Amount   int64  `json:"amount"`
+			Reversed int64  `json:"reversed"`
+		} `json:"totals"`
+	}
+	if st := d.API("GET", "/v1/banks/default/totals?date="+date, nil, &totals); st != http.StatusOK || len(totals.Totals) != 1 ||
+		totals.Totals[0].Count != 3 || totals.Totals[0].Amount != 17000 || totals.Totals[0].Reversed != 1 {
+		t.Fatalf("totals: HTTP %d %+v; want 3 purchases standing at 170.00, one reversed", st, totals)
+	}
+
+	clean := []string{header, row(a, 10000), row(b, 5000), row(p, 2000)}
+	r, stderr, code := reconcile(t, d, "li.wei", date, clean)
+	if code != 0 || r.Matched != 3 || r.MissingHere+r.MissingThere+r.AmountMismatch != 0 || len(r.Cases) != 0 {
+		t.Fatalf("the clean file: exit %d %+v %s", code, r, stderr)
+	}
+
+	stranger := map[int]string{32: "1234", 41: "ATM00009", 11: "999999", 37: "000000999999", 7: a[7], 3: "000000"}
+	broken := []string{header, row(a, 10100), row(p, 2000), row(stranger, 200000)} // b missing, a changed, one never seen
+	var first run
+	for i := range 2 {
+		r, stderr, code = reconcile(t, d, "li.wei", date, broken)
+		if code != 1 || r.Matched != 1 || r.MissingHere != 1 || r.MissingThere != 1 || r.AmountMismatch != 1 || r.Open != 3 || len(r.Cases) != 3 {
+			t.Fatalf("the broken file, run %d: exit %d %+v %s", i+1, code, r, stderr)
+		}
+		if !strings.Contains(stderr, "3 cases open") {
+			t.Errorf("stderr %q does not say what is open", stderr)
+		}
+		if i == 0 {
+			first = r
+		} else if x, y := mustJSON(t, first.Cases), mustJSON(t, r.Cases); x != y {
+			t.Fatalf("running the file again changed its cases:\n%+v\n%+v", first.Cases, r.Cases)
+		}
+	}
+	cases := map[string]int64{}
+	for _, k := range r.Cases {
+		cases[k.Kind] = k.ID
+		if k.Kind != "missing_here" && k.Card != card {
+			t.Errorf("case %+v does not name the card", k)
+		}
+	}
+
+	type adjustment struct {
+		ID    int64  `json:"id"`
+		State string `json:"state"`
+	}
+	adjust := func(operator string, id int64, body map[string]any, want int) adjustment {
+		t.Helper()
+		var out adjustment
+		raw, _ := json.Marshal(body)
+		req, _ := http.NewRequestWithContext(context.Background(), "POST", "http://"+d.Admin+fmt.Sprintf("/v1/cases/%d/adjust", id), bytes.NewReader(raw))
+		req.Header.Set("Goldcard-Operator", operator)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != want {
+			var e map[string]any
+			_ = json.NewDecoder(resp.Body).Decode(&e)
+			t.Fatalf("adjusting case %d: HTTP %d %v, want %d", id, resp.StatusCode, e, want)
+		}
+		_ = json.NewDecoder(resp.Body).Decode(&out)
+		return out
+	}
+	post := func(operator, path string, want int) {
+		t.Helper()
+		req, _ := http.NewRequest("POST", "http://"+d.Admin+path, strings.NewReader(`{"reason":"agreed with the bank"}`))
+		req.Header.Set("Goldcard-Operator", operator)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Fatalf("%s by %s: HTTP %d, want %d", path, operator, resp.StatusCode, want)
+		}
+	}
+	// b: the ledger debited the card, the bank never settled: give it
+	// back (within one operator's limit, posted at once).
+	if got := adjust("li.wei", cases["missing_there"], map[string]any{"debit": "settlement", "credit": "cash", "amount": 5000,
+		"reason": "not settled by the bank"}, http.StatusCreated); got.State != "posted" {
+		t.Fatalf("adjustment %+v", got)
+	}
+	balance += 5000
+	// The stranger: the bank settled 2,000.00 the ledger never posted.
+	// Above the four-eyes amount: it waits for a second operator.
+	bad := adjust("li.wei", cases["missing_here"], map[string]any{"card": card, "debit": "cash", "credit": "settlement",
+		"amount": 200000, "reason": "settled by the bank, lost here"}, http.StatusAccepted)
+	if bad.State != "pending" {
+		t.Fatalf("adjustment %+v", bad)
+	}
+	if got := d.Card(pan); got.Balance != balance {
+		t.Fatalf("balance %d before approval, want %d", got.Balance, balance)
+	}
+	post("li.wei", fmt.Sprintf("/v1/adjustments/%d/approve", bad.ID), http.StatusForbidden) // one's own
+	post("wang.fang", fmt.Sprintf("/v1/adjustments/%d/approve", bad.ID), http.StatusOK)
+	post("wang.fang", fmt.Sprintf("/v1/adjustments/%d/approve", bad.ID), http.StatusNotFound) // once
+	balance -= 200000
+	adjust("li.wei", cases["missing_there"], map[string]any{"debit": "settlement", "credit": "cash", "amount": 5000,
+		"reason": "again"}, http.StatusConflict) // the case is closed
+	if got := d.Card(pan); got.Balance != balance {
+		t.Fatalf("balance %d after the adjustments, want %d", got.Balance, balance)
+	}
+	r, _, code = reconcile(t, d, "li.wei", date, broken)
+	if code != 1 || r.Open != 1 {
+		t.Fatalf("after two adjustments: exit %d %+v", code, r)
+	}
+	post("li.wei", fmt.Sprintf("/v1/cases/%d/write-off", cases["amount_mismatch"]), http.StatusOK)
+	r, stderr, code = reconcile(t, d, "li.wei", date, broken)
+	if code != 0 || r.Open != 0 || len(r.Cases) != 3 {
+		t.Fatalf("every case worked: exit %d %+v %s", code, r, stderr)
+	}
+
+	// Bad files: refused with the line, nothing recorded.
+	var before struct {
+		Cases []json.RawMessage `json:"cases"`
+	}
+	d.API("GET", "/v1/cases", nil, &before)
+	for _, bad := range []struct {
+		name  string
+		lines []string
+		want  string
+	}{
+		{"wrong header", []string{"acquirer,terminal,stan\n", row(a, 10000)}, "line 1"},
+		{"bad amount", []string{header, row(a, 10000), strings.Replace(row(b, 5000), ",5000,", ",50.00,", 1)}, "line 3: amount"},
+		{"short row", []string{header, row(a, 10000), "1234,ATM00001\n"}, "line 3"},
+		{"empty", nil, "empty"},
+	} {
+		r, stderr, code := reconcile(t, d, "li.wei", date, bad.lines)
+		if code != 1 || r.Run != 0 || !strings.Contains(stderr, bad.want) || !strings.Contains(stderr, "nothing was reconciled") {
+			t.Errorf("%s: exit %d %+v, stderr %q, want %q", bad.name, code, r, stderr, bad.want)
+		}
+	}
+	var after struct {
+		Cases []json.RawMessage `json:"cases"`
+	}
+	d.API("GET", "/v1/cases", nil, &after)
+	if len(after.Cases) != len(before.Cases) {
+		t.Fatalf("a refused file changed the cases: %d, then %d", len(before.Cases), len(after.Cases))
+	}
+	if _, stderr, code := reconcile(t, d, "li.wei", "2026-13-01", clean); code != 2 || !strings.Contains(stderr, "--date") {
+		t.Errorf("a bad date: exit %d %q", code, stderr)
+	}
+}
+
+func mustJSON(t *testing.T, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
