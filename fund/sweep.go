@@ -169,12 +169,19 @@ func ConfirmSweep(ctx context.Context, l *ledger.Ledger, p Provider, id string, 
 	if st.State == Pending {
 		return ErrStillPending
 	}
+	return SettleSweep(ctx, l, s.CardID, s.ID, st.State == Confirmed)
+}
+
+// SettleSweep ends a pending sweep as the fund company says it ended:
+// the subscription confirmed into the card's fund, or refused and its
+// cash given back. A sweep already ended is left as it is.
+func SettleSweep(ctx context.Context, l *ledger.Ledger, cardID int64, id string, confirmed bool) error {
 	return l.Do(ctx, func(tx *ledger.Tx) error {
-		c, err := tx.LockCardByID(ctx, s.CardID, time.Time{})
+		c, err := tx.LockCardByID(ctx, cardID, time.Time{})
 		if err != nil || c == nil {
 			return err
 		}
-		_, err = tx.ResolveSweep(ctx, c, s.ID, st.State == Confirmed)
+		_, err = tx.ResolveSweep(ctx, c, id, confirmed)
 		return err
 	})
 }

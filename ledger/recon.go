@@ -381,3 +381,137 @@ func (l *Ledger) Totals(ctx context.Context, bank string, day time.Time) ([]Tota
 		return t, err
 	})
 }
+
+// A FundRow is one order of the fund company's daily confirmation file:
+// a redemption or a subscription, confirmed or failed.
+type FundRow struct {
+	Line                            int64
+	OrderID, Kind, Currency, Status string
+	Amount                          int64
+	TradeDate                       string
+}
+
+// Settle finishes an order the ledger holds pending as the fund company's
+// file says it ended (kind "redemption" or "subscription"), the way the
+// order's own follow-up would: under its card's lock, in a transaction of
+// its own.
+type Settle func(ctx context.Context, kind, id string, confirmed bool) error
+
+// ReconcileFund matches the fund company's confirmation file for a day
+// against the orders the ledger placed that day: redemptions by their
+// quota day, subscriptions (sweeps) by their sweep day. An order the
+// ledger holds pending that the file says ended, at the same amount, is
+// first settled as the file says (settle); then every order is matched by
+// its id: matched when amount, currency and outcome agree, amount_mismatch
+// or state_mismatch when they do not, missing_here for an order the ledger
+// never placed, missing_there for one it placed and holds confirmed or
+// pending that the file does not list. Cases are kept as ReconcileBank
+// keeps them. Settling happens only once the whole file has been read; a
+// settled order stays settled if the run fails after it.
+func (l *Ledger) ReconcileFund(ctx context.Context, info RunInfo, rows Rows[FundRow], settle Settle) (Run, error) {
+	var run Run
+	err := l.withTx(ctx, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `CREATE TEMP TABLE recon_fund_file (line bigint, order_id text, kind text, amount bigint,
+				currency text, status text, trade_date text) ON COMMIT DROP`); err != nil {
+			return fmt.Errorf("staging the file: %w", err)
+		}
+		n, err := tx.CopyFrom(ctx, pgx.Identifier{"recon_fund_file"},
+			[]string{"line", "order_id", "kind", "amount", "currency", "status", "trade_date"},
+			pgx.CopyFromFunc(func() ([]any, error) {
+				if !rows.Next() {
+					return nil, rows.Err()
+				}
+				r := rows.Row()
+				return []any{r.Line, r.OrderID, r.Kind, r.Amount, r.Currency, r.Status, r.TradeDate}, nil
+			}))
+		if err != nil {
+			if rerr := rows.Err(); rerr != nil {
+				return rerr
+			}
+			return fmt.Errorf("staging the file: %w", err)
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `ANALYZE recon_fund_file`); err != nil {
+			return fmt.Errorf("staging the file: %w", err)
+		}
+		const ours = `SELECT id, 'redemption' AS kind, card_id, amount, currency::text AS currency, state
+			FROM redemption_orders WHERE quota_day = $1
+			UNION ALL
+			SELECT id, 'subscription', card_id, amount, currency::text, state FROM sweeps WHERE day = $1`
+		pending, err := tx.Query(ctx, `SELECT o.kind, o.id, f.status = 'confirmed' FROM (`+ours+`) o
+			JOIN recon_fund_file f ON f.order_id = o.id AND f.kind = o.kind AND f.amount = o.amount AND f.currency = o.currency
+			WHERE o.state = 'pending' ORDER BY o.id`, info.BusinessDate)
+		if err != nil {
+			return fmt.Errorf("finding pending orders: %w", err)
+		}
+		type toSettle struct {
+			kind, id  string
+			confirmed bool
+		}
+		todo, err := pgx.CollectRows(pending, func(row pgx.CollectableRow) (toSettle, error) {
+			var s toSettle
+			err := row.Scan(&s.kind, &s.id, &s.confirmed)
+			return s, err
+		})
+		if err != nil {
+			return fmt.Errorf("finding pending orders: %w", err)
+		}
+		settled := int64(0)
+		for _, s := range todo {
+			if err := settle(ctx, s.kind, s.id, s.confirmed); err != nil {
+				return fmt.Errorf("settling %s %s as the fund company's file says: %w", s.kind, s.id, err)
+			}
+			settled++
+		}
+		// The orders as they stand now, settled ones included (each
+		// statement of this transaction sees what others committed).
+		if _, err := tx.Exec(ctx, `CREATE TEMP TABLE recon_fund_ours ON COMMIT DROP AS `+ours, info.BusinessDate); err != nil {
+			return fmt.Errorf("reading the ledger's side: %w", err)
+		}
+		if err := tx.QueryRow(ctx, `INSERT INTO recon_runs (source, bank, business_date, format, file_sha256, rows, matched,
+				missing_here, missing_there, amount_mismatch, settled, run_by)
+			VALUES ('fund', '', $1, $2, $3, $4,
+				(SELECT count(*) FROM recon_fund_file f JOIN recon_fund_ours o ON o.id = f.order_id AND o.kind = f.kind
+					AND o.amount = f.amount AND o.currency = f.currency AND o.state = f.status),
+				0, 0, 0, $5, $6)
+			RETURNING id`, info.BusinessDate, info.Format, info.Digest(), n, settled, info.RunBy).Scan(&run.ID); err != nil {
+			return fmt.Errorf("recording the run: %w", err)
+		}
+		if _, err := tx.Exec(ctx, `WITH f AS (
+				SELECT *, row_number() OVER (PARTITION BY order_id ORDER BY line) AS k FROM recon_fund_file),
+			breaks AS (
+				SELECT CASE WHEN o.id IS NULL OR f.k > 1 OR o.kind <> f.kind THEN 'missing_here'
+						WHEN o.amount <> f.amount OR o.currency <> f.currency THEN 'amount_mismatch'
+						ELSE 'state_mismatch' END AS kind,
+					f.order_id AS ident, f.k, o.card_id, f.currency, CASE WHEN f.k = 1 THEN o.amount END AS ours, f.amount AS theirs,
+					jsonb_build_object('line', f.line, 'order_kind', f.kind, 'status', f.status, 'trade_date', f.trade_date,
+						'our_state', CASE WHEN f.k = 1 THEN o.state END) AS detail
+				FROM f LEFT JOIN recon_fund_ours o ON o.id = f.order_id
+				WHERE o.id IS NULL OR f.k > 1 OR o.kind <> f.kind OR o.amount <> f.amount OR o.currency <> f.currency OR o.state <> f.status
+				UNION ALL
+				SELECT 'missing_there', o.id, 1, o.card_id, o.currency, o.amount, NULL,
+					jsonb_build_object('order_kind', o.kind, 'our_state', o.state)
+				FROM recon_fund_ours o
+				WHERE o.state <> 'failed' AND NOT EXISTS (SELECT 1 FROM recon_fund_file x WHERE x.order_id = o.id))
+			INSERT INTO recon_cases AS c (source, bank, business_date, kind, ident, order_id, card_id, currency, ours, theirs, detail,
+				opened_run, last_run)
+			SELECT 'fund', '', $1, kind, ident || CASE WHEN k > 1 THEN '#' || k ELSE '' END, ident, card_id, currency, ours, theirs,
+				detail, $2, $2
+			FROM breaks
+			ON CONFLICT (source, bank, business_date, kind, ident) DO UPDATE SET last_run = EXCLUDED.last_run,
+				card_id = CASE WHEN c.state IN ('open', 'matched') THEN EXCLUDED.card_id ELSE c.card_id END,
+				currency = CASE WHEN c.state IN ('open', 'matched') THEN EXCLUDED.currency ELSE c.currency END,
+				ours = CASE WHEN c.state IN ('open', 'matched') THEN EXCLUDED.ours ELSE c.ours END,
+				theirs = CASE WHEN c.state IN ('open', 'matched') THEN EXCLUDED.theirs ELSE c.theirs END,
+				detail = CASE WHEN c.state IN ('open', 'matched') THEN EXCLUDED.detail ELSE c.detail END,
+				state = CASE WHEN c.state = 'matched' THEN 'open' ELSE c.state END,
+				resolved_at = CASE WHEN c.state = 'matched' THEN NULL ELSE c.resolved_at END`,
+			info.BusinessDate, run.ID); err != nil {
+			return fmt.Errorf("recording the breaks: %w", err)
+		}
+		return l.closeRun(ctx, tx, "fund", "", info.BusinessDate, &run)
+	})
+	return run, err
+}

@@ -16,6 +16,11 @@ ALTER TABLE requests ALTER COLUMN business_date SET NOT NULL;
 -- index finds a day's in a few pages and costs an insert next to nothing.
 CREATE INDEX requests_by_business_date ON requests USING brin (business_date);
 
+-- The fund company's daily file lists the orders of a day: redemptions by
+-- the day of their quota, subscriptions by the day of their sweep.
+CREATE INDEX redemption_orders_by_day ON redemption_orders (quota_day);
+CREATE INDEX sweeps_by_day ON sweeps (day);
+
 -- One run of a daily file against the ledger. A later run for the same
 -- source, bank and date (a corrected file) supersedes it.
 CREATE TABLE recon_runs (

@@ -43,6 +43,7 @@ func (s *Server) handler() http.Handler {
 	mux.HandleFunc("POST /v1/exceptions/{id}/resolve", s.resolveException)
 	mux.HandleFunc("GET /v1/banks/{code}/totals", s.totals)
 	mux.HandleFunc("POST /v1/reconciliations/bank", s.reconcileBank)
+	mux.HandleFunc("POST /v1/reconciliations/fund", s.reconcileFund)
 	mux.HandleFunc("GET /v1/cases", s.listCases)
 	mux.HandleFunc("GET /v1/cases/{id}", s.showCase)
 	mux.HandleFunc("POST /v1/cases/{id}/adjust", s.adjustCase)

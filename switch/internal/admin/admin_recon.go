@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/goldcard/goldcard/config"
+	"github.com/goldcard/goldcard/fund"
 	"github.com/goldcard/goldcard/ledger"
 	"github.com/goldcard/goldcard/switch/internal/metric"
 	"github.com/goldcard/goldcard/switch/internal/recon"
@@ -98,7 +99,7 @@ func (s *Server) reconcileBank(w http.ResponseWriter, r *http.Request) {
 	body := io.TeeReader(http.MaxBytesReader(w, r.Body, maxReconFile), h)
 	rows := recon.BankRows(format, bank, body)
 	run, err := s.ledger.ReconcileBank(r.Context(), ledger.RunInfo{Bank: bank.Code, BusinessDate: day, Format: name,
-		Digest: func() []byte { return h.Sum(nil) }, RunBy: op}, &digestAtEnd{Rows: rows, body: body, digest: h})
+		Digest: func() []byte { return h.Sum(nil) }, RunBy: op}, &digestAtEnd[ledger.BankRow]{Rows: rows, body: body})
 	if err != nil {
 		s.reconError(w, err)
 		return
@@ -108,15 +109,70 @@ func (s *Server) reconcileBank(w http.ResponseWriter, r *http.Request) {
 	s.writeRun(w, r, run)
 }
 
-// digestAtEnd reads the file to its end once its rows are read, so that
-// the digest covers the whole file (a trailer included).
-type digestAtEnd struct {
-	ledger.Rows[ledger.BankRow]
-	body   io.Reader
-	digest interface{ Sum([]byte) []byte }
+// reconcileFund matches an uploaded confirmation file of the fund
+// company's against the day's orders, settling the pending ones it ends.
+func (s *Server) reconcileFund(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	day, ok := dateParam(w, r, "date")
+	if !ok {
+		return
+	}
+	name := q.Get("format")
+	if name == "" {
+		name = config.DefaultFundFormat
+	}
+	format, ok := s.cfg.Load().ReconFormats[name]
+	if !ok || format.Source != "fund" {
+		writeError(w, http.StatusBadRequest, "no fund file format "+strconv.Quote(name)+" in the config (recon_formats)")
+		return
+	}
+	op, ok := needOperator(w, r)
+	if !ok {
+		return
+	}
+	h := sha256.New()
+	body := io.TeeReader(http.MaxBytesReader(w, r.Body, maxReconFile), h)
+	rows := &digestAtEnd[ledger.FundRow]{Rows: recon.FundRows(format, body), body: body}
+	run, err := s.ledger.ReconcileFund(r.Context(), ledger.RunInfo{BusinessDate: day, Format: name,
+		Digest: func() []byte { return h.Sum(nil) }, RunBy: op}, rows, s.settleAsFiled)
+	if err != nil {
+		s.reconError(w, err)
+		return
+	}
+	s.log.Info("reconciled", "source", "fund", "business_date", run.BusinessDate, "run", run.ID, "rows", run.Rows,
+		"matched", run.Matched, "settled", run.Settled, "breaks", run.Breaks(), "open", run.Open, "operator", op)
+	s.writeRun(w, r, run)
 }
 
-func (d *digestAtEnd) Next() bool {
+// settleAsFiled ends a pending order as the fund company's file says, by
+// the path its follow-up takes.
+func (s *Server) settleAsFiled(ctx context.Context, kind, id string, confirmed bool) error {
+	if kind == "subscription" {
+		sw, err := s.ledger.SweepByID(ctx, id)
+		if err != nil {
+			return err
+		}
+		return fund.SettleSweep(ctx, s.ledger, sw.CardID, id, confirmed)
+	}
+	o, err := s.ledger.Order(ctx, id)
+	if err != nil {
+		return err
+	}
+	st := fund.Status{State: fund.Confirmed}
+	if !confirmed {
+		st = fund.Status{State: fund.Failed, Reason: "failed in the fund company's daily file"}
+	}
+	return fund.Settle(ctx, s.ledger, *o, st)
+}
+
+// digestAtEnd reads the file to its end once its rows are read, so that
+// the digest covers the whole file (a trailer included).
+type digestAtEnd[R any] struct {
+	ledger.Rows[R]
+	body io.Reader
+}
+
+func (d *digestAtEnd[R]) Next() bool {
 	if d.Rows.Next() {
 		return true
 	}

@@ -1,6 +1,6 @@
 // Package reconcile is goldcard reconcile: match a bank's daily
-// settlement file against the ledger through a running switch's admin
-// API, and print what breaks.
+// settlement file, or the fund company's confirmations, against the
+// ledger through a running switch's admin API, and print what breaks.
 package reconcile
 
 import (
@@ -31,6 +31,8 @@ type result struct {
 	MissingHere    int64    `json:"missing_here"`
 	MissingThere   int64    `json:"missing_there"`
 	AmountMismatch int64    `json:"amount_mismatch"`
+	StateMismatch  int64    `json:"state_mismatch"`
+	Settled        int64    `json:"settled"`
 	Open           int64    `json:"open"`
 	Cases          []caseOf `json:"cases"`
 }
@@ -45,7 +47,7 @@ type caseOf struct {
 	State  string `json:"state"`
 }
 
-// Command is goldcard reconcile and its subcommand bank.
+// Command is goldcard reconcile and its subcommands bank and fund.
 func Command() *cobra.Command {
 	var (
 		admin, bank, date, format string
@@ -91,7 +93,38 @@ with the line that is wrong, and nothing is recorded.`,
 		},
 	}
 	bankCmd.Flags().StringVar(&bank, "bank", "", "the bank's code in the config (required)")
-	c.AddCommand(bankCmd)
+	fundCmd := &cobra.Command{
+		Use:   "fund --date YYYY-MM-DD FILE",
+		Short: "Match the fund company's confirmation file for a day against the switch's orders",
+		Long: `Match the fund company's confirmation file for a day against the orders the
+switch placed that day (redemptions by the day of their quota, subscriptions
+by the day of their sweep). An order the switch still holds pending that the
+file says was confirmed or failed, at the same amount, is settled as the file
+says, as its own follow-up would settle it (counted as settled). Then every
+order is matched by its id: missing_here (the fund company has it, the switch
+never placed it), missing_there (the switch placed it, and holds it confirmed
+or pending, the file does not list it), amount_mismatch and state_mismatch
+(one side confirmed, the other failed). Each break is a case.
+
+Exit status: 0 when no case is left open, 1 when one is (or on an error),
+2 for a command line that cannot run.`,
+		Example: "  goldcard reconcile fund --date 2026-12-01 fund-confirmations-20261201.csv",
+		Args:    cli.ExactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			if date == "" {
+				return cli.UsageError{Err: errors.New("--date is required")}
+			}
+			if _, err := time.Parse(time.DateOnly, date); err != nil {
+				return cli.UsageError{Err: fmt.Errorf("--date %q: want YYYY-MM-DD", date)}
+			}
+			q := url.Values{"date": {date}}
+			if format != "" {
+				q.Set("format", format)
+			}
+			return run(c, admin, "/v1/reconciliations/fund?"+q.Encode(), args[0], asJSON)
+		},
+	}
+	c.AddCommand(bankCmd, fundCmd)
 	cli.RefuseUnknownCommands(c)
 	return c
 }
@@ -135,8 +168,16 @@ func run(c *cobra.Command, admin, path, file string, asJSON bool) error {
 }
 
 func printRun(w io.Writer, r result) {
-	fmt.Fprintf(w, "run %d: bank %s, business date %s, %d rows\n", r.Run, r.Bank, r.BusinessDate, r.Rows)
-	fmt.Fprintf(w, "matched %d  missing_here %d  missing_there %d  amount_mismatch %d\n", r.Matched, r.MissingHere, r.MissingThere, r.AmountMismatch)
+	source := "bank " + r.Bank
+	if r.Bank == "" {
+		source = "the fund company"
+	}
+	fmt.Fprintf(w, "run %d: %s, business date %s, %d rows\n", r.Run, source, r.BusinessDate, r.Rows)
+	fmt.Fprintf(w, "matched %d  missing_here %d  missing_there %d  amount_mismatch %d", r.Matched, r.MissingHere, r.MissingThere, r.AmountMismatch)
+	if r.Bank == "" {
+		fmt.Fprintf(w, "  state_mismatch %d  settled %d", r.StateMismatch, r.Settled)
+	}
+	fmt.Fprintln(w)
 	if len(r.Cases) == 0 {
 		return
 	}

@@ -27,6 +27,8 @@ type run struct {
 	MissingHere    int64 `json:"missing_here"`
 	MissingThere   int64 `json:"missing_there"`
 	AmountMismatch int64 `json:"amount_mismatch"`
+	StateMismatch  int64 `json:"state_mismatch"`
+	Settled        int64 `json:"settled"`
 	Open           int64 `json:"open"`
 	Cases          []struct {
 		ID     int64  `json:"id"`
@@ -44,11 +46,16 @@ type run struct {
 // status.
 func reconcile(t *testing.T, d *switchtest.Switch, operator, date string, lines []string, extra ...string) (run, string, int) {
 	t.Helper()
-	file := filepath.Join(t.TempDir(), "settlement.csv")
+	return reconcileCLI(t, d, operator, lines, append([]string{"bank", "--bank", "default", "--date", date}, extra...)...)
+}
+
+func reconcileCLI(t *testing.T, d *switchtest.Switch, operator string, lines []string, sub ...string) (run, string, int) {
+	t.Helper()
+	file := filepath.Join(t.TempDir(), "daily.csv")
 	if err := os.WriteFile(file, []byte(strings.Join(lines, "")), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	args := append([]string{"reconcile", "bank", "--admin", d.Admin, "--bank", "default", "--date", date, "--json"}, extra...)
+	args := append(append([]string{"reconcile"}, sub...), "--admin", d.Admin, "--json")
 	cmd := exec.Command(switchtest.Binary(t), append(args, file)...)
 	cmd.Env = append(os.Environ(), "GOLDCARD_OPERATOR="+operator)
 	var stdout, stderr bytes.Buffer
@@ -270,4 +277,60 @@ func mustJSON(t *testing.T, v any) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// TestReconcileFund: a redemption the switch left pending (the fund
+// company did not answer within the bank's time) is settled by the fund
+// company's file that confirms it, as its follow-up would have settled
+// it; a file with its amount wrong settles nothing and opens a case, as
+// does an order the switch never placed; the corrected file closes both.
+func TestReconcileFund(t *testing.T) {
+	t.Parallel()
+	d := switchtest.Start(t, "--fund-latency", "1h", "--auth-timeout", "4s")
+	const pan = "6228480000007801"
+	d.AddCard(pan, 1000, 500000) // 10.00 cash, 5,000.00 in the fund
+	bank := switchtest.ConnectBank(t, d.Bank)
+	f := bank.Fields(map[int]string{2: pan, 3: "000000", 4: "000000005000"}) // 40.00 short
+	switchtest.WantCode(t, bank.Send("0200", f), "91")
+	orders := d.CardOrders(pan)
+	if len(orders) != 1 || orders[0].State != "pending" {
+		t.Fatalf("orders %+v, want one pending", orders)
+	}
+	o := orders[0]
+	date := o.QuotaDay.Format(time.DateOnly)
+	const header = "order_id,kind,amount,currency,status,trade_date\n"
+	line := func(id string, amount int64) string {
+		return fmt.Sprintf("%s,redemption,%d,156,confirmed,%s\n", id, amount, date)
+	}
+	wrong := []string{header, line(o.ID, o.Amount+1), line("ord-never-placed-1", 700)}
+	r, stderr, code := reconcileCLI(t, d, "li.wei", wrong, "fund", "--date", date)
+	if code != 1 || r.AmountMismatch != 1 || r.MissingHere != 1 || r.Settled != 0 || r.Matched != 0 || r.Open != 2 {
+		t.Fatalf("the wrong file: exit %d %+v %s", code, r, stderr)
+	}
+	if got := d.CardOrders(pan); got[0].State != "pending" {
+		t.Fatalf("a file at another amount settled the order: %+v", got[0])
+	}
+	before := d.Card(pan)
+	r, stderr, code = reconcileCLI(t, d, "li.wei", []string{header, line(o.ID, o.Amount)}, "fund", "--date", date)
+	if code != 0 || r.Settled != 1 || r.Matched != 1 || r.Open != 0 || len(r.Cases) != 0 {
+		t.Fatalf("the corrected file: exit %d %+v %s", code, r, stderr)
+	}
+	if got := d.CardOrders(pan); got[0].State != "confirmed" {
+		t.Fatalf("the order the fund company confirmed is %s", got[0].State)
+	}
+	after := d.Card(pan)
+	// The shares left the fund when the order was placed; its cash comes
+	// in once confirmed.
+	if after.FundBalance != before.FundBalance || after.Balance != before.Balance+o.Amount {
+		t.Fatalf("card before %+v, after %+v: the redemption of %d did not land in cash", before, after, o.Amount)
+	}
+	var closed struct {
+		Cases []struct {
+			State string `json:"state"`
+		} `json:"cases"`
+	}
+	d.API("GET", "/v1/cases?source=fund", nil, &closed)
+	if len(closed.Cases) != 2 || closed.Cases[0].State != "matched" || closed.Cases[1].State != "matched" {
+		t.Fatalf("the wrong file's cases after the corrected one: %+v", closed)
+	}
 }

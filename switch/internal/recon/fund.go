@@ -1,0 +1,98 @@
+package recon
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/goldcard/goldcard/config"
+	"github.com/goldcard/goldcard/ledger"
+)
+
+// FundRows reads the fund company's confirmation file in format f.
+func FundRows(f config.ReconFormat, r io.Reader) *Fund {
+	return &Fund{rs: newRecords(f, r), f: f}
+}
+
+// Fund is a confirmation file being read.
+type Fund struct {
+	rs  *records
+	f   config.ReconFormat
+	row ledger.FundRow
+	err error
+}
+
+// Next reads the next row; false at the end or on an error.
+func (b *Fund) Next() bool {
+	if b.err != nil || !b.rs.next() {
+		return false
+	}
+	row, err := b.parse(b.rs.line, b.rs.values)
+	if err != nil {
+		b.err = err
+		return false
+	}
+	b.row = row
+	return true
+}
+
+// Row is the row Next read.
+func (b *Fund) Row() ledger.FundRow { return b.row }
+
+// Err is why reading stopped before the end, if it did.
+func (b *Fund) Err() error {
+	if b.err != nil {
+		return b.err
+	}
+	if errors.Is(b.rs.err, ErrEmpty) {
+		return fmt.Errorf("%w: a confirmation file has at least its header row", ErrEmpty)
+	}
+	return b.rs.err
+}
+
+func (b *Fund) parse(line int64, v map[string]string) (ledger.FundRow, error) {
+	bad := func(field, format string, a ...any) error {
+		return &LineError{Line: line, Field: field, Err: fmt.Errorf(format, a...)}
+	}
+	r := ledger.FundRow{Line: line, OrderID: v["order_id"], Kind: v["kind"], Currency: v["currency"], Status: v["status"], TradeDate: v["trade_date"]}
+	if !orderID(r.OrderID) {
+		return r, bad("order_id", "%q is not an order id (8 to 64 letters, digits, _ or -)", r.OrderID)
+	}
+	if r.Kind != "redemption" && r.Kind != "subscription" {
+		return r, bad("kind", "%q must be redemption or subscription", r.Kind)
+	}
+	amt, err := amount(b.f, v["amount"])
+	if err != nil {
+		return r, &LineError{Line: line, Field: "amount", Err: err}
+	}
+	if amt == 0 {
+		return r, bad("amount", "an order of nothing")
+	}
+	r.Amount = amt
+	if !digits(r.Currency, 3, 3) {
+		return r, bad("currency", "%q is not an ISO 4217 numeric code", r.Currency)
+	}
+	if r.Status != "confirmed" && r.Status != "failed" {
+		return r, bad("status", "%q must be confirmed or failed", r.Status)
+	}
+	if r.TradeDate != "" {
+		if _, err := time.Parse(time.DateOnly, r.TradeDate); err != nil {
+			return r, bad("trade_date", "%q is not a date as YYYY-MM-DD", r.TradeDate)
+		}
+	}
+	return r, nil
+}
+
+func orderID(s string) bool {
+	if len(s) < 8 || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
