@@ -90,8 +90,8 @@ func newAuthCode() string {
 }
 
 // businessDate is the date r settles on, decided at now: its DE15 in the
-// year that puts it nearest the bank's own date for now, else that date
-// (now and the bank's cutover).
+// year that puts it nearest the bank's own date for now (within half a
+// year), else that date (now and the bank's cutover).
 func businessDate(bank *config.Bank, r *iso.Request, now time.Time) time.Time {
 	own := bank.BusinessDate(now)
 	if len(r.Settlement) != 4 {
@@ -108,8 +108,8 @@ func businessDate(bank *config.Bank, r *iso.Request, now time.Time) time.Time {
 			best = d
 		}
 	}
-	if best.IsZero() {
-		return own
+	if best.IsZero() || absDays(best.Sub(own)) > 183*24*time.Hour {
+		return own // 29 February with none within half a year
 	}
 	return best
 }

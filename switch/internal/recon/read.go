@@ -49,15 +49,17 @@ func (e *LineError) Unwrap() error { return e.Err }
 // records reads a file's records by its format: each one's line and its
 // fields by name.
 type records struct {
-	f      config.ReconFormat
-	names  []string
-	csv    *csv.Reader
-	lines  *bufio.Reader
-	dec    *encoding.Decoder
-	line   int64
-	values map[string]string
-	err    error
-	any    bool
+	f     config.ReconFormat
+	names []string
+	csv   *csv.Reader
+	lines *bufio.Reader
+	dec   *encoding.Decoder
+	line  int64
+	// trailer is TrailerPrefix as a fixed file's bytes: in its encoding.
+	trailer []byte
+	values  map[string]string
+	err     error
+	any     bool
 }
 
 func newRecords(f config.ReconFormat, r io.Reader) *records {
@@ -72,8 +74,12 @@ func newRecords(f config.ReconFormat, r io.Reader) *records {
 	r = &lineLimit{r: r}
 	if f.Layout == "fixed" {
 		rs.lines = bufio.NewReaderSize(r, 4096)
+		rs.trailer = []byte(f.TrailerPrefix)
 		if enc != nil {
 			rs.dec = enc.NewDecoder()
+			if b, err := enc.NewEncoder().Bytes(rs.trailer); err == nil {
+				rs.trailer = b
+			}
 		}
 		return rs
 	}
@@ -202,7 +208,7 @@ func (rs *records) nextFixed() bool {
 		if rs.line <= int64(rs.f.SkipLines) || len(bytes.TrimSpace(raw)) == 0 {
 			continue
 		}
-		if rs.f.TrailerPrefix != "" && bytes.HasPrefix(raw, []byte(rs.f.TrailerPrefix)) {
+		if len(rs.trailer) > 0 && bytes.HasPrefix(raw, rs.trailer) {
 			continue
 		}
 		for _, fl := range rs.f.Fields {

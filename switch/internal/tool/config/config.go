@@ -41,9 +41,13 @@ func Command() *cobra.Command {
 Keys are relative to <prefix>config/:
   banks/<code>     a bank: {"code","name","listen","dialect","header","auth_timeout",
                    "safety_margin","acquirers","allowed_cidrs","max_connections",
-                   "max_in_flight","max_frame","enabled"}
+                   "max_in_flight","max_frame","cutover","cutover_zone","enabled"}
   dialects/<name>  a moov-io/iso8583 JSON spec (iso87-ascii and iso87-ascii-binbitmap are built in)
-  limits           {"redemption_quota","atm_per_txn","pos_per_txn","hold_validity"}
+  recon_formats/<name>
+                   a daily file's format: {"source","layout","encoding","delimiter","header",
+                   "columns","fields","skip_lines","trailer_prefix","amount"} (csv and fund-csv
+                   are built in)
+  limits           {"redemption_quota","atm_per_txn","pos_per_txn","hold_validity","four_eyes_above"}
   fund             {"provider","url","call_timeout","simulator_latency","simulator_fail_rate",
                    "yield_per_10k","yield_time"}
   sweep            {"threshold","min_sweep","time","time_zone","confirm_time"}

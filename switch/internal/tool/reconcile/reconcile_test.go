@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/text/encoding/simplifiedchinese"
+
 	"github.com/goldcard/goldcard/switch/internal/switchtest"
 )
 
@@ -135,10 +137,42 @@ func TestReconcileBank(t *testing.T) {
 		t.Fatalf("totals: HTTP %d %+v; want 3 purchases standing at 170.00, one reversed", st, totals)
 	}
 
+	// A request that says its own settlement date (DE15) belongs to it.
+	next := time.Now().In(sh).AddDate(0, 0, 1)
+	switchtest.WantCode(t, bank.Send("0200", bank.Fields(map[int]string{2: pan, 3: "000000", 4: "000000000100", 15: next.Format("0102")})), "00")
+	balance -= 100
+	if st := d.API("GET", "/v1/banks/default/totals?date="+next.Format(time.DateOnly), nil, &totals); st != http.StatusOK ||
+		len(totals.Totals) != 1 || totals.Totals[0].Count != 1 || totals.Totals[0].Amount != 100 {
+		t.Fatalf("totals of the date DE15 gave: HTTP %d %+v", st, totals)
+	}
+
 	clean := []string{header, row(a, 10000), row(b, 5000), row(p, 2000)}
 	r, stderr, code := reconcile(t, d, "li.wei", date, clean)
 	if code != 0 || r.Matched != 3 || r.MissingHere+r.MissingThere+r.AmountMismatch != 0 || len(r.Cases) != 0 {
 		t.Fatalf("the clean file: exit %d %+v %s", code, r, stderr)
+	}
+
+	// The same file as a bank's fixed-width GBK file, in a format of the
+	// config center's: nothing in the switch changes.
+	format := `{"source":"bank","layout":"fixed","encoding":"gbk","skip_lines":1,"trailer_prefix":"合计","amount":"decimal",
+		"fields":[{"name":"acquirer","start":1,"width":11},{"name":"terminal","start":12,"width":8},{"name":"stan","start":20,"width":6},
+		{"name":"rrn","start":26,"width":12},{"name":"transmitted","start":38,"width":10},{"name":"amount","start":58,"width":12},
+		{"name":"currency","start":70,"width":3}]}`
+	if out, err := switchtest.CLI(t, format, "config", "put", "recon_formats/acme-fixed", "-", "--etcd", d.Etcd); err != nil {
+		t.Fatalf("config put: %v\n%s", err, out)
+	}
+	fixed := func(f map[int]string, amount int64) string {
+		// The merchant's name takes 10 bytes in GBK: four characters of
+		// two bytes, two spaces.
+		return fmt.Sprintf("%011s%-8s%6s%12s%10s%s%12s156\n", f[32], f[41], f[11], f[37], f[7], "北京分行  ", fmt.Sprintf("%d.%02d", amount/100, amount%100))
+	}
+	gbk, err := simplifiedchinese.GBK.NewEncoder().String("交易明细 " + date + "\n" + fixed(a, 10000) + fixed(b, 5000) + fixed(p, 2000) + "合计 3\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, stderr, code = reconcile(t, d, "li.wei", date, []string{gbk}, "--format", "acme-fixed")
+	if code != 0 || r.Matched != 3 || r.Rows != 3 {
+		t.Fatalf("the fixed-width GBK file: exit %d %+v %s", code, r, stderr)
 	}
 
 	stranger := map[int]string{32: "1234", 41: "ATM00009", 11: "999999", 37: "000000999999", 7: a[7], 3: "000000"}
