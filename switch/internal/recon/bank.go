@@ -17,7 +17,7 @@ import (
 func BankRows(f config.ReconFormat, bank *config.Bank, r io.Reader) *Bank {
 	b := &Bank{rs: newRecords(f, r), f: f, bank: bank}
 	for _, a := range bank.Acquirers {
-		b.acquirers = append(b.acquirers, strings.TrimLeft(a, "0"))
+		b.acquirers = append(b.acquirers, trimZeros(a))
 	}
 	return b
 }
@@ -33,7 +33,15 @@ type Bank struct {
 }
 
 // Next reads the next row; false at the end or on an error.
-func (b *Bank) Next() bool {
+func (b *Bank) Next() (ok bool) {
+	defer func() {
+		// Reading runs where the database's copy pulls it, on a goroutine
+		// of its own: whatever goes wrong in it is the file's error, never
+		// the switch's end.
+		if v := recover(); v != nil {
+			b.err, ok = fmt.Errorf("reading line %d: %v", b.rs.line, v), false
+		}
+	}()
 	if b.err != nil || !b.rs.next() {
 		return false
 	}
@@ -68,31 +76,31 @@ func (b *Bank) parse(line int64, v map[string]string) (ledger.BankRow, error) {
 		MTI: v["mti"], Processing: v["processing_code"], Currency: v["currency"], ResponseCode: v["response_code"]}
 	acq := v["acquirer"]
 	if !digits(acq, 1, 11) {
-		return r, bad("acquirer", "%q is not 1 to 11 digits (DE32)", acq)
+		return r, bad("acquirer", "%s is not 1 to 11 digits (DE32)", quote(acq))
 	}
-	r.Acquirer = strings.TrimLeft(acq, "0")
+	r.Acquirer = trimZeros(acq)
 	if len(b.acquirers) > 0 && !slices.Contains(b.acquirers, r.Acquirer) {
 		return r, bad("acquirer", "%s is not bank %s's (its acquirers are %s): is this another bank's file?",
 			acq, b.bank.Code, strings.Join(b.bank.Acquirers, ", "))
 	}
 	if r.Terminal == "" || len(r.Terminal) > 16 {
-		return r, bad("terminal", "%q is not a terminal id (DE41)", r.Terminal)
+		return r, bad("terminal", "%s is not a terminal id (DE41)", quote(r.Terminal))
 	}
 	if !digits(v["stan"], 1, 6) {
-		return r, bad("stan", "%q is not 1 to 6 digits (DE11)", v["stan"])
+		return r, bad("stan", "%s is not 1 to 6 digits (DE11)", quote(v["stan"]))
 	}
 	r.STAN = strings.Repeat("0", 6-len(v["stan"])) + v["stan"]
 	if r.RRN == "" || len(r.RRN) > 12 {
-		return r, bad("rrn", "%q is not a retrieval reference number (DE37)", r.RRN)
+		return r, bad("rrn", "%s is not a retrieval reference number (DE37)", quote(r.RRN))
 	}
 	if !digits(r.Transmitted, 10, 10) || !validMMDDhhmmss(r.Transmitted) {
-		return r, bad("transmitted", "%q is not a transmission date and time MMDDhhmmss (DE7)", r.Transmitted)
+		return r, bad("transmitted", "%s is not a transmission date and time MMDDhhmmss (DE7)", quote(r.Transmitted))
 	}
 	if r.MTI != "" && !digits(r.MTI, 4, 4) {
-		return r, bad("mti", "%q is not an MTI", r.MTI)
+		return r, bad("mti", "%s is not an MTI", quote(r.MTI))
 	}
 	if r.Processing != "" && !digits(r.Processing, 6, 6) {
-		return r, bad("processing_code", "%q is not a processing code (DE3)", r.Processing)
+		return r, bad("processing_code", "%s is not a processing code (DE3)", quote(r.Processing))
 	}
 	amt, err := amount(b.f, v["amount"])
 	if err != nil {
@@ -100,10 +108,10 @@ func (b *Bank) parse(line int64, v map[string]string) (ledger.BankRow, error) {
 	}
 	r.Amount = amt
 	if !digits(r.Currency, 3, 3) {
-		return r, bad("currency", "%q is not an ISO 4217 numeric code (DE49)", r.Currency)
+		return r, bad("currency", "%s is not an ISO 4217 numeric code (DE49)", quote(r.Currency))
 	}
 	if r.ResponseCode != "" && len(r.ResponseCode) != 2 {
-		return r, bad("response_code", "%q is not a response code (DE39)", r.ResponseCode)
+		return r, bad("response_code", "%s is not a response code (DE39)", quote(r.ResponseCode))
 	}
 	return r, nil
 }
@@ -112,4 +120,14 @@ func validMMDDhhmmss(s string) bool {
 	n := func(i int) int { return int(s[i]-'0')*10 + int(s[i+1]-'0') }
 	mm, dd, hh, mi, ss := n(0), n(2), n(4), n(6), n(8)
 	return mm >= 1 && mm <= 12 && dd >= 1 && dd <= 31 && hh <= 23 && mi <= 59 && ss <= 59
+}
+
+// trimZeros is a DE32 as the ledger keeps it: leading zeros removed, one
+// kept of all zeros.
+func trimZeros(s string) string {
+	t := strings.TrimLeft(s, "0")
+	if t == "" && s != "" {
+		return "0"
+	}
+	return t
 }

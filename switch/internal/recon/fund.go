@@ -24,7 +24,12 @@ type Fund struct {
 }
 
 // Next reads the next row; false at the end or on an error.
-func (b *Fund) Next() bool {
+func (b *Fund) Next() (ok bool) {
+	defer func() {
+		if v := recover(); v != nil { // as Bank.Next
+			b.err, ok = fmt.Errorf("reading line %d: %v", b.rs.line, v), false
+		}
+	}()
 	if b.err != nil || !b.rs.next() {
 		return false
 	}
@@ -57,10 +62,10 @@ func (b *Fund) parse(line int64, v map[string]string) (ledger.FundRow, error) {
 	}
 	r := ledger.FundRow{Line: line, OrderID: v["order_id"], Kind: v["kind"], Currency: v["currency"], Status: v["status"], TradeDate: v["trade_date"]}
 	if !orderID(r.OrderID) {
-		return r, bad("order_id", "%q is not an order id (8 to 64 letters, digits, _ or -)", r.OrderID)
+		return r, bad("order_id", "%s is not an order id (8 to 64 letters, digits, _ or -)", quote(r.OrderID))
 	}
 	if r.Kind != "redemption" && r.Kind != "subscription" {
-		return r, bad("kind", "%q must be redemption or subscription", r.Kind)
+		return r, bad("kind", "%s must be redemption or subscription", quote(r.Kind))
 	}
 	amt, err := amount(b.f, v["amount"])
 	if err != nil {
@@ -71,14 +76,14 @@ func (b *Fund) parse(line int64, v map[string]string) (ledger.FundRow, error) {
 	}
 	r.Amount = amt
 	if !digits(r.Currency, 3, 3) {
-		return r, bad("currency", "%q is not an ISO 4217 numeric code", r.Currency)
+		return r, bad("currency", "%s is not an ISO 4217 numeric code", quote(r.Currency))
 	}
 	if r.Status != "confirmed" && r.Status != "failed" {
-		return r, bad("status", "%q must be confirmed or failed", r.Status)
+		return r, bad("status", "%s must be confirmed or failed", quote(r.Status))
 	}
 	if r.TradeDate != "" {
 		if _, err := time.Parse(time.DateOnly, r.TradeDate); err != nil {
-			return r, bad("trade_date", "%q is not a date as YYYY-MM-DD", r.TradeDate)
+			return r, bad("trade_date", "%s is not a date as YYYY-MM-DD", quote(r.TradeDate))
 		}
 	}
 	return r, nil

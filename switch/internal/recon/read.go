@@ -21,6 +21,7 @@ import (
 	"golang.org/x/text/transform"
 
 	"github.com/goldcard/goldcard/config"
+	"github.com/goldcard/goldcard/iso"
 )
 
 // MaxLine bounds one line of a file, in bytes: a file with a longer one is
@@ -58,8 +59,10 @@ type records struct {
 	// trailer is TrailerPrefix as a fixed file's bytes: in its encoding.
 	trailer []byte
 	values  map[string]string
+	limit   *lineLimit
 	err     error
 	any     bool
+	headed  bool // the header row has been read
 }
 
 func newRecords(f config.ReconFormat, r io.Reader) *records {
@@ -71,9 +74,10 @@ func newRecords(f config.ReconFormat, r io.Reader) *records {
 	case "gb18030":
 		enc = simplifiedchinese.GB18030
 	}
-	r = &lineLimit{r: r}
 	if f.Layout == "fixed" {
-		rs.lines = bufio.NewReaderSize(r, 4096)
+		// Lines are measured in the file's own bytes, where its fields are.
+		rs.limit = &lineLimit{r: r}
+		rs.lines = bufio.NewReaderSize(rs.limit, 4096)
 		rs.trailer = []byte(f.TrailerPrefix)
 		if enc != nil {
 			rs.dec = enc.NewDecoder()
@@ -86,11 +90,13 @@ func newRecords(f config.ReconFormat, r io.Reader) *records {
 	if enc != nil {
 		r = transform.NewReader(r, enc.NewDecoder())
 	}
-	c := csv.NewReader(r)
+	// Rows are measured as the CSV reader reads them: decoded.
+	rs.limit = &lineLimit{r: r, csv: true}
+	c := csv.NewReader(rs.limit)
 	if f.Delimiter != "" {
 		c.Comma, _ = utf8.DecodeRuneInString(f.Delimiter)
 	}
-	c.FieldsPerRecord = len(rs.names)
+	c.FieldsPerRecord = -1 // a trailer may have fewer: counted after it is told apart
 	c.ReuseRecord = true
 	rs.csv = c
 	return rs
@@ -120,32 +126,36 @@ func (rs *records) nextCSV() bool {
 		if err == io.EOF {
 			return false
 		}
-		line, _ := rs.csv.FieldPos(0)
-		rs.line = int64(line)
 		if err != nil {
 			rs.err = csvError(err)
 			return false
 		}
+		rs.limit.record(rs.csv.InputOffset())
+		line, _ := rs.csv.FieldPos(0)
+		rs.line = int64(line)
 		if !rs.any {
 			rs.any = true
 			if len(rec) > 0 {
 				rec[0] = strings.TrimPrefix(rec[0], "\ufeff")
 			}
-			if rs.line <= int64(rs.f.SkipLines) {
-				continue
-			}
-			if rs.f.Header {
-				if err := rs.checkHeader(rec); err != nil {
-					rs.err = err
-					return false
-				}
-				continue
-			}
-		} else if rs.line <= int64(rs.f.SkipLines) {
+		}
+		if rs.line <= int64(rs.f.SkipLines) {
 			continue
 		}
-		if rs.f.TrailerPrefix != "" && strings.HasPrefix(rec[0], rs.f.TrailerPrefix) {
+		if rs.f.Header && !rs.headed {
+			rs.headed = true
+			if err := rs.checkHeader(rec); err != nil {
+				rs.err = err
+				return false
+			}
 			continue
+		}
+		if rs.f.TrailerPrefix != "" && len(rec) > 0 && strings.HasPrefix(rec[0], rs.f.TrailerPrefix) {
+			continue
+		}
+		if len(rec) != len(rs.names) {
+			rs.err = &LineError{Line: rs.line, Err: fmt.Errorf("%d fields; the format has %d", len(rec), len(rs.names))}
+			return false
 		}
 		for i, name := range rs.names {
 			if name != "" {
@@ -168,10 +178,13 @@ func csvError(err error) error {
 }
 
 func (rs *records) checkHeader(rec []string) error {
+	if len(rec) != len(rs.names) {
+		return &LineError{Line: rs.line, Err: fmt.Errorf("the header has %d columns; the format's are %s", len(rec), strings.Join(rs.names, ","))}
+	}
 	for i, name := range rs.names {
 		if name != "" && !strings.EqualFold(strings.TrimSpace(rec[i]), name) {
-			return &LineError{Line: rs.line, Err: fmt.Errorf("the header names column %d %q; the format's columns are %s",
-				i+1, strings.TrimSpace(rec[i]), strings.Join(rs.names, ","))}
+			return &LineError{Line: rs.line, Err: fmt.Errorf("the header names column %d %s; the format's columns are %s",
+				i+1, quote(strings.TrimSpace(rec[i])), strings.Join(rs.names, ","))}
 		}
 	}
 	return nil
@@ -238,12 +251,23 @@ func (rs *records) nextFixed() bool {
 	}
 }
 
-// lineLimit refuses a line longer than MaxLine.
+// lineLimit refuses a line longer than MaxLine, and a record (a CSV
+// row whose quoted fields run over lines) longer than maxRecord: neither
+// is read into memory whole.
 type lineLimit struct {
-	r    io.Reader
-	run  int
-	line int64
+	r         io.Reader
+	run       int
+	line      int64
+	read      int64 // bytes read through it
+	recordEnd int64 // where the last record read ended
+	csv       bool  // records are CSV rows, marked by record
 }
+
+// maxRecord bounds one CSV record, line breaks inside quotes included.
+const maxRecord = 4 * MaxLine
+
+// record marks where a record ended (csv.Reader.InputOffset).
+func (l *lineLimit) record(end int64) { l.recordEnd = end }
 
 func (l *lineLimit) Read(p []byte) (int, error) {
 	n, err := l.r.Read(p)
@@ -258,7 +282,26 @@ func (l *lineLimit) Read(p []byte) (int, error) {
 			return 0, &LineError{Line: l.line + 1, Err: fmt.Errorf("longer than %d bytes", MaxLine)}
 		}
 	}
+	l.read += int64(n)
+	// The CSV reader reads ahead of the record it is on by at most its
+	// buffer (4 KiB).
+	if l.csv && l.read-l.recordEnd > maxRecord+4096 {
+		return 0, &LineError{Line: l.line, Err: fmt.Errorf("a row runs over more than %d bytes (a quote never closed?)", maxRecord)}
+	}
 	return n, err
+}
+
+// quote is a value for an error: quoted, cut to 40 bytes, and with any
+// run of digits long enough to be a card number masked.
+func quote(s string) string {
+	if len(s) > 40 {
+		cut := 40
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
+			cut--
+		}
+		s = s[:cut] + "…"
+	}
+	return strconv.Quote(iso.MaskPANs(s))
 }
 
 // digits reports whether s is n to m ASCII digits.
@@ -279,15 +322,15 @@ func amount(f config.ReconFormat, s string) (int64, error) {
 	if f.Amount == "decimal" {
 		whole, frac, ok := strings.Cut(s, ".")
 		if !ok || !digits(whole, 1, 16) || !digits(frac, 2, 2) {
-			return 0, fmt.Errorf("%q is not an amount in major units with two decimals (as 123.45)", s)
+			return 0, fmt.Errorf("%s is not an amount in major units with two decimals (as 123.45)", quote(s))
 		}
 		s = whole + frac
 	} else if !digits(s, 1, 18) {
-		return 0, fmt.Errorf("%q is not a whole number of minor units", s)
+		return 0, fmt.Errorf("%s is not a whole number of minor units", quote(s))
 	}
 	n, err := strconv.ParseInt(s, 10, 64)
 	if err != nil || n > 999_999_999_999 {
-		return 0, fmt.Errorf("%q is more than an ISO 8583 amount holds", s)
+		return 0, fmt.Errorf("%s is more than an ISO 8583 amount holds", quote(s))
 	}
 	return n, nil
 }

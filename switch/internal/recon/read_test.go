@@ -52,7 +52,7 @@ func TestBankRowsRefuseBadRows(t *testing.T) {
 		{header + strings.Replace(good, "00001234", "12a4", 1), "line 2: acquirer"},
 		{header + strings.Replace(good, "1201101010", "1301101010", 1), "line 2: transmitted"},
 		{header + strings.Replace(good, ",156,", ",CNY,", 1), "line 2: currency"},
-		{header + good + "1234,ATM00001\n", "line 3: wrong number of fields"},
+		{header + good + "1234,ATM00001\n", "line 3: 2 fields; the format has 10"},
 		{header + good + `1234,"ATM0` + "\n", "line 3"},
 	} {
 		_, err := readAll(t, csv, defaultBank(), strings.NewReader(c.file))
@@ -161,4 +161,72 @@ func TestLargeFileInBoundedMemory(t *testing.T) {
 		t.Fatalf("heap in use reached %d MiB reading the file", peak>>20)
 	}
 	t.Logf("%d rows; heap in use at most %.1f MiB", n, float64(peak)/(1<<20))
+}
+
+// endless is a quote opened and never closed: one CSV field that would
+// run on for ever.
+type endless struct{ started bool }
+
+func (e *endless) Read(p []byte) (int, error) {
+	if !e.started {
+		e.started = true
+		return copy(p, header+`1234,"ATM`), nil
+	}
+	for i := range p {
+		p[i] = 'x'
+		if i%100 == 99 {
+			p[i] = '\n'
+		}
+	}
+	return len(p), nil
+}
+
+// TestHostileFiles: files that would crash a careless reader or hold it
+// in memory are refused with their line, and values are quoted short and
+// with card numbers masked.
+func TestHostileFiles(t *testing.T) {
+	csv := config.BuiltinReconFormats()[config.DefaultBankFormat]
+	for _, c := range []struct{ file, want string }{
+		{header + `a"b,c` + "\n", "line 2"},
+		{header + `"x`, "line 2"},
+		{`"x`, "line 1"},
+		{header + "1234,ATM00001,1,6228480000000001234,1201101010,,,100,156,\n", `"622848*********1234"`},
+		{header + strings.Repeat("9", 300) + ",ATM1,1,1,1201101010,,,1,156,\n", "…"},
+	} {
+		_, err := readAll(t, csv, defaultBank(), strings.NewReader(c.file))
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%q: %v, want %q", c.file, err, c.want)
+		}
+		if err != nil && strings.Contains(err.Error(), "6228480000000001234") {
+			t.Errorf("an error repeats a card number: %v", err)
+		}
+	}
+	var ms runtime.MemStats
+	_, err := readAll(t, csv, defaultBank(), &endless{})
+	runtime.ReadMemStats(&ms)
+	if err == nil || !strings.Contains(err.Error(), "a quote never closed") {
+		t.Fatalf("a quote never closed: %v", err)
+	}
+	if ms.HeapInuse > 64<<20 {
+		t.Errorf("heap in use %d MiB after a quote never closed", ms.HeapInuse>>20)
+	}
+}
+
+// TestLayoutOptions: lines skipped before a header, a trailer of another
+// shape, and an acquirer of zeros read as the ledger keeps it.
+func TestLayoutOptions(t *testing.T) {
+	f := config.BuiltinReconFormats()[config.DefaultBankFormat]
+	f.SkipLines, f.TrailerPrefix = 1, "TOTAL"
+	file := "BANK SETTLEMENT 2026-12-01\n" + header + "0000,ATM00001,42,000000000042,1201101010,0200,000000,10000,156,00\nTOTAL,1\n"
+	rows := BankRows(f, defaultBank(), strings.NewReader(file))
+	n := 0
+	for rows.Next() {
+		n++
+		if r := rows.Row(); r.Acquirer != "0" || r.Line != 3 {
+			t.Errorf("row %+v", r)
+		}
+	}
+	if err := rows.Err(); err != nil || n != 1 {
+		t.Fatalf("%d rows, %v", n, err)
+	}
 }

@@ -11,8 +11,8 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strconv"
 	"sync/atomic"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -147,19 +147,20 @@ func run(c *cobra.Command, admin, path, file string, asJSON bool) error {
 		raw, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 		return client.AdminFailure(raw, resp.StatusCode)
 	}
-	raw, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return fmt.Errorf("reading the run: %w", err)
+	// A run's cases may be many: they are printed as they arrive, never
+	// held (with --json the answer is copied out as it comes).
+	out := c.OutOrStdout()
+	var body io.Reader = resp.Body
+	if asJSON {
+		body = io.TeeReader(resp.Body, out)
 	}
-	var r result
-	if err := json.Unmarshal(raw, &r); err != nil {
+	p := &printer{w: out, quiet: asJSON}
+	r, err := decodeRun(body, p.head, p.row)
+	if err != nil {
 		return fmt.Errorf("the admin API's answer was cut short: %w", err)
 	}
-	out := c.OutOrStdout()
 	if asJSON {
-		_, _ = out.Write(raw)
-	} else {
-		printRun(out, r)
+		_, _ = io.Copy(out, resp.Body) // the closing newline
 	}
 	if r.Open > 0 {
 		return fmt.Errorf("run %d: %d cases open (GET /v1/cases?state=open)", r.Run, r.Open)
@@ -167,26 +168,88 @@ func run(c *cobra.Command, admin, path, file string, asJSON bool) error {
 	return nil
 }
 
-func printRun(w io.Writer, r result) {
+// decodeRun reads a run's answer as it streams: head is called with the
+// counts, then row with each case.
+func decodeRun(r io.Reader, head func(result), row func(caseOf)) (result, error) {
+	dec := json.NewDecoder(r)
+	var res result
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return res, fmt.Errorf("not a run: %v", err)
+	}
+	fields := map[string]json.RawMessage{}
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return res, err
+		}
+		key, _ := t.(string)
+		if key != "cases" {
+			var v json.RawMessage
+			if err := dec.Decode(&v); err != nil {
+				return res, err
+			}
+			fields[key] = v
+			continue
+		}
+		b, _ := json.Marshal(fields)
+		if err := json.Unmarshal(b, &res); err != nil {
+			return res, err
+		}
+		head(res)
+		if t, err := dec.Token(); err != nil || t != json.Delim('[') {
+			return res, fmt.Errorf("cases are not a list: %v", err)
+		}
+		for dec.More() {
+			var k caseOf
+			if err := dec.Decode(&k); err != nil {
+				return res, err
+			}
+			row(k)
+		}
+		if _, err := dec.Token(); err != nil {
+			return res, err
+		}
+	}
+	if _, err := dec.Token(); err != nil {
+		return res, err
+	}
+	return res, nil
+}
+
+// printer prints a run for people: its counts, then a line a case.
+type printer struct {
+	w      io.Writer
+	quiet  bool
+	titled bool
+	bank   bool
+}
+
+func (p *printer) head(r result) {
+	if p.quiet {
+		return
+	}
 	source := "bank " + r.Bank
 	if r.Bank == "" {
 		source = "the fund company"
 	}
-	fmt.Fprintf(w, "run %d: %s, business date %s, %d rows\n", r.Run, source, r.BusinessDate, r.Rows)
-	fmt.Fprintf(w, "matched %d  missing_here %d  missing_there %d  amount_mismatch %d", r.Matched, r.MissingHere, r.MissingThere, r.AmountMismatch)
+	fmt.Fprintf(p.w, "run %d: %s, business date %s, %d rows\n", r.Run, source, r.BusinessDate, r.Rows)
+	fmt.Fprintf(p.w, "matched %d  missing_here %d  missing_there %d  amount_mismatch %d", r.Matched, r.MissingHere, r.MissingThere, r.AmountMismatch)
 	if r.Bank == "" {
-		fmt.Fprintf(w, "  state_mismatch %d  settled %d", r.StateMismatch, r.Settled)
+		fmt.Fprintf(p.w, "  state_mismatch %d  settled %d", r.StateMismatch, r.Settled)
 	}
-	fmt.Fprintln(w)
-	if len(r.Cases) == 0 {
+	fmt.Fprintln(p.w)
+}
+
+func (p *printer) row(k caseOf) {
+	if p.quiet {
 		return
 	}
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "CASE\tKIND\tTRANSACTION\tCARD\tOURS\tTHEIRS\tSTATE")
-	for _, k := range r.Cases {
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", k.ID, k.Kind, k.Ident, orDash(k.Card), money(k.Ours), money(k.Theirs), k.State)
+	const format = "%-8s %-16s %-52s %-28s %12s %12s %s\n"
+	if !p.titled {
+		fmt.Fprintf(p.w, format, "CASE", "KIND", "TRANSACTION", "CARD", "OURS", "THEIRS", "STATE")
+		p.titled = true
 	}
-	_ = tw.Flush()
+	fmt.Fprintf(p.w, format, strconv.FormatInt(k.ID, 10), k.Kind, k.Ident, orDash(k.Card), money(k.Ours), money(k.Theirs), k.State)
 }
 
 func orDash(s string) string {
