@@ -169,13 +169,13 @@ func ConfirmSweep(ctx context.Context, l *ledger.Ledger, p Provider, id string, 
 	if st.State == Pending {
 		return ErrStillPending
 	}
-	return SettleSweep(ctx, l, s.CardID, s.ID, st.State == Confirmed)
+	return settleSweep(ctx, l, s.CardID, s.ID, st.State == Confirmed)
 }
 
-// SettleSweep ends a pending sweep as the fund company says it ended:
+// settleSweep ends a pending sweep as the fund company says it ended:
 // the subscription confirmed into the card's fund, or refused and its
 // cash given back. A sweep already ended is left as it is.
-func SettleSweep(ctx context.Context, l *ledger.Ledger, cardID int64, id string, confirmed bool) error {
+func settleSweep(ctx context.Context, l *ledger.Ledger, cardID int64, id string, confirmed bool) error {
 	return l.Do(ctx, func(tx *ledger.Tx) error {
 		c, err := tx.LockCardByID(ctx, cardID, time.Time{})
 		if err != nil || c == nil {

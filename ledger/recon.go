@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -30,21 +31,24 @@ type Rows[R any] interface {
 
 // A Run is the outcome of reconciling one daily file.
 type Run struct {
-	ID             int64     `json:"run"`
-	Source         string    `json:"source"`
-	Bank           string    `json:"bank,omitempty"`
-	BusinessDate   string    `json:"business_date"`
-	Format         string    `json:"format"`
-	Rows           int64     `json:"rows"`
-	Matched        int64     `json:"matched"`
-	MissingHere    int64     `json:"missing_here"`
-	MissingThere   int64     `json:"missing_there"`
-	AmountMismatch int64     `json:"amount_mismatch"`
-	StateMismatch  int64     `json:"state_mismatch,omitempty"`
-	Settled        int64     `json:"settled,omitempty"`
-	Open           int64     `json:"open"`
-	RunBy          string    `json:"run_by"`
-	At             time.Time `json:"at"`
+	ID             int64  `json:"run"`
+	Source         string `json:"source"`
+	Bank           string `json:"bank,omitempty"`
+	BusinessDate   string `json:"business_date"`
+	Format         string `json:"format"`
+	Rows           int64  `json:"rows"`
+	Matched        int64  `json:"matched"`
+	MissingHere    int64  `json:"missing_here"`
+	MissingThere   int64  `json:"missing_there"`
+	AmountMismatch int64  `json:"amount_mismatch"`
+	StateMismatch  int64  `json:"state_mismatch,omitempty"`
+	Settled        int64  `json:"settled,omitempty"`
+	// Review counts the cases operators closed that this run no longer
+	// finds: what was done about each needs looking at again.
+	Review int64     `json:"review"`
+	Open   int64     `json:"open"`
+	RunBy  string    `json:"run_by"`
+	At     time.Time `json:"at"`
 }
 
 // Breaks is how many breaks the run found, of every kind.
@@ -67,10 +71,16 @@ type RunInfo struct {
 // against what the ledger settled with that bank on it, in one
 // transaction: the rows are copied into a table of the transaction's own
 // as they are read, matched by identity (acquirer, terminal, STAN, RRN,
-// transmission date and time) and amount, then by identity alone; each
-// break becomes a case, or finds the case an earlier run opened; the
-// earlier run's open cases this one does not find again are matched. A
-// run that fails (a bad row, the connection) leaves nothing behind.
+// transmission date and time) and signed amount (a credit to the card, a
+// refund or a reversal, is negative), then by identity alone; each break
+// becomes a case, or finds the case an earlier run opened for the same
+// break; the earlier runs' open cases this one does not find again are
+// matched, and those an operator closed are marked for review. A run that
+// fails (a bad row, the connection) leaves nothing behind.
+//
+// The ledger's side of a date is its approved postings (0200, 0220 and
+// 0120) at what stands after the reversals of that date and before, and
+// the reversals of that date of earlier postings, at what each gave back.
 func (l *Ledger) ReconcileBank(ctx context.Context, info RunInfo, rows Rows[BankRow]) (Run, error) {
 	var run Run
 	err := l.withTx(ctx, func(tx pgx.Tx) error {
@@ -85,7 +95,8 @@ func (l *Ledger) ReconcileBank(ctx context.Context, info RunInfo, rows Rows[Bank
 					return nil, rows.Err()
 				}
 				r := rows.Row()
-				return []any{r.Line, r.Acquirer, r.Terminal, r.STAN, r.RRN, r.Transmitted, r.MTI, r.Processing, r.Amount, r.Currency, r.ResponseCode}, nil
+				return []any{r.Line, r.Acquirer, r.Terminal, r.STAN, r.RRN, r.Transmitted, r.MTI, r.Processing, r.Signed(),
+					r.Currency, r.ResponseCode}, nil
 			}))
 		if err != nil {
 			if rerr := rows.Err(); rerr != nil {
@@ -96,19 +107,36 @@ func (l *Ledger) ReconcileBank(ctx context.Context, info RunInfo, rows Rows[Bank
 		if err := rows.Err(); err != nil {
 			return err
 		}
+		// A row at nothing is a transaction of which nothing stands:
+		// nothing to match.
+		if _, err := tx.Exec(ctx, `DELETE FROM recon_file WHERE amount = 0`); err != nil {
+			return fmt.Errorf("staging the file: %w", err)
+		}
 		if _, err := tx.Exec(ctx, `ANALYZE recon_file`); err != nil {
 			return fmt.Errorf("staging the file: %w", err)
 		}
-		// What stands of each approved posting of the bank's on the date:
-		// its amount, or less what its reversals left standing.
 		if _, err := tx.Exec(ctx, `CREATE TEMP TABLE recon_ours ON COMMIT DROP AS
 			SELECT r.id, r.card_id, r.acquirer, rtrim(r.terminal) AS terminal, r.stan, rtrim(r.rrn) AS rrn, r.transmitted,
-				r.mti, r.txn_type, coalesce(nullif(r.currency, ''), d.currency) AS currency, coalesce(v.stands, r.amount) AS amount
+				r.mti, r.txn_type, coalesce(nullif(r.currency, ''), d.currency) AS currency,
+				CASE WHEN r.txn_type IN ('refund', 'deposit') THEN -1 ELSE 1 END * coalesce(v.stands, r.amount) AS amount
 			FROM requests r
 			LEFT JOIN cards d ON d.id = r.card_id
-			LEFT JOIN LATERAL (SELECT min(x.stands) AS stands FROM requests x WHERE x.reverses = r.id AND x.stands IS NOT NULL) v ON true
-			WHERE r.bank = $1 AND r.business_date = $2 AND r.mti_class IN ('020', '022') AND r.state = 'answered'
-				AND r.response_code = '00' AND coalesce(v.stands, r.amount) > 0`, info.Bank, info.BusinessDate); err != nil {
+			LEFT JOIN LATERAL (SELECT min(x.stands) AS stands FROM requests x
+				WHERE x.reverses = r.id AND x.stands IS NOT NULL AND x.business_date <= $2) v ON true
+			WHERE r.bank = $1 AND r.business_date = $2 AND r.mti_class IN ('012', '020', '022') AND r.state = 'answered'
+				AND r.response_code = '00' AND coalesce(v.stands, r.amount) > 0
+			UNION ALL
+			SELECT x.id, o.card_id, x.acquirer, rtrim(x.terminal), x.stan, rtrim(x.rrn), x.transmitted, x.mti, o.txn_type,
+				coalesce(nullif(o.currency, ''), d.currency),
+				CASE WHEN o.txn_type IN ('refund', 'deposit') THEN 1 ELSE -1 END * (coalesce(p.stands, o.amount) - x.stands)
+			FROM requests x
+			JOIN requests o ON o.id = x.reverses
+			LEFT JOIN cards d ON d.id = o.card_id
+			LEFT JOIN LATERAL (SELECT min(y.stands) AS stands FROM requests y
+				WHERE y.reverses = o.id AND y.stands IS NOT NULL AND y.id < x.id) p ON true
+			WHERE x.bank = $1 AND x.business_date = $2 AND x.mti_class IN ('040', '042') AND x.stands IS NOT NULL
+				AND o.business_date < $2 AND o.mti_class IN ('012', '020', '022') AND o.response_code = '00'
+				AND coalesce(p.stands, o.amount) > x.stands`, info.Bank, info.BusinessDate); err != nil {
 			return fmt.Errorf("reading the ledger's side: %w", err)
 		}
 		if _, err := tx.Exec(ctx, `ANALYZE recon_ours`); err != nil {
@@ -136,44 +164,39 @@ func (l *Ledger) ReconcileBank(ctx context.Context, info RunInfo, rows Rows[Bank
 		}
 		if err := tx.QueryRow(ctx, `INSERT INTO recon_runs (source, bank, business_date, format, file_sha256, rows, matched,
 				missing_here, missing_there, amount_mismatch, run_by)
-			VALUES ('bank', $1, $2, $3, $4, $5, (SELECT count(*) FROM recon_pairs WHERE exact), 0, 0,
-				(SELECT count(*) FROM recon_pairs WHERE NOT exact), $6)
+			VALUES ('bank', $1, $2, $3, $4, $5, (SELECT count(*) FROM recon_pairs WHERE exact), 0, 0, 0, $6)
 			RETURNING id`, info.Bank, info.BusinessDate, info.Format, info.Digest(), n, info.RunBy).Scan(&run.ID); err != nil {
 			return fmt.Errorf("recording the run: %w", err)
 		}
 		// Every break, as a case: missing here (the bank's row no posting
 		// matched), missing there (a posting no row matched), and amounts
-		// that differ. One identity found twice on a side is told apart
-		// by its count.
+		// that differ.
 		if _, err := tx.Exec(ctx, `WITH breaks AS (
 				SELECT 'missing_here' AS kind, f.acquirer, f.terminal, f.stan, f.rrn, f.transmitted, NULL::bigint AS request_id,
-					NULL::bigint AS card_id, f.currency, NULL::bigint AS ours, f.amount AS theirs,
+					NULL::bigint AS card_id, f.currency, NULL::bigint AS ours, f.amount AS theirs, f.line AS n,
 					jsonb_build_object('line', f.line, 'mti', f.mti, 'processing_code', f.processing, 'response_code', f.response_code) AS detail
 				FROM recon_file f WHERE NOT EXISTS (SELECT 1 FROM recon_pairs p WHERE p.line = f.line)
 				UNION ALL
 				SELECT 'missing_there', o.acquirer, o.terminal, o.stan, o.rrn, o.transmitted, o.id, o.card_id, o.currency, o.amount, NULL,
-					jsonb_build_object('mti', o.mti, 'txn_type', o.txn_type)
+					o.id, jsonb_build_object('mti', o.mti, 'txn_type', o.txn_type)
 				FROM recon_ours o WHERE NOT EXISTS (SELECT 1 FROM recon_pairs p WHERE p.id = o.id)
 				UNION ALL
 				SELECT 'amount_mismatch', o.acquirer, o.terminal, o.stan, o.rrn, o.transmitted, o.id, o.card_id, f.currency, o.amount, f.amount,
-					jsonb_build_object('line', f.line, 'mti', f.mti, 'processing_code', f.processing, 'response_code', f.response_code,
+					f.line, jsonb_build_object('line', f.line, 'mti', f.mti, 'processing_code', f.processing, 'response_code', f.response_code,
 						'our_currency', o.currency, 'txn_type', o.txn_type)
 				FROM recon_pairs p JOIN recon_file f ON f.line = p.line JOIN recon_ours o ON o.id = p.id WHERE NOT p.exact),
 			named AS (
-				SELECT b.*, concat_ws('/', b.acquirer, b.terminal, b.stan, b.rrn, b.transmitted) AS base,
-					row_number() OVER (PARTITION BY b.kind, b.acquirer, b.terminal, b.stan, b.rrn, b.transmitted ORDER BY b.theirs, b.ours) AS k
+				SELECT b.*, jsonb_build_array(b.acquirer, b.terminal, b.stan, b.rrn, b.transmitted)::text AS ident,
+					concat(coalesce(b.ours::text, '-'), ' ', coalesce(b.theirs::text, '-'), ' ', b.currency) AS base
 				FROM breaks b)
-			INSERT INTO recon_cases AS c (source, bank, business_date, kind, ident, request_id, card_id, currency, ours, theirs, detail,
-				opened_run, last_run)
-			SELECT 'bank', $1, $2, kind, base || CASE WHEN k > 1 THEN '#' || k ELSE '' END, request_id, card_id, currency, ours, theirs,
-				detail, $3, $3
-			FROM named
-			ON CONFLICT (source, bank, business_date, kind, ident) DO UPDATE SET last_run = EXCLUDED.last_run,
+			INSERT INTO recon_cases AS c (source, bank, business_date, kind, ident, figures, request_id, card_id, currency, ours, theirs,
+				detail, opened_run, last_run)
+			SELECT 'bank', $1, $2, kind, ident,
+				base || CASE WHEN k > 1 THEN ' #' || k ELSE '' END, request_id, card_id, currency, ours, theirs, detail, $3, $3
+			FROM (SELECT *, row_number() OVER (PARTITION BY kind, ident, base ORDER BY n) AS k FROM named) x
+			ON CONFLICT (source, bank, business_date, kind, ident, figures) DO UPDATE SET last_run = EXCLUDED.last_run,
 				request_id = CASE WHEN c.state IN ('open', 'matched') THEN EXCLUDED.request_id ELSE c.request_id END,
 				card_id = CASE WHEN c.state IN ('open', 'matched') THEN EXCLUDED.card_id ELSE c.card_id END,
-				currency = CASE WHEN c.state IN ('open', 'matched') THEN EXCLUDED.currency ELSE c.currency END,
-				ours = CASE WHEN c.state IN ('open', 'matched') THEN EXCLUDED.ours ELSE c.ours END,
-				theirs = CASE WHEN c.state IN ('open', 'matched') THEN EXCLUDED.theirs ELSE c.theirs END,
 				detail = CASE WHEN c.state IN ('open', 'matched') THEN EXCLUDED.detail ELSE c.detail END,
 				state = CASE WHEN c.state = 'matched' THEN 'open' ELSE c.state END,
 				resolved_at = CASE WHEN c.state = 'matched' THEN NULL ELSE c.resolved_at END`,
@@ -185,19 +208,43 @@ func (l *Ledger) ReconcileBank(ctx context.Context, info RunInfo, rows Rows[Bank
 	return run, err
 }
 
+// Signed is the row's amount as the ledger signs it: positive for money
+// the card paid (a purchase, a withdrawal), negative for money it got (a
+// refund or deposit, processing codes 20 and 21; a reversal, MTI 04xx,
+// turns either round).
+func (r BankRow) Signed() int64 {
+	a := r.Amount
+	if strings.HasPrefix(r.Processing, "20") || strings.HasPrefix(r.Processing, "21") {
+		a = -a
+	}
+	if strings.HasPrefix(r.MTI, "04") {
+		a = -a
+	}
+	return a
+}
+
 // closeRun matches the open cases of the day that run did not find again,
-// counts its breaks and reads the run back.
+// marks for review those an operator closed that it did not find again
+// (and unmarks those it found), counts its breaks and reads the run back.
 func (l *Ledger) closeRun(ctx context.Context, tx pgx.Tx, source, bank string, day time.Time, run *Run) error {
-	if _, err := tx.Exec(ctx, `UPDATE recon_cases SET state = 'matched', resolved_at = now()
-		WHERE source = $1 AND bank = $2 AND business_date = $3 AND state = 'open' AND last_run <> $4`,
-		source, bank, day, run.ID); err != nil {
-		return fmt.Errorf("matching earlier cases: %w", err)
+	for _, q := range []string{
+		`UPDATE recon_cases SET state = 'matched', resolved_at = now()
+			WHERE source = $1 AND bank = $2 AND business_date = $3 AND state = 'open' AND last_run <> $4`,
+		`UPDATE recon_cases SET superseded_by = $4
+			WHERE source = $1 AND bank = $2 AND business_date = $3 AND state IN ('adjusted', 'written_off') AND last_run <> $4`,
+		`UPDATE recon_cases SET superseded_by = NULL
+			WHERE source = $1 AND bank = $2 AND business_date = $3 AND last_run = $4 AND superseded_by IS NOT NULL`,
+	} {
+		if _, err := tx.Exec(ctx, q, source, bank, day, run.ID); err != nil {
+			return fmt.Errorf("closing the run: %w", err)
+		}
 	}
 	if _, err := tx.Exec(ctx, `UPDATE recon_runs r SET
 			missing_here = (SELECT count(*) FROM recon_cases WHERE last_run = r.id AND kind = 'missing_here'),
 			missing_there = (SELECT count(*) FROM recon_cases WHERE last_run = r.id AND kind = 'missing_there'),
 			amount_mismatch = (SELECT count(*) FROM recon_cases WHERE last_run = r.id AND kind = 'amount_mismatch'),
-			state_mismatch = (SELECT count(*) FROM recon_cases WHERE last_run = r.id AND kind = 'state_mismatch')
+			state_mismatch = (SELECT count(*) FROM recon_cases WHERE last_run = r.id AND kind = 'state_mismatch'),
+			review = (SELECT count(*) FROM recon_cases WHERE superseded_by = r.id)
 		WHERE id = $1`, run.ID); err != nil {
 		return fmt.Errorf("counting the breaks: %w", err)
 	}
@@ -210,13 +257,13 @@ func (l *Ledger) closeRun(ctx context.Context, tx pgx.Tx, source, bank string, d
 }
 
 const runColumns = `r.id, r.source, r.bank, to_char(r.business_date, 'YYYY-MM-DD'), r.format, r.rows, r.matched, r.missing_here,
-	r.missing_there, r.amount_mismatch, r.state_mismatch, r.settled,
+	r.missing_there, r.amount_mismatch, r.state_mismatch, r.settled, r.review,
 	(SELECT count(*) FROM recon_cases c WHERE c.last_run = r.id AND c.state = 'open'), r.run_by, r.created_at`
 
 func scanRun(row pgx.Row) (Run, error) {
 	var r Run
 	err := row.Scan(&r.ID, &r.Source, &r.Bank, &r.BusinessDate, &r.Format, &r.Rows, &r.Matched, &r.MissingHere,
-		&r.MissingThere, &r.AmountMismatch, &r.StateMismatch, &r.Settled, &r.Open, &r.RunBy, &r.At)
+		&r.MissingThere, &r.AmountMismatch, &r.StateMismatch, &r.Settled, &r.Review, &r.Open, &r.RunBy, &r.At)
 	return r, err
 }
 
@@ -242,6 +289,7 @@ type Case struct {
 	BusinessDate string          `json:"business_date"`
 	Kind         string          `json:"kind"`
 	Ident        string          `json:"ident"`
+	Figures      string          `json:"figures"`
 	OrderID      string          `json:"order_id,omitempty"`
 	CardRef      string          `json:"card,omitempty"`
 	Currency     string          `json:"currency,omitempty"`
@@ -251,6 +299,7 @@ type Case struct {
 	State        string          `json:"state"`
 	OpenedRun    int64           `json:"opened_run"`
 	LastRun      int64           `json:"last_run"`
+	SupersededBy *int64          `json:"superseded_by,omitempty"`
 	ResolvedBy   string          `json:"resolved_by,omitempty"`
 	Reason       string          `json:"reason,omitempty"`
 	OpenedAt     time.Time       `json:"opened_at"`
@@ -260,14 +309,14 @@ type Case struct {
 	requestID int64
 }
 
-const caseColumns = `c.id, c.source, c.bank, to_char(c.business_date, 'YYYY-MM-DD'), c.kind, c.ident, coalesce(c.order_id, ''),
-	coalesce(d.ref, ''), coalesce(c.currency, ''), c.ours, c.theirs, c.detail, c.state, c.opened_run, c.last_run,
+const caseColumns = `c.id, c.source, c.bank, to_char(c.business_date, 'YYYY-MM-DD'), c.kind, c.ident, c.figures, coalesce(c.order_id, ''),
+	coalesce(d.ref, ''), coalesce(c.currency, ''), c.ours, c.theirs, c.detail, c.state, c.opened_run, c.last_run, c.superseded_by,
 	coalesce(c.resolved_by, ''), coalesce(c.reason, ''), c.opened_at, c.resolved_at, coalesce(c.card_id, 0), coalesce(c.request_id, 0)`
 
 func scanCase(row pgx.Row) (Case, error) {
 	var c Case
-	err := row.Scan(&c.ID, &c.Source, &c.Bank, &c.BusinessDate, &c.Kind, &c.Ident, &c.OrderID, &c.CardRef, &c.Currency,
-		&c.Ours, &c.Theirs, &c.Detail, &c.State, &c.OpenedRun, &c.LastRun, &c.ResolvedBy, &c.Reason, &c.OpenedAt, &c.ResolvedAt,
+	err := row.Scan(&c.ID, &c.Source, &c.Bank, &c.BusinessDate, &c.Kind, &c.Ident, &c.Figures, &c.OrderID, &c.CardRef, &c.Currency,
+		&c.Ours, &c.Theirs, &c.Detail, &c.State, &c.OpenedRun, &c.LastRun, &c.SupersededBy, &c.ResolvedBy, &c.Reason, &c.OpenedAt, &c.ResolvedAt,
 		&c.cardID, &c.requestID)
 	return c, err
 }
@@ -276,7 +325,7 @@ func scanCase(row pgx.Row) (Case, error) {
 type CaseFilter struct {
 	Source, Bank, State, Kind string
 	BusinessDate              *time.Time
-	Run                       int64 // the cases a run found (its last)
+	Run                       int64 // the cases a run found (its last), and those it marked for review
 	After                     int64 // ids above, for paging
 	Limit                     int
 }
@@ -290,7 +339,7 @@ func (l *Ledger) EachCase(ctx context.Context, f CaseFilter, fn func(Case) error
 	}
 	rows, err := l.pool.Query(ctx, `SELECT `+caseColumns+` FROM recon_cases c LEFT JOIN cards d ON d.id = c.card_id
 		WHERE ($1 = '' OR c.source = $1) AND ($2 = '' OR c.bank = $2) AND ($3 = '' OR c.state = $3) AND ($4 = '' OR c.kind = $4)
-			AND ($5::date IS NULL OR c.business_date = $5) AND ($6 = 0 OR c.last_run = $6) AND c.id > $7
+			AND ($5::date IS NULL OR c.business_date = $5) AND ($6 = 0 OR c.last_run = $6 OR c.superseded_by = $6) AND c.id > $7
 		ORDER BY c.id LIMIT CASE WHEN $8 < 0 THEN NULL ELSE $8 END`,
 		f.Source, f.Bank, f.State, f.Kind, f.BusinessDate, f.Run, f.After, limit)
 	if err != nil {
@@ -391,24 +440,19 @@ type FundRow struct {
 	TradeDate                       string
 }
 
-// Settle finishes an order the ledger holds pending as the fund company's
-// file says it ended (kind "redemption" or "subscription"), the way the
-// order's own follow-up would: under its card's lock, in a transaction of
-// its own.
-type Settle func(ctx context.Context, kind, id string, confirmed bool) error
-
 // ReconcileFund matches the fund company's confirmation file for a day
 // against the orders the ledger placed that day: redemptions by their
-// quota day, subscriptions (sweeps) by their sweep day. An order the
-// ledger holds pending that the file says ended, at the same amount, is
-// first settled as the file says (settle); then every order is matched by
-// its id: matched when amount, currency and outcome agree, amount_mismatch
-// or state_mismatch when they do not, missing_here for an order the ledger
-// never placed, missing_there for one it placed and holds confirmed or
-// pending that the file does not list. Cases are kept as ReconcileBank
-// keeps them. Settling happens only once the whole file has been read; a
-// settled order stays settled if the run fails after it.
-func (l *Ledger) ReconcileFund(ctx context.Context, info RunInfo, rows Rows[FundRow], settle Settle) (Run, error) {
+// quota day, subscriptions (sweeps) by their sweep day, in one
+// transaction. An order the ledger holds pending that the file lists
+// once, ended, at the same amount, is first settled as the file says, as
+// its own follow-up would settle it (under its card's lock, in the run's
+// transaction: a run that fails settles nothing). Then every order is
+// matched by its id: matched when amount, currency and outcome agree,
+// amount_mismatch or state_mismatch when they do not, missing_here for an
+// order the ledger never placed (or one listed twice), missing_there for
+// one it placed and holds confirmed or pending that the file does not
+// list. Cases are kept as ReconcileBank keeps them.
+func (l *Ledger) ReconcileFund(ctx context.Context, info RunInfo, rows Rows[FundRow]) (Run, error) {
 	var run Run
 	err := l.withTx(ctx, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `CREATE TEMP TABLE recon_fund_file (line bigint, order_id text, kind text, amount bigint,
@@ -440,33 +484,52 @@ func (l *Ledger) ReconcileFund(ctx context.Context, info RunInfo, rows Rows[Fund
 			FROM redemption_orders WHERE quota_day = $1
 			UNION ALL
 			SELECT id, 'subscription', card_id, amount, currency::text, state FROM sweeps WHERE day = $1`
-		pending, err := tx.Query(ctx, `SELECT o.kind, o.id, f.status = 'confirmed' FROM (`+ours+`) o
+		pending, err := tx.Query(ctx, `SELECT o.kind, o.id, o.card_id, f.status = 'confirmed' FROM (`+ours+`) o
 			JOIN recon_fund_file f ON f.order_id = o.id AND f.kind = o.kind AND f.amount = o.amount AND f.currency = o.currency
-			WHERE o.state = 'pending' ORDER BY o.id`, info.BusinessDate)
+			WHERE o.state = 'pending' AND (SELECT count(*) FROM recon_fund_file x WHERE x.order_id = o.id) = 1
+			ORDER BY o.card_id, o.id`, info.BusinessDate)
 		if err != nil {
 			return fmt.Errorf("finding pending orders: %w", err)
 		}
 		type toSettle struct {
 			kind, id  string
+			card      int64
 			confirmed bool
 		}
 		todo, err := pgx.CollectRows(pending, func(row pgx.CollectableRow) (toSettle, error) {
 			var s toSettle
-			err := row.Scan(&s.kind, &s.id, &s.confirmed)
+			err := row.Scan(&s.kind, &s.id, &s.card, &s.confirmed)
 			return s, err
 		})
 		if err != nil {
 			return fmt.Errorf("finding pending orders: %w", err)
 		}
+		lt := &Tx{l: l, tx: tx}
 		settled := int64(0)
 		for _, s := range todo {
-			if err := settle(ctx, s.kind, s.id, s.confirmed); err != nil {
+			c, err := lt.LockCardByID(ctx, s.card, time.Time{})
+			if err != nil {
+				return err
+			}
+			if c == nil {
+				return fmt.Errorf("settling %s %s: %w", s.kind, s.id, ErrUnknownCard)
+			}
+			var done bool
+			switch {
+			case s.kind == "subscription":
+				done, err = lt.ResolveSweep(ctx, c, s.id, s.confirmed)
+			case s.confirmed:
+				done, err = lt.ConfirmRedemption(ctx, c, s.id)
+			default:
+				done, err = lt.FailRedemption(ctx, c, s.id, "failed in the fund company's daily file")
+			}
+			if err != nil {
 				return fmt.Errorf("settling %s %s as the fund company's file says: %w", s.kind, s.id, err)
 			}
-			settled++
+			if done {
+				settled++
+			}
 		}
-		// The orders as they stand now, settled ones included (each
-		// statement of this transaction sees what others committed).
 		if _, err := tx.Exec(ctx, `CREATE TEMP TABLE recon_fund_ours ON COMMIT DROP AS `+ours, info.BusinessDate); err != nil {
 			return fmt.Errorf("reading the ledger's side: %w", err)
 		}
@@ -474,7 +537,8 @@ func (l *Ledger) ReconcileFund(ctx context.Context, info RunInfo, rows Rows[Fund
 				missing_here, missing_there, amount_mismatch, settled, run_by)
 			VALUES ('fund', '', $1, $2, $3, $4,
 				(SELECT count(*) FROM recon_fund_file f JOIN recon_fund_ours o ON o.id = f.order_id AND o.kind = f.kind
-					AND o.amount = f.amount AND o.currency = f.currency AND o.state = f.status),
+					AND o.amount = f.amount AND o.currency = f.currency AND o.state = f.status
+				 WHERE NOT EXISTS (SELECT 1 FROM recon_fund_file x WHERE x.order_id = f.order_id AND x.line < f.line)),
 				0, 0, 0, $5, $6)
 			RETURNING id`, info.BusinessDate, info.Format, info.Digest(), n, settled, info.RunBy).Scan(&run.ID); err != nil {
 			return fmt.Errorf("recording the run: %w", err)
@@ -486,25 +550,25 @@ func (l *Ledger) ReconcileFund(ctx context.Context, info RunInfo, rows Rows[Fund
 						WHEN o.amount <> f.amount OR o.currency <> f.currency THEN 'amount_mismatch'
 						ELSE 'state_mismatch' END AS kind,
 					f.order_id AS ident, f.k, o.card_id, f.currency, CASE WHEN f.k = 1 THEN o.amount END AS ours, f.amount AS theirs,
+					CASE WHEN f.k = 1 THEN o.state END AS our_state, f.status AS their_state,
 					jsonb_build_object('line', f.line, 'order_kind', f.kind, 'status', f.status, 'trade_date', f.trade_date,
 						'our_state', CASE WHEN f.k = 1 THEN o.state END) AS detail
 				FROM f LEFT JOIN recon_fund_ours o ON o.id = f.order_id
 				WHERE o.id IS NULL OR f.k > 1 OR o.kind <> f.kind OR o.amount <> f.amount OR o.currency <> f.currency OR o.state <> f.status
 				UNION ALL
-				SELECT 'missing_there', o.id, 1, o.card_id, o.currency, o.amount, NULL,
+				SELECT 'missing_there', o.id, 1, o.card_id, o.currency, o.amount, NULL, o.state, NULL,
 					jsonb_build_object('order_kind', o.kind, 'our_state', o.state)
 				FROM recon_fund_ours o
 				WHERE o.state <> 'failed' AND NOT EXISTS (SELECT 1 FROM recon_fund_file x WHERE x.order_id = o.id))
-			INSERT INTO recon_cases AS c (source, bank, business_date, kind, ident, order_id, card_id, currency, ours, theirs, detail,
-				opened_run, last_run)
-			SELECT 'fund', '', $1, kind, ident || CASE WHEN k > 1 THEN '#' || k ELSE '' END, ident, card_id, currency, ours, theirs,
-				detail, $2, $2
+			INSERT INTO recon_cases AS c (source, bank, business_date, kind, ident, figures, order_id, card_id, currency, ours, theirs,
+				detail, opened_run, last_run)
+			SELECT 'fund', '', $1, kind, ident,
+				concat(coalesce(ours::text, '-'), ' ', coalesce(our_state, '-'), ' ', coalesce(theirs::text, '-'), ' ', coalesce(their_state, '-'),
+					' ', currency, CASE WHEN k > 1 THEN ' #' || k ELSE '' END),
+				ident, card_id, currency, ours, theirs, detail, $2, $2
 			FROM breaks
-			ON CONFLICT (source, bank, business_date, kind, ident) DO UPDATE SET last_run = EXCLUDED.last_run,
+			ON CONFLICT (source, bank, business_date, kind, ident, figures) DO UPDATE SET last_run = EXCLUDED.last_run,
 				card_id = CASE WHEN c.state IN ('open', 'matched') THEN EXCLUDED.card_id ELSE c.card_id END,
-				currency = CASE WHEN c.state IN ('open', 'matched') THEN EXCLUDED.currency ELSE c.currency END,
-				ours = CASE WHEN c.state IN ('open', 'matched') THEN EXCLUDED.ours ELSE c.ours END,
-				theirs = CASE WHEN c.state IN ('open', 'matched') THEN EXCLUDED.theirs ELSE c.theirs END,
 				detail = CASE WHEN c.state IN ('open', 'matched') THEN EXCLUDED.detail ELSE c.detail END,
 				state = CASE WHEN c.state = 'matched' THEN 'open' ELSE c.state END,
 				resolved_at = CASE WHEN c.state = 'matched' THEN NULL ELSE c.resolved_at END`,

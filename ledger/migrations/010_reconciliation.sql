@@ -37,6 +37,7 @@ CREATE TABLE recon_runs (
     amount_mismatch bigint NOT NULL CHECK (amount_mismatch >= 0),
     state_mismatch  bigint NOT NULL DEFAULT 0 CHECK (state_mismatch >= 0),
     settled         bigint NOT NULL DEFAULT 0 CHECK (settled >= 0),
+    review          bigint NOT NULL DEFAULT 0 CHECK (review >= 0),
     run_by          text NOT NULL,
     created_at      timestamptz NOT NULL DEFAULT now(),
     CONSTRAINT recon_runs_bank CHECK ((source = 'fund') = (bank = ''))
@@ -51,9 +52,13 @@ CREATE TABLE recon_cases (
     bank            text NOT NULL,
     business_date   date NOT NULL,
     kind            text NOT NULL CHECK (kind IN ('missing_here', 'missing_there', 'amount_mismatch', 'state_mismatch')),
-    -- The transaction's identity as the file gives it (or would):
-    -- acquirer/terminal/stan/rrn/transmitted, or the fund order's id.
+    -- The transaction's identity as the file gives it (or would): a
+    -- JSON array of acquirer, terminal, STAN, RRN and transmission date
+    -- and time, or the fund order's id; and the break's figures (ours,
+    -- theirs, and a count for the same break found twice). A break whose
+    -- figures change is another case.
     ident           text NOT NULL CHECK (ident <> ''),
+    figures         text NOT NULL,
     request_id      bigint REFERENCES requests (id),
     order_id        text,
     card_id         bigint REFERENCES cards (id),
@@ -64,11 +69,14 @@ CREATE TABLE recon_cases (
     state           text NOT NULL DEFAULT 'open' CHECK (state IN ('open', 'adjusted', 'written_off', 'matched')),
     opened_run      bigint NOT NULL REFERENCES recon_runs (id),
     last_run        bigint NOT NULL REFERENCES recon_runs (id),
+    -- A case an operator closed that a later run no longer finds: what
+    -- was done about it needs looking at again.
+    superseded_by   bigint REFERENCES recon_runs (id),
     resolved_by     text,
     reason          text,
     opened_at       timestamptz NOT NULL DEFAULT now(),
     resolved_at     timestamptz,
-    CONSTRAINT recon_cases_once UNIQUE (source, bank, business_date, kind, ident),
+    CONSTRAINT recon_cases_once UNIQUE (source, bank, business_date, kind, ident, figures),
     CONSTRAINT recon_cases_resolved CHECK ((state = 'open') = (resolved_at IS NULL)),
     CONSTRAINT recon_cases_resolved_by CHECK (state IN ('open', 'matched') OR (resolved_by IS NOT NULL AND reason IS NOT NULL)),
     CONSTRAINT recon_cases_bank CHECK ((source = 'fund') = (bank = ''))
@@ -128,11 +136,12 @@ CREATE TRIGGER adjustments_no_truncate BEFORE TRUNCATE ON adjustments FOR EACH S
 
 CREATE FUNCTION guard_case_update() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    IF OLD.state IN ('adjusted', 'written_off') AND to_jsonb(NEW) - 'last_run' <> to_jsonb(OLD) - 'last_run' THEN
+    IF OLD.state IN ('adjusted', 'written_off')
+       AND to_jsonb(NEW) - 'last_run' - 'superseded_by' <> to_jsonb(OLD) - 'last_run' - 'superseded_by' THEN
         RAISE EXCEPTION 'case % is %', OLD.id, OLD.state USING ERRCODE = 'integrity_constraint_violation';
     END IF;
     IF NEW.id <> OLD.id OR NEW.source <> OLD.source OR NEW.bank <> OLD.bank OR NEW.business_date <> OLD.business_date
-       OR NEW.kind <> OLD.kind OR NEW.ident <> OLD.ident OR NEW.opened_run <> OLD.opened_run THEN
+       OR NEW.kind <> OLD.kind OR NEW.ident <> OLD.ident OR NEW.figures <> OLD.figures OR NEW.opened_run <> OLD.opened_run THEN
         RAISE EXCEPTION 'case % cannot change what it is', OLD.id USING ERRCODE = 'integrity_constraint_violation';
     END IF;
     IF NEW.state = 'adjusted' AND NOT EXISTS (SELECT 1 FROM adjustments WHERE case_id = NEW.id AND state = 'posted') THEN

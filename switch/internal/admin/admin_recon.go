@@ -7,13 +7,13 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"os"
 	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/goldcard/goldcard/config"
-	"github.com/goldcard/goldcard/fund"
 	"github.com/goldcard/goldcard/ledger"
 	"github.com/goldcard/goldcard/switch/internal/metric"
 	"github.com/goldcard/goldcard/switch/internal/recon"
@@ -95,17 +95,19 @@ func (s *Server) reconcileBank(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	h := sha256.New()
-	body := io.TeeReader(http.MaxBytesReader(w, r.Body, maxReconFile), h)
-	rows := recon.BankRows(format, bank, body)
+	file, digest, release, ok := s.spool(w, r)
+	if !ok {
+		return
+	}
+	defer release()
 	run, err := s.ledger.ReconcileBank(r.Context(), ledger.RunInfo{Bank: bank.Code, BusinessDate: day, Format: name,
-		Digest: func() []byte { return h.Sum(nil) }, RunBy: op}, &digestAtEnd[ledger.BankRow]{Rows: rows, body: body})
+		Digest: digest, RunBy: op}, recon.BankRows(format, bank, file))
 	if err != nil {
 		s.reconError(w, err)
 		return
 	}
 	s.log.Info("reconciled", "source", "bank", "bank", bank.Code, "business_date", run.BusinessDate, "run", run.ID,
-		"rows", run.Rows, "matched", run.Matched, "breaks", run.Breaks(), "open", run.Open, "operator", op)
+		"rows", run.Rows, "matched", run.Matched, "breaks", run.Breaks(), "open", run.Open, "review", run.Review, "operator", op)
 	s.writeRun(w, r, run)
 }
 
@@ -130,56 +132,68 @@ func (s *Server) reconcileFund(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	h := sha256.New()
-	body := io.TeeReader(http.MaxBytesReader(w, r.Body, maxReconFile), h)
-	rows := &digestAtEnd[ledger.FundRow]{Rows: recon.FundRows(format, body), body: body}
-	run, err := s.ledger.ReconcileFund(r.Context(), ledger.RunInfo{BusinessDate: day, Format: name,
-		Digest: func() []byte { return h.Sum(nil) }, RunBy: op}, rows, s.settleAsFiled)
+	file, digest, release, ok := s.spool(w, r)
+	if !ok {
+		return
+	}
+	defer release()
+	run, err := s.ledger.ReconcileFund(r.Context(), ledger.RunInfo{BusinessDate: day, Format: name, Digest: digest, RunBy: op},
+		recon.FundRows(format, file))
 	if err != nil {
 		s.reconError(w, err)
 		return
 	}
 	s.log.Info("reconciled", "source", "fund", "business_date", run.BusinessDate, "run", run.ID, "rows", run.Rows,
-		"matched", run.Matched, "settled", run.Settled, "breaks", run.Breaks(), "open", run.Open, "operator", op)
+		"matched", run.Matched, "settled", run.Settled, "breaks", run.Breaks(), "open", run.Open, "review", run.Review, "operator", op)
 	s.writeRun(w, r, run)
 }
 
-// settleAsFiled ends a pending order as the fund company's file says, by
-// the path its follow-up takes.
-func (s *Server) settleAsFiled(ctx context.Context, kind, id string, confirmed bool) error {
-	if kind == "subscription" {
-		sw, err := s.ledger.SweepByID(ctx, id)
-		if err != nil {
-			return err
-		}
-		return fund.SettleSweep(ctx, s.ledger, sw.CardID, id, confirmed)
+// reconRunsAtOnce bounds the reconciliations one switch runs at once:
+// each holds a database connection the requests of cards share.
+const reconRunsAtOnce = 2
+
+// uploadTime bounds the upload of one daily file.
+const uploadTime = 30 * time.Minute
+
+// spool takes one of the switch's reconciliation turns and copies the
+// uploaded file to a temporary file, so that the run's transaction reads
+// it at the disk's pace, not the client's, and returns the file (at its
+// start), its SHA-256 and what releases both. It answers the request
+// itself when it cannot (503 while every turn is taken, 413 for a file
+// too large).
+func (s *Server) spool(w http.ResponseWriter, r *http.Request) (*os.File, func() []byte, func(), bool) {
+	select {
+	case s.reconTurns <- struct{}{}:
+	default:
+		w.Header().Set("Retry-After", "60")
+		writeError(w, http.StatusServiceUnavailable, "this switch is running "+strconv.Itoa(reconRunsAtOnce)+" reconciliations; try again once one ends")
+		return nil, nil, nil, false
 	}
-	o, err := s.ledger.Order(ctx, id)
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(uploadTime))
+	f, err := os.CreateTemp("", "goldcard-recon-*")
 	if err != nil {
-		return err
+		<-s.reconTurns
+		s.internalError(w, "keeping the upload", err)
+		return nil, nil, nil, false
 	}
-	st := fund.Status{State: fund.Confirmed}
-	if !confirmed {
-		st = fund.Status{State: fund.Failed, Reason: "failed in the fund company's daily file"}
+	release := func() {
+		_ = f.Close()
+		_ = os.Remove(f.Name())
+		<-s.reconTurns
 	}
-	return fund.Settle(ctx, s.ledger, *o, st)
-}
-
-// digestAtEnd reads the file to its end once its rows are read, so that
-// the digest covers the whole file (a trailer included).
-type digestAtEnd[R any] struct {
-	ledger.Rows[R]
-	body io.Reader
-}
-
-func (d *digestAtEnd[R]) Next() bool {
-	if d.Rows.Next() {
-		return true
+	h := sha256.New()
+	if _, err := io.Copy(io.MultiWriter(f, h), http.MaxBytesReader(w, r.Body, maxReconFile)); err != nil {
+		release()
+		s.reconError(w, err)
+		return nil, nil, nil, false
 	}
-	if d.Rows.Err() == nil {
-		_, _ = io.Copy(io.Discard, d.body)
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		release()
+		s.internalError(w, "keeping the upload", err)
+		return nil, nil, nil, false
 	}
-	return false
+	sum := h.Sum(nil)
+	return f, func() []byte { return sum }, release, true
 }
 
 // reconError answers a run that failed: a file that cannot be read gets
@@ -194,6 +208,8 @@ func (s *Server) reconError(w http.ResponseWriter, err error) {
 		writeJSON(w, http.StatusUnprocessableEntity, map[string]any{"error": le.Error() + "; nothing was reconciled", "line": le.Line})
 	case errors.Is(err, recon.ErrEmpty):
 		writeError(w, http.StatusUnprocessableEntity, err.Error()+"; nothing was reconciled")
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		writeError(w, http.StatusRequestTimeout, "the upload took longer than "+uploadTime.String()+"; nothing was reconciled")
 	default:
 		s.internalError(w, "reconciling", err)
 	}

@@ -57,6 +57,9 @@ type Server struct {
 	now     func() time.Time
 	log     *slog.Logger
 
+	// reconTurns bounds the reconciliations running at once.
+	reconTurns chan struct{}
+
 	auth Auth
 	http *http.Server
 	addr net.Addr
@@ -69,7 +72,7 @@ func New(o Options) *Server {
 		now = time.Now
 	}
 	s := &Server{cfg: o.Config, ledger: o.Ledger, pool: o.Pool, status: o.Status, issuer: o.Issuer,
-		timer: o.Timer, metrics: o.Metrics, now: now, log: o.Log, auth: o.Auth}
+		timer: o.Timer, metrics: o.Metrics, now: now, log: o.Log, auth: o.Auth, reconTurns: make(chan struct{}, reconRunsAtOnce)}
 	refused := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: metric.AdminRefused,
 		Help: "Admin API requests refused 401, by reason: no credentials (missing) or a wrong token (wrong).",

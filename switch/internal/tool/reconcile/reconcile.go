@@ -33,6 +33,7 @@ type result struct {
 	AmountMismatch int64    `json:"amount_mismatch"`
 	StateMismatch  int64    `json:"state_mismatch"`
 	Settled        int64    `json:"settled"`
+	Review         int64    `json:"review"`
 	Open           int64    `json:"open"`
 	Cases          []caseOf `json:"cases"`
 }
@@ -72,9 +73,12 @@ did not) and amount_mismatch. Each break is a case, worked through the admin
 API (GET /v1/cases). A later run of the same date, a corrected file say,
 replaces the earlier run's result; running one file twice changes nothing.
 
-Exit status: 0 when no case is left open, 1 when one is (or on an error),
-2 for a command line that cannot run. A file that cannot be read is refused
-with the line that is wrong, and nothing is recorded.`,
+A case an operator closed (adjusted, written off) that a later run no longer
+finds is marked for review: what was done about it may now be wrong.
+
+Exit status: 0 when no case is left open or to review, 1 when one is (or on
+an error), 2 for a command line that cannot run. A file that cannot be read
+is refused with the line that is wrong, and nothing is recorded.`,
 		Example: `  goldcard reconcile bank --bank default --date 2026-12-01 settlement-20261201.csv
   GOLDCARD_OPERATOR=li.wei goldcard reconcile bank --bank icbc --date 2026-12-01 --format icbc-fixed ICBC_20261201.txt --json`,
 		Args: cli.ExactArgs(1),
@@ -162,8 +166,13 @@ func run(c *cobra.Command, admin, path, file string, asJSON bool) error {
 	if asJSON {
 		_, _ = io.Copy(out, resp.Body) // the closing newline
 	}
-	if r.Open > 0 {
+	switch {
+	case r.Open > 0 && r.Review > 0:
+		return fmt.Errorf("run %d: %d cases open (GET /v1/cases?state=open), and %d closed cases no longer found, to review", r.Run, r.Open, r.Review)
+	case r.Open > 0:
 		return fmt.Errorf("run %d: %d cases open (GET /v1/cases?state=open)", r.Run, r.Open)
+	case r.Review > 0:
+		return fmt.Errorf("run %d: %d closed cases no longer found: review what was done about them (GET /v1/cases/{id})", r.Run, r.Review)
 	}
 	return nil
 }
@@ -236,6 +245,9 @@ func (p *printer) head(r result) {
 	fmt.Fprintf(p.w, "matched %d  missing_here %d  missing_there %d  amount_mismatch %d", r.Matched, r.MissingHere, r.MissingThere, r.AmountMismatch)
 	if r.Bank == "" {
 		fmt.Fprintf(p.w, "  state_mismatch %d  settled %d", r.StateMismatch, r.Settled)
+	}
+	if r.Review > 0 {
+		fmt.Fprintf(p.w, "  review %d", r.Review)
 	}
 	fmt.Fprintln(p.w)
 }
