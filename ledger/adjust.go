@@ -176,6 +176,12 @@ func (l *Ledger) Adjust(ctx context.Context, r AdjustRequest) (Adjustment, error
 		if c.Currency != "" && c.Currency != currency {
 			return fmt.Errorf("%w: the case is in %s, the card in %s", ErrBadAdjustment, c.Currency, currency)
 		}
+		if stake := c.Stake(); r.Amount > stake {
+			return fmt.Errorf("%w: %d is more than the case puts at stake (%d)", ErrBadAdjustment, r.Amount, stake)
+		}
+		// A card the operator names (the case knew none) is their
+		// judgement: a second operator looks at it, whatever the amount.
+		needsApproval := r.Amount > r.FourEyesAbove || c.cardID == 0
 		var pending bool
 		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM adjustments WHERE case_id = $1 AND state = 'pending')`, r.Case).Scan(&pending); err != nil {
 			return err
@@ -186,10 +192,10 @@ func (l *Ledger) Adjust(ctx context.Context, r AdjustRequest) (Adjustment, error
 		var id int64
 		if err := tx.QueryRow(ctx, `INSERT INTO adjustments (case_id, card_id, debit_account, credit_account, currency, amount, reason,
 				requested_by, needs_approval) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id`,
-			r.Case, card, debit, credit, currency, r.Amount, strings.TrimSpace(r.Reason), r.Operator, r.Amount > r.FourEyesAbove).Scan(&id); err != nil {
+			r.Case, card, debit, credit, currency, r.Amount, strings.TrimSpace(r.Reason), r.Operator, needsApproval).Scan(&id); err != nil {
 			return fmt.Errorf("recording the adjustment: %w", err)
 		}
-		if r.Amount <= r.FourEyesAbove {
+		if !needsApproval {
 			if err := post(ctx, tx, id, ""); err != nil {
 				return err
 			}
@@ -251,15 +257,21 @@ func (l *Ledger) Reject(ctx context.Context, id int64, operator, reason string) 
 	return out, err
 }
 
+// ErrWriteOffWaits is a write-off asked for again by the operator who
+// asked for it: it waits for another.
+var ErrWriteOffWaits = errors.New("ledger: the write-off waits for a second operator")
+
 // WriteOff closes an open case without moving money, with the operator's
-// reason.
-func (l *Ledger) WriteOff(ctx context.Context, caseID int64, operator, reason string) (Case, error) {
+// reason. A case that puts more than fourEyesAbove at stake is written off
+// by two: the first operator asks (done is false), a second one makes it.
+func (l *Ledger) WriteOff(ctx context.Context, caseID int64, operator, reason string, fourEyesAbove int64) (c Case, done bool, err error) {
 	reason = strings.TrimSpace(reason)
 	if len(reason) < 3 || len(reason) > 500 || operator == "" {
-		return Case{}, fmt.Errorf("%w: a reason of 3 to 500 characters is required", ErrBadAdjustment)
+		return Case{}, false, fmt.Errorf("%w: a reason of 3 to 500 characters is required", ErrBadAdjustment)
 	}
-	err := l.withTx(ctx, func(tx pgx.Tx) error {
-		if _, err := lockCase(ctx, tx, caseID); err != nil {
+	err = l.withTx(ctx, func(tx pgx.Tx) error {
+		c, err := lockCase(ctx, tx, caseID)
+		if err != nil {
 			return err
 		}
 		var pending bool
@@ -269,15 +281,29 @@ func (l *Ledger) WriteOff(ctx context.Context, caseID int64, operator, reason st
 		if pending {
 			return ErrAdjustmentPending
 		}
-		_, err := tx.Exec(ctx, `UPDATE recon_cases SET state = 'written_off', resolved_by = $2, reason = $3, resolved_at = now()
+		var askedBy string
+		if err := tx.QueryRow(ctx, `SELECT coalesce(write_off_by, '') FROM recon_cases WHERE id = $1`, caseID).Scan(&askedBy); err != nil {
+			return err
+		}
+		switch {
+		case c.Stake() > fourEyesAbove && askedBy == "":
+			_, err = tx.Exec(ctx, `UPDATE recon_cases SET write_off_by = $2, write_off_reason = $3 WHERE id = $1`, caseID, operator, reason)
+			return err
+		case c.Stake() > fourEyesAbove && askedBy == operator:
+			return ErrWriteOffWaits
+		}
+		done = true
+		_, err = tx.Exec(ctx, `UPDATE recon_cases SET state = 'written_off', resolved_by = $2,
+				reason = CASE WHEN write_off_reason IS NULL THEN $3 ELSE write_off_reason || ' (approved: ' || $3 || ')' END,
+				resolved_at = now()
 			WHERE id = $1`, caseID, operator, reason)
 		return err
 	})
 	if err != nil {
-		return Case{}, err
+		return Case{}, false, err
 	}
-	c, _, err := l.CaseByID(ctx, caseID)
-	return c, err
+	c, _, err = l.CaseByID(ctx, caseID)
+	return c, done, err
 }
 
 // lockCase locks an open case for the transaction.

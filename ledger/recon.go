@@ -321,6 +321,29 @@ func scanCase(row pgx.Row) (Case, error) {
 	return c, err
 }
 
+// Stake is what a case puts at stake, in minor units: the difference
+// between the two sides' amounts, or the one side's amount where the
+// other has none. No adjustment of it moves more.
+func (c Case) Stake() int64 {
+	abs := func(p *int64) int64 {
+		if p == nil {
+			return 0
+		}
+		if *p < 0 {
+			return -*p
+		}
+		return *p
+	}
+	switch {
+	case c.Ours != nil && c.Theirs != nil && c.Kind == "amount_mismatch":
+		d := *c.Ours - *c.Theirs
+		return abs(&d)
+	case c.Ours != nil && c.Theirs != nil:
+		return max(abs(c.Ours), abs(c.Theirs))
+	}
+	return abs(c.Ours) + abs(c.Theirs)
+}
+
 // CaseFilter selects cases; empty fields select all.
 type CaseFilter struct {
 	Source, Bank, State, Kind string

@@ -74,11 +74,16 @@ CREATE TABLE recon_cases (
     superseded_by   bigint REFERENCES recon_runs (id),
     resolved_by     text,
     reason          text,
+    -- A write-off above the four-eyes amount is asked for by one operator
+    -- and made by another.
+    write_off_by     text,
+    write_off_reason text,
     opened_at       timestamptz NOT NULL DEFAULT now(),
     resolved_at     timestamptz,
     CONSTRAINT recon_cases_once UNIQUE (source, bank, business_date, kind, ident, figures),
     CONSTRAINT recon_cases_resolved CHECK ((state = 'open') = (resolved_at IS NULL)),
     CONSTRAINT recon_cases_resolved_by CHECK (state IN ('open', 'matched') OR (resolved_by IS NOT NULL AND reason IS NOT NULL)),
+    CONSTRAINT recon_cases_four_eyes CHECK (state <> 'written_off' OR write_off_by IS NULL OR write_off_by <> resolved_by),
     CONSTRAINT recon_cases_bank CHECK ((source = 'fund') = (bank = ''))
 );
 CREATE INDEX recon_cases_open ON recon_cases (opened_at) WHERE state = 'open';

@@ -36,11 +36,15 @@ func dateParam(w http.ResponseWriter, r *http.Request, name string) (time.Time, 
 }
 
 // needOperator is who asks, answering 400 when nobody is named.
-func needOperator(w http.ResponseWriter, r *http.Request) (string, bool) {
+func (s *Server) needOperator(w http.ResponseWriter, r *http.Request) (string, bool) {
 	op := operator(r)
 	if op == "" {
 		writeError(w, http.StatusBadRequest, "name the operator: send "+OperatorHeader+" on a loopback API without credentials, "+
 			"or use an operator's token (--admin-operators)")
+		return "", false
+	}
+	if op == sharedToken && len(s.auth.operators) > 0 {
+		writeError(w, http.StatusForbidden, "the shared token names nobody: use your own operator token (--admin-operators) for this")
 		return "", false
 	}
 	return op, true
@@ -91,7 +95,7 @@ func (s *Server) reconcileBank(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "no bank file format "+strconv.Quote(name)+" in the config (recon_formats)")
 		return
 	}
-	op, ok := needOperator(w, r)
+	op, ok := s.needOperator(w, r)
 	if !ok {
 		return
 	}
@@ -128,7 +132,7 @@ func (s *Server) reconcileFund(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "no fund file format "+strconv.Quote(name)+" in the config (recon_formats)")
 		return
 	}
-	op, ok := needOperator(w, r)
+	op, ok := s.needOperator(w, r)
 	if !ok {
 		return
 	}
@@ -323,7 +327,7 @@ func (s *Server) adjustCase(w http.ResponseWriter, r *http.Request) {
 	if !readJSON(w, r, &req) {
 		return
 	}
-	op, ok := needOperator(w, r)
+	op, ok := s.needOperator(w, r)
 	if !ok {
 		return
 	}
@@ -352,13 +356,18 @@ func (s *Server) writeOffCase(w http.ResponseWriter, r *http.Request) {
 	if !readJSON(w, r, &req) {
 		return
 	}
-	op, ok := needOperator(w, r)
+	op, ok := s.needOperator(w, r)
 	if !ok {
 		return
 	}
-	c, err := s.ledger.WriteOff(r.Context(), id, op, req.Reason)
+	c, done, err := s.ledger.WriteOff(r.Context(), id, op, req.Reason, s.cfg.Load().Limits.FourEyesAbove)
 	if err != nil {
 		s.caseError(w, err)
+		return
+	}
+	if !done {
+		s.log.Info("write-off asked for", "case", id, "operator", op)
+		writeJSON(w, http.StatusAccepted, c)
 		return
 	}
 	s.log.Info("case written off", "case", id, "operator", op)
@@ -386,7 +395,7 @@ func (s *Server) approveAdjustment(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	op, ok := needOperator(w, r)
+	op, ok := s.needOperator(w, r)
 	if !ok {
 		return
 	}
@@ -410,7 +419,7 @@ func (s *Server) rejectAdjustment(w http.ResponseWriter, r *http.Request) {
 	if !readJSON(w, r, &req) {
 		return
 	}
-	op, ok := needOperator(w, r)
+	op, ok := s.needOperator(w, r)
 	if !ok {
 		return
 	}
@@ -432,7 +441,8 @@ func (s *Server) caseError(w http.ResponseWriter, err error) {
 		writeError(w, http.StatusNotFound, "no such adjustment waiting for approval")
 	case errors.Is(err, ledger.ErrSameOperator):
 		writeError(w, http.StatusForbidden, err.Error())
-	case errors.Is(err, ledger.ErrCaseClosed), errors.Is(err, ledger.ErrAdjustmentPending), errors.Is(err, ledger.ErrAdjustmentOverdraw):
+	case errors.Is(err, ledger.ErrCaseClosed), errors.Is(err, ledger.ErrAdjustmentPending), errors.Is(err, ledger.ErrAdjustmentOverdraw),
+		errors.Is(err, ledger.ErrWriteOffWaits):
 		writeError(w, http.StatusConflict, err.Error())
 	case errors.Is(err, ledger.ErrBadAdjustment):
 		writeError(w, http.StatusBadRequest, err.Error())

@@ -71,6 +71,9 @@ func (a *Auth) LoadOperators() error {
 			return fmt.Errorf("--admin-operators %s line %d: operator %s is named twice", a.OperatorsFile, i+1, name)
 		}
 		names[name] = true
+		if other, ok := a.operators[[32]byte(digest)]; ok {
+			return fmt.Errorf("--admin-operators %s line %d: operators %s and %s share a token: each needs their own", a.OperatorsFile, i+1, other, name)
+		}
 		a.operators[[32]byte(digest)] = name
 	}
 	if len(a.operators) == 0 {
@@ -80,6 +83,10 @@ func (a *Auth) LoadOperators() error {
 }
 
 type operatorKey struct{}
+
+// sharedToken is who the shared --admin-token-file token names: whoever
+// holds it.
+const sharedToken = "token"
 
 // OperatorHeader names the operator on an admin API without credentials
 // (loopback only): there, whoever can reach it is trusted, and says who
@@ -204,7 +211,7 @@ func (g *adminGuard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if token, ok := bearerToken(r); ok {
 		got := sha256.Sum256([]byte(token))
 		if g.auth.Token != "" && subtle.ConstantTimeCompare(got[:], g.digest[:]) == 1 {
-			g.next.ServeHTTP(w, withOperator(r, "token"))
+			g.next.ServeHTTP(w, withOperator(r, sharedToken))
 			return
 		}
 		if name, ok := g.auth.operators[got]; ok {

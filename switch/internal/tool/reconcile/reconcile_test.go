@@ -31,6 +31,7 @@ type run struct {
 	AmountMismatch int64 `json:"amount_mismatch"`
 	StateMismatch  int64 `json:"state_mismatch"`
 	Settled        int64 `json:"settled"`
+	Review         int64 `json:"review"`
 	Open           int64 `json:"open"`
 	Cases          []struct {
 		ID     int64  `json:"id"`
@@ -236,6 +237,9 @@ func TestReconcileBank(t *testing.T) {
 			t.Fatalf("%s by %s: HTTP %d, want %d", path, operator, resp.StatusCode, want)
 		}
 	}
+	// No adjustment moves more than its case puts at stake.
+	adjust("li.wei", cases["missing_there"], map[string]any{"debit": "settlement", "credit": "cash", "amount": 5001,
+		"reason": "more than the break"}, http.StatusBadRequest)
 	// b: the ledger debited the card, the bank never settled: give it
 	// back (within one operator's limit, posted at once).
 	if got := adjust("li.wei", cases["missing_there"], map[string]any{"debit": "settlement", "credit": "cash", "amount": 5000,
@@ -271,6 +275,23 @@ func TestReconcileBank(t *testing.T) {
 	if code != 0 || r.Open != 0 || len(r.Cases) != 3 {
 		t.Fatalf("every case worked: exit %d %+v %s", code, r, stderr)
 	}
+
+	// A write-off of more than one operator may close is asked for by
+	// one and made by another.
+	nextDay := next.Format(time.DateOnly)
+	r, _, _ = reconcile(t, d, "li.wei", nextDay, []string{header, row(stranger, 300000)})
+	var big int64
+	for _, k := range r.Cases {
+		if k.Kind == "missing_here" {
+			big = k.ID
+		}
+	}
+	if big == 0 {
+		t.Fatalf("no case for the stranger of %s: %+v", nextDay, r)
+	}
+	post("li.wei", fmt.Sprintf("/v1/cases/%d/write-off", big), http.StatusAccepted)
+	post("li.wei", fmt.Sprintf("/v1/cases/%d/write-off", big), http.StatusConflict)
+	post("wang.fang", fmt.Sprintf("/v1/cases/%d/write-off", big), http.StatusOK)
 
 	// Bad files: refused with the line, nothing recorded.
 	var before struct {
@@ -366,5 +387,90 @@ func TestReconcileFund(t *testing.T) {
 	d.API("GET", "/v1/cases?source=fund", nil, &closed)
 	if len(closed.Cases) != 2 || closed.Cases[0].State != "matched" || closed.Cases[1].State != "matched" {
 		t.Fatalf("the wrong file's cases after the corrected one: %+v", closed)
+	}
+}
+
+// TestReconcileEdges: what a settlement file nets and signs, against a
+// real switch: a refund is a credit and never matches a purchase of the
+// same amount; an 0120 advice posts and is settled; a reversal on a later
+// business date than its original is a row of its own date, and leaves
+// the original's date as it was; a case adjusted that a corrected file no
+// longer has is marked for review, and the run exits 1.
+func TestReconcileEdges(t *testing.T) {
+	t.Parallel()
+	d := switchtest.Start(t)
+	const pan = "6228480000007901"
+	d.AddCard(pan, 500000, 0)
+	bank := switchtest.ConnectBank(t, d.Bank)
+	sh, _ := time.LoadLocation("Asia/Shanghai")
+	today := time.Now().In(sh)
+	date, yesterday := today.Format(time.DateOnly), today.AddDate(0, 0, -1)
+	send := func(mti string, f map[int]string) map[int]string {
+		switchtest.WantCode(t, bank.Send(mti, f), "00")
+		return f
+	}
+	purchase := send("0200", bank.Fields(map[int]string{2: pan, 3: "000000", 4: "000000010000"}))
+	refund := send("0200", bank.Fields(map[int]string{2: pan, 3: "200000", 4: "000000003000"}))
+	advice := send("0120", bank.Fields(map[int]string{2: pan, 3: "000000", 4: "000000001000"}))
+	// Settled yesterday (DE15), reversed today.
+	old := send("0200", bank.Fields(map[int]string{2: pan, 3: "000000", 4: "000000002000", 15: yesterday.Format("0102")}))
+	rev := map[int]string{}
+	for k, v := range old {
+		rev[k] = v
+	}
+	delete(rev, 15)
+	send("0400", rev)
+
+	clean := []string{header, row(purchase, 10000), row(refund, 3000), strings.Replace(row(advice, 1000), ",0200,", ",0120,", 1),
+		strings.Replace(row(rev, 2000), ",0200,", ",0400,", 1)}
+	r, stderr, code := reconcile(t, d, "li.wei", date, clean)
+	if code != 0 || r.Matched != 4 || len(r.Cases) != 0 {
+		t.Fatalf("today's clean file: exit %d %+v %s", code, r, stderr)
+	}
+	r, stderr, code = reconcile(t, d, "li.wei", yesterday.Format(time.DateOnly), []string{header, row(old, 2000)})
+	if code != 0 || r.Matched != 1 {
+		t.Fatalf("yesterday's file, its debit reversed today: exit %d %+v %s", code, r, stderr)
+	}
+	// The refund written as a purchase: a break of twice its amount.
+	asPurchase := []string{header, row(purchase, 10000), strings.Replace(row(refund, 3000), ",200000,", ",000000,", 1),
+		clean[3], clean[4]}
+	r, _, code = reconcile(t, d, "li.wei", date, asPurchase)
+	if code != 1 || r.AmountMismatch != 1 || r.Cases[0].Ours == nil || *r.Cases[0].Ours != -3000 || *r.Cases[0].Theirs != 3000 {
+		t.Fatalf("a refund filed as a purchase: exit %d %+v", code, r)
+	}
+	// The bank says 101.00; an operator takes the 1.00 from the card; the
+	// bank's corrected file says 100.00 after all.
+	wrong := []string{header, row(purchase, 10100), clean[2], clean[3], clean[4]}
+	r, _, _ = reconcile(t, d, "li.wei", date, wrong)
+	var mismatch int64
+	for _, k := range r.Cases {
+		if k.Kind == "amount_mismatch" && strings.Contains(k.Ident, purchase[11]) {
+			mismatch = k.ID
+		}
+	}
+	if mismatch == 0 {
+		t.Fatalf("no case for 101.00: %+v", r)
+	}
+	body, _ := json.Marshal(map[string]any{"debit": "cash", "credit": "settlement", "amount": 100, "reason": "the bank settled 101.00"})
+	req, _ := http.NewRequest("POST", "http://"+d.Admin+fmt.Sprintf("/v1/cases/%d/adjust", mismatch), bytes.NewReader(body))
+	req.Header.Set("Goldcard-Operator", "li.wei")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("adjusting: %s", resp.Status)
+	}
+	r, stderr, code = reconcile(t, d, "li.wei", date, clean)
+	if code != 1 || r.Review != 1 || r.Open != 0 || !strings.Contains(stderr, "review") {
+		t.Fatalf("the corrected file after an adjustment: exit %d %+v %s", code, r, stderr)
+	}
+	reviewed := false
+	for _, k := range r.Cases {
+		reviewed = reviewed || (k.ID == mismatch && k.State == "adjusted")
+	}
+	if !reviewed {
+		t.Fatalf("the adjusted case is not listed for review: %+v", r.Cases)
 	}
 }
