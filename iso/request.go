@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/moov-io/iso8583"
 )
@@ -103,6 +104,10 @@ type Request struct {
 	// Actual is DE95's actual transaction amount: for a partial reversal,
 	// the part of the original that stands. Nil when DE95 is absent.
 	Actual *int64
+
+	// Received is when the switch read the message (not on the wire: set
+	// by who reads it); zero when unknown.
+	Received time.Time
 }
 
 // MTIClass is the MTI without its repeat digit ("010" for 0100 and 0101):

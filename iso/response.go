@@ -96,7 +96,7 @@ func (d *Dialect) Reply(body []byte, req *iso8583.Message, vals []Value) ([]byte
 	}
 	var spans [maxField + 1]fieldSpan
 	n, err := walkFields(d.Spec, reqBM, body, func(id int, s fieldSpan) {
-		if id <= maxField && echoed[id] && !s.empty {
+		if id <= maxField && echoed[id] && !s.empty && !padOnly(d.Spec.Fields[id], body[s.off:s.off+s.n]) {
 			spans[id] = s
 		}
 	})
@@ -141,6 +141,21 @@ func (d *Dialect) Reply(body []byte, req *iso8583.Message, vals []Value) ([]byte
 		}
 	}
 	return out, nil
+}
+
+// padOnly reports whether a field of a spec that pads its values holds
+// nothing but padding in b: moov reads it as empty, and Respond leaves an
+// empty field out. Fields without a pad are never read here.
+func padOnly(f field.Field, b []byte) bool {
+	if f.Spec().Pad == nil {
+		return false
+	}
+	fi := field.NewInstanceOf(f)
+	if _, err := fi.Unpack(b); err != nil {
+		return false
+	}
+	v, err := fi.Bytes()
+	return err == nil && len(v) == 0
 }
 
 // appendValue appends field f of value v, packed as moov packs it. An

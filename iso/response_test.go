@@ -2,6 +2,7 @@ package iso
 
 import (
 	"bytes"
+	"strings"
 	"testing"
 
 	"github.com/moov-io/iso8583"
@@ -196,5 +197,45 @@ func TestReplyIsTheResponse(t *testing.T) {
 		if _, err := d.Reply(body, req, bad); err == nil {
 			t.Fatalf("%v: replied", bad)
 		}
+	}
+}
+
+// TestReplyLeavesOutPaddingOnly: in a dialect that pads DE41 and DE42
+// with spaces, a request that sends them blank gets them left out, as
+// Respond leaves out a field it reads as empty; padded values are echoed
+// as sent.
+func TestReplyLeavesOutPaddingOnly(t *testing.T) {
+	d := variantDialect(t, "padded", map[string]string{
+		"41": `{"type":"String","length":8,"enc":"ASCII","prefix":"ASCII.Fixed","padding":{"type":"Right","pad":" "}}`,
+		"42": `{"type":"String","length":15,"enc":"ASCII","prefix":"ASCII.Fixed","padding":{"type":"Right","pad":" "}}`,
+	})
+	req := d.NewMessage()
+	req.MTI("0200")
+	for id, v := range map[int]string{3: "000000", 4: "000000010000", 7: "1125101010", 11: "000002", 41: " ", 42: "M1", 49: "156"} {
+		if err := d.SetField(req, id, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	body, err := req.Pack()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if req, err = d.Unpack(body); err != nil {
+		t.Fatal(err)
+	}
+	checkReply(t, d, body, req)
+	got, err := d.Reply(body, req, replyValues)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := d.Unpack(got)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := resp.GetString(41); resp.GetFields()[41] != nil {
+		t.Errorf("DE41 of padding only echoed (%v)", err)
+	}
+	if s, _ := resp.GetString(42); strings.TrimSpace(s) != "M1" {
+		t.Errorf("DE42 %q", s)
 	}
 }

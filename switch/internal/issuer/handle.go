@@ -49,6 +49,12 @@ func (p *Issuer) handle(ctx context.Context, bank *config.Bank, d *iso.Dialect, 
 		a.resp = p.plainResponse(d, msg, err)
 		return a
 	}
+	// It arrived its bank's budget before its deadline (the link sets
+	// one), whatever it waited for since.
+	req.Received = p.now()
+	if dl, ok := ctx.Deadline(); ok {
+		req.Received = dl.Add(-bank.Budget())
+	}
 	build := func(o decision) ([]byte, error) { return buildResponse(d, msg, body, o, lim) }
 	if req.Class == iso.ClassNetwork || req.PAN == "" {
 		return p.decideRequest(ctx, bank, d, lim, msg, req, mti, build, false)

@@ -89,9 +89,18 @@ func newAuthCode() string {
 	return string(code[:])
 }
 
+// received is when r arrived, or now when that is not known.
+func received(r *iso.Request) time.Time {
+	if r.Received.IsZero() {
+		return time.Now()
+	}
+	return r.Received
+}
+
 // businessDate is the date r settles on, decided at now: its DE15 in the
-// year that puts it nearest the bank's own date for now (within half a
-// year), else that date (now and the bank's cutover).
+// year that puts it nearest the bank's own date for now (within a week
+// either side: a settlement date further off is the bank's mistake), else
+// that date (now and the bank's cutover).
 func businessDate(bank *config.Bank, r *iso.Request, now time.Time) time.Time {
 	own := bank.BusinessDate(now)
 	if len(r.Settlement) != 4 {
@@ -108,8 +117,8 @@ func businessDate(bank *config.Bank, r *iso.Request, now time.Time) time.Time {
 			best = d
 		}
 	}
-	if best.IsZero() || absDays(best.Sub(own)) > 183*24*time.Hour {
-		return own // 29 February with none within half a year
+	if best.IsZero() || absDays(best.Sub(own)) > 7*24*time.Hour {
+		return own
 	}
 	return best
 }
@@ -140,7 +149,7 @@ func record(bank *config.Bank, r *iso.Request, o decision) ledger.Record {
 		Amount:       r.Amount,
 		ResponseCode: responseCode(o.err),
 		AuthCode:     o.authCode,
-		BusinessDate: businessDate(bank, r, time.Now()),
+		BusinessDate: businessDate(bank, r, received(r)),
 	}
 	if o.card != nil {
 		rec.CardID = o.card.ID
