@@ -150,30 +150,8 @@ func TestReplyIsTheResponse(t *testing.T) {
 		t.Fatal("no captured request to reply to")
 	}
 	for _, d := range builtinDialects(t) {
-		req := d.NewMessage()
-		req.MTI("0420")
-		for id, v := range map[int]string{2: "", 3: "000000", 4: "000000010000", 7: "1125101010", 11: "000002",
-			32: "1234", 37: "000000000002", 38: "OLDONE", 41: "ATM00001", 49: "156", 90: "020000000100112510101000000012340000000000"} {
-			if err := d.SetField(req, id, v); err != nil {
-				t.Fatal(err)
-			}
-		}
-		body, err := req.Pack()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if req, err = d.Unpack(body); err != nil {
-			t.Fatal(err)
-		}
-		checkReply(t, d, body, req)
-		got, err := d.Reply(body, req, replyValues)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp, err := d.Unpack(got)
-		if err != nil {
-			t.Fatal(err)
-		}
+		resp := replyTo(t, d, "0420", map[int]string{2: "", 3: "000000", 4: "000000010000", 7: "1125101010", 11: "000002",
+			32: "1234", 37: "000000000002", 38: "OLDONE", 41: "ATM00001", 49: "156", 90: "020000000100112510101000000012340000000000"})
 		if mti, _ := resp.GetMTI(); mti != "0430" {
 			t.Fatalf("%s: MTI %s", d.Name, mti)
 		}
@@ -209,9 +187,23 @@ func TestReplyLeavesOutPaddingOnly(t *testing.T) {
 		"41": `{"type":"String","length":8,"enc":"ASCII","prefix":"ASCII.Fixed","padding":{"type":"Right","pad":" "}}`,
 		"42": `{"type":"String","length":15,"enc":"ASCII","prefix":"ASCII.Fixed","padding":{"type":"Right","pad":" "}}`,
 	})
+	resp := replyTo(t, d, "0200", map[int]string{3: "000000", 4: "000000010000", 7: "1125101010", 11: "000002", 41: " ", 42: "M1", 49: "156"})
+	if _, err := resp.GetString(41); resp.GetFields()[41] != nil {
+		t.Errorf("DE41 of padding only echoed (%v)", err)
+	}
+	if s, _ := resp.GetString(42); strings.TrimSpace(s) != "M1" {
+		t.Errorf("DE42 %q", s)
+	}
+}
+
+// replyTo packs a request of fields, unpacks it as a bank's would arrive,
+// checks Reply against the message-built response and returns the reply
+// unpacked.
+func replyTo(t *testing.T, d *Dialect, mti string, fields map[int]string) *iso8583.Message {
+	t.Helper()
 	req := d.NewMessage()
-	req.MTI("0200")
-	for id, v := range map[int]string{3: "000000", 4: "000000010000", 7: "1125101010", 11: "000002", 41: " ", 42: "M1", 49: "156"} {
+	req.MTI(mti)
+	for id, v := range fields {
 		if err := d.SetField(req, id, v); err != nil {
 			t.Fatal(err)
 		}
@@ -232,10 +224,5 @@ func TestReplyLeavesOutPaddingOnly(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := resp.GetString(41); resp.GetFields()[41] != nil {
-		t.Errorf("DE41 of padding only echoed (%v)", err)
-	}
-	if s, _ := resp.GetString(42); strings.TrimSpace(s) != "M1" {
-		t.Errorf("DE42 %q", s)
-	}
+	return resp
 }

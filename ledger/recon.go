@@ -88,23 +88,13 @@ func (l *Ledger) ReconcileBank(ctx context.Context, info RunInfo, rows Rows[Bank
 				transmitted text, mti text, processing text, amount bigint, currency text, response_code text) ON COMMIT DROP`); err != nil {
 			return fmt.Errorf("staging the file: %w", err)
 		}
-		n, err := tx.CopyFrom(ctx, pgx.Identifier{"recon_file"},
+		n, err := stage(ctx, tx, "recon_file", rows,
 			[]string{"line", "acquirer", "terminal", "stan", "rrn", "transmitted", "mti", "processing", "amount", "currency", "response_code"},
-			pgx.CopyFromFunc(func() ([]any, error) {
-				if !rows.Next() {
-					return nil, rows.Err()
-				}
-				r := rows.Row()
+			func(r BankRow) []any {
 				return []any{r.Line, r.Acquirer, r.Terminal, r.STAN, r.RRN, r.Transmitted, r.MTI, r.Processing, r.Signed(),
-					r.Currency, r.ResponseCode}, nil
-			}))
+					r.Currency, r.ResponseCode}
+			})
 		if err != nil {
-			if rerr := rows.Err(); rerr != nil {
-				return rerr
-			}
-			return fmt.Errorf("staging the file: %w", err)
-		}
-		if err := rows.Err(); err != nil {
 			return err
 		}
 		// A row at nothing is a transaction of which nothing stands:
@@ -206,6 +196,25 @@ func (l *Ledger) ReconcileBank(ctx context.Context, info RunInfo, rows Rows[Bank
 		return l.closeRun(ctx, tx, "bank", info.Bank, info.BusinessDate, &run)
 	})
 	return run, err
+}
+
+// stage copies a file's rows into table as they are read, each as the
+// values of columns, and says how many it copied. The file's own error
+// (a row that cannot be read) is returned as it is.
+func stage[R any](ctx context.Context, tx pgx.Tx, table string, rows Rows[R], columns []string, values func(R) []any) (int64, error) {
+	n, err := tx.CopyFrom(ctx, pgx.Identifier{table}, columns, pgx.CopyFromFunc(func() ([]any, error) {
+		if !rows.Next() {
+			return nil, rows.Err()
+		}
+		return values(rows.Row()), nil
+	}))
+	if rerr := rows.Err(); rerr != nil {
+		return 0, rerr
+	}
+	if err != nil {
+		return 0, fmt.Errorf("staging the file: %w", err)
+	}
+	return n, nil
 }
 
 // Signed is the row's amount as the ledger signs it: positive for money
@@ -482,22 +491,11 @@ func (l *Ledger) ReconcileFund(ctx context.Context, info RunInfo, rows Rows[Fund
 				currency text, status text, trade_date text) ON COMMIT DROP`); err != nil {
 			return fmt.Errorf("staging the file: %w", err)
 		}
-		n, err := tx.CopyFrom(ctx, pgx.Identifier{"recon_fund_file"},
-			[]string{"line", "order_id", "kind", "amount", "currency", "status", "trade_date"},
-			pgx.CopyFromFunc(func() ([]any, error) {
-				if !rows.Next() {
-					return nil, rows.Err()
-				}
-				r := rows.Row()
-				return []any{r.Line, r.OrderID, r.Kind, r.Amount, r.Currency, r.Status, r.TradeDate}, nil
-			}))
+		n, err := stage(ctx, tx, "recon_fund_file", rows, []string{"line", "order_id", "kind", "amount", "currency", "status", "trade_date"},
+			func(r FundRow) []any {
+				return []any{r.Line, r.OrderID, r.Kind, r.Amount, r.Currency, r.Status, r.TradeDate}
+			})
 		if err != nil {
-			if rerr := rows.Err(); rerr != nil {
-				return rerr
-			}
-			return fmt.Errorf("staging the file: %w", err)
-		}
-		if err := rows.Err(); err != nil {
 			return err
 		}
 		if _, err := tx.Exec(ctx, `ANALYZE recon_fund_file`); err != nil {

@@ -313,10 +313,6 @@ func (s *Server) showCase(w http.ResponseWriter, r *http.Request) {
 // (201) or, above the four-eyes amount, waiting for a second operator
 // (202).
 func (s *Server) adjustCase(w http.ResponseWriter, r *http.Request) {
-	id, ok := idParam(w, r, "case")
-	if !ok {
-		return
-	}
 	var req struct {
 		Card   string `json:"card"`
 		Debit  string `json:"debit"`
@@ -324,10 +320,7 @@ func (s *Server) adjustCase(w http.ResponseWriter, r *http.Request) {
 		Amount int64  `json:"amount"`
 		Reason string `json:"reason"`
 	}
-	if !readJSON(w, r, &req) {
-		return
-	}
-	op, ok := s.needOperator(w, r)
+	id, op, ok := s.operatorAct(w, r, "case", &req)
 	if !ok {
 		return
 	}
@@ -346,17 +339,10 @@ func (s *Server) adjustCase(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) writeOffCase(w http.ResponseWriter, r *http.Request) {
-	id, ok := idParam(w, r, "case")
-	if !ok {
-		return
-	}
 	var req struct {
 		Reason string `json:"reason"`
 	}
-	if !readJSON(w, r, &req) {
-		return
-	}
-	op, ok := s.needOperator(w, r)
+	id, op, ok := s.operatorAct(w, r, "case", &req)
 	if !ok {
 		return
 	}
@@ -391,11 +377,7 @@ func (s *Server) listAdjustments(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) approveAdjustment(w http.ResponseWriter, r *http.Request) {
-	id, ok := idParam(w, r, "adjustment")
-	if !ok {
-		return
-	}
-	op, ok := s.needOperator(w, r)
+	id, op, ok := s.operatorAct(w, r, "adjustment", nil)
 	if !ok {
 		return
 	}
@@ -409,17 +391,10 @@ func (s *Server) approveAdjustment(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) rejectAdjustment(w http.ResponseWriter, r *http.Request) {
-	id, ok := idParam(w, r, "adjustment")
-	if !ok {
-		return
-	}
 	var req struct {
 		Reason string `json:"reason"`
 	}
-	if !readJSON(w, r, &req) {
-		return
-	}
-	op, ok := s.needOperator(w, r)
+	id, op, ok := s.operatorAct(w, r, "adjustment", &req)
 	if !ok {
 		return
 	}
@@ -430,6 +405,21 @@ func (s *Server) rejectAdjustment(w http.ResponseWriter, r *http.Request) {
 	}
 	s.log.Info("adjustment rejected", "adjustment", id, "case", a.CaseID, "operator", op)
 	writeJSON(w, http.StatusOK, a)
+}
+
+// operatorAct reads what an operator's act on a case or an adjustment
+// (what) names: the path's id, the body into body (none when nil) and
+// the operator. It answers the request itself when one is wrong.
+func (s *Server) operatorAct(w http.ResponseWriter, r *http.Request, what string, body any) (int64, string, bool) {
+	id, ok := idParam(w, r, what)
+	if !ok {
+		return 0, "", false
+	}
+	if body != nil && !readJSON(w, r, body) {
+		return 0, "", false
+	}
+	op, ok := s.needOperator(w, r)
+	return id, op, ok
 }
 
 // caseError answers a case or adjustment the ledger refused.

@@ -14,26 +14,32 @@ import (
 // BankRows reads a bank's settlement file in format f, checking each row:
 // its fields' forms, and, when the bank routes by acquirer, that the row
 // is the bank's. It is the ledger's ledger.Rows of the file.
-func BankRows(f config.ReconFormat, bank *config.Bank, r io.Reader) *Bank {
-	b := &Bank{rs: newRecords(f, r), f: f, bank: bank}
+func BankRows(f config.ReconFormat, bank *config.Bank, r io.Reader) *Rows[ledger.BankRow] {
+	b := &bankFile{f: f, bank: bank}
 	for _, a := range bank.Acquirers {
 		b.acquirers = append(b.acquirers, trimZeros(a))
 	}
-	return b
+	return &Rows[ledger.BankRow]{rs: newRecords(f, r), parse: b.parse, what: "a settlement file"}
 }
 
-// Bank is a settlement file being read.
-type Bank struct {
-	rs        *records
+// bankFile is what reading a bank's rows needs to know.
+type bankFile struct {
 	f         config.ReconFormat
 	bank      *config.Bank
 	acquirers []string
-	row       ledger.BankRow
-	err       error
+}
+
+// Rows is a file being read, a row of type R at a time.
+type Rows[R any] struct {
+	rs    *records
+	parse func(line int64, v map[string]string) (R, error)
+	what  string // the kind of file, for an empty one's error
+	row   R
+	err   error
 }
 
 // Next reads the next row; false at the end or on an error.
-func (b *Bank) Next() (ok bool) {
+func (b *Rows[R]) Next() (ok bool) {
 	defer func() {
 		// Reading runs where the database's copy pulls it, on a goroutine
 		// of its own: whatever goes wrong in it is the file's error, never
@@ -55,20 +61,20 @@ func (b *Bank) Next() (ok bool) {
 }
 
 // Row is the row Next read.
-func (b *Bank) Row() ledger.BankRow { return b.row }
+func (b *Rows[R]) Row() R { return b.row }
 
 // Err is why reading stopped before the end, if it did.
-func (b *Bank) Err() error {
+func (b *Rows[R]) Err() error {
 	if b.err != nil {
 		return b.err
 	}
 	if errors.Is(b.rs.err, ErrEmpty) {
-		return fmt.Errorf("%w: a settlement file has at least its header row", ErrEmpty)
+		return fmt.Errorf("%w: %s has at least its header row", ErrEmpty, b.what)
 	}
 	return b.rs.err
 }
 
-func (b *Bank) parse(line int64, v map[string]string) (ledger.BankRow, error) {
+func (b *bankFile) parse(line int64, v map[string]string) (ledger.BankRow, error) {
 	bad := func(field, format string, a ...any) error {
 		return &LineError{Line: line, Field: field, Err: fmt.Errorf(format, a...)}
 	}

@@ -1,7 +1,6 @@
 package recon
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"time"
@@ -11,52 +10,14 @@ import (
 )
 
 // FundRows reads the fund company's confirmation file in format f.
-func FundRows(f config.ReconFormat, r io.Reader) *Fund {
-	return &Fund{rs: newRecords(f, r), f: f}
+func FundRows(f config.ReconFormat, r io.Reader) *Rows[ledger.FundRow] {
+	return &Rows[ledger.FundRow]{rs: newRecords(f, r), parse: (&fundFile{f: f}).parse, what: "a confirmation file"}
 }
 
-// Fund is a confirmation file being read.
-type Fund struct {
-	rs  *records
-	f   config.ReconFormat
-	row ledger.FundRow
-	err error
-}
+// fundFile is what reading the fund company's rows needs to know.
+type fundFile struct{ f config.ReconFormat }
 
-// Next reads the next row; false at the end or on an error.
-func (b *Fund) Next() (ok bool) {
-	defer func() {
-		if v := recover(); v != nil { // as Bank.Next
-			b.err, ok = fmt.Errorf("reading line %d: %v", b.rs.line, v), false
-		}
-	}()
-	if b.err != nil || !b.rs.next() {
-		return false
-	}
-	row, err := b.parse(b.rs.line, b.rs.values)
-	if err != nil {
-		b.err = err
-		return false
-	}
-	b.row = row
-	return true
-}
-
-// Row is the row Next read.
-func (b *Fund) Row() ledger.FundRow { return b.row }
-
-// Err is why reading stopped before the end, if it did.
-func (b *Fund) Err() error {
-	if b.err != nil {
-		return b.err
-	}
-	if errors.Is(b.rs.err, ErrEmpty) {
-		return fmt.Errorf("%w: a confirmation file has at least its header row", ErrEmpty)
-	}
-	return b.rs.err
-}
-
-func (b *Fund) parse(line int64, v map[string]string) (ledger.FundRow, error) {
+func (b *fundFile) parse(line int64, v map[string]string) (ledger.FundRow, error) {
 	bad := func(field, format string, a ...any) error {
 		return &LineError{Line: line, Field: field, Err: fmt.Errorf(format, a...)}
 	}
