@@ -75,61 +75,41 @@ func (s *Server) totals(w http.ResponseWriter, r *http.Request) {
 // reconcileBank matches an uploaded settlement file against the ledger
 // and answers the run and its cases, streamed.
 func (s *Server) reconcileBank(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
-	snap := s.cfg.Load()
-	bank, ok := snap.Banks[q.Get("bank")]
+	code := r.URL.Query().Get("bank")
+	bank, ok := s.cfg.Load().Banks[code]
 	if !ok {
-		writeError(w, http.StatusNotFound, "no bank "+strconv.Quote(q.Get("bank"))+" in the config (bank=CODE)")
+		writeError(w, http.StatusNotFound, "no bank "+strconv.Quote(code)+" in the config (bank=CODE)")
 		return
 	}
-	day, ok := dateParam(w, r, "date")
-	if !ok {
-		return
-	}
-	name := q.Get("format")
-	if name == "" {
-		name = config.DefaultBankFormat
-	}
-	format, ok := snap.ReconFormats[name]
-	if !ok || format.Source != "bank" {
-		writeError(w, http.StatusBadRequest, "no bank file format "+strconv.Quote(name)+" in the config (recon_formats)")
-		return
-	}
-	op, ok := s.needOperator(w, r)
-	if !ok {
-		return
-	}
-	file, digest, release, ok := s.spool(w, r)
-	if !ok {
-		return
-	}
-	defer release()
-	run, err := s.ledger.ReconcileBank(r.Context(), ledger.RunInfo{Bank: bank.Code, BusinessDate: day, Format: name,
-		Digest: digest, RunBy: op}, recon.BankRows(format, bank, file))
-	if err != nil {
-		s.reconError(w, err)
-		return
-	}
-	s.log.Info("reconciled", "source", "bank", "bank", bank.Code, "business_date", run.BusinessDate, "run", run.ID,
-		"rows", run.Rows, "matched", run.Matched, "breaks", run.Breaks(), "open", run.Open, "review", run.Review, "operator", op)
-	s.writeRun(w, r, run)
+	s.reconcile(w, r, "bank", config.DefaultBankFormat, func(info ledger.RunInfo, f config.ReconFormat, file io.Reader) (ledger.Run, error) {
+		info.Bank = bank.Code
+		return s.ledger.ReconcileBank(r.Context(), info, recon.BankRows(f, bank, file))
+	})
 }
 
 // reconcileFund matches an uploaded confirmation file of the fund
 // company's against the day's orders, settling the pending ones it ends.
 func (s *Server) reconcileFund(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
+	s.reconcile(w, r, "fund", config.DefaultFundFormat, func(info ledger.RunInfo, f config.ReconFormat, file io.Reader) (ledger.Run, error) {
+		return s.ledger.ReconcileFund(r.Context(), info, recon.FundRows(f, file))
+	})
+}
+
+// reconcile runs an uploaded daily file of source's through run, in the
+// format the request names (or def), and answers the run.
+func (s *Server) reconcile(w http.ResponseWriter, r *http.Request, source, def string,
+	run func(ledger.RunInfo, config.ReconFormat, io.Reader) (ledger.Run, error)) {
 	day, ok := dateParam(w, r, "date")
 	if !ok {
 		return
 	}
-	name := q.Get("format")
+	name := r.URL.Query().Get("format")
 	if name == "" {
-		name = config.DefaultFundFormat
+		name = def
 	}
 	format, ok := s.cfg.Load().ReconFormats[name]
-	if !ok || format.Source != "fund" {
-		writeError(w, http.StatusBadRequest, "no fund file format "+strconv.Quote(name)+" in the config (recon_formats)")
+	if !ok || format.Source != source {
+		writeError(w, http.StatusBadRequest, "no "+source+" file format "+strconv.Quote(name)+" in the config (recon_formats)")
 		return
 	}
 	op, ok := s.needOperator(w, r)
@@ -141,15 +121,14 @@ func (s *Server) reconcileFund(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer release()
-	run, err := s.ledger.ReconcileFund(r.Context(), ledger.RunInfo{BusinessDate: day, Format: name, Digest: digest, RunBy: op},
-		recon.FundRows(format, file))
+	res, err := run(ledger.RunInfo{BusinessDate: day, Format: name, Digest: digest, RunBy: op}, format, file)
 	if err != nil {
 		s.reconError(w, err)
 		return
 	}
-	s.log.Info("reconciled", "source", "fund", "business_date", run.BusinessDate, "run", run.ID, "rows", run.Rows,
-		"matched", run.Matched, "settled", run.Settled, "breaks", run.Breaks(), "open", run.Open, "review", run.Review, "operator", op)
-	s.writeRun(w, r, run)
+	s.log.Info("reconciled", "source", source, "bank", res.Bank, "business_date", res.BusinessDate, "run", res.ID, "rows", res.Rows,
+		"matched", res.Matched, "settled", res.Settled, "breaks", res.Breaks(), "open", res.Open, "review", res.Review, "operator", op)
+	s.writeRun(w, r, res)
 }
 
 // reconRunsAtOnce bounds the reconciliations one switch runs at once:
