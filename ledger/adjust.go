@@ -49,8 +49,10 @@ type Adjustment struct {
 // from the Debit side to the Credit side, one of them the card's cash or
 // fund account, the other the card's other account or a system account
 // (settlement, fund_omnibus). Card names the card by its ref when the
-// case does not know it (a transaction the ledger never saw). Above
-// FourEyesAbove it waits for a second operator.
+// case does not know it (a transaction the ledger never saw). It waits
+// for a second operator when the operator names the card, or when it
+// takes what the operator has adjusted alone in the last day above
+// FourEyesAbove.
 type AdjustRequest struct {
 	Case          int64
 	Card          string
@@ -176,12 +178,29 @@ func (l *Ledger) Adjust(ctx context.Context, r AdjustRequest) (Adjustment, error
 		if c.Currency != "" && c.Currency != currency {
 			return fmt.Errorf("%w: the case is in %s, the card in %s", ErrBadAdjustment, c.Currency, currency)
 		}
-		if stake := c.Stake(); r.Amount > stake {
-			return fmt.Errorf("%w: %d is more than the case puts at stake (%d)", ErrBadAdjustment, r.Amount, stake)
+		// What was adjusted already on the same transaction (a case of it
+		// with other figures, from an earlier file) counts against the
+		// stake.
+		var moved, alone int64
+		if err := tx.QueryRow(ctx, `SELECT coalesce(sum(a.amount), 0) FROM adjustments a JOIN recon_cases k ON k.id = a.case_id
+			WHERE a.state IN ('pending', 'posted') AND k.source = $1 AND k.bank = $2 AND k.business_date = $3::date AND k.ident = $4`,
+			c.Source, c.Bank, c.BusinessDate, c.Ident).Scan(&moved); err != nil {
+			return err
+		}
+		if stake := c.Stake(); r.Amount > stake-moved {
+			return fmt.Errorf("%w: %d is more than the case puts at stake (%d, of which %d adjusted already)", ErrBadAdjustment, r.Amount, stake, moved)
+		}
+		// One operator alone moves at most the four-eyes amount a day, in
+		// all: many small adjustments need a second operator as one large
+		// one does.
+		if err := tx.QueryRow(ctx, `SELECT coalesce(sum(amount), 0) FROM adjustments
+			WHERE requested_by = $1 AND NOT needs_approval AND state = 'posted' AND created_at > now() - interval '1 day'`,
+			r.Operator).Scan(&alone); err != nil {
+			return err
 		}
 		// A card the operator names (the case knew none) is their
 		// judgement: a second operator looks at it, whatever the amount.
-		needsApproval := r.Amount > r.FourEyesAbove || c.cardID == 0
+		needsApproval := alone+r.Amount > r.FourEyesAbove || c.cardID == 0
 		var pending bool
 		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM adjustments WHERE case_id = $1 AND state = 'pending')`, r.Case).Scan(&pending); err != nil {
 			return err
@@ -212,8 +231,17 @@ func (l *Ledger) Approve(ctx context.Context, id int64, operator string) (Adjust
 	var out Adjustment
 	err := l.withTx(ctx, func(tx pgx.Tx) error {
 		var caseID int64
+		err := tx.QueryRow(ctx, `SELECT case_id FROM adjustments WHERE id = $1 AND state = 'pending'`, id).Scan(&caseID)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return ErrUnknownAdjustment
+		} else if err != nil {
+			return err
+		}
+		if _, err := lockCase(ctx, tx, caseID); err != nil {
+			return err
+		}
 		var by string
-		err := tx.QueryRow(ctx, `SELECT case_id, requested_by FROM adjustments WHERE id = $1 AND state = 'pending' FOR UPDATE`, id).Scan(&caseID, &by)
+		err = tx.QueryRow(ctx, `SELECT requested_by FROM adjustments WHERE id = $1 AND state = 'pending' FOR UPDATE`, id).Scan(&by)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return ErrUnknownAdjustment
 		}
@@ -222,9 +250,6 @@ func (l *Ledger) Approve(ctx context.Context, id int64, operator string) (Adjust
 		}
 		if operator == "" || operator == by {
 			return ErrSameOperator
-		}
-		if _, err := lockCase(ctx, tx, caseID); err != nil {
-			return err
 		}
 		if err := post(ctx, tx, id, operator); err != nil {
 			return err
@@ -306,8 +331,24 @@ func (l *Ledger) WriteOff(ctx context.Context, caseID int64, operator, reason st
 	return c, done, err
 }
 
-// lockCase locks an open case for the transaction.
+// lockCase locks an open case for the transaction, after its day's
+// reconciliation turn (lockDay): an operator's act on a case waits for a
+// run of its day, and a run for it, in one order.
 func lockCase(ctx context.Context, tx pgx.Tx, id int64) (Case, error) {
+	var (
+		source, bank string
+		day          time.Time
+	)
+	err := tx.QueryRow(ctx, `SELECT source, bank, business_date FROM recon_cases WHERE id = $1`, id).Scan(&source, &bank, &day)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Case{}, ErrUnknownCase
+	}
+	if err != nil {
+		return Case{}, fmt.Errorf("reading case %d: %w", id, err)
+	}
+	if err := lockDay(ctx, tx, source, bank, day); err != nil {
+		return Case{}, err
+	}
 	c, err := scanCase(tx.QueryRow(ctx, `SELECT `+caseColumns+` FROM recon_cases c LEFT JOIN cards d ON d.id = c.card_id
 		WHERE c.id = $1 FOR UPDATE OF c`, id))
 	if errors.Is(err, pgx.ErrNoRows) {

@@ -84,6 +84,9 @@ type RunInfo struct {
 func (l *Ledger) ReconcileBank(ctx context.Context, info RunInfo, rows Rows[BankRow]) (Run, error) {
 	var run Run
 	err := l.withTx(ctx, func(tx pgx.Tx) error {
+		if err := lockDay(ctx, tx, "bank", info.Bank, info.BusinessDate); err != nil {
+			return err
+		}
 		if _, err := tx.Exec(ctx, `CREATE TEMP TABLE recon_file (line bigint, acquirer text, terminal text, stan text, rrn text,
 				transmitted text, mti text, processing text, amount bigint, currency text, response_code text) ON COMMIT DROP`); err != nil {
 			return fmt.Errorf("staging the file: %w", err)
@@ -97,9 +100,10 @@ func (l *Ledger) ReconcileBank(ctx context.Context, info RunInfo, rows Rows[Bank
 		if err != nil {
 			return err
 		}
-		// A row at nothing is a transaction of which nothing stands:
-		// nothing to match.
-		if _, err := tx.Exec(ctx, `DELETE FROM recon_file WHERE amount = 0`); err != nil {
+		// A row at nothing is a transaction of which nothing stands, and a
+		// row the bank declined one it did not settle: neither is matched
+		// (a posting the ledger approved is then missing there).
+		if _, err := tx.Exec(ctx, `DELETE FROM recon_file WHERE amount = 0 OR response_code NOT IN ('', '00')`); err != nil {
 			return fmt.Errorf("staging the file: %w", err)
 		}
 		if _, err := tx.Exec(ctx, `ANALYZE recon_file`); err != nil {
@@ -114,7 +118,7 @@ func (l *Ledger) ReconcileBank(ctx context.Context, info RunInfo, rows Rows[Bank
 			LEFT JOIN LATERAL (SELECT min(x.stands) AS stands FROM requests x
 				WHERE x.reverses = r.id AND x.stands IS NOT NULL AND x.business_date <= $2) v ON true
 			WHERE r.bank = $1 AND r.business_date = $2 AND r.mti_class IN ('012', '020', '022') AND r.state = 'answered'
-				AND r.response_code = '00' AND coalesce(v.stands, r.amount) > 0
+				AND r.response_code = '00' AND r.txn_type IN (`+movingTypes+`) AND coalesce(v.stands, r.amount) > 0
 			UNION ALL
 			SELECT x.id, o.card_id, x.acquirer, rtrim(x.terminal), x.stan, rtrim(x.rrn), x.transmitted, x.mti, o.txn_type,
 				coalesce(nullif(o.currency, ''), d.currency),
@@ -126,7 +130,7 @@ func (l *Ledger) ReconcileBank(ctx context.Context, info RunInfo, rows Rows[Bank
 				WHERE y.reverses = o.id AND y.stands IS NOT NULL AND y.id < x.id) p ON true
 			WHERE x.bank = $1 AND x.business_date = $2 AND x.mti_class IN ('040', '042') AND x.stands IS NOT NULL
 				AND o.business_date < $2 AND o.mti_class IN ('012', '020', '022') AND o.response_code = '00'
-				AND coalesce(p.stands, o.amount) > x.stands`, info.Bank, info.BusinessDate); err != nil {
+				AND o.txn_type IN (`+movingTypes+`) AND coalesce(p.stands, o.amount) > x.stands`, info.Bank, info.BusinessDate); err != nil {
 			return fmt.Errorf("reading the ledger's side: %w", err)
 		}
 		if _, err := tx.Exec(ctx, `ANALYZE recon_ours`); err != nil {
@@ -217,6 +221,10 @@ func stage[R any](ctx context.Context, tx pgx.Tx, table string, rows Rows[R], co
 	return n, nil
 }
 
+// movingTypes are the transaction types that move money: a balance
+// inquiry carries an amount and moves none.
+const movingTypes = `'` + KindPurchase + `', '` + KindCash + `', '` + KindRefund + `', '` + KindDeposit + `'`
+
 // Signed is the row's amount as the ledger signs it: positive for money
 // the card paid (a purchase, a withdrawal), negative for money it got (a
 // refund or deposit, processing codes 20 and 21; a reversal, MTI 04xx,
@@ -230,6 +238,24 @@ func (r BankRow) Signed() int64 {
 		a = -a
 	}
 	return a
+}
+
+// ErrRunAgain is a run that found the ledger changed under it (an order
+// it would settle, settled meanwhile): nothing was recorded, and the same
+// file run again sees the change.
+var ErrRunAgain = errors.New("ledger: the ledger changed during the run; run the file again")
+
+// lockDay takes, for the transaction, the turn of one source's, bank's
+// and date's reconciliation: two runs of a day, or a run and an operator
+// working one of its cases, go one after the other. It is taken before
+// any case or card is locked.
+func lockDay(ctx context.Context, tx pgx.Tx, source, bank string, day time.Time) error {
+	_, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended('recon/' || $1 || '/' || $2 || '/' || $3::date::text, 0))`,
+		source, bank, day)
+	if err != nil {
+		return fmt.Errorf("waiting for the day's reconciliation: %w", err)
+	}
+	return nil
 }
 
 // closeRun matches the open cases of the day that run did not find again,
@@ -441,15 +467,18 @@ type Total struct {
 }
 
 // Totals are a bank's approved authorisations and postings of a business
-// date by type and currency, net of reversals.
+// date by type and currency, net of the reversals of that date and
+// before (as a reconciliation of the date nets them); a type that moves
+// no money (a balance inquiry) is counted at nothing.
 func (l *Ledger) Totals(ctx context.Context, bank string, day time.Time) ([]Total, error) {
 	rows, err := l.pool.Query(ctx, `SELECT r.mti_class, r.txn_type, coalesce(nullif(r.currency, ''), d.currency, ''),
 			count(*) FILTER (WHERE coalesce(v.stands, r.amount) > 0 OR r.amount = 0),
-			coalesce(sum(coalesce(v.stands, r.amount)), 0),
+			coalesce(sum(coalesce(v.stands, r.amount)) FILTER (WHERE r.txn_type IN (`+movingTypes+`)), 0),
 			count(*) FILTER (WHERE v.stands = 0 AND r.amount > 0)
 		FROM requests r
 		LEFT JOIN cards d ON d.id = r.card_id
-		LEFT JOIN LATERAL (SELECT min(x.stands) AS stands FROM requests x WHERE x.reverses = r.id AND x.stands IS NOT NULL) v ON true
+		LEFT JOIN LATERAL (SELECT min(x.stands) AS stands FROM requests x
+			WHERE x.reverses = r.id AND x.stands IS NOT NULL AND x.business_date <= $2) v ON true
 		WHERE r.bank = $1 AND r.business_date = $2 AND r.mti_class IN ('010', '012', '020', '022') AND r.state = 'answered'
 			AND r.response_code = '00'
 		GROUP BY 1, 2, 3 ORDER BY 1, 2, 3`, bank, day)
@@ -487,6 +516,9 @@ type FundRow struct {
 func (l *Ledger) ReconcileFund(ctx context.Context, info RunInfo, rows Rows[FundRow]) (Run, error) {
 	var run Run
 	err := l.withTx(ctx, func(tx pgx.Tx) error {
+		if err := lockDay(ctx, tx, "fund", "", info.BusinessDate); err != nil {
+			return err
+		}
 		if _, err := tx.Exec(ctx, `CREATE TEMP TABLE recon_fund_file (line bigint, order_id text, kind text, amount bigint,
 				currency text, status text, trade_date text) ON COMMIT DROP`); err != nil {
 			return fmt.Errorf("staging the file: %w", err)
@@ -525,35 +557,22 @@ func (l *Ledger) ReconcileFund(ctx context.Context, info RunInfo, rows Rows[Fund
 		if err != nil {
 			return fmt.Errorf("finding pending orders: %w", err)
 		}
-		lt := &Tx{l: l, tx: tx}
-		settled := int64(0)
-		for _, s := range todo {
-			c, err := lt.LockCardByID(ctx, s.card, time.Time{})
-			if err != nil {
-				return err
-			}
-			if c == nil {
-				return fmt.Errorf("settling %s %s: %w", s.kind, s.id, ErrUnknownCard)
-			}
-			var done bool
-			switch {
-			case s.kind == "subscription":
-				done, err = lt.ResolveSweep(ctx, c, s.id, s.confirmed)
-			case s.confirmed:
-				done, err = lt.ConfirmRedemption(ctx, c, s.id)
-			default:
-				done, err = lt.FailRedemption(ctx, c, s.id, "failed in the fund company's daily file")
-			}
-			if err != nil {
-				return fmt.Errorf("settling %s %s as the fund company's file says: %w", s.kind, s.id, err)
-			}
-			if done {
-				settled++
-			}
-		}
+		// The orders as they will stand: those the run settles at the
+		// file's word. They are settled last, so that the cards' locks
+		// are held for the run's last moment only.
 		if _, err := tx.Exec(ctx, `CREATE TEMP TABLE recon_fund_ours ON COMMIT DROP AS `+ours, info.BusinessDate); err != nil {
 			return fmt.Errorf("reading the ledger's side: %w", err)
 		}
+		for _, s := range todo {
+			state := OrderFailed
+			if s.confirmed {
+				state = OrderConfirmed
+			}
+			if _, err := tx.Exec(ctx, `UPDATE recon_fund_ours SET state = $2 WHERE id = $1`, s.id, state); err != nil {
+				return fmt.Errorf("reading the ledger's side: %w", err)
+			}
+		}
+		settled := int64(len(todo))
 		if err := tx.QueryRow(ctx, `INSERT INTO recon_runs (source, bank, business_date, format, file_sha256, rows, matched,
 				missing_here, missing_there, amount_mismatch, settled, run_by)
 			VALUES ('fund', '', $1, $2, $3, $4,
@@ -595,6 +614,33 @@ func (l *Ledger) ReconcileFund(ctx context.Context, info RunInfo, rows Rows[Fund
 				resolved_at = CASE WHEN c.state = 'matched' THEN NULL ELSE c.resolved_at END`,
 			info.BusinessDate, run.ID); err != nil {
 			return fmt.Errorf("recording the breaks: %w", err)
+		}
+		lt := &Tx{l: l, tx: tx}
+		for _, s := range todo { // in card order, as every writer locks cards
+			c, err := lt.LockCardByID(ctx, s.card, time.Time{})
+			if err != nil {
+				return err
+			}
+			if c == nil {
+				return fmt.Errorf("settling %s %s: %w", s.kind, s.id, ErrUnknownCard)
+			}
+			var done bool
+			switch {
+			case s.kind == "subscription":
+				done, err = lt.ResolveSweep(ctx, c, s.id, s.confirmed)
+			case s.confirmed:
+				done, err = lt.ConfirmRedemption(ctx, c, s.id)
+			default:
+				done, err = lt.FailRedemption(ctx, c, s.id, "failed in the fund company's daily file")
+			}
+			if err != nil {
+				return fmt.Errorf("settling %s %s as the fund company's file says: %w", s.kind, s.id, err)
+			}
+			if !done {
+				// Its follow-up settled it meanwhile, under the card's lock:
+				// the run's view of it is stale.
+				return fmt.Errorf("%w: %s %s was settled by its follow-up meanwhile", ErrRunAgain, s.kind, s.id)
+			}
 		}
 		return l.closeRun(ctx, tx, "fund", "", info.BusinessDate, &run)
 	})

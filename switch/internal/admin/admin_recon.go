@@ -133,50 +133,60 @@ func (s *Server) reconcile(w http.ResponseWriter, r *http.Request, source, def s
 
 // reconRunsAtOnce bounds the reconciliations one switch runs at once:
 // each holds a database connection the requests of cards share.
-const reconRunsAtOnce = 2
+// reconUploadsAtOnce bounds the uploads being kept on disk meanwhile.
+const (
+	reconRunsAtOnce    = 2
+	reconUploadsAtOnce = 8
+)
 
 // uploadTime bounds the upload of one daily file.
 const uploadTime = 30 * time.Minute
 
-// spool takes one of the switch's reconciliation turns and copies the
-// uploaded file to a temporary file, so that the run's transaction reads
-// it at the disk's pace, not the client's, and returns the file (at its
-// start), its SHA-256 and what releases both. It answers the request
-// itself when it cannot (503 while every turn is taken, 413 for a file
-// too large).
+// spool copies the uploaded file to a temporary file, so that the run's
+// transaction reads it at the disk's pace, not the client's, then waits
+// for one of the switch's reconciliation turns, and returns the file (at
+// its start), its SHA-256 and what releases both. It answers the request
+// itself when it cannot (503 while too many uploads are kept, 413 for a
+// file too large, 408 for one too slow).
 func (s *Server) spool(w http.ResponseWriter, r *http.Request) (*os.File, func() []byte, func(), bool) {
 	select {
-	case s.reconTurns <- struct{}{}:
+	case s.reconUploads <- struct{}{}:
 	default:
 		w.Header().Set("Retry-After", "60")
-		writeError(w, http.StatusServiceUnavailable, "this switch is running "+strconv.Itoa(reconRunsAtOnce)+" reconciliations; try again once one ends")
+		writeError(w, http.StatusServiceUnavailable, "this switch is taking "+strconv.Itoa(reconUploadsAtOnce)+" daily files already; try again shortly")
 		return nil, nil, nil, false
 	}
 	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(uploadTime))
 	f, err := os.CreateTemp("", "goldcard-recon-*")
 	if err != nil {
-		<-s.reconTurns
+		<-s.reconUploads
 		s.internalError(w, "keeping the upload", err)
 		return nil, nil, nil, false
 	}
-	release := func() {
+	drop := func() {
 		_ = f.Close()
 		_ = os.Remove(f.Name())
-		<-s.reconTurns
+		<-s.reconUploads
 	}
 	h := sha256.New()
 	if _, err := io.Copy(io.MultiWriter(f, h), http.MaxBytesReader(w, r.Body, maxReconFile)); err != nil {
-		release()
+		drop()
 		s.reconError(w, err)
 		return nil, nil, nil, false
 	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		release()
+		drop()
 		s.internalError(w, "keeping the upload", err)
 		return nil, nil, nil, false
 	}
+	select {
+	case s.reconTurns <- struct{}{}:
+	case <-r.Context().Done():
+		drop()
+		return nil, nil, nil, false
+	}
 	sum := h.Sum(nil)
-	return f, func() []byte { return sum }, release, true
+	return f, func() []byte { return sum }, func() { <-s.reconTurns; drop() }, true
 }
 
 // reconError answers a run that failed: a file that cannot be read gets
@@ -191,6 +201,8 @@ func (s *Server) reconError(w http.ResponseWriter, err error) {
 		writeJSON(w, http.StatusUnprocessableEntity, map[string]any{"error": le.Error() + "; nothing was reconciled", "line": le.Line})
 	case errors.Is(err, recon.ErrEmpty):
 		writeError(w, http.StatusUnprocessableEntity, err.Error()+"; nothing was reconciled")
+	case errors.Is(err, ledger.ErrRunAgain):
+		writeError(w, http.StatusConflict, err.Error()+"; nothing was recorded")
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		writeError(w, http.StatusRequestTimeout, "the upload took longer than "+uploadTime.String()+"; nothing was reconciled")
 	default:

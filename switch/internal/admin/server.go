@@ -57,8 +57,9 @@ type Server struct {
 	now     func() time.Time
 	log     *slog.Logger
 
-	// reconTurns bounds the reconciliations running at once.
-	reconTurns chan struct{}
+	// reconTurns bounds the reconciliations running at once, and
+	// reconUploads the files being taken for them.
+	reconTurns, reconUploads chan struct{}
 
 	auth Auth
 	http *http.Server
@@ -72,7 +73,7 @@ func New(o Options) *Server {
 		now = time.Now
 	}
 	s := &Server{cfg: o.Config, ledger: o.Ledger, pool: o.Pool, status: o.Status, issuer: o.Issuer,
-		timer: o.Timer, metrics: o.Metrics, now: now, log: o.Log, auth: o.Auth, reconTurns: make(chan struct{}, reconRunsAtOnce)}
+		timer: o.Timer, metrics: o.Metrics, now: now, log: o.Log, auth: o.Auth, reconTurns: make(chan struct{}, reconRunsAtOnce), reconUploads: make(chan struct{}, reconUploadsAtOnce)}
 	refused := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: metric.AdminRefused,
 		Help: "Admin API requests refused 401, by reason: no credentials (missing) or a wrong token (wrong).",

@@ -98,9 +98,10 @@ func received(r *iso.Request) time.Time {
 }
 
 // businessDate is the date r settles on, decided at now: its DE15 in the
-// year that puts it nearest the bank's own date for now (within a week
-// either side: a settlement date further off is the bank's mistake), else
-// that date (now and the bank's cutover).
+// year that puts it nearest the bank's own date for now, from the day
+// before to a week after it (a settlement date further off is the bank's
+// mistake, and one further back would land on a date reconciled already),
+// else that date (now and the bank's cutover).
 func businessDate(bank *config.Bank, r *iso.Request, now time.Time) time.Time {
 	own := bank.BusinessDate(now)
 	if len(r.Settlement) != 4 {
@@ -117,7 +118,7 @@ func businessDate(bank *config.Bank, r *iso.Request, now time.Time) time.Time {
 			best = d
 		}
 	}
-	if best.IsZero() || absDays(best.Sub(own)) > 7*24*time.Hour {
+	if best.IsZero() || best.Before(own.AddDate(0, 0, -1)) || best.After(own.AddDate(0, 0, 7)) {
 		return own
 	}
 	return best

@@ -10,7 +10,8 @@ import (
 
 // TestBusinessDate: a request's DE15 is its business date, in the year
 // nearest the bank's own date for its arrival (so a settlement date of
-// 31 December sent on 1 January is last year's), within a week of it;
+// 31 December sent on 1 January is last year's), from the day before it
+// to a week after;
 // without one, the arrival and the bank's cutover decide.
 func TestBusinessDate(t *testing.T) {
 	sh, _ := time.LoadLocation("Asia/Shanghai")
@@ -31,6 +32,8 @@ func TestBusinessDate(t *testing.T) {
 		{bank, "0229", time.Date(2028, 3, 1, 9, 0, 0, 0, sh), "2028-02-29"},
 		{bank, "0229", time.Date(2027, 3, 1, 9, 0, 0, 0, sh), "2027-03-01"},  // no 29 February within a week: its own date
 		{bank, "0601", time.Date(2026, 12, 1, 9, 0, 0, 0, sh), "2026-12-01"}, // half a year off: the bank's mistake
+		{bank, "1129", time.Date(2026, 12, 1, 9, 0, 0, 0, sh), "2026-12-01"}, // two days back: a date reconciled already
+		{bank, "1130", time.Date(2026, 12, 1, 9, 0, 0, 0, sh), "2026-11-30"},
 	} {
 		got := businessDate(c.bank, &iso.Request{Settlement: c.settlement}, c.at).Format(time.DateOnly)
 		if got != c.want {

@@ -89,8 +89,8 @@ func (b *bankFile) parse(line int64, v map[string]string) (ledger.BankRow, error
 		return r, bad("acquirer", "%s is not bank %s's (its acquirers are %s): is this another bank's file?",
 			acq, b.bank.Code, strings.Join(b.bank.Acquirers, ", "))
 	}
-	if r.Terminal == "" || len(r.Terminal) > 16 {
-		return r, bad("terminal", "%s is not a terminal id (DE41)", quote(r.Terminal))
+	if r.Terminal == "" || len(r.Terminal) > 8 {
+		return r, bad("terminal", "%s is not a terminal id of up to 8 characters (DE41)", quote(r.Terminal))
 	}
 	if !digits(v["stan"], 1, 6) {
 		return r, bad("stan", "%s is not 1 to 6 digits (DE11)", quote(v["stan"]))

@@ -412,6 +412,8 @@ func TestReconcileEdges(t *testing.T) {
 	purchase := send("0200", bank.Fields(map[int]string{2: pan, 3: "000000", 4: "000000010000"}))
 	refund := send("0200", bank.Fields(map[int]string{2: pan, 3: "200000", 4: "000000003000"}))
 	advice := send("0120", bank.Fields(map[int]string{2: pan, 3: "000000", 4: "000000001000"}))
+	// A balance inquiry carries an amount and moves none: never a row.
+	send("0200", bank.Fields(map[int]string{2: pan, 3: "310000", 4: "000000090000"}))
 	// Settled yesterday (DE15), reversed today.
 	old := send("0200", bank.Fields(map[int]string{2: pan, 3: "000000", 4: "000000002000", 15: yesterday.Format("0102")}))
 	rev := map[int]string{}
@@ -438,6 +440,13 @@ func TestReconcileEdges(t *testing.T) {
 	if code != 1 || r.AmountMismatch != 1 || r.Cases[0].Ours == nil || *r.Cases[0].Ours != -3000 || *r.Cases[0].Theirs != 3000 {
 		t.Fatalf("a refund filed as a purchase: exit %d %+v", code, r)
 	}
+	// A row the bank declined settled nothing: the purchase is missing
+	// there.
+	declined := []string{header, strings.Replace(row(purchase, 10000), ",00\n", ",05\n", 1), clean[2], clean[3], clean[4]}
+	r, _, code = reconcile(t, d, "li.wei", date, declined)
+	if code != 1 || r.Matched != 3 || r.MissingThere != 1 || r.MissingHere != 0 {
+		t.Fatalf("a declined row: exit %d %+v", code, r)
+	}
 	// The bank says 101.00; an operator takes the 1.00 from the card; the
 	// bank's corrected file says 100.00 after all.
 	wrong := []string{header, row(purchase, 10100), clean[2], clean[3], clean[4]}
@@ -462,8 +471,34 @@ func TestReconcileEdges(t *testing.T) {
 	if resp.StatusCode != http.StatusCreated {
 		t.Fatalf("adjusting: %s", resp.Status)
 	}
+	// Then 102.00: what was adjusted on the purchase already counts
+	// against the new case's stake of 2.00.
+	r, _, _ = reconcile(t, d, "li.wei", date, []string{header, row(purchase, 10200), clean[2], clean[3], clean[4]})
+	var again int64
+	for _, k := range r.Cases {
+		if k.Kind == "amount_mismatch" && k.State == "open" {
+			again = k.ID
+		}
+	}
+	for _, c := range []struct {
+		amount int64
+		want   int
+	}{{150, http.StatusBadRequest}, {100, http.StatusCreated}} {
+		amount, want := c.amount, c.want
+		body, _ := json.Marshal(map[string]any{"debit": "cash", "credit": "settlement", "amount": amount, "reason": "the bank settled 102.00"})
+		req, _ := http.NewRequest("POST", "http://"+d.Admin+fmt.Sprintf("/v1/cases/%d/adjust", again), bytes.NewReader(body))
+		req.Header.Set("Goldcard-Operator", "li.wei")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Fatalf("adjusting %d of a stake of 200 with 100 adjusted: %s, want %d", amount, resp.Status, want)
+		}
+	}
 	r, stderr, code = reconcile(t, d, "li.wei", date, clean)
-	if code != 1 || r.Review != 1 || r.Open != 0 || !strings.Contains(stderr, "review") {
+	if code != 1 || r.Review != 2 || r.Open != 0 || !strings.Contains(stderr, "review") {
 		t.Fatalf("the corrected file after an adjustment: exit %d %+v %s", code, r, stderr)
 	}
 	reviewed := false
