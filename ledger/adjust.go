@@ -192,7 +192,12 @@ func (l *Ledger) Adjust(ctx context.Context, r AdjustRequest) (Adjustment, error
 		}
 		// One operator alone moves at most the four-eyes amount a day, in
 		// all: many small adjustments need a second operator as one large
-		// one does.
+		// one does. The operator's turn (taken after the day's and the
+		// case's, which nothing takes after it) keeps two of theirs at once
+		// from both finding room.
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended('adjust-op/' || $1, 0))`, r.Operator); err != nil {
+			return err
+		}
 		if err := tx.QueryRow(ctx, `SELECT coalesce(sum(amount), 0) FROM adjustments
 			WHERE requested_by = $1 AND NOT needs_approval AND state = 'posted' AND created_at > now() - interval '1 day'`,
 			r.Operator).Scan(&alone); err != nil {

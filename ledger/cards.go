@@ -223,6 +223,9 @@ func (tx *Tx) LockCardsByID(ctx context.Context, ids []int64) ([]*Card, error) {
 	}
 	out := make([]*Card, 0, len(byPAN))
 	for _, c := range byPAN {
+		if err := tx.l.resolveSystem(ctx, tx.tx, c); err != nil {
+			return nil, err
+		}
 		out = append(out, c)
 	}
 	slices.SortFunc(out, func(a, b *Card) int { return cmp.Compare(a.ID, b.ID) })

@@ -100,10 +100,11 @@ func (l *Ledger) ReconcileBank(ctx context.Context, info RunInfo, rows Rows[Bank
 		if err != nil {
 			return err
 		}
-		// A row at nothing is a transaction of which nothing stands, and a
-		// row the bank declined one it did not settle: neither is matched
-		// (a posting the ledger approved is then missing there).
-		if _, err := tx.Exec(ctx, `DELETE FROM recon_file WHERE amount = 0 OR response_code NOT IN ('', '00')`); err != nil {
+		// A row at nothing is a transaction of which nothing stands, a row
+		// the bank declined one it did not settle, and a balance inquiry
+		// moves no money: none is matched (a posting the ledger approved is
+		// then missing there).
+		if _, err := tx.Exec(ctx, `DELETE FROM recon_file WHERE amount = 0 OR response_code NOT IN ('', '00') OR processing LIKE '31%'`); err != nil {
 			return fmt.Errorf("staging the file: %w", err)
 		}
 		if _, err := tx.Exec(ctx, `ANALYZE recon_file`); err != nil {
@@ -530,6 +531,9 @@ func (l *Ledger) ReconcileFund(ctx context.Context, info RunInfo, rows Rows[Fund
 		if err != nil {
 			return err
 		}
+		if _, err := tx.Exec(ctx, `CREATE INDEX ON recon_fund_file (order_id)`); err != nil {
+			return fmt.Errorf("staging the file: %w", err)
+		}
 		if _, err := tx.Exec(ctx, `ANALYZE recon_fund_file`); err != nil {
 			return fmt.Errorf("staging the file: %w", err)
 		}
@@ -539,7 +543,7 @@ func (l *Ledger) ReconcileFund(ctx context.Context, info RunInfo, rows Rows[Fund
 			SELECT id, 'subscription', card_id, amount, currency::text, state FROM sweeps WHERE day = $1`
 		pending, err := tx.Query(ctx, `SELECT o.kind, o.id, o.card_id, f.status = 'confirmed' FROM (`+ours+`) o
 			JOIN recon_fund_file f ON f.order_id = o.id AND f.kind = o.kind AND f.amount = o.amount AND f.currency = o.currency
-			WHERE o.state = 'pending' AND (SELECT count(*) FROM recon_fund_file x WHERE x.order_id = o.id) = 1
+			WHERE o.state = 'pending' AND NOT EXISTS (SELECT 1 FROM recon_fund_file x WHERE x.order_id = o.id AND x.line <> f.line)
 			ORDER BY o.card_id, o.id`, info.BusinessDate)
 		if err != nil {
 			return fmt.Errorf("finding pending orders: %w", err)
@@ -563,14 +567,22 @@ func (l *Ledger) ReconcileFund(ctx context.Context, info RunInfo, rows Rows[Fund
 		if _, err := tx.Exec(ctx, `CREATE TEMP TABLE recon_fund_ours ON COMMIT DROP AS `+ours, info.BusinessDate); err != nil {
 			return fmt.Errorf("reading the ledger's side: %w", err)
 		}
-		for _, s := range todo {
-			state := OrderFailed
+		ids, states := make([]string, len(todo)), make([]string, len(todo))
+		for i, s := range todo {
+			ids[i], states[i] = s.id, OrderFailed
 			if s.confirmed {
-				state = OrderConfirmed
+				states[i] = OrderConfirmed
 			}
-			if _, err := tx.Exec(ctx, `UPDATE recon_fund_ours SET state = $2 WHERE id = $1`, s.id, state); err != nil {
-				return fmt.Errorf("reading the ledger's side: %w", err)
-			}
+		}
+		if _, err := tx.Exec(ctx, `CREATE INDEX ON recon_fund_ours (id)`); err != nil {
+			return fmt.Errorf("reading the ledger's side: %w", err)
+		}
+		if _, err := tx.Exec(ctx, `UPDATE recon_fund_ours o SET state = u.state FROM unnest($1::text[], $2::text[]) AS u(id, state)
+			WHERE o.id = u.id`, ids, states); err != nil {
+			return fmt.Errorf("reading the ledger's side: %w", err)
+		}
+		if _, err := tx.Exec(ctx, `ANALYZE recon_fund_ours`); err != nil {
+			return fmt.Errorf("reading the ledger's side: %w", err)
 		}
 		settled := int64(len(todo))
 		if err := tx.QueryRow(ctx, `INSERT INTO recon_runs (source, bank, business_date, format, file_sha256, rows, matched,
@@ -615,12 +627,25 @@ func (l *Ledger) ReconcileFund(ctx context.Context, info RunInfo, rows Rows[Fund
 			info.BusinessDate, run.ID); err != nil {
 			return fmt.Errorf("recording the breaks: %w", err)
 		}
+		// The cards are locked in one statement, in account order, as
+		// every writer of many cards locks them.
 		lt := &Tx{l: l, tx: tx}
-		for _, s := range todo { // in card order, as every writer locks cards
-			c, err := lt.LockCardByID(ctx, s.card, time.Time{})
-			if err != nil {
-				return err
+		cardIDs := make([]int64, 0, len(todo))
+		for _, s := range todo {
+			if len(cardIDs) == 0 || cardIDs[len(cardIDs)-1] != s.card {
+				cardIDs = append(cardIDs, s.card)
 			}
+		}
+		locked, err := lt.LockCardsByID(ctx, cardIDs)
+		if err != nil {
+			return err
+		}
+		cards := make(map[int64]*Card, len(locked))
+		for _, c := range locked {
+			cards[c.ID] = c
+		}
+		for _, s := range todo {
+			c := cards[s.card]
 			if c == nil {
 				return fmt.Errorf("settling %s %s: %w", s.kind, s.id, ErrUnknownCard)
 			}
@@ -636,11 +661,28 @@ func (l *Ledger) ReconcileFund(ctx context.Context, info RunInfo, rows Rows[Fund
 			if err != nil {
 				return fmt.Errorf("settling %s %s as the fund company's file says: %w", s.kind, s.id, err)
 			}
-			if !done {
-				// Its follow-up settled it meanwhile, under the card's lock:
-				// the run's view of it is stale.
-				return fmt.Errorf("%w: %s %s was settled by its follow-up meanwhile", ErrRunAgain, s.kind, s.id)
+			if done {
+				continue
 			}
+			// Its follow-up settled it meanwhile: as the file says, and the
+			// run stands (it did not settle that one); otherwise the run's
+			// view of it is wrong.
+			want := OrderFailed
+			if s.confirmed {
+				want = OrderConfirmed
+			}
+			var now string
+			if err := tx.QueryRow(ctx, `SELECT state FROM redemption_orders WHERE id = $1 UNION ALL SELECT state FROM sweeps WHERE id = $1`,
+				s.id).Scan(&now); err != nil {
+				return fmt.Errorf("settling %s %s: %w", s.kind, s.id, err)
+			}
+			if now != want {
+				return fmt.Errorf("%w: %s %s was settled %s by its follow-up meanwhile", ErrRunAgain, s.kind, s.id, now)
+			}
+			settled--
+		}
+		if _, err := tx.Exec(ctx, `UPDATE recon_runs SET settled = $2 WHERE id = $1`, run.ID, settled); err != nil {
+			return fmt.Errorf("recording the run: %w", err)
 		}
 		return l.closeRun(ctx, tx, "fund", "", info.BusinessDate, &run)
 	})

@@ -63,3 +63,71 @@ func TestRunsOfADayTakeTurns(t *testing.T) {
 		}
 	}
 }
+
+// TestOneOperatorsDailyLimitHoldsUnderRaces: one operator adjusting
+// eight cases of eight days at once posts alone no more than the
+// four-eyes amount in all; the rest wait for a second operator.
+func TestOneOperatorsDailyLimitHoldsUnderRaces(t *testing.T) {
+	l, _ := ledgertest.New(t)
+	ctx := context.Background()
+	sum := sha256.Sum256(nil)
+	var cases []int64
+	for i := range 8 {
+		d := day.AddDate(0, 0, -i)
+		// A card each: nothing of a card's own serialises them.
+		p := fmt.Sprintf("62284800000077%02d", i)
+		if _, err := l.CreateCard(ctx, ledger.NewCard{PAN: p, Currency: "156", Balance: 100000}); err != nil {
+			t.Fatal(err)
+		}
+		err := l.Do(ctx, func(tx *ledger.Tx) error {
+			c, err := tx.LockCard(ctx, p, d)
+			if err != nil {
+				return err
+			}
+			effects, err := c.Debit(ledger.KindPurchase, 90000)
+			if err != nil {
+				return err
+			}
+			rec := record(c, ledger.KindPurchase, 90000)
+			rec.BusinessDate = d
+			_, err = tx.Save(ctx, rec, effects)
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		run, err := l.ReconcileBank(ctx, ledger.RunInfo{Bank: "default", BusinessDate: d, Format: "csv", Digest: func() []byte { return sum[:] }, RunBy: "test"},
+			&bankRows{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := l.EachCase(ctx, ledger.CaseFilter{Run: run.ID}, func(c ledger.Case) error { cases = append(cases, c.ID); return nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(cases) != 8 {
+		t.Fatalf("%d cases, want one a day", len(cases))
+	}
+	var wg sync.WaitGroup
+	adj := make([]ledger.Adjustment, len(cases))
+	errs := make([]error, len(cases))
+	for i, id := range cases {
+		wg.Go(func() {
+			adj[i], errs[i] = l.Adjust(ctx, ledger.AdjustRequest{Case: id, Debit: "settlement", Credit: "cash", Amount: 90000,
+				Reason: "not settled by the bank", Operator: "mallory", FourEyesAbove: 100000})
+		})
+	}
+	wg.Wait()
+	alone := int64(0)
+	for i := range cases {
+		if errs[i] != nil {
+			t.Fatal(errs[i])
+		}
+		if adj[i].State == "posted" {
+			alone += adj[i].Amount
+		}
+	}
+	if alone > 100000 {
+		t.Fatalf("one operator posted %d alone, over the four-eyes amount", alone)
+	}
+}

@@ -412,8 +412,9 @@ func TestReconcileEdges(t *testing.T) {
 	purchase := send("0200", bank.Fields(map[int]string{2: pan, 3: "000000", 4: "000000010000"}))
 	refund := send("0200", bank.Fields(map[int]string{2: pan, 3: "200000", 4: "000000003000"}))
 	advice := send("0120", bank.Fields(map[int]string{2: pan, 3: "000000", 4: "000000001000"}))
-	// A balance inquiry carries an amount and moves none: never a row.
-	send("0200", bank.Fields(map[int]string{2: pan, 3: "310000", 4: "000000090000"}))
+	// A balance inquiry carries an amount and moves none: never a row, on
+	// either side.
+	inquiry := send("0200", bank.Fields(map[int]string{2: pan, 3: "310000", 4: "000000090000"}))
 	// Settled yesterday (DE15), reversed today.
 	old := send("0200", bank.Fields(map[int]string{2: pan, 3: "000000", 4: "000000002000", 15: yesterday.Format("0102")}))
 	rev := map[int]string{}
@@ -428,6 +429,10 @@ func TestReconcileEdges(t *testing.T) {
 	r, stderr, code := reconcile(t, d, "li.wei", date, clean)
 	if code != 0 || r.Matched != 4 || len(r.Cases) != 0 {
 		t.Fatalf("today's clean file: exit %d %+v %s", code, r, stderr)
+	}
+	r, stderr, code = reconcile(t, d, "li.wei", date, append(clean[:len(clean):len(clean)], row(inquiry, 90000)))
+	if code != 0 || r.Matched != 4 || len(r.Cases) != 0 {
+		t.Fatalf("the bank's file listing the balance inquiry: exit %d %+v %s", code, r, stderr)
 	}
 	r, stderr, code = reconcile(t, d, "li.wei", yesterday.Format(time.DateOnly), []string{header, row(old, 2000)})
 	if code != 0 || r.Matched != 1 {
