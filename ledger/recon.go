@@ -537,13 +537,18 @@ func (l *Ledger) ReconcileFund(ctx context.Context, info RunInfo, rows Rows[Fund
 		if _, err := tx.Exec(ctx, `ANALYZE recon_fund_file`); err != nil {
 			return fmt.Errorf("staging the file: %w", err)
 		}
-		const ours = `SELECT id, 'redemption' AS kind, card_id, amount, currency::text AS currency, state
+		// A subscription is pending by design until its confirmation day
+		// (sweep.confirm_time's task confirms it then): the file's word on
+		// it is taken as agreeing, and left to that task (awaiting).
+		const ours = `SELECT id, 'redemption' AS kind, card_id, amount, currency::text AS currency, state, false AS awaiting
 			FROM redemption_orders WHERE quota_day = $1
 			UNION ALL
-			SELECT id, 'subscription', card_id, amount, currency::text, state FROM sweeps WHERE day = $1`
+			SELECT id, 'subscription', card_id, amount, currency::text, state,
+				state = 'pending' AND confirm_on > (now() AT TIME ZONE 'Asia/Shanghai')::date
+			FROM sweeps WHERE day = $1`
 		pending, err := tx.Query(ctx, `SELECT o.kind, o.id, o.card_id, f.status = 'confirmed' FROM (`+ours+`) o
 			JOIN recon_fund_file f ON f.order_id = o.id AND f.kind = o.kind AND f.amount = o.amount AND f.currency = o.currency
-			WHERE o.state = 'pending' AND NOT EXISTS (SELECT 1 FROM recon_fund_file x WHERE x.order_id = o.id AND x.line <> f.line)
+			WHERE o.state = 'pending' AND NOT o.awaiting AND NOT EXISTS (SELECT 1 FROM recon_fund_file x WHERE x.order_id = o.id AND x.line <> f.line)
 			ORDER BY o.card_id, o.id`, info.BusinessDate)
 		if err != nil {
 			return fmt.Errorf("finding pending orders: %w", err)
@@ -589,7 +594,7 @@ func (l *Ledger) ReconcileFund(ctx context.Context, info RunInfo, rows Rows[Fund
 				missing_here, missing_there, amount_mismatch, settled, run_by)
 			VALUES ('fund', '', $1, $2, $3, $4,
 				(SELECT count(*) FROM recon_fund_file f JOIN recon_fund_ours o ON o.id = f.order_id AND o.kind = f.kind
-					AND o.amount = f.amount AND o.currency = f.currency AND o.state = f.status
+					AND o.amount = f.amount AND o.currency = f.currency AND (o.state = f.status OR o.awaiting AND f.status = 'confirmed')
 				 WHERE NOT EXISTS (SELECT 1 FROM recon_fund_file x WHERE x.order_id = f.order_id AND x.line < f.line)),
 				0, 0, 0, $5, $6)
 			RETURNING id`, info.BusinessDate, info.Format, info.Digest(), n, settled, info.RunBy).Scan(&run.ID); err != nil {
@@ -606,7 +611,8 @@ func (l *Ledger) ReconcileFund(ctx context.Context, info RunInfo, rows Rows[Fund
 					jsonb_build_object('line', f.line, 'order_kind', f.kind, 'status', f.status, 'trade_date', f.trade_date,
 						'our_state', CASE WHEN f.k = 1 THEN o.state END) AS detail
 				FROM f LEFT JOIN recon_fund_ours o ON o.id = f.order_id
-				WHERE o.id IS NULL OR f.k > 1 OR o.kind <> f.kind OR o.amount <> f.amount OR o.currency <> f.currency OR o.state <> f.status
+				WHERE o.id IS NULL OR f.k > 1 OR o.kind <> f.kind OR o.amount <> f.amount OR o.currency <> f.currency
+					OR (o.state <> f.status AND NOT (o.awaiting AND f.status = 'confirmed'))
 				UNION ALL
 				SELECT 'missing_there', o.id, 1, o.card_id, o.currency, o.amount, NULL, o.state, NULL,
 					jsonb_build_object('order_kind', o.kind, 'our_state', o.state)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/goldcard/goldcard/ledger"
 	"github.com/goldcard/goldcard/ledger/ledgertest"
@@ -130,4 +131,70 @@ func TestOneOperatorsDailyLimitHoldsUnderRaces(t *testing.T) {
 	if alone > 100000 {
 		t.Fatalf("one operator posted %d alone, over the four-eyes amount", alone)
 	}
+}
+
+// fundRows is a confirmation file held in memory.
+type fundRows struct {
+	rows []ledger.FundRow
+	i    int
+}
+
+func (f *fundRows) Next() bool          { f.i++; return f.i <= len(f.rows) }
+func (f *fundRows) Row() ledger.FundRow { return f.rows[f.i-1] }
+func (f *fundRows) Err() error          { return nil }
+
+// TestFundFileAheadOfASweepsConfirmation: a subscription pending until
+// its confirmation day, which the fund company's file already confirms,
+// agrees with it and is left to its confirmation; one past its day is
+// settled by the file.
+func TestFundFileAheadOfASweepsConfirmation(t *testing.T) {
+	l, pool := ledgertest.New(t)
+	ctx := context.Background()
+	if err := l.EnsureSystemAccounts(ctx, "156"); err != nil {
+		t.Fatal(err)
+	}
+	card := newCard(t, l, 0, 0)
+	today := time.Now().In(shanghai(t))
+	future := time.Date(today.Year(), today.Month(), today.Day()+3, 0, 0, 0, 0, time.UTC)
+	past := time.Date(today.Year(), today.Month(), today.Day()-1, 0, 0, 0, 0, time.UTC)
+	for _, s := range []struct {
+		id      string
+		day, on time.Time
+	}{{"SWEEP-AHEAD", past.AddDate(0, 0, -1), future}, {"SWEEP-LATE0", past.AddDate(0, 0, -2), past}} {
+		if _, err := pool.Exec(ctx, `INSERT INTO sweeps (id, card_id, day, amount, currency, confirm_on) VALUES ($1, $2, $3, 100, '156', $4)`,
+			s.id, card.ID, s.day, s.on); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sum := sha256.Sum256(nil)
+	for _, id := range []string{"SWEEP-AHEAD", "SWEEP-LATE0"} {
+		s, err := l.SweepByID(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		run, err := l.ReconcileFund(ctx, ledger.RunInfo{BusinessDate: s.Day, Format: "fund-csv", Digest: func() []byte { return sum[:] }, RunBy: "test"},
+			&fundRows{rows: []ledger.FundRow{{Line: 2, OrderID: id, Kind: "subscription", Amount: 100, Currency: "156", Status: "confirmed"}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		after, err := l.SweepByID(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantSettled, wantState := int64(0), ledger.SweepPending
+		if id == "SWEEP-LATE0" {
+			wantSettled, wantState = 1, "confirmed"
+		}
+		if run.Matched != 1 || run.Breaks() != 0 || run.Settled != wantSettled || after.State != wantState {
+			t.Fatalf("%s: run %+v, sweep %s; want matched, %d settled, %s", id, run, after.State, wantSettled, wantState)
+		}
+	}
+}
+
+func shanghai(t *testing.T) *time.Location {
+	loc, err := time.LoadLocation("Asia/Shanghai")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return loc
 }
