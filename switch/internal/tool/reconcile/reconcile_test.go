@@ -1,4 +1,4 @@
-package reconcile_test
+package reconcile
 
 import (
 	"bytes"
@@ -21,38 +21,15 @@ import (
 
 func TestMain(m *testing.M) { switchtest.Main(m) }
 
-// run is one goldcard reconcile bank, as an operator runs it.
-type run struct {
-	Run            int64 `json:"run"`
-	Rows           int64 `json:"rows"`
-	Matched        int64 `json:"matched"`
-	MissingHere    int64 `json:"missing_here"`
-	MissingThere   int64 `json:"missing_there"`
-	AmountMismatch int64 `json:"amount_mismatch"`
-	StateMismatch  int64 `json:"state_mismatch"`
-	Settled        int64 `json:"settled"`
-	Review         int64 `json:"review"`
-	Open           int64 `json:"open"`
-	Cases          []struct {
-		ID     int64  `json:"id"`
-		Kind   string `json:"kind"`
-		Ident  string `json:"ident"`
-		Card   string `json:"card"`
-		Ours   *int64 `json:"ours"`
-		Theirs *int64 `json:"theirs"`
-		State  string `json:"state"`
-	} `json:"cases"`
-}
-
 // reconcile runs the CLI on a file of lines and returns what it printed
 // (stdout, decoded when it is JSON), what it said on stderr and its exit
 // status.
-func reconcile(t *testing.T, d *switchtest.Switch, operator, date string, lines []string, extra ...string) (run, string, int) {
+func reconcile(t *testing.T, d *switchtest.Switch, operator, date string, lines []string, extra ...string) (result, string, int) {
 	t.Helper()
 	return reconcileCLI(t, d, operator, lines, append([]string{"bank", "--bank", "default", "--date", date}, extra...)...)
 }
 
-func reconcileCLI(t *testing.T, d *switchtest.Switch, operator string, lines []string, sub ...string) (run, string, int) {
+func reconcileCLI(t *testing.T, d *switchtest.Switch, operator string, lines []string, sub ...string) (result, string, int) {
 	t.Helper()
 	file := filepath.Join(t.TempDir(), "daily.csv")
 	if err := os.WriteFile(file, []byte(strings.Join(lines, "")), 0o600); err != nil {
@@ -71,7 +48,7 @@ func reconcileCLI(t *testing.T, d *switchtest.Switch, operator string, lines []s
 	} else if err != nil {
 		t.Fatal(err)
 	}
-	var r run
+	var r result
 	if stdout.Len() > 0 {
 		if err := json.Unmarshal(stdout.Bytes(), &r); err != nil {
 			t.Fatalf("--json printed %q: %v", stdout.String(), err)
@@ -178,7 +155,7 @@ func TestReconcileBank(t *testing.T) {
 
 	stranger := map[int]string{32: "1234", 41: "ATM00009", 11: "999999", 37: "000000999999", 7: a[7], 3: "000000"}
 	broken := []string{header, row(a, 10100), row(p, 2000), row(stranger, 200000)} // b missing, a changed, one never seen
-	var first run
+	var first result
 	for i := range 2 {
 		r, stderr, code = reconcile(t, d, "li.wei", date, broken)
 		if code != 1 || r.Matched != 1 || r.MissingHere != 1 || r.MissingThere != 1 || r.AmountMismatch != 1 || r.Open != 3 || len(r.Cases) != 3 {
