@@ -43,6 +43,10 @@ type ReconFormat struct {
 	Amount string `json:"amount,omitempty"`
 }
 
+// maxFixedLine is the longest fixed-width line a field may reach into (the
+// reader refuses longer lines).
+const maxFixedLine = 64 << 10
+
 // A FixedField is one field of a fixed-width line: its name, its first
 // byte (1 for the first of the line) and its width in bytes.
 type FixedField struct {
@@ -111,7 +115,7 @@ func (f ReconFormat) Validate() error {
 	switch f.Layout {
 	case "csv":
 		if f.Delimiter != "" {
-			if r, n := utf8.DecodeRuneInString(f.Delimiter); n != len(f.Delimiter) || r == '"' || r == '\r' || r == '\n' || r == utf8.RuneError {
+			if r, n := utf8.DecodeRuneInString(f.Delimiter); n != len(f.Delimiter) || r == 0 || r == '"' || r == '\r' || r == '\n' || r == utf8.RuneError {
 				bad("delimiter %q must be one character other than a quote or a line break", f.Delimiter)
 			}
 		}
@@ -122,9 +126,15 @@ func (f ReconFormat) Validate() error {
 		if len(f.Columns) > 0 || f.Header || f.Delimiter != "" {
 			bad("columns, header and delimiter are for a csv layout; a fixed one places its fields")
 		}
-		for _, x := range f.Fields {
-			if x.Start < 1 || x.Width < 1 || x.Width > 256 {
-				bad("field %q: start must be at least 1 and width between 1 and 256", x.Name)
+		for i, x := range f.Fields {
+			if x.Start < 1 || x.Start > maxFixedLine || x.Width < 1 || x.Width > 256 || x.Start+x.Width-1 > maxFixedLine {
+				bad("field %q: start must be from 1 to %d, width from 1 to 256, and the field within %d bytes", x.Name, maxFixedLine, maxFixedLine)
+				continue
+			}
+			for _, y := range f.Fields[:i] {
+				if x.Start < y.Start+y.Width && y.Start < x.Start+x.Width {
+					bad("fields %q and %q overlap", y.Name, x.Name)
+				}
 			}
 		}
 	default:

@@ -48,6 +48,9 @@ func TestReconFormats(t *testing.T) {
 		{Source: "fund", Layout: "csv", Columns: FundReconFields, Encoding: "latin1"},
 		{Source: "bank", Layout: "csv", Columns: BankReconFields, Delimiter: "\""},
 		{Source: "fund", Layout: "fixed", Fields: []FixedField{{"order_id", 0, 10}}},
+		{Source: "bank", Layout: "csv", Columns: BankReconFields, Delimiter: "\x00"},
+		{Source: "fund", Layout: "fixed", Fields: []FixedField{{"order_id", 9223372036854775807, 10}}},
+		{Source: "fund", Layout: "fixed", Fields: []FixedField{{"order_id", 1, 10}, {"kind", 5, 10}}},
 	} {
 		if err := f.Validate(); err == nil {
 			t.Errorf("%+v was taken", f)

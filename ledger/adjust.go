@@ -112,10 +112,15 @@ func (l *Ledger) sideName(ctx context.Context, q querier, account int64) (string
 	return kind, err
 }
 
-// AdjustmentFilter selects adjustments: of one case, or in one state.
+// AdjustmentStates are the states an adjustment is in.
+var AdjustmentStates = []string{"pending", "posted", "rejected"}
+
+// AdjustmentFilter selects adjustments: of one case, or in one state,
+// with ids above After.
 type AdjustmentFilter struct {
 	Case  int64
 	State string
+	After int64
 	Limit int
 }
 
@@ -126,7 +131,7 @@ func (l *Ledger) Adjustments(ctx context.Context, f AdjustmentFilter) ([]Adjustm
 		limit = 1000
 	}
 	rows, err := l.pool.Query(ctx, `SELECT `+adjustmentColumns+` FROM adjustments a JOIN cards d ON d.id = a.card_id
-		WHERE ($1 = 0 OR a.case_id = $1) AND ($2 = '' OR a.state = $2) ORDER BY a.id LIMIT $3`, f.Case, f.State, limit)
+		WHERE ($1 = 0 OR a.case_id = $1) AND ($2 = '' OR a.state = $2) AND a.id > $4 ORDER BY a.id LIMIT $3`, f.Case, f.State, limit, f.After)
 	if err != nil {
 		return nil, fmt.Errorf("listing adjustments: %w", err)
 	}

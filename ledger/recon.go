@@ -380,6 +380,12 @@ func (c Case) Stake() int64 {
 	return abs(c.Ours) + abs(c.Theirs)
 }
 
+// Case states and kinds.
+var (
+	CaseStates = []string{"open", "adjusted", "written_off", "matched"}
+	CaseKinds  = []string{"missing_here", "missing_there", "amount_mismatch", "state_mismatch"}
+)
+
 // CaseFilter selects cases; empty fields select all.
 type CaseFilter struct {
 	Source, Bank, State, Kind string

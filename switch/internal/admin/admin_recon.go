@@ -8,12 +8,15 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/goldcard/goldcard/config"
+	"github.com/goldcard/goldcard/iso"
 	"github.com/goldcard/goldcard/ledger"
 	"github.com/goldcard/goldcard/switch/internal/metric"
 	"github.com/goldcard/goldcard/switch/internal/recon"
@@ -54,7 +57,7 @@ func (s *Server) needOperator(w http.ResponseWriter, r *http.Request) (string, b
 func (s *Server) totals(w http.ResponseWriter, r *http.Request) {
 	code := r.PathValue("code")
 	if _, ok := s.cfg.Load().Banks[code]; !ok {
-		writeError(w, http.StatusNotFound, "no bank "+code+" in the config")
+		writeError(w, http.StatusNotFound, "no such bank in the config (GET /v1/config lists them)")
 		return
 	}
 	day, ok := dateParam(w, r, "date")
@@ -224,7 +227,7 @@ func (s *Server) writeRun(w http.ResponseWriter, r *http.Request, run ledger.Run
 	_, _ = io.WriteString(w, `,"cases":[`)
 	first := true
 	err = s.ledger.EachCase(r.Context(), ledger.CaseFilter{Run: run.ID}, func(c ledger.Case) error {
-		b, err := json.Marshal(c)
+		b, err := json.Marshal(masked(c))
 		if err != nil {
 			return err
 		}
@@ -250,6 +253,12 @@ func (s *Server) listCases(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q := r.URL.Query()
+	for name, allowed := range map[string][]string{"source": {"bank", "fund"}, "state": ledger.CaseStates, "kind": ledger.CaseKinds} {
+		if v := q.Get(name); v != "" && !slices.Contains(allowed, v) {
+			writeError(w, http.StatusBadRequest, name+" must be one of "+strings.Join(allowed, ", "))
+			return
+		}
+	}
 	f := ledger.CaseFilter{Source: q.Get("source"), Bank: q.Get("bank"), State: q.Get("state"), Kind: q.Get("kind"), Limit: limit}
 	if q.Get("date") != "" {
 		d, ok := dateParam(w, r, "date")
@@ -267,11 +276,20 @@ func (s *Server) listCases(w http.ResponseWriter, r *http.Request) {
 		f.After = n
 	}
 	cases := []ledger.Case{}
-	if err := s.ledger.EachCase(r.Context(), f, func(c ledger.Case) error { cases = append(cases, c); return nil }); err != nil {
+	if err := s.ledger.EachCase(r.Context(), f, func(c ledger.Case) error { cases = append(cases, masked(c)); return nil }); err != nil {
 		s.internalError(w, "listing cases", err)
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"cases": cases})
+}
+
+// masked is a case as the API shows it: a fund company's order id that
+// holds a card number's run of digits (a file that put one there) is
+// shown masked, as every PAN is. A bank transaction's fields are too
+// short to hold one.
+func masked(c ledger.Case) ledger.Case {
+	c.Ident, c.OrderID = iso.MaskPANs(c.Ident), iso.MaskPANs(c.OrderID)
+	return c
 }
 
 // idParam reads a numeric path id, answering 404 when it is not one.
@@ -297,7 +315,7 @@ func (s *Server) showCase(w http.ResponseWriter, r *http.Request) {
 	if adj == nil {
 		adj = []ledger.Adjustment{}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"case": c, "adjustments": adj})
+	writeJSON(w, http.StatusOK, map[string]any{"case": masked(c), "adjustments": adj})
 }
 
 // adjustCase records an operator's adjustment of a case: posted at once
@@ -344,11 +362,11 @@ func (s *Server) writeOffCase(w http.ResponseWriter, r *http.Request) {
 	}
 	if !done {
 		s.log.Info("write-off asked for", "case", id, "operator", op)
-		writeJSON(w, http.StatusAccepted, c)
+		writeJSON(w, http.StatusAccepted, masked(c))
 		return
 	}
 	s.log.Info("case written off", "case", id, "operator", op)
-	writeJSON(w, http.StatusOK, c)
+	writeJSON(w, http.StatusOK, masked(c))
 }
 
 func (s *Server) listAdjustments(w http.ResponseWriter, r *http.Request) {
@@ -356,7 +374,21 @@ func (s *Server) listAdjustments(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	adj, err := s.ledger.Adjustments(r.Context(), ledger.AdjustmentFilter{State: r.URL.Query().Get("state"), Limit: limit})
+	q := r.URL.Query()
+	if v := q.Get("state"); v != "" && !slices.Contains(ledger.AdjustmentStates, v) {
+		writeError(w, http.StatusBadRequest, "state must be one of "+strings.Join(ledger.AdjustmentStates, ", "))
+		return
+	}
+	var after int64
+	if v := q.Get("after"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 {
+			writeError(w, http.StatusBadRequest, "after must be an adjustment id")
+			return
+		}
+		after = n
+	}
+	adj, err := s.ledger.Adjustments(r.Context(), ledger.AdjustmentFilter{State: q.Get("state"), After: after, Limit: limit})
 	if err != nil {
 		s.internalError(w, "listing adjustments", err)
 		return

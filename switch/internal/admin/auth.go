@@ -70,6 +70,9 @@ func (a *Auth) LoadOperators() error {
 		if names[name] {
 			return fmt.Errorf("--admin-operators %s line %d: operator %s is named twice", a.OperatorsFile, i+1, name)
 		}
+		if name == sharedToken || strings.HasPrefix(name, "cert:") {
+			return fmt.Errorf("--admin-operators %s line %d: %q names the shared token's holders; choose another name", a.OperatorsFile, i+1, name)
+		}
 		names[name] = true
 		if other, ok := a.operators[[32]byte(digest)]; ok {
 			return fmt.Errorf("--admin-operators %s line %d: operators %s and %s share a token: each needs their own", a.OperatorsFile, i+1, other, name)

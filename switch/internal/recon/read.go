@@ -62,7 +62,8 @@ type records struct {
 	limit   *lineLimit
 	err     error
 	any     bool
-	headed  bool // the header row has been read
+	headed  bool  // the header row has been read
+	skipped int64 // lines skipped before the CSV reader's first
 }
 
 func newRecords(f config.ReconFormat, r io.Reader) *records {
@@ -92,7 +93,7 @@ func newRecords(f config.ReconFormat, r io.Reader) *records {
 	}
 	// Rows are measured as the CSV reader reads them: decoded.
 	rs.limit = &lineLimit{r: r, csv: true}
-	c := csv.NewReader(rs.limit)
+	c := csv.NewReader(&csvStart{r: bufio.NewReader(rs.limit), skip: f.SkipLines, rs: rs})
 	if f.Delimiter != "" {
 		c.Comma, _ = utf8.DecodeRuneInString(f.Delimiter)
 	}
@@ -100,6 +101,36 @@ func newRecords(f config.ReconFormat, r io.Reader) *records {
 	c.ReuseRecord = true
 	rs.csv = c
 	return rs
+}
+
+// csvStart hands the CSV reader a file from its first row: a byte order
+// mark and the lines skip_lines names are dropped as lines, unparsed (a
+// heading may hold anything, quotes included).
+type csvStart struct {
+	r       *bufio.Reader
+	skip    int
+	rs      *records
+	started bool
+}
+
+func (c *csvStart) Read(p []byte) (int, error) {
+	if !c.started {
+		c.started = true
+		if b, err := c.r.Peek(3); err == nil && string(b) == "\ufeff" {
+			_, _ = c.r.Discard(3)
+		}
+		for ; c.skip > 0; c.skip-- {
+			line, err := c.r.ReadSlice('\n')
+			for err == bufio.ErrBufferFull {
+				line, err = c.r.ReadSlice('\n')
+			}
+			if len(line) == 0 && err != nil {
+				return 0, err
+			}
+			c.rs.skipped++
+		}
+	}
+	return c.r.Read(p)
 }
 
 // next reads the next record into values; false at the end or on an
@@ -124,23 +155,24 @@ func (rs *records) nextCSV() bool {
 	for {
 		rec, err := rs.csv.Read()
 		if err == io.EOF {
+			if rs.f.Header && !rs.headed {
+				rs.any = false // a file without its header is empty
+			}
 			return false
 		}
 		if err != nil {
-			rs.err = csvError(err)
+			rs.err = csvError(err, rs.skipped)
 			return false
 		}
 		rs.limit.record(rs.csv.InputOffset())
 		line, _ := rs.csv.FieldPos(0)
-		rs.line = int64(line)
-		if !rs.any {
-			rs.any = true
-			if len(rec) > 0 {
-				rec[0] = strings.TrimPrefix(rec[0], "\ufeff")
+		rs.line = int64(line) + rs.skipped
+		rs.any = true
+		for i := range rec {
+			if !utf8.ValidString(rec[i]) || strings.ContainsRune(rec[i], utf8.RuneError) {
+				rs.err = &LineError{Line: rs.line, Err: fmt.Errorf("column %d is not %s (the format's encoding)", i+1, encodingName(rs.f))}
+				return false
 			}
-		}
-		if rs.line <= int64(rs.f.SkipLines) {
-			continue
 		}
 		if rs.f.Header && !rs.headed {
 			rs.headed = true
@@ -166,13 +198,17 @@ func (rs *records) nextCSV() bool {
 	}
 }
 
-func csvError(err error) error {
+func encodingName(f config.ReconFormat) string {
+	if f.Encoding == "" {
+		return "utf-8"
+	}
+	return f.Encoding
+}
+
+func csvError(err error, skipped int64) error {
 	var pe *csv.ParseError
 	if errors.As(err, &pe) {
-		if errors.Is(pe.Err, csv.ErrFieldCount) {
-			return &LineError{Line: int64(pe.Line), Err: errors.New("wrong number of fields for the format")}
-		}
-		return &LineError{Line: int64(pe.Line), Err: pe.Err}
+		return &LineError{Line: int64(pe.Line) + skipped, Err: pe.Err}
 	}
 	return err
 }
@@ -204,12 +240,12 @@ func (rs *records) nextFixed() bool {
 		}
 		if len(raw) == 0 && err != nil {
 			if err != io.EOF {
-				rs.err = csvError(err)
+				rs.err = csvError(err, 0)
 			}
 			return false
 		}
 		if err != nil && err != io.EOF {
-			rs.err = csvError(err)
+			rs.err = csvError(err, 0)
 			return false
 		}
 		rs.line++
@@ -217,10 +253,12 @@ func (rs *records) nextFixed() bool {
 		if rs.line == 1 {
 			raw = bytes.TrimPrefix(raw, []byte("\ufeff"))
 		}
-		rs.any = true
+		// A file is empty unless it has a row or a trailer: a heading
+		// alone is a file cut short.
 		if rs.line <= int64(rs.f.SkipLines) || len(bytes.TrimSpace(raw)) == 0 {
 			continue
 		}
+		rs.any = true
 		if len(rs.trailer) > 0 && bytes.HasPrefix(raw, rs.trailer) {
 			continue
 		}
@@ -232,7 +270,7 @@ func (rs *records) nextFixed() bool {
 			b := raw[fl.Start-1 : fl.Start-1+fl.Width]
 			if rs.dec != nil {
 				d, err := rs.dec.Bytes(b)
-				if err != nil {
+				if err != nil || bytes.ContainsRune(d, utf8.RuneError) {
 					rs.err = &LineError{Line: rs.line, Field: fl.Name, Err: fmt.Errorf("not %s", rs.f.Encoding)}
 					return false
 				}

@@ -230,3 +230,44 @@ func TestLayoutOptions(t *testing.T) {
 		t.Fatalf("%d rows, %v", n, err)
 	}
 }
+
+// TestFilesCutShort: a file without its header, or with nothing but a
+// heading or blank lines, is empty (never a day of no transactions); a
+// heading is skipped unread, quotes and all; a byte order mark before a
+// quoted header is no part of it; bytes not of the format's encoding are
+// refused.
+func TestFilesCutShort(t *testing.T) {
+	csv := config.BuiltinReconFormats()[config.DefaultBankFormat]
+	titled := csv
+	titled.SkipLines = 1
+	fixed := config.ReconFormat{Source: "bank", Layout: "fixed", SkipLines: 1, Encoding: "gbk",
+		Fields: []config.FixedField{{Name: "acquirer", Start: 1, Width: 4}, {Name: "terminal", Start: 5, Width: 4},
+			{Name: "stan", Start: 9, Width: 6}, {Name: "rrn", Start: 15, Width: 4}, {Name: "transmitted", Start: 19, Width: 10},
+			{Name: "amount", Start: 29, Width: 3}, {Name: "currency", Start: 32, Width: 3}}}
+	quoted := `"acquirer","terminal","stan","rrn","transmitted","mti","processing_code","amount","currency","response_code"` + "\n"
+	good := "1234,ATM1,000042,RRN1,1201101010,0200,000000,100,156,00\n"
+	for _, c := range []struct {
+		name string
+		f    config.ReconFormat
+		file string
+		rows int
+		want string
+	}{
+		{"a title, no header", titled, "SETTLEMENT 2026-12-01\n", 0, "empty"},
+		{"blank lines", fixed, "\n\n\n", 0, "empty"},
+		{"a heading alone", fixed, "HEADING\n", 0, "empty"},
+		{"a heading with quotes", titled, `Settlement "final" 2026-12-01` + "\n" + header + good, 1, ""},
+		{"a BOM before a quoted header", csv, "\ufeff" + quoted + good, 1, ""},
+		{"a line number after a heading", titled, "TITLE\n" + header + good + "1234,ATM1\n", 0, "line 4:"},
+		{"not UTF-8", csv, header + strings.Replace(good, "ATM1", "AT\xff1", 1), 0, "line 2: column 2 is not utf-8"},
+		{"not GBK", fixed, "HEADING\n1234ATM10000421234120110101010\x81\x20156\n", 0, "not gbk"},
+	} {
+		n, err := readAll(t, c.f, defaultBank(), strings.NewReader(c.file))
+		switch {
+		case c.want == "" && (err != nil || n != c.rows):
+			t.Errorf("%s: %d rows, %v", c.name, n, err)
+		case c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)):
+			t.Errorf("%s: %d rows, %v; want %q", c.name, n, err, c.want)
+		}
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -139,6 +140,9 @@ func run(c *cobra.Command, admin, path, file string, asJSON bool) error {
 		return cli.UsageError{Err: err}
 	}
 	defer f.Close()
+	if st, err := f.Stat(); err != nil || !st.Mode().IsRegular() {
+		return cli.UsageError{Err: fmt.Errorf("%s is not a file", file)}
+	}
 	var sent atomic.Int64
 	stop := cli.Progress(c.ErrOrStderr(), &sent, time.Now(), "bytes sent")
 	resp, err := client.Upload(c.Context(), admin, path, "text/csv", &counting{r: f, n: &sent})
@@ -261,7 +265,18 @@ func (p *printer) row(k caseOf) {
 		fmt.Fprintf(p.w, format, "CASE", "KIND", "TRANSACTION", "CARD", "OURS", "THEIRS", "STATE")
 		p.titled = true
 	}
-	fmt.Fprintf(p.w, format, strconv.FormatInt(k.ID, 10), k.Kind, k.Ident, orDash(k.Card), money(k.Ours), money(k.Theirs), k.State)
+	fmt.Fprintf(p.w, format, strconv.FormatInt(k.ID, 10), k.Kind, transaction(k.Ident), orDash(k.Card), money(k.Ours), money(k.Theirs), k.State)
+}
+
+// transaction is a case's identity for people: a bank transaction's
+// fields (a JSON array in the API) joined by "/", a fund order's id as it
+// is.
+func transaction(ident string) string {
+	var parts []string
+	if json.Unmarshal([]byte(ident), &parts) == nil {
+		return strings.Join(parts, "/")
+	}
+	return ident
 }
 
 func orDash(s string) string {

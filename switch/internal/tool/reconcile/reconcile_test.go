@@ -270,6 +270,12 @@ func TestReconcileBank(t *testing.T) {
 	post("li.wei", fmt.Sprintf("/v1/cases/%d/write-off", big), http.StatusConflict)
 	post("wang.fang", fmt.Sprintf("/v1/cases/%d/write-off", big), http.StatusOK)
 
+	for _, q := range []string{"state=opne", "kind=missing-here", "source=Bank"} {
+		if st := d.API("GET", "/v1/cases?"+q, nil, nil); st != http.StatusBadRequest {
+			t.Errorf("cases?%s: HTTP %d, want 400", q, st)
+		}
+	}
+
 	// Bad files: refused with the line, nothing recorded.
 	var before struct {
 		Cases []json.RawMessage `json:"cases"`
@@ -334,10 +340,16 @@ func TestReconcileFund(t *testing.T) {
 	line := func(id string, amount int64) string {
 		return fmt.Sprintf("%s,redemption,%d,156,confirmed,%s\n", id, amount, date)
 	}
-	wrong := []string{header, line(o.ID, o.Amount+1), line("ord-never-placed-1", 700)}
+	// An order id the switch never placed, with a card number's digits
+	// in it, is shown masked.
+	const panLike = "6222021234567890123"
+	wrong := []string{header, line(o.ID, o.Amount+1), line(panLike, 700)}
 	r, stderr, code := reconcileCLI(t, d, "li.wei", wrong, "fund", "--date", date)
 	if code != 1 || r.AmountMismatch != 1 || r.MissingHere != 1 || r.Settled != 0 || r.Matched != 0 || r.Open != 2 {
 		t.Fatalf("the wrong file: exit %d %+v %s", code, r, stderr)
+	}
+	if strings.Contains(mustJSON(t, r), panLike) {
+		t.Fatalf("a card number in an order id is shown whole: %+v", r.Cases)
 	}
 	if got := d.CardOrders(pan); got[0].State != "pending" {
 		t.Fatalf("a file at another amount settled the order: %+v", got[0])
