@@ -66,16 +66,17 @@ func TestRunTimerNow(t *testing.T) {
 				state, lastError, due = task.State, task.LastError, task.Due
 			}
 		}
-		if time.Now().In(shanghai).Format(time.DateOnly) != today {
-			t.Skip("the day in Shanghai changed during the test")
-		}
-		if key == today && state == "done" {
+		// Keys are dates, which order as text. Midnight in Shanghai may
+		// pass while the test runs: a sweep whose day has begun by now may
+		// have run, and one whose day had not begun when it was made due
+		// may have been refused.
+		if state == "done" && key <= time.Now().In(shanghai).Format(time.DateOnly) {
 			if st := d.API("POST", "/v1/timers/run", map[string]string{"kind": "sweep.day", "key": key}, nil); st != http.StatusNotFound {
 				t.Errorf("running a finished task again: HTTP %d, want 404", st)
 			}
 			break
 		}
-		if key != today && state == "pending" && strings.Contains(lastError, "has not begun") {
+		if key > today && state == "pending" && strings.Contains(lastError, "has not begun") {
 			// Back to its hour, give or take the moments between the
 			// refusal and its recording.
 			if off := due.Sub(pending.Tasks[0].Due); off < -10*time.Second || off > 10*time.Second {

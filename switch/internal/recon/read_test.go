@@ -135,9 +135,6 @@ func (b *bigFile) Read(p []byte) (int, error) {
 // and holds the heap to a few megabytes throughout: rows are read one at
 // a time, never the file.
 func TestLargeFileInBoundedMemory(t *testing.T) {
-	if testing.Short() {
-		t.Skip("reads 200 MB")
-	}
 	const rows = 2_800_000 // about 72 bytes a row
 	src := &bigFile{n: rows}
 	r := BankRows(config.BuiltinReconFormats()[config.DefaultBankFormat], defaultBank(), src)

@@ -79,8 +79,13 @@ func TestReconcileBank(t *testing.T) {
 	d.AddCard(pan, 500000, 0) // 5,000.00
 	card := d.CardID(pan)
 	bank := switchtest.ConnectBank(t, d.Bank)
+	// The bank settles everything of the test tomorrow (DE15): the dates
+	// hold wherever midnight in Shanghai falls while it runs.
+	sh, _ := time.LoadLocation("Asia/Shanghai")
+	settle := time.Now().In(sh).AddDate(0, 0, 1)
+	date := settle.Format(time.DateOnly)
 	debit := func(amount string) map[int]string {
-		f := bank.Fields(map[int]string{2: pan, 3: "000000", 4: amount})
+		f := bank.Fields(map[int]string{2: pan, 3: "000000", 4: amount, 15: settle.Format("0102")})
 		switchtest.WantCode(t, bank.Send("0200", f), "00")
 		return f
 	}
@@ -92,13 +97,8 @@ func TestReconcileBank(t *testing.T) {
 	}
 	partial[95] = "000000002000" + "000000002000" + "D00000000" + "D00000000" // 20.00 of p stands
 	switchtest.WantCode(t, bank.Send("0400", partial), "00")
-	declined := bank.Fields(map[int]string{2: pan, 3: "000000", 4: "000099999999"})
+	declined := bank.Fields(map[int]string{2: pan, 3: "000000", 4: "000099999999", 15: settle.Format("0102")})
 	switchtest.WantCode(t, bank.Send("0200", declined), "51")
-	sh, _ := time.LoadLocation("Asia/Shanghai")
-	date := time.Now().In(sh).Format(time.DateOnly)
-	if d2 := time.Now().In(sh).Format(time.DateOnly); d2 != date {
-		t.Skip("the business date turned over during the test")
-	}
 	balance := int64(500000 - 10000 - 5000 - 2000)
 
 	var totals struct {
@@ -115,8 +115,8 @@ func TestReconcileBank(t *testing.T) {
 		t.Fatalf("totals: HTTP %d %+v; want 3 purchases standing at 170.00, one reversed", st, totals)
 	}
 
-	// A request that says its own settlement date (DE15) belongs to it.
-	next := time.Now().In(sh).AddDate(0, 0, 1)
+	// A request that says another settlement date (DE15) belongs to it.
+	next := settle.AddDate(0, 0, 1)
 	switchtest.WantCode(t, bank.Send("0200", bank.Fields(map[int]string{2: pan, 3: "000000", 4: "000000000100", 15: next.Format("0102")})), "00")
 	balance -= 100
 	if st := d.API("GET", "/v1/banks/default/totals?date="+next.Format(time.DateOnly), nil, &totals); st != http.StatusOK ||
@@ -391,27 +391,31 @@ func TestReconcileEdges(t *testing.T) {
 	const pan = "6228480000007901"
 	d.AddCard(pan, 500000, 0)
 	bank := switchtest.ConnectBank(t, d.Bank)
+	// Dates by DE15, which hold wherever midnight in Shanghai falls while
+	// the test runs: the day's requests settle tomorrow, the earlier
+	// posting today.
 	sh, _ := time.LoadLocation("Asia/Shanghai")
 	today := time.Now().In(sh)
-	date, yesterday := today.Format(time.DateOnly), today.AddDate(0, 0, -1)
+	settle, yesterday := today.AddDate(0, 0, 1), today
+	date := settle.Format(time.DateOnly)
 	send := func(mti string, f map[int]string) map[int]string {
 		switchtest.WantCode(t, bank.Send(mti, f), "00")
 		return f
 	}
-	purchase := send("0200", bank.Fields(map[int]string{2: pan, 3: "000000", 4: "000000010000"}))
-	refund := send("0200", bank.Fields(map[int]string{2: pan, 3: "200000", 4: "000000003000"}))
-	advice := send("0120", bank.Fields(map[int]string{2: pan, 3: "000000", 4: "000000001000"}))
+	on := func(f map[int]string) map[int]string { f[15] = settle.Format("0102"); return f }
+	purchase := send("0200", on(bank.Fields(map[int]string{2: pan, 3: "000000", 4: "000000010000"})))
+	refund := send("0200", on(bank.Fields(map[int]string{2: pan, 3: "200000", 4: "000000003000"})))
+	advice := send("0120", on(bank.Fields(map[int]string{2: pan, 3: "000000", 4: "000000001000"})))
 	// A balance inquiry carries an amount and moves none: never a row, on
 	// either side.
-	inquiry := send("0200", bank.Fields(map[int]string{2: pan, 3: "310000", 4: "000000090000"}))
-	// Settled yesterday (DE15), reversed today.
+	inquiry := send("0200", on(bank.Fields(map[int]string{2: pan, 3: "310000", 4: "000000090000"})))
+	// Settled a day before, reversed on the day.
 	old := send("0200", bank.Fields(map[int]string{2: pan, 3: "000000", 4: "000000002000", 15: yesterday.Format("0102")}))
 	rev := map[int]string{}
 	for k, v := range old {
 		rev[k] = v
 	}
-	delete(rev, 15)
-	send("0400", rev)
+	send("0400", on(rev))
 
 	clean := []string{header, row(purchase, 10000), row(refund, 3000), strings.Replace(row(advice, 1000), ",0200,", ",0120,", 1),
 		strings.Replace(row(rev, 2000), ",0200,", ",0400,", 1)}
