@@ -57,12 +57,16 @@ type FixedField struct {
 
 // The fields of each source's rows, and those a row must have.
 var (
-	BankReconFields    = []string{"acquirer", "terminal", "stan", "rrn", "transmitted", "mti", "processing_code", "amount", "currency", "response_code"}
-	bankReconRequired  = []string{"acquirer", "terminal", "stan", "rrn", "transmitted", "amount", "currency"}
-	FundReconFields    = []string{"order_id", "kind", "amount", "currency", "status", "trade_date"}
-	fundReconRequired  = []string{"order_id", "kind", "amount", "currency", "status"}
-	reconSources       = []string{"bank", "fund"}
-	reconEncodings     = []string{"utf-8", "gbk", "gb18030"}
+	BankReconFields   = []string{"acquirer", "terminal", "stan", "rrn", "transmitted", "mti", "processing_code", "amount", "currency", "response_code"}
+	bankReconRequired = []string{"acquirer", "terminal", "stan", "rrn", "transmitted", "amount", "currency"}
+	FundReconFields   = []string{"order_id", "kind", "amount", "currency", "status", "trade_date"}
+	fundReconRequired = []string{"order_id", "kind", "amount", "currency", "status"}
+	reconSources      = []string{"bank", "fund"}
+	reconEncodings    = []string{"utf-8", "gbk", "gb18030"}
+)
+
+// The builtin formats' names, and a bank's default cutover.
+const (
 	DefaultBankFormat  = "csv"
 	DefaultFundFormat  = "fund-csv"
 	DefaultCutover     = "00:00"

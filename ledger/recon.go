@@ -341,19 +341,18 @@ type Case struct {
 	OpenedAt     time.Time       `json:"opened_at"`
 	ResolvedAt   *time.Time      `json:"resolved_at,omitempty"`
 
-	cardID    int64
-	requestID int64
+	cardID int64
 }
 
 const caseColumns = `c.id, c.source, c.bank, to_char(c.business_date, 'YYYY-MM-DD'), c.kind, c.ident, c.figures, coalesce(c.order_id, ''),
 	coalesce(d.ref, ''), coalesce(c.currency, ''), c.ours, c.theirs, c.detail, c.state, c.opened_run, c.last_run, c.superseded_by,
-	coalesce(c.resolved_by, ''), coalesce(c.reason, ''), c.opened_at, c.resolved_at, coalesce(c.card_id, 0), coalesce(c.request_id, 0)`
+	coalesce(c.resolved_by, ''), coalesce(c.reason, ''), c.opened_at, c.resolved_at, coalesce(c.card_id, 0)`
 
 func scanCase(row pgx.Row) (Case, error) {
 	var c Case
 	err := row.Scan(&c.ID, &c.Source, &c.Bank, &c.BusinessDate, &c.Kind, &c.Ident, &c.Figures, &c.OrderID, &c.CardRef, &c.Currency,
 		&c.Ours, &c.Theirs, &c.Detail, &c.State, &c.OpenedRun, &c.LastRun, &c.SupersededBy, &c.ResolvedBy, &c.Reason, &c.OpenedAt, &c.ResolvedAt,
-		&c.cardID, &c.requestID)
+		&c.cardID)
 	return c, err
 }
 
