@@ -73,6 +73,37 @@ func Write(ctx context.Context, cl *clientv3.Client, prefix, key string, value [
 	return resp.Header.Revision, nil
 }
 
+// WrapStored wraps the MAC keys the config center holds in the clear (and,
+// with rewrap, those wrapped under an earlier KEK) under k's current KEK,
+// in one write made only if the config did not change meanwhile. It
+// returns the keys rewritten and the revision written (0: none).
+func WrapStored(ctx context.Context, cl *clientv3.Client, prefix string, k KEK, rewrap bool) ([]string, int64, error) {
+	for {
+		kvs, rev, err := Read(ctx, cl, prefix)
+		if err != nil {
+			return nil, 0, err
+		}
+		changed, err := WrapKeys(kvs, k, rewrap)
+		if err != nil || len(changed) == 0 {
+			return nil, 0, err
+		}
+		ops := []clientv3.Op{clientv3.OpPut(prefix+changedKey, time.Now().UTC().Format(time.RFC3339Nano))}
+		for _, key := range changed {
+			ops = append(ops, clientv3.OpPut(ConfigKey(prefix, key), string(kvs[key])))
+		}
+		resp, err := cl.Txn(ctx).
+			If(clientv3.Compare(clientv3.ModRevision(prefix+configDir), "<", rev+1).WithPrefix(),
+				clientv3.Compare(clientv3.ModRevision(prefix+changedKey), "<", rev+1)).
+			Then(ops...).Commit()
+		if err != nil {
+			return nil, 0, err
+		}
+		if resp.Succeeded {
+			return changed, resp.Header.Revision, nil
+		}
+	}
+}
+
 // Read returns the config keys under prefix and their values, with the
 // config's revision: the etcd revision of its newest change. Instances on
 // the same config report the same revision, however long they have run.
@@ -149,6 +180,9 @@ type Watcher struct {
 	Builtin map[string]json.RawMessage
 	// BuildDialect checks that a dialect's spec builds.
 	BuildDialect func(name string, spec []byte) error
+	// KEK opens the banks' wrapped MAC keys; a change with a key it does
+	// not open is refused.
+	KEK KEK
 	// ID names this instance under instances/.
 	ID      string
 	Version string
@@ -263,6 +297,9 @@ func (w *Watcher) apply(rev int64, arrived time.Time, always bool) {
 	snap, err := Build(rev, w.kvs, w.Builtin)
 	if err == nil {
 		err = snap.Validate(w.BuildDialect)
+	}
+	if err == nil {
+		err = snap.OpenKeys(w.KEK)
 	}
 	var problem error
 	if err == nil {

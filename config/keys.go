@@ -16,6 +16,7 @@ const (
 	KeyLimits = "limits"
 	KeyFund   = "fund"
 	KeySweep  = "sweep"
+	KeyKeys   = "keys"
 )
 
 // ErrUnknownKey is a key outside the config model.
@@ -24,7 +25,7 @@ var ErrUnknownKey = errors.New("config: unknown key")
 // DecodeValue decodes the value of one key strictly (unknown fields are
 // errors) over the defaults, and checks what can be checked of it alone.
 // It returns the decoded value: *Bank, json.RawMessage (a dialect),
-// Limits, Fund, Sweep, ReconFormat or Calendar.
+// Limits, Fund, Sweep, Keys, ReconFormat or Calendar.
 func DecodeValue(key string, value []byte) (any, error) {
 	kind, name, err := splitKey(key)
 	if err != nil {
@@ -75,6 +76,15 @@ func DecodeValue(key string, value []byte) (any, error) {
 			return nil, fmt.Errorf("%s: %w", key, err)
 		}
 		return f, nil
+	case KeyKeys:
+		var k Keys
+		if err := DecodeStrict(value, &k); err != nil {
+			return nil, fmt.Errorf("%s: %w", key, err)
+		}
+		if k.DataKey < 0 {
+			return nil, fmt.Errorf("%s: data_key cannot be negative", key)
+		}
+		return k, nil
 	case "calendar":
 		var c Calendar
 		if err := DecodeStrict(value, &c); err != nil {
@@ -90,7 +100,7 @@ func DecodeValue(key string, value []byte) (any, error) {
 func splitKey(key string) (kind, name string, err error) {
 	kind, name, hasName := strings.Cut(key, "/")
 	switch kind {
-	case KeyLimits, KeyFund, KeySweep:
+	case KeyLimits, KeyFund, KeySweep, KeyKeys:
 		if !hasName {
 			return kind, "", nil
 		}
@@ -107,7 +117,7 @@ func splitKey(key string) (kind, name string, err error) {
 			return kind, name, nil
 		}
 	}
-	return "", "", fmt.Errorf("%w %q (want banks/<code>, dialects/<name>, recon_formats/<name>, limits, fund, sweep or calendar/<year>)", ErrUnknownKey, key)
+	return "", "", fmt.Errorf("%w %q (want banks/<code>, dialects/<name>, recon_formats/<name>, limits, fund, sweep, keys or calendar/<year>)", ErrUnknownKey, key)
 }
 
 // Build makes a snapshot at revision rev from config keys and their
@@ -148,6 +158,8 @@ func Build(rev int64, kvs map[string][]byte, builtin map[string]json.RawMessage)
 			s.Fund = v
 		case Sweep:
 			s.Sweep = v
+		case Keys:
+			s.Keys = v
 		case ReconFormat:
 			s.ReconFormats[name] = v
 		case Calendar:

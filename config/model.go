@@ -193,6 +193,15 @@ type Snapshot struct {
 	// ReconFormats are the daily files' formats by name: the builtin
 	// ones, and those the config center adds or replaces.
 	ReconFormats map[string]ReconFormat `json:"recon_formats"`
+	Keys         Keys                   `json:"keys"`
+}
+
+// Keys says which of the ledger's keys the switches use: goldcard keys
+// rotate sets it.
+type Keys struct {
+	// DataKey is the data key every switch seals new rows under (0: the
+	// newest in the database when the switch started).
+	DataKey int32 `json:"data_key,omitempty"`
 }
 
 // Defaults.

@@ -75,7 +75,7 @@ func TestSweepAndConfirm(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		if err := l.SetSweep(ctx, pan, on, threshold); err != nil {
+		if err := l.SetSweep(ctx, c.ID, on, threshold); err != nil {
 			t.Fatal(err)
 		}
 		return c
@@ -200,7 +200,7 @@ func TestDailyPages(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := l.SetSweep(ctx, pan, i%10 != 0, nil); err != nil {
+		if err := l.SetSweep(ctx, c.ID, i%10 != 0, nil); err != nil {
 			t.Fatal(err)
 		}
 		ids, pans[c.ID] = append(ids, c.ID), pan
@@ -213,10 +213,10 @@ func TestDailyPages(t *testing.T) {
 		if i == 2 {
 			// Blocked, and another no longer sweeping, after their sweep
 			// was made: the range run again still sends theirs.
-			if err := l.SetCardStatus(ctx, pans[ids[1]], ledger.StatusBlocked); err != nil {
+			if err := l.SetCardStatus(ctx, ids[1], ledger.StatusBlocked); err != nil {
 				t.Fatal(err)
 			}
-			if err := l.SetSweep(ctx, pans[ids[2]], false, nil); err != nil {
+			if err := l.SetSweep(ctx, ids[2], false, nil); err != nil {
 				t.Fatal(err)
 			}
 		}

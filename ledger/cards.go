@@ -25,8 +25,10 @@ type Card struct {
 	ID int64
 	// Ref names the card outside the ledger (crd_ and 24 hex digits), so
 	// that URLs, logs and tickets can point at it without its PAN.
-	Ref      string
-	PAN      string
+	Ref string
+	// Masked is its PAN's first six and last four digits; the ledger
+	// keeps the whole PAN only sealed.
+	Masked   string
 	Currency string
 	Status   string
 
@@ -104,8 +106,13 @@ func (l *Ledger) CreateCard(ctx context.Context, n NewCard) (*Card, error) {
 	var card *Card
 	err = l.Do(ctx, func(tx *Tx) error {
 		var id int64
-		err := tx.tx.QueryRow(ctx, `INSERT INTO cards (pan, currency) VALUES ($1, $2) RETURNING id`, n.PAN, n.Currency).Scan(&id)
-		if code, constraint := pgCode(err); code == codeUniqueViolation && constraint == "cards_pan_key" {
+		p := l.keys.sealPAN(n.PAN)
+		// A card stored before PANs were sealed, not yet sealed, is found
+		// by its plain PAN.
+		err := tx.tx.QueryRow(ctx, `INSERT INTO cards (pan_hash, pan_sealed, pan_key, pan_masked, currency)
+			SELECT $1, $2, $3, $4, $5 WHERE NOT EXISTS (SELECT 1 FROM cards WHERE pan = $6)
+			RETURNING id`, p.hash, p.sealed, p.key, p.masked, n.Currency, l.plainPAN(n.PAN)).Scan(&id)
+		if code, constraint := pgCode(err); errors.Is(err, pgx.ErrNoRows) || (code == codeUniqueViolation && constraint == "cards_pan_hash_key") {
 			return ErrCardExists
 		}
 		if err != nil {
@@ -116,7 +123,7 @@ func (l *Ledger) CreateCard(ctx context.Context, n NewCard) (*Card, error) {
 		if err != nil {
 			return fmt.Errorf("opening accounts: %w", err)
 		}
-		if card, err = tx.lockCard(ctx, "c.id = $1", id, time.Time{}); err != nil {
+		if card, err = tx.lockCard(ctx, "c.id = $1", time.Time{}, id); err != nil {
 			return err
 		}
 		var effects []Effect
@@ -138,7 +145,26 @@ func (l *Ledger) CreateCard(ctx context.Context, n NewCard) (*Card, error) {
 // Card reads a card's balances, and its quota used on day, without
 // locking it.
 func (l *Ledger) Card(ctx context.Context, pan string, day time.Time) (*Card, error) {
-	return l.readCard(ctx, "c.pan = $1", pan, day)
+	where, more := l.byPAN(pan)
+	return l.readCard(ctx, where, day, l.keys.panHash(pan), more...)
+}
+
+// byPAN finds a card of cards c by $1, its PAN's hash, and while cards
+// stored before PANs were sealed may remain, by $3, its plain PAN.
+func (l *Ledger) byPAN(pan string) (where string, more []any) {
+	if !l.plainCards.Load() {
+		return "c.pan_hash = $1", nil
+	}
+	return "(c.pan_hash = $1 OR c.pan = $3)", []any{pan}
+}
+
+// plainPAN is what a look-up by PAN asks of cards stored before PANs were
+// sealed: nil (nothing) once there are none.
+func (l *Ledger) plainPAN(pan string) *string {
+	if !l.plainCards.Load() {
+		return nil
+	}
+	return &pan
 }
 
 // CardByRef is Card for a card known by its Ref. A ref that is not in the
@@ -147,11 +173,18 @@ func (l *Ledger) CardByRef(ctx context.Context, ref string, day time.Time) (*Car
 	if !refPattern.MatchString(ref) {
 		return nil, ErrUnknownCard
 	}
-	return l.readCard(ctx, "c.ref = $1", ref, day)
+	return l.readCard(ctx, "c.ref = $1", day, ref)
 }
 
-func (l *Ledger) readCard(ctx context.Context, where string, arg any, day time.Time) (*Card, error) {
-	rows, err := l.pool.Query(ctx, cardQuery+" WHERE "+where+" ORDER BY a.id", arg, day)
+// CardByID is Card for a card known by its id.
+func (l *Ledger) CardByID(ctx context.Context, id int64, day time.Time) (*Card, error) {
+	return l.readCard(ctx, "c.id = $1", day, id)
+}
+
+// readCard reads the card where finds: $1 is key, $2 day, and $3 on are
+// more.
+func (l *Ledger) readCard(ctx context.Context, where string, day time.Time, key any, more ...any) (*Card, error) {
+	rows, err := l.pool.Query(ctx, cardQuery+" WHERE "+where+" ORDER BY a.id", append([]any{key, day}, more...)...)
 	if err != nil {
 		return nil, fmt.Errorf("reading card: %w", err)
 	}
@@ -177,11 +210,11 @@ func (l *Ledger) resolveSystem(ctx context.Context, q querier, c *Card) error {
 }
 
 // SetCardStatus blocks or unblocks a card.
-func (l *Ledger) SetCardStatus(ctx context.Context, pan, status string) error {
+func (l *Ledger) SetCardStatus(ctx context.Context, cardID int64, status string) error {
 	if status != StatusActive && status != StatusBlocked {
 		return fmt.Errorf("%w: status must be %q or %q", ErrInvalidCard, StatusActive, StatusBlocked)
 	}
-	tag, err := l.pool.Exec(ctx, `UPDATE cards SET status = $2 WHERE pan = $1`, pan, status)
+	tag, err := l.pool.Exec(ctx, `UPDATE cards SET status = $2 WHERE id = $1`, cardID, status)
 	if err != nil {
 		return fmt.Errorf("setting card status: %w", err)
 	}
@@ -192,21 +225,25 @@ func (l *Ledger) SetCardStatus(ctx context.Context, pan, status string) error {
 }
 
 // cardQuery reads a card's accounts, one row each; $2 is the quota day.
-const cardQuery = `SELECT c.id, c.ref, c.pan, c.currency, c.status, c.fence,
+const cardQuery = `SELECT c.id, c.ref, ` + maskedColumn + `, c.currency, c.status, c.fence,
 		coalesce((SELECT q.used FROM redemption_quota q WHERE q.card_id = c.id AND q.day = $2), 0),
 		a.id, a.kind, a.balance, a.held
 	FROM cards c JOIN accounts a ON a.card_id = c.id`
 
+// maskedColumn is a card's masked PAN, of cards c, sealed or not yet.
+const maskedColumn = `coalesce(c.pan_masked, left(c.pan, 6) || repeat('*', length(c.pan) - 10) || right(c.pan, 4))`
+
 // LockCard is LockCardByID for a card known by its PAN.
 func (tx *Tx) LockCard(ctx context.Context, pan string, day time.Time) (*Card, error) {
-	return tx.lockCard(ctx, "c.pan = $1", pan, day)
+	where, more := tx.l.byPAN(pan)
+	return tx.lockCard(ctx, where, day, tx.l.keys.panHash(pan), more...)
 }
 
 // LockCardByID reads a card by id, with its quota used on day, and locks
 // its accounts until the transaction ends. It returns nil, nil for an
 // unknown card.
 func (tx *Tx) LockCardByID(ctx context.Context, id int64, day time.Time) (*Card, error) {
-	return tx.lockCard(ctx, "c.id = $1", id, day)
+	return tx.lockCard(ctx, "c.id = $1", day, id)
 }
 
 // LockCardsByID locks the cards of ids that exist, as LockCardByID locks
@@ -217,12 +254,12 @@ func (tx *Tx) LockCardsByID(ctx context.Context, ids []int64) ([]*Card, error) {
 	if err != nil {
 		return nil, fmt.Errorf("locking cards: %w", err)
 	}
-	byPAN, err := scanCards(rows)
+	byID, _, err := scanCards(rows, false)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]*Card, 0, len(byPAN))
-	for _, c := range byPAN {
+	out := make([]*Card, 0, len(byID))
+	for _, c := range byID {
 		if err := tx.l.resolveSystem(ctx, tx.tx, c); err != nil {
 			return nil, err
 		}
@@ -232,8 +269,8 @@ func (tx *Tx) LockCardsByID(ctx context.Context, ids []int64) ([]*Card, error) {
 	return out, nil
 }
 
-func (tx *Tx) lockCard(ctx context.Context, where string, arg any, day time.Time) (*Card, error) {
-	rows, err := tx.tx.Query(ctx, cardQuery+" WHERE "+where+" ORDER BY a.id FOR UPDATE OF a", arg, day)
+func (tx *Tx) lockCard(ctx context.Context, where string, day time.Time, key any, more ...any) (*Card, error) {
+	rows, err := tx.tx.Query(ctx, cardQuery+" WHERE "+where+" ORDER BY a.id FOR UPDATE OF a", append([]any{key, day}, more...)...)
 	if err != nil {
 		return nil, fmt.Errorf("locking card: %w", err)
 	}
@@ -246,7 +283,7 @@ func (tx *Tx) lockCard(ctx context.Context, where string, arg any, day time.Time
 }
 
 func scanCard(rows pgx.Rows) (*Card, error) {
-	cards, err := scanCards(rows)
+	cards, _, err := scanCards(rows, false)
 	if err != nil || len(cards) == 0 {
 		return nil, err
 	}

@@ -143,7 +143,7 @@ type Exception struct {
 	RequestID  int64      `json:"request_id"`
 	CardID     int64      `json:"-"`
 	CardRef    string     `json:"card_id,omitempty"`
-	PAN        string     `json:"-"`
+	Masked     string     `json:"-"` // the card's PAN, masked
 	Bank       string     `json:"bank"`
 	Currency   string     `json:"currency"`
 	Amount     int64      `json:"amount"`

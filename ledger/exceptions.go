@@ -19,7 +19,7 @@ var (
 
 // exceptionColumns are read from exceptions x joined with requests r and,
 // left, cards c.
-const exceptionColumns = `x.id, x.kind, x.request_id, coalesce(x.card_id, 0), coalesce(c.ref, ''), coalesce(c.pan, ''),
+const exceptionColumns = `x.id, x.kind, x.request_id, coalesce(x.card_id, 0), coalesce(c.ref, ''), coalesce(` + maskedColumn + `, ''),
 	x.bank, x.currency, x.amount, x.detail, r.mti, r.stan, r.rrn, x.created_at, x.resolved_at, coalesce(x.resolution, '')`
 
 // Exceptions lists exceptions, newest first: open ones only unless all.
@@ -32,7 +32,7 @@ func (l *Ledger) Exceptions(ctx context.Context, all bool, limit int) ([]Excepti
 	}
 	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (Exception, error) {
 		var e Exception
-		err := row.Scan(&e.ID, &e.Kind, &e.RequestID, &e.CardID, &e.CardRef, &e.PAN, &e.Bank, &e.Currency, &e.Amount, &e.Detail,
+		err := row.Scan(&e.ID, &e.Kind, &e.RequestID, &e.CardID, &e.CardRef, &e.Masked, &e.Bank, &e.Currency, &e.Amount, &e.Detail,
 			&e.MTI, &e.STAN, &e.RRN, &e.CreatedAt, &e.ResolvedAt, &e.Resolution)
 		return e, err
 	})

@@ -35,6 +35,7 @@ func (tx *Tx) LookupGroup(ctx context.Context, fs []Find) ([]*Lookup, error) {
 		serials = make([]string, n)
 		digests = make([][]byte, n)
 		pans    []string
+		hashes  [][]byte
 		days    []time.Time
 		firstOf = make(map[string]int, n) // PAN → index into pans
 		// The waiting-reversal probe's columns, of requests that ask for it.
@@ -49,6 +50,7 @@ func (tx *Tx) LookupGroup(ctx context.Context, fs []Find) ([]*Lookup, error) {
 			if _, ok := firstOf[f.PAN]; !ok {
 				firstOf[f.PAN] = len(pans)
 				pans, days = append(pans, f.PAN), append(days, f.Day)
+				hashes = append(hashes, tx.l.keys.panHash(f.PAN))
 			}
 		}
 		if f.CheckReversed {
@@ -66,7 +68,7 @@ func (tx *Tx) LookupGroup(ctx context.Context, fs []Find) ([]*Lookup, error) {
 	b.Queue(`SELECT set_config('lock_timeout', $1, true)`, groupLockTimeout)
 	b.Queue(`SELECT count(pg_advisory_xact_lock(h)) FROM (
 			SELECT DISTINCT hashtextextended(s, 0) AS h FROM unnest($1::text[]) s ORDER BY 1) x`, serials)
-	b.Queue(`SELECT k.i, r.id, r.fingerprint, r.state, coalesce(r.response_code, ''), r.response, coalesce(r.claim, 0),
+	b.Queue(`SELECT k.i, r.id, r.fingerprint, r.sealed_by, r.state, coalesce(r.response_code, ''), r.response, coalesce(r.claim, 0),
 			coalesce(r.state = 'deciding' AND r.respond_by <= clock_timestamp(), false),
 			coalesce((SELECT min(x.id) FROM (SELECT v.id FROM requests v WHERE v.reverses = r.id OFFSET 0) x), 0)
 		FROM unnest($1::bytea[]) WITH ORDINALITY k(key, i)
@@ -95,15 +97,22 @@ func (tx *Tx) LookupGroup(ctx context.Context, fs []Find) ([]*Lookup, error) {
 			wi, wBank, wAcq, wStan, wTrans, wTerm, wClass, wRRN, wAmount, wLocal, wNamesTrans)
 	}
 	if len(pans) > 0 {
-		b.Queue(`SELECT c.id, c.ref, c.pan, c.currency, c.status, c.fence,
+		where, args := `c.pan_hash = k.hash`, []any{hashes, days}
+		if tx.l.plainCards.Load() {
+			// Cards stored before PANs were sealed, not sealed yet.
+			where, args = `c.pan_hash = k.hash OR c.pan = k.pan`, append(args, pans)
+		} else {
+			args = append(args, make([]string, len(pans)))
+		}
+		b.Queue(`SELECT c.id, c.ref, `+maskedColumn+`, c.currency, c.status, c.fence,
 				coalesce((SELECT q.used FROM redemption_quota q WHERE q.card_id = c.id AND q.day = k.day), 0),
-				a.id, a.kind, a.balance, a.held
-			FROM unnest($1::text[], $2::date[]) k(pan, day)
+				a.id, a.kind, a.balance, a.held, k.i
+			FROM unnest($1::bytea[], $2::date[], $3::text[]) WITH ORDINALITY k(hash, day, pan, i)
 			-- OFFSET 0: a look-up by index per card, whatever the planner
 			-- guessed of the table when it cached the plan.
-			CROSS JOIN LATERAL (SELECT * FROM cards c WHERE c.pan = k.pan OFFSET 0) c
+			CROSS JOIN LATERAL (SELECT * FROM cards c WHERE `+where+` OFFSET 0) c
 			JOIN accounts a ON a.card_id = c.id
-			ORDER BY a.id FOR UPDATE OF a`, pans, days)
+			ORDER BY a.id FOR UPDATE OF a`, args...)
 	}
 	br := tx.tx.SendBatch(ctx, b)
 	defer br.Close()
@@ -122,16 +131,18 @@ func (tx *Tx) LookupGroup(ctx context.Context, fs []Find) ([]*Lookup, error) {
 	if err != nil {
 		return nil, fmt.Errorf("looking up requests: %w", err)
 	}
+	sealedBy := map[int64]*int32{}
 	for rows.Next() {
 		var (
 			i int64
 			p Prior
+			k *int32
 		)
-		if err := rows.Scan(&i, &p.ID, &p.Fingerprint, &p.State, &p.ResponseCode, &p.Response, &p.Claim, &p.Expired, &p.ReversedBy); err != nil {
+		if err := rows.Scan(&i, &p.ID, &p.Fingerprint, &k, &p.State, &p.ResponseCode, &p.Response, &p.Claim, &p.Expired, &p.ReversedBy); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("looking up requests: %w", err)
 		}
-		out[i-1].Prior = &p
+		out[i-1].Prior, sealedBy[i-1] = &p, k
 	}
 	if rows.Close(); rows.Err() != nil {
 		return nil, fmt.Errorf("looking up requests: %w", rows.Err())
@@ -162,12 +173,12 @@ func (tx *Tx) LookupGroup(ctx context.Context, fs []Find) ([]*Lookup, error) {
 		if err != nil {
 			return nil, fmt.Errorf("locking cards: %w", err)
 		}
-		byPAN, err := scanCards(rows)
+		_, byIndex, err := scanCards(rows, true)
 		if err != nil {
 			return nil, err
 		}
-		for j, pan := range pans {
-			if c := byPAN[pan]; c != nil {
+		for j := range pans {
+			if c := byIndex[int64(j+1)]; c != nil {
 				c.day = days[j]
 				if err := tx.l.resolveSystem(ctx, tx.tx, c); err != nil {
 					return nil, err
@@ -179,6 +190,11 @@ func (tx *Tx) LookupGroup(ctx context.Context, fs []Find) ([]*Lookup, error) {
 	if err := br.Close(); err != nil {
 		return nil, err
 	}
+	for i, k := range sealedBy {
+		if err := tx.l.unseal(ctx, tx.tx, out[i].Prior, k); err != nil {
+			return nil, err
+		}
+	}
 	for i, f := range fs {
 		if f.PAN != "" {
 			out[i].Card = cards[firstOf[f.PAN]]
@@ -188,24 +204,35 @@ func (tx *Tx) LookupGroup(ctx context.Context, fs []Find) ([]*Lookup, error) {
 }
 
 // scanCards reads the rows of cardQuery's columns for several cards, in
-// any order, into cards by PAN.
-func scanCards(rows pgx.Rows) (map[string]*Card, error) {
+// any order, into cards by id and, when the rows end with the index of
+// what named each card, by that index.
+func scanCards(rows pgx.Rows, indexed bool) (byID, byIndex map[int64]*Card, err error) {
 	defer rows.Close()
-	byID := make(map[int64]*Card)
+	byID = make(map[int64]*Card)
+	if indexed {
+		byIndex = make(map[int64]*Card)
+	}
 	for rows.Next() {
 		var (
 			r             Card
-			id            int64
+			id, index     int64
 			kind          string
 			balance, held int64
 		)
-		if err := rows.Scan(&r.ID, &r.Ref, &r.PAN, &r.Currency, &r.Status, &r.Fence, &r.RedeemedToday, &id, &kind, &balance, &held); err != nil {
-			return nil, fmt.Errorf("reading cards: %w", err)
+		dest := []any{&r.ID, &r.Ref, &r.Masked, &r.Currency, &r.Status, &r.Fence, &r.RedeemedToday, &id, &kind, &balance, &held}
+		if indexed {
+			dest = append(dest, &index)
+		}
+		if err := rows.Scan(dest...); err != nil {
+			return nil, nil, fmt.Errorf("reading cards: %w", err)
 		}
 		c := byID[r.ID]
 		if c == nil {
 			c = &r
 			byID[r.ID] = c
+		}
+		if indexed {
+			byIndex[index] = c
 		}
 		switch kind {
 		case "cash":
@@ -217,16 +244,14 @@ func scanCards(rows pgx.Rows) (map[string]*Card, error) {
 		}
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("reading cards: %w", err)
+		return nil, nil, fmt.Errorf("reading cards: %w", err)
 	}
-	out := make(map[string]*Card, len(byID))
 	for _, c := range byID {
 		if c.cashID == 0 || c.fundID == 0 || c.overdraftID == 0 {
-			return nil, errors.New("ledger: card is missing one of its accounts")
+			return nil, nil, errors.New("ledger: card is missing one of its accounts")
 		}
-		out[c.PAN] = c
 	}
-	return out, nil
+	return byID, byIndex, nil
 }
 
 // SaveGroup is Save for many requests new to the ledger, decided
@@ -249,6 +274,7 @@ func (tx *Tx) SaveGroup(ctx context.Context, recs []Record, effects [][]Effect) 
 		amount                                              = make([]int64, n)
 		bizDate                                             = make([]*time.Time, n)
 		fingerprint, response                               = make([][]byte, n), make([][]byte, n)
+		sealedBy                                            = make([]int32, n)
 		tKey                                                [][]byte
 		tKind, tCurrency                                    []string
 		tDebit, tCredit, tAmount                            []int64
@@ -267,7 +293,8 @@ func (tx *Tx) SaveGroup(ctx context.Context, recs []Record, effects [][]Effect) 
 		bank[i], acq[i], stan[i], trans[i], term[i], class[i] = k.Bank, k.Acquirer, k.STAN, k.Transmitted, k.Terminal, k.Class
 		mti[i], rrn[i], txnT[i], code[i] = r.MTI, k.RRN, r.TxnType, r.ResponseCode
 		localDate[i], localTime[i], currency[i] = k.LocalDate, k.LocalTime, r.Currency
-		amount[i], fingerprint[i], response[i] = r.Amount, r.Fingerprint, r.Response
+		amount[i], fingerprint[i] = r.Amount, r.Fingerprint
+		response[i], sealedBy[i] = tx.l.sealResponse(r.Response)
 		if !r.BusinessDate.IsZero() {
 			bizDate[i] = &recs[i].BusinessDate
 		}
@@ -293,12 +320,12 @@ func (tx *Tx) SaveGroup(ctx context.Context, recs []Record, effects [][]Effect) 
 	// ids they were given.
 	b.Queue(`WITH r AS (
 			INSERT INTO requests (txn_key, bank, acquirer, stan, transmitted, terminal, mti_class, mti, rrn, fingerprint,
-				card_id, txn_type, amount, response_code, auth_code, response, local_date, local_time, currency, state, business_date)
+				card_id, txn_type, amount, response_code, auth_code, response, local_date, local_time, currency, state, business_date, sealed_by)
 			SELECT k, b, a, s, tr, te, cl, m, rr, f, c, tt, am, co, au, re, ld, lt, cu, 'answered',
-				coalesce(bd, (now() AT TIME ZONE 'Asia/Shanghai')::date)
+				coalesce(bd, (now() AT TIME ZONE 'Asia/Shanghai')::date), sb
 			FROM unnest($1::bytea[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],
 				$10::bytea[], $11::bigint[], $12::text[], $13::bigint[], $14::text[], $15::text[], $16::bytea[], $17::text[],
-				$18::text[], $19::text[], $30::date[]) WITH ORDINALITY AS x(k, b, a, s, tr, te, cl, m, rr, f, c, tt, am, co, au, re, ld, lt, cu, bd, i)
+				$18::text[], $19::text[], $30::date[], $31::int[]) WITH ORDINALITY AS x(k, b, a, s, tr, te, cl, m, rr, f, c, tt, am, co, au, re, ld, lt, cu, bd, sb, i)
 			ORDER BY i
 			RETURNING id, txn_key),
 		t AS (
@@ -320,7 +347,7 @@ func (tx *Tx) SaveGroup(ctx context.Context, recs []Record, effects [][]Effect) 
 		keys, bank, acq, stan, trans, term, class, mti, rrn, fingerprint, card, txnT, amount, code, auth, response,
 		localDate, localTime, currency,
 		tKey, tKind, tDebit, tCredit, tCurrency, tAmount,
-		hKey, hAccount, hAmount, hExpires, bizDate)
+		hKey, hAccount, hAmount, hExpires, bizDate, sealedBy)
 	// What else a decision implies (an exception raised, say) names its
 	// request by key.
 	for i := range recs {

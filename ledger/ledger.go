@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -28,6 +29,12 @@ type Ledger struct {
 		mu             sync.Mutex
 		checked, until time.Time
 	}
+
+	// keys seal PANs and responses and key the PANs' hashes.
+	keys *keyring
+	// plainCards reports that cards stored before PANs were sealed may
+	// remain: a look-up by PAN then also asks for the plain one.
+	plainCards atomic.Bool
 }
 
 type systemKey struct{ kind, currency string }
@@ -49,11 +56,23 @@ const commitTimeout = 10 * time.Second
 // maxAttempts is how often Do runs a transaction that lost a race.
 const maxAttempts = 3
 
-// New returns a ledger on pool. The schema must be migrated (Migrate).
-func New(pool *pgxpool.Pool) *Ledger {
-	l := &Ledger{pool: pool, system: make(map[systemKey]int64)}
+// Open returns a ledger on pool, whose data keys are wrapped under kek.
+// The schema must be migrated (Migrate); the first data keys are made if
+// the database has none. A kek that does not open the database's keys is
+// ErrKEK.
+func Open(ctx context.Context, pool *pgxpool.Pool, kek KEK) (*Ledger, error) {
+	keys, err := openKeyring(ctx, pool, kek)
+	if err != nil {
+		return nil, err
+	}
+	l := &Ledger{pool: pool, system: make(map[systemKey]int64), keys: keys}
 	l.legacy.until = time.Now().Add(legacyWindow) // until the database says
-	return l
+	var plain bool
+	if err := pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM cards WHERE pan IS NOT NULL)`).Scan(&plain); err != nil {
+		return nil, fmt.Errorf("reading cards: %w", err)
+	}
+	l.plainCards.Store(plain)
+	return l, nil
 }
 
 // Pool returns the connection pool the ledger uses.

@@ -22,9 +22,9 @@ type Movement struct {
 }
 
 // Movements lists a card's movements, newest first.
-func (l *Ledger) Movements(ctx context.Context, pan string, limit int) ([]Movement, error) {
+func (l *Ledger) Movements(ctx context.Context, cardID int64, limit int) ([]Movement, error) {
 	rows, err := l.pool.Query(ctx, `
-		WITH card AS (SELECT id FROM cards WHERE pan = $1),
+		WITH card AS (SELECT id FROM cards WHERE id = $1),
 		accts AS (SELECT a.id, a.kind FROM accounts a JOIN card ON a.card_id = card.id)
 		SELECT * FROM (
 			SELECT t.created_at, 'transfer' AS type, t.kind, a.kind AS account,
@@ -37,7 +37,7 @@ func (l *Ledger) Movements(ctx context.Context, pan string, limit int) ([]Moveme
 				r.mti, r.stan, r.rrn, r.response_code, h.id
 			FROM accts a JOIN holds h ON h.account_id = a.id
 			JOIN requests r ON r.id = h.request_id
-		) m ORDER BY 1 DESC, 10 DESC LIMIT $2`, pan, limit)
+		) m ORDER BY 1 DESC, 10 DESC LIMIT $2`, cardID, limit)
 	if err != nil {
 		return nil, fmt.Errorf("listing movements: %w", err)
 	}

@@ -33,7 +33,7 @@ type Order struct {
 	ID         string     `json:"id"`
 	CardID     int64      `json:"-"`
 	CardRef    string     `json:"-"`
-	PAN        string     `json:"-"`
+	Masked     string     `json:"-"` // the card's PAN, masked
 	Amount     int64      `json:"amount"`
 	Currency   string     `json:"currency"`
 	Purpose    string     `json:"purpose"`
@@ -174,7 +174,7 @@ func (tx *Tx) applyForOrder(ctx context.Context, id string, effects []Effect) er
 }
 
 // orderColumns are read from redemption_orders o joined with cards c.
-const orderColumns = `o.id, o.card_id, c.ref, c.pan, o.amount, o.currency, o.purpose, o.state, o.quota_day, o.fence, o.checks,
+const orderColumns = `o.id, o.card_id, c.ref, ` + maskedColumn + `, o.amount, o.currency, o.purpose, o.state, o.quota_day, o.fence, o.checks,
 	coalesce(o.last_error, ''), o.created_at, o.resolved_at`
 
 func scanOrders(rows pgx.Rows) ([]Order, error) {
@@ -182,7 +182,7 @@ func scanOrders(rows pgx.Rows) ([]Order, error) {
 	out := []Order{}
 	for rows.Next() {
 		var o Order
-		if err := rows.Scan(&o.ID, &o.CardID, &o.CardRef, &o.PAN, &o.Amount, &o.Currency, &o.Purpose, &o.State, &o.QuotaDay, &o.Fence,
+		if err := rows.Scan(&o.ID, &o.CardID, &o.CardRef, &o.Masked, &o.Amount, &o.Currency, &o.Purpose, &o.State, &o.QuotaDay, &o.Fence,
 			&o.Checks, &o.LastError, &o.CreatedAt, &o.ResolvedAt); err != nil {
 			return nil, fmt.Errorf("reading orders: %w", err)
 		}

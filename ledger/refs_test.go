@@ -34,7 +34,7 @@ func TestCardRefs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if byRef.ID != card.ID || byRef.PAN != pan || byRef.Ref != card.Ref || byPAN.Ref != card.Ref || byRef.Cash != 2000 {
+	if byRef.ID != card.ID || byRef.Masked != "622848******0001" || byRef.Ref != card.Ref || byPAN.Ref != card.Ref || byRef.Cash != 2000 {
 		t.Fatalf("by ref %+v, by PAN %+v, issued %+v", byRef, byPAN, card)
 	}
 

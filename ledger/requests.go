@@ -26,7 +26,9 @@ const (
 
 // Prior is what the ledger holds under a request's key.
 type Prior struct {
-	ID           int64
+	ID int64
+	// Fingerprint is the request's content fingerprint, keyed (see
+	// Ledger.Fingerprint).
 	Fingerprint  []byte
 	State        string
 	ResponseCode string // empty while deciding
@@ -89,17 +91,17 @@ func (tx *Tx) LookupRequest(ctx context.Context, f Find) (*Lookup, error) {
 		// A request answered before banks named their keys is found by
 		// the key it had then or, from the last day, by its DE32, DE11,
 		// DE41 and DE37 (its repeat may carry another DE7).
-		b.Queue(`SELECT id, fingerprint, state, response_code, response, claim, expired, reversed_by FROM (
-				SELECT 0 AS pri, r.id, r.fingerprint, r.state, coalesce(r.response_code, '') AS response_code, r.response,
+		b.Queue(`SELECT id, fingerprint, sealed_by, state, response_code, response, claim, expired, reversed_by FROM (
+				SELECT 0 AS pri, r.id, r.fingerprint, r.sealed_by, r.state, coalesce(r.response_code, '') AS response_code, r.response,
 					coalesce(r.claim, 0) AS claim, coalesce(r.state = 'deciding' AND r.respond_by <= clock_timestamp(), false) AS expired,
 					coalesce((SELECT min(x.id) FROM (SELECT v.id FROM requests v WHERE v.reverses = r.id OFFSET 0) x), 0) AS reversed_by
 				FROM requests r WHERE r.txn_key = $1
 				UNION ALL
-				SELECT 1, r.id, r.fingerprint, r.state, coalesce(r.response_code, ''), r.response, coalesce(r.claim, 0), false,
+				SELECT 1, r.id, r.fingerprint, r.sealed_by, r.state, coalesce(r.response_code, ''), r.response, coalesce(r.claim, 0), false,
 					coalesce((SELECT min(x.id) FROM (SELECT v.id FROM requests v WHERE v.reverses = r.id OFFSET 0) x), 0)
 				FROM requests r WHERE r.txn_key = $2 AND r.legacy AND $2 <> $1
 				UNION ALL
-				SELECT 2, r.id, r.fingerprint, r.state, coalesce(r.response_code, ''), r.response, coalesce(r.claim, 0), false,
+				SELECT 2, r.id, r.fingerprint, r.sealed_by, r.state, coalesce(r.response_code, ''), r.response, coalesce(r.claim, 0), false,
 					coalesce((SELECT min(x.id) FROM (SELECT v.id FROM requests v WHERE v.reverses = r.id OFFSET 0) x), 0)
 				FROM requests r
 				WHERE r.legacy AND r.stan = $3 AND r.terminal = $4 AND r.acquirer = $5 AND r.bank = $6 AND r.mti_class = $7
@@ -107,7 +109,7 @@ func (tx *Tx) LookupRequest(ctx context.Context, f Find) (*Lookup, error) {
 			) p ORDER BY pri, id DESC LIMIT 1`,
 			key.Digest(), key.LegacyDigest(), key.STAN, key.Terminal, key.Acquirer, key.Bank, key.Class, key.RRN)
 	} else {
-		b.Queue(`SELECT r.id, r.fingerprint, r.state, coalesce(r.response_code, ''), r.response, coalesce(r.claim, 0),
+		b.Queue(`SELECT r.id, r.fingerprint, r.sealed_by, r.state, coalesce(r.response_code, ''), r.response, coalesce(r.claim, 0),
 				coalesce(r.state = 'deciding' AND r.respond_by <= clock_timestamp(), false),
 				coalesce((SELECT min(x.id) FROM (SELECT v.id FROM requests v WHERE v.reverses = r.id OFFSET 0) x), 0)
 			FROM requests r WHERE r.txn_key = $1`, key.Digest())
@@ -129,7 +131,8 @@ func (tx *Tx) LookupRequest(ctx context.Context, f Find) (*Lookup, error) {
 			key.Names(FieldTransmitted))
 	}
 	if f.PAN != "" {
-		b.Queue(cardQuery+` WHERE c.pan = $1 ORDER BY a.id FOR UPDATE OF a`, f.PAN, f.Day)
+		where, more := tx.l.byPAN(f.PAN)
+		b.Queue(cardQuery+` WHERE `+where+` ORDER BY a.id FOR UPDATE OF a`, append([]any{tx.l.keys.panHash(f.PAN), f.Day}, more...)...)
 	}
 	br := tx.tx.SendBatch(ctx, b)
 	defer br.Close()
@@ -138,8 +141,11 @@ func (tx *Tx) LookupRequest(ctx context.Context, f Find) (*Lookup, error) {
 		return nil, fmt.Errorf("waiting for the transaction's other requests: %w", err)
 	}
 	out := &Lookup{}
-	var p Prior
-	err := br.QueryRow().Scan(&p.ID, &p.Fingerprint, &p.State, &p.ResponseCode, &p.Response, &p.Claim, &p.Expired, &p.ReversedBy)
+	var (
+		p        Prior
+		sealedBy *int32
+	)
+	err := br.QueryRow().Scan(&p.ID, &p.Fingerprint, &sealedBy, &p.State, &p.ResponseCode, &p.Response, &p.Claim, &p.Expired, &p.ReversedBy)
 	switch {
 	case err == nil:
 		out.Prior = &p
@@ -163,6 +169,11 @@ func (tx *Tx) LookupRequest(ctx context.Context, f Find) (*Lookup, error) {
 	}
 	if err := br.Close(); err != nil {
 		return nil, err
+	}
+	if out.Prior != nil {
+		if err := tx.l.unseal(ctx, tx.tx, out.Prior, sealedBy); err != nil {
+			return nil, err
+		}
 	}
 	if out.Card != nil {
 		out.Card.day = f.Day
@@ -258,6 +269,7 @@ func (tx *Tx) store(ctx context.Context, r Record, effects []Effect, state strin
 	if claim != 0 {
 		claimArg = &claim
 	}
+	resp, sealedBy := tx.l.sealResponse(resp)
 	k := r.Key
 	args := pgx.NamedArgs{
 		"key": k.Digest(), "bank": k.Bank, "acquirer": k.Acquirer, "stan": k.STAN, "transmitted": k.Transmitted,
@@ -266,7 +278,7 @@ func (tx *Tx) store(ctx context.Context, r Record, effects []Effect, state strin
 		"reverses": reverses, "oc": oc, "oa": oa, "os": os, "ot": ot,
 		"local_date": k.LocalDate, "local_time": k.LocalTime, "currency": r.Currency, "state": state,
 		"claim": claimArg, "within": within.Microseconds(), "waiting": r.Waiting, "stated": r.Stated, "stands": r.Stands,
-		"business_date": nil,
+		"business_date": nil, "sealed_by": sealedBy,
 	}
 	if !r.BusinessDate.IsZero() {
 		args["business_date"] = r.BusinessDate
@@ -277,12 +289,12 @@ func (tx *Tx) store(ctx context.Context, r Record, effects []Effect, state strin
 		b.Queue(`INSERT INTO requests (txn_key, bank, acquirer, stan, transmitted, terminal, mti_class, mti, rrn, fingerprint,
 				card_id, txn_type, amount, response_code, auth_code, response, reverses,
 				orig_class, orig_acquirer, orig_stan, orig_transmitted,
-				local_date, local_time, currency, state, claim, respond_by, waiting, stated, stands, business_date)
+				local_date, local_time, currency, state, claim, respond_by, waiting, stated, stands, business_date, sealed_by)
 			VALUES (@key, @bank, @acquirer, @stan, @transmitted, @terminal, @class, @mti, @rrn, @fingerprint,
 				@card, @txn_type, @amount, @code, @auth, @response, @reverses, @oc, @oa, @os, @ot,
 				@local_date, @local_time, @currency, @state, @claim,
 				CASE WHEN @claim::bigint IS NULL THEN NULL ELSE clock_timestamp() + @within::bigint * interval '1 microsecond' END,
-				@waiting, @stated, @stands, coalesce(@business_date::date, (now() AT TIME ZONE 'Asia/Shanghai')::date))
+				@waiting, @stated, @stands, coalesce(@business_date::date, (now() AT TIME ZONE 'Asia/Shanghai')::date), @sealed_by)
 			RETURNING id`, args)
 		requestSQL = "currval('requests_id_seq')"
 	} else {
@@ -296,7 +308,7 @@ func (tx *Tx) store(ctx context.Context, r Record, effects []Effect, state strin
 				claim = coalesce(@claim, claim),
 				respond_by = CASE WHEN @claim::bigint IS NULL THEN respond_by
 					ELSE clock_timestamp() + @within::bigint * interval '1 microsecond' END,
-				waiting = @waiting, stated = @stated, stands = @stands
+				waiting = @waiting, stated = @stated, stands = @stands, fingerprint = @fingerprint, sealed_by = @sealed_by
 			WHERE id = @over AND state = @over_state AND coalesce(claim, 0) = @over_claim AND txn_key = @key
 			RETURNING id`, args)
 		requestSQL = strconv.FormatInt(o.ID, 10)
@@ -317,8 +329,9 @@ func (tx *Tx) store(ctx context.Context, r Record, effects []Effect, state strin
 // later repeat decides it afresh. It reports false when the claim was
 // lost meanwhile.
 func (l *Ledger) Release(ctx context.Context, id, claim int64, code string, response []byte) (bool, error) {
-	tag, err := l.pool.Exec(ctx, `UPDATE requests SET state = 'released', response_code = $3, response = $4
-		WHERE id = $1 AND claim = $2 AND state = 'deciding'`, id, claim, code, response)
+	sealed, key := l.sealResponse(response)
+	tag, err := l.pool.Exec(ctx, `UPDATE requests SET state = 'released', response_code = $3, response = $4, sealed_by = $5
+		WHERE id = $1 AND claim = $2 AND state = 'deciding'`, id, claim, code, sealed, key)
 	if err != nil {
 		return false, fmt.Errorf("releasing request %d: %w", id, err)
 	}
@@ -332,16 +345,19 @@ func (l *Ledger) Release(ctx context.Context, id, claim int64, code string, resp
 func (l *Ledger) AwaitDecision(ctx context.Context, id int64) (*Prior, error) {
 	wait := 2 * time.Millisecond
 	for {
-		var p Prior
-		err := l.pool.QueryRow(ctx, `SELECT id, fingerprint, state, coalesce(response_code, ''), response, coalesce(claim, 0),
+		var (
+			p        Prior
+			sealedBy *int32
+		)
+		err := l.pool.QueryRow(ctx, `SELECT id, fingerprint, sealed_by, state, coalesce(response_code, ''), response, coalesce(claim, 0),
 				state = 'deciding' AND respond_by <= clock_timestamp()
 			FROM requests WHERE id = $1`, id).
-			Scan(&p.ID, &p.Fingerprint, &p.State, &p.ResponseCode, &p.Response, &p.Claim, &p.Expired)
+			Scan(&p.ID, &p.Fingerprint, &sealedBy, &p.State, &p.ResponseCode, &p.Response, &p.Claim, &p.Expired)
 		if err != nil {
 			return nil, fmt.Errorf("waiting for request %d: %w", id, err)
 		}
 		if p.State != StateDeciding || p.Expired {
-			return &p, nil
+			return &p, l.unseal(ctx, l.pool, &p, sealedBy)
 		}
 		t := time.NewTimer(wait)
 		select {
@@ -352,6 +368,20 @@ func (l *Ledger) AwaitDecision(ctx context.Context, id int64) (*Prior, error) {
 		}
 		wait = min(2*wait, 25*time.Millisecond)
 	}
+}
+
+// unseal opens a prior's stored response and keys a fingerprint stored
+// before fingerprints were keyed (sealedBy nil), reading through q.
+func (l *Ledger) unseal(ctx context.Context, q querier, p *Prior, sealedBy *int32) error {
+	resp, err := l.openResponse(ctx, q, sealedBy, p.Response)
+	if err != nil {
+		return fmt.Errorf("reading request %d: %w", p.ID, err)
+	}
+	p.Response = resp
+	if sealedBy == nil {
+		p.Fingerprint = l.Fingerprint(p.Fingerprint)
+	}
+	return nil
 }
 
 // Original is the request a reversal or completion refers to, locked.

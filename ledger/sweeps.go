@@ -42,11 +42,11 @@ func (l *Ledger) SweepCards(ctx context.Context, after int64, limit int) ([]Swee
 
 // SetSweep turns a card's sweeping on or off and sets the amount it keeps
 // (nil: the configured threshold).
-func (l *Ledger) SetSweep(ctx context.Context, pan string, enabled bool, threshold *int64) error {
+func (l *Ledger) SetSweep(ctx context.Context, cardID int64, enabled bool, threshold *int64) error {
 	if threshold != nil && *threshold < 0 {
 		return fmt.Errorf("%w: the threshold cannot be negative", ErrInvalidCard)
 	}
-	tag, err := l.pool.Exec(ctx, `UPDATE cards SET sweep_enabled = $2, sweep_threshold = $3 WHERE pan = $1`, pan, enabled, threshold)
+	tag, err := l.pool.Exec(ctx, `UPDATE cards SET sweep_enabled = $2, sweep_threshold = $3 WHERE id = $1`, cardID, enabled, threshold)
 	if err != nil {
 		return fmt.Errorf("setting sweep: %w", err)
 	}
@@ -57,12 +57,12 @@ func (l *Ledger) SetSweep(ctx context.Context, pan string, enabled bool, thresho
 }
 
 // SweepSettings reads a card's sweep settings.
-func (l *Ledger) SweepSettings(ctx context.Context, pan string) (bool, *int64, error) {
+func (l *Ledger) SweepSettings(ctx context.Context, cardID int64) (bool, *int64, error) {
 	var (
 		on        bool
 		threshold *int64
 	)
-	err := l.pool.QueryRow(ctx, `SELECT sweep_enabled, sweep_threshold FROM cards WHERE pan = $1`, pan).Scan(&on, &threshold)
+	err := l.pool.QueryRow(ctx, `SELECT sweep_enabled, sweep_threshold FROM cards WHERE id = $1`, cardID).Scan(&on, &threshold)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return false, nil, ErrUnknownCard
 	}

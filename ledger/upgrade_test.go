@@ -83,7 +83,7 @@ func TestRepeatOfARequestAnsweredBeforeTheUpgrade(t *testing.T) {
 	if err := ledger.Migrate(ctx, pool); err != nil {
 		t.Fatal(err)
 	}
-	l := ledger.New(pool)
+	l := ledgertest.Open(t, pool)
 	// Its repeats, on the new build with the default txn_key: the same
 	// DE32, DE11, DE41, DE37, with its DE13 and DE12, and the same DE7 or
 	// a new one.
@@ -239,7 +239,7 @@ func TestUpgradeKeepsWhatReversalsLeft(t *testing.T) {
 	if err := ledger.Migrate(ctx, pool); err != nil {
 		t.Fatal(err)
 	}
-	l := ledger.New(pool)
+	l := ledgertest.Open(t, pool)
 	var o *ledger.Original
 	if err := l.Do(ctx, func(tx *ledger.Tx) error {
 		var err error

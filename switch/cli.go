@@ -12,6 +12,7 @@ import (
 	"github.com/goldcard/goldcard/switch/internal/tool/card"
 	configtool "github.com/goldcard/goldcard/switch/internal/tool/config"
 	"github.com/goldcard/goldcard/switch/internal/tool/fundsim"
+	"github.com/goldcard/goldcard/switch/internal/tool/keys"
 	"github.com/goldcard/goldcard/switch/internal/tool/migrate"
 	"github.com/goldcard/goldcard/switch/internal/tool/reconcile"
 	"github.com/goldcard/goldcard/switch/internal/tool/replay"
@@ -36,7 +37,7 @@ Start a switch with "goldcard serve"; manage cards with "goldcard card".`,
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return cli.UsageError{Err: fmt.Errorf("%w (see %s --help)", err, c.CommandPath())}
 	})
-	root.AddCommand(newServeCommand(), migrate.Command(), configtool.Command(), card.Command(), fundsim.Command(), bench.Command(), replay.Command(), top.Command(), reconcile.Command())
+	root.AddCommand(newServeCommand(), migrate.Command(), configtool.Command(), card.Command(), fundsim.Command(), bench.Command(), replay.Command(), top.Command(), reconcile.Command(), keys.Command())
 	cli.RefuseUnknownCommands(root)
 	return root
 }

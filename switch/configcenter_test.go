@@ -296,6 +296,7 @@ func TestRefusesInvalidConfigCenter(t *testing.T) {
 	}
 	cmd := exec.Command(switchtest.Binary(t), "serve", "--db", ledgertest.NewDatabase(t), "--etcd", cluster.Endpoints()[0],
 		"--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--data-dir", t.TempDir())
+	cmd.Env = append(os.Environ(), switchtest.KEKEnv)
 	out, err := cmd.CombinedOutput()
 	if err == nil || !strings.Contains(string(out), `dialect "missing" does not exist`) {
 		t.Fatalf("serve on an invalid config: %v\n%s", err, out)

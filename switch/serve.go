@@ -62,6 +62,7 @@ flight, then exits.`,
 	fl.StringVar(&o.Quota, "quota", o.Quota, "instant-redemption quota per card per day (Asia/Shanghai days)")
 	fl.StringVar(&o.ConfigFile, "config", "", "config file (YAML) to seed an empty config center with, instead of the flags above")
 	fl.StringVar(&o.Instance, "instance-id", o.Instance, "name of this instance in the config center")
+	fl.StringVar(&o.KEKFile, "kek-file", "", "file of the key-encryption keys card data's keys are wrapped under, the current one first (default $GOLDCARD_KEK; without either, a switch on its embedded etcd makes a development KEK in --data-dir)")
 	fl.StringVar(&o.AdminTokenFile, "admin-token-file", "", "file holding the admin API's bearer token (default $GOLDCARD_ADMIN_TOKEN); required, or --admin-client-ca, when --admin is not a loopback address")
 	fl.StringVar(&o.AdminAuth.OperatorsFile, "admin-operators", "", "file of the admin API's operators, NAME:SHA256 of each one's token a line: what each does is recorded under their name")
 	fl.StringVar(&o.AdminAuth.CertFile, "admin-tls-cert", "", "serve the admin API over HTTPS with this certificate (PEM)")

@@ -38,7 +38,7 @@ func TestGracefulShutdown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := tx.Exec(ctx, `SELECT 1 FROM accounts a JOIN cards c ON c.id = a.card_id WHERE c.pan = $1 FOR UPDATE`, pan); err != nil {
+	if _, err := tx.Exec(ctx, `SELECT 1 FROM accounts a JOIN cards c ON c.id = a.card_id WHERE c.ref = $1 FOR UPDATE`, d.CardID(pan)); err != nil {
 		t.Fatal(err)
 	}
 

@@ -7,7 +7,10 @@
 package ledgertest
 
 import (
+	"bytes"
 	"context"
+	"crypto/aes"
+	"crypto/cipher"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
@@ -151,7 +154,52 @@ func New(t testing.TB) (*ledger.Ledger, *pgxpool.Pool) {
 	if err := ledger.Migrate(ctx, pool); err != nil {
 		t.Fatalf("ledgertest: %v", err)
 	}
-	return ledger.New(pool), pool
+	return Open(t, pool), pool
+}
+
+// Open is a ledger on pool, its data keys wrapped under KEK.
+func Open(t testing.TB, pool *pgxpool.Pool) *ledger.Ledger {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	l, err := ledger.Open(ctx, pool, KEK)
+	if err != nil {
+		t.Fatalf("ledgertest: %v", err)
+	}
+	return l
+}
+
+// KEK is the key-encryption key of tests' ledgers: AES-256-GCM under a
+// key every test knows, named "7e57ce75".
+var KEK ledger.KEK = NewKEK(bytes.Repeat([]byte{0x7e}, 32), "7e57ce75")
+
+// NewKEK is a KEK of key, named id.
+func NewKEK(key []byte, id string) ledger.KEK {
+	block, err := aes.NewCipher(key)
+	if err != nil {
+		panic(err)
+	}
+	aead, err := cipher.NewGCMWithRandomNonce(block)
+	if err != nil {
+		panic(err)
+	}
+	return testKEK{id, aead}
+}
+
+type testKEK struct {
+	id   string
+	aead cipher.AEAD
+}
+
+func (k testKEK) ID() string { return k.id }
+
+func (k testKEK) Wrap(key, aad []byte) ([]byte, error) { return k.aead.Seal(nil, nil, key, aad), nil }
+
+func (k testKEK) Unwrap(id string, wrapped, aad []byte) ([]byte, error) {
+	if id != k.id {
+		return nil, fmt.Errorf("ledgertest: wrapped under KEK %s, not %s", id, k.id)
+	}
+	return k.aead.Open(nil, nil, wrapped, aad)
 }
 
 func auditIfMigrated(ctx context.Context, t testing.TB, cfg *pgx.ConnConfig) {
@@ -183,4 +231,52 @@ func sanitize(name string) string {
 		}
 	}
 	return b.String()
+}
+
+// Reveals lists each column of the database at pool, of every table in
+// its public schema, that holds any of needles: text, JSON and bytea
+// columns, as stored (bytea byte for byte, the others as text). A test of
+// what the ledger keeps sealed asks it for PANs and keys.
+func Reveals(t testing.TB, pool *pgxpool.Pool, needles ...[]byte) []string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	rows, err := pool.Query(ctx, `SELECT c.table_name, c.column_name, c.data_type FROM information_schema.columns c
+		JOIN information_schema.tables t ON t.table_schema = c.table_schema AND t.table_name = c.table_name
+		WHERE c.table_schema = 'public' AND t.table_type = 'BASE TABLE'
+		  AND c.data_type IN ('text', 'bytea', 'json', 'jsonb', 'character varying', 'character', 'ARRAY')
+		ORDER BY 1, 2`)
+	if err != nil {
+		t.Fatalf("ledgertest: listing columns: %v", err)
+	}
+	type column struct{ table, name, kind string }
+	cols, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (column, error) {
+		var c column
+		return c, r.Scan(&c.table, &c.name, &c.kind)
+	})
+	if err != nil {
+		t.Fatalf("ledgertest: listing columns: %v", err)
+	}
+	var found []string
+	for _, c := range cols {
+		value := pgx.Identifier{c.name}.Sanitize() + "::text"
+		if c.kind == "bytea" {
+			value = pgx.Identifier{c.name}.Sanitize()
+		}
+		for _, n := range needles {
+			var hits int
+			q := `SELECT count(*) FROM ` + pgx.Identifier{c.table}.Sanitize() + ` WHERE position($1::bytea IN convert_to(` + value + `, 'UTF8')) > 0`
+			if c.kind == "bytea" {
+				q = `SELECT count(*) FROM ` + pgx.Identifier{c.table}.Sanitize() + ` WHERE position($1::bytea IN ` + value + `) > 0`
+			}
+			if err := pool.QueryRow(ctx, q, n).Scan(&hits); err != nil {
+				t.Fatalf("ledgertest: scanning %s.%s: %v", c.table, c.name, err)
+			}
+			if hits > 0 {
+				found = append(found, fmt.Sprintf("%s.%s (%d rows)", c.table, c.name, hits))
+				break
+			}
+		}
+	}
+	return found
 }

@@ -51,6 +51,11 @@ func (s *Server) handler() http.Handler {
 	mux.HandleFunc("GET /v1/adjustments", s.listAdjustments)
 	mux.HandleFunc("POST /v1/adjustments/{id}/approve", s.approveAdjustment)
 	mux.HandleFunc("POST /v1/adjustments/{id}/reject", s.rejectAdjustment)
+	if s.keys != nil {
+		mux.HandleFunc("GET /v1/keys", s.showKeys)
+		mux.HandleFunc("POST /v1/keys/rotate", s.rotateKey)
+		mux.HandleFunc("POST /v1/keys/rewrap", s.rewrapKeys)
+	}
 	mux.HandleFunc("GET /v1/config", s.showConfig)
 	mux.HandleFunc("GET /v1/config/status", s.configStatus)
 	mux.HandleFunc("GET /v1/config/dialects/{name}", s.showDialect)

@@ -34,7 +34,7 @@ type cardView struct {
 
 func viewCard(c *ledger.Card, lim config.Limits) cardView {
 	return cardView{
-		ID: c.Ref, PAN: iso.MaskPAN(c.PAN), Currency: c.Currency, Status: c.Status,
+		ID: c.Ref, PAN: c.Masked, Currency: c.Currency, Status: c.Status,
 		Balance: c.Balance(), Available: c.Available(), Held: c.Held, FundBalance: c.Fund,
 		RedeemableToday: c.RedeemableToday(lim.RedemptionQuota), RedeemedToday: c.RedeemedToday,
 	}
@@ -48,7 +48,7 @@ type orderView struct {
 }
 
 func viewOrder(o ledger.Order) orderView {
-	return orderView{Order: o, Card: o.CardRef, PAN: iso.MaskPAN(o.PAN)}
+	return orderView{Order: o, Card: o.CardRef, PAN: o.Masked}
 }
 
 type newCardRequest struct {
@@ -75,7 +75,7 @@ func (s *Server) createCard(w http.ResponseWriter, r *http.Request) {
 	case err != nil:
 		s.internalError(w, "creating card", err)
 	default:
-		s.log.Info("card created", "card", c.Ref, "pan", iso.MaskPAN(c.PAN), "currency", c.Currency, "balance", c.Cash, "fund_balance", c.Fund)
+		s.log.Info("card created", "card", c.Ref, "pan", c.Masked, "currency", c.Currency, "balance", c.Cash, "fund_balance", c.Fund)
 		writeJSON(w, http.StatusCreated, viewCard(c, s.cfg.Load().Limits))
 	}
 }
@@ -157,12 +157,12 @@ func (s *Server) cardTransactions(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	ms, err := s.ledger.Movements(r.Context(), c.PAN, limit)
+	ms, err := s.ledger.Movements(r.Context(), c.ID, limit)
 	if err != nil {
 		s.internalError(w, "listing movements", err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"id": c.Ref, "pan": iso.MaskPAN(c.PAN), "transactions": ms})
+	writeJSON(w, http.StatusOK, map[string]any{"id": c.Ref, "pan": c.Masked, "transactions": ms})
 }
 
 func (s *Server) cardOrders(w http.ResponseWriter, r *http.Request) {
@@ -179,7 +179,7 @@ func (s *Server) cardOrders(w http.ResponseWriter, r *http.Request) {
 	for i, o := range os {
 		views[i] = viewOrder(o)
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"id": c.Ref, "pan": iso.MaskPAN(c.PAN), "orders": views})
+	writeJSON(w, http.StatusOK, map[string]any{"id": c.Ref, "pan": c.Masked, "orders": views})
 }
 
 func (s *Server) showOrder(w http.ResponseWriter, r *http.Request) {
@@ -220,7 +220,7 @@ func (s *Server) setSweep(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	err := s.ledger.SetSweep(r.Context(), c.PAN, *req.Enabled, req.Threshold)
+	err := s.ledger.SetSweep(r.Context(), c.ID, *req.Enabled, req.Threshold)
 	switch {
 	case errors.Is(err, ledger.ErrInvalidCard):
 		writeError(w, http.StatusBadRequest, err.Error())
@@ -229,7 +229,7 @@ func (s *Server) setSweep(w http.ResponseWriter, r *http.Request) {
 		s.internalError(w, "setting sweep", err)
 		return
 	}
-	s.log.Info("card sweep set", "card", c.Ref, "pan", iso.MaskPAN(c.PAN), "enabled", *req.Enabled)
+	s.log.Info("card sweep set", "card", c.Ref, "pan", c.Masked, "enabled", *req.Enabled)
 	s.showSweep(w, r)
 }
 
@@ -238,12 +238,12 @@ func (s *Server) showSweep(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	on, threshold, err := s.ledger.SweepSettings(r.Context(), c.PAN)
+	on, threshold, err := s.ledger.SweepSettings(r.Context(), c.ID)
 	if err != nil {
 		s.internalError(w, "reading sweep", err)
 		return
 	}
-	v := sweepView{ID: c.Ref, PAN: iso.MaskPAN(c.PAN), Enabled: on, Threshold: s.cfg.Load().Sweep.Threshold, Default: threshold == nil}
+	v := sweepView{ID: c.Ref, PAN: c.Masked, Enabled: on, Threshold: s.cfg.Load().Sweep.Threshold, Default: threshold == nil}
 	if threshold != nil {
 		v.Threshold = *threshold
 	}
@@ -261,7 +261,7 @@ func (s *Server) setCardStatus(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	err := s.ledger.SetCardStatus(r.Context(), c.PAN, req.Status)
+	err := s.ledger.SetCardStatus(r.Context(), c.ID, req.Status)
 	switch {
 	case errors.Is(err, ledger.ErrInvalidCard):
 		writeError(w, http.StatusBadRequest, err.Error())
@@ -270,7 +270,7 @@ func (s *Server) setCardStatus(w http.ResponseWriter, r *http.Request) {
 	case err != nil:
 		s.internalError(w, "setting card status", err)
 	default:
-		s.log.Info("card status changed", "card", c.Ref, "pan", iso.MaskPAN(c.PAN), "status", req.Status)
+		s.log.Info("card status changed", "card", c.Ref, "pan", c.Masked, "status", req.Status)
 		s.showCard(w, r)
 	}
 }

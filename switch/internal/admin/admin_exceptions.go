@@ -5,7 +5,6 @@ import (
 	"net/http"
 	"strconv"
 
-	"github.com/goldcard/goldcard/iso"
 	"github.com/goldcard/goldcard/ledger"
 )
 
@@ -39,8 +38,8 @@ func (s *Server) listExceptions(w http.ResponseWriter, r *http.Request) {
 	out := make([]exceptionView, len(es))
 	for i, e := range es {
 		out[i] = exceptionView{Exception: e}
-		if e.PAN != "" {
-			out[i].PAN = iso.MaskPAN(e.PAN)
+		if e.Masked != "" {
+			out[i].PAN = e.Masked
 		}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"exceptions": out})

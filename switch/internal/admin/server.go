@@ -40,6 +40,9 @@ type Options struct {
 	// Metrics is served on /metrics; Registerer takes the API's own.
 	Metrics    prometheus.Gatherer
 	Registerer prometheus.Registerer
+	// Keys rotates and rewraps the ledger's keys (nil: GET /v1/keys and
+	// its changes answer 404).
+	Keys Keys
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
 	Log *slog.Logger
@@ -53,6 +56,7 @@ type Server struct {
 	status  func() config.Report
 	issuer  *issuer.Issuer
 	timer   *timer.Timer
+	keys    Keys
 	metrics prometheus.Gatherer
 	now     func() time.Time
 	log     *slog.Logger
@@ -73,7 +77,7 @@ func New(o Options) *Server {
 		now = time.Now
 	}
 	s := &Server{cfg: o.Config, ledger: o.Ledger, pool: o.Pool, status: o.Status, issuer: o.Issuer,
-		timer: o.Timer, metrics: o.Metrics, now: now, log: o.Log, auth: o.Auth, reconTurns: make(chan struct{}, reconRunsAtOnce), reconUploads: make(chan struct{}, reconUploadsAtOnce)}
+		timer: o.Timer, keys: o.Keys, metrics: o.Metrics, now: now, log: o.Log, auth: o.Auth, reconTurns: make(chan struct{}, reconRunsAtOnce), reconUploads: make(chan struct{}, reconUploadsAtOnce)}
 	refused := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: metric.AdminRefused,
 		Help: "Admin API requests refused 401, by reason: no credentials (missing) or a wrong token (wrong).",

@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/goldcard/goldcard/iso"
 	"github.com/goldcard/goldcard/ledger"
 	"github.com/goldcard/goldcard/switch/internal/issuer"
 )
@@ -53,7 +52,7 @@ func (s *Server) transferOut(w http.ResponseWriter, r *http.Request) {
 		s.internalError(w, "transferring out", err)
 		return
 	}
-	s.log.Info("transfer out", "card", c.Ref, "pan", iso.MaskPAN(c.PAN), "amount", req.Amount, "order", o.ID, "state", o.State)
+	s.log.Info("transfer out", "card", c.Ref, "pan", c.Masked, "amount", req.Amount, "order", o.ID, "state", o.State)
 	switch o.State {
 	case ledger.OrderConfirmed:
 		writeJSON(w, http.StatusOK, viewOrder(*o))

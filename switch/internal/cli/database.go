@@ -21,8 +21,9 @@ func DefaultDB() string {
 }
 
 // OpenDatabase creates the database at dsn if missing, connects with at
-// most size connections and migrates the ledger's schema.
-func OpenDatabase(ctx context.Context, dsn string, size int32, log interface{ Info(string, ...any) }) (*pgxpool.Pool, error) {
+// most size connections and migrates the ledger's schema; each of first
+// runs before anything is changed, and an error of one stops it.
+func OpenDatabase(ctx context.Context, dsn string, size int32, log interface{ Info(string, ...any) }, first ...func(context.Context, *pgxpool.Pool) error) (*pgxpool.Pool, error) {
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	created, err := ledger.CreateDatabase(cctx, dsn)
@@ -40,6 +41,12 @@ func OpenDatabase(ctx context.Context, dsn string, size int32, log interface{ In
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("connecting to %s: %w", ledger.Redact(dsn), err)
+	}
+	for _, f := range first {
+		if err := f(cctx, pool); err != nil {
+			pool.Close()
+			return nil, err
+		}
 	}
 	if err := ledger.Migrate(cctx, pool); err != nil {
 		pool.Close()

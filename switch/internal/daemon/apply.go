@@ -72,6 +72,9 @@ func (s *Switch) apply(_, cur *config.Snapshot, took time.Duration) error {
 	if err := s.links.Apply(cur); err != nil {
 		errs = append(errs, err)
 	}
+	if err := s.useDataKey(cur); err != nil {
+		errs = append(errs, err)
+	}
 	if changed, err := s.fund.set(cur.Fund); err != nil {
 		errs = append(errs, err)
 	} else if changed {

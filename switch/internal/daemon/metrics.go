@@ -26,6 +26,7 @@ type metrics struct {
 	configRevision prometheus.Gauge
 	configApply    prometheus.Histogram
 	configRejected prometheus.Counter
+	resealed       prometheus.Counter
 }
 
 func newMetrics() *metrics {
@@ -70,8 +71,12 @@ func newMetrics() *metrics {
 			Name: metric.ConfigRejected,
 			Help: "Config changes refused as invalid; the instance kept running on its config.",
 		}),
+		resealed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: metric.KeysResealed,
+			Help: "Cards and requests sealed again under the data key in use (after a rotation, or sealed for the first time).",
+		}),
 	}
-	reg.MustRegister(m.configRevision, m.configApply, m.configRejected, m.holdsExpired,
+	reg.MustRegister(m.configRevision, m.configApply, m.configRejected, m.resealed, m.holdsExpired,
 		m.timerLateness, m.timerRetries, m.timerDead, m.timerLeader, m.leaderChanges,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		buildInfo())

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/goldcard/goldcard/config"
@@ -19,6 +20,7 @@ import (
 	"github.com/goldcard/goldcard/switch/internal/cli"
 	"github.com/goldcard/goldcard/switch/internal/client"
 	"github.com/goldcard/goldcard/switch/internal/issuer"
+	"github.com/goldcard/goldcard/switch/internal/kek"
 	"github.com/goldcard/goldcard/switch/internal/link"
 )
 
@@ -64,7 +66,11 @@ type Options struct {
 	// AdminTokenFile, else from $GOLDCARD_ADMIN_TOKEN.
 	AdminAuth      AdminAuth
 	AdminTokenFile string
-	Log            *slog.Logger
+	// KEKFile holds the key-encryption keys (else $GOLDCARD_KEK). Without
+	// either, a switch on its embedded etcd makes a development KEK in
+	// DataDir; one joining a cluster refuses to start.
+	KEKFile string
+	Log     *slog.Logger
 }
 
 // AdminAuth says who may use the admin API.
@@ -125,8 +131,19 @@ func Run(ctx context.Context, o Options) error {
 	if err := os.MkdirAll(o.DataDir, 0o750); err != nil {
 		return fmt.Errorf("data directory: %w", err)
 	}
+	keys, err := loadKEK(o)
+	if err != nil {
+		return err
+	}
+	if _, err := config.WrapKeys(seed, keys, false); err != nil {
+		return cli.UsageError{Err: fmt.Errorf("config: %w", err)}
+	}
 
-	pool, err := cli.OpenDatabase(ctx, o.DB, o.DBPool, log)
+	// A KEK that does not open the database's keys stops the switch
+	// before it changes anything.
+	pool, err := cli.OpenDatabase(ctx, o.DB, o.DBPool, log, func(ctx context.Context, pool *pgxpool.Pool) error {
+		return ledger.CheckKEK(ctx, pool, keys)
+	})
 	if err != nil {
 		return err
 	}
@@ -137,7 +154,7 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	defer closeEtcd()
-	snap, cluster, err := configCenter(ctx, o, etcd, seed, snap, dialects)
+	snap, cluster, err := configCenter(ctx, o, etcd, seed, snap, dialects, keys)
 	if err != nil {
 		return err
 	}
@@ -153,7 +170,7 @@ func Run(ctx context.Context, o Options) error {
 	srv, err := New(ctx, Parts{
 		Config: config.NewStore(snap), Pool: pool, Log: log, Dialects: dialects, Admin: o.Admin, AdminAuth: o.AdminAuth,
 		Locker: locker, Elect: election.Run, TaskClaim: 2 * o.LockTTL, Identity: id.digest(), Capture: o.Capture,
-		Etcd: etcd, Prefix: o.EtcdPrefix, Instance: o.Instance,
+		Etcd: etcd, Prefix: o.EtcdPrefix, Instance: o.Instance, KEK: keys,
 		GroupCommit: groupCommit(o),
 	})
 	if err != nil {
@@ -176,7 +193,7 @@ func Run(ctx context.Context, o Options) error {
 // reads its config, which is then the truth: a switch that cannot run on
 // it does not start on something else. A config center that does not
 // answer leaves the switch on snap until it is back.
-func configCenter(ctx context.Context, o Options, etcd *clientv3.Client, seed map[string][]byte, snap *config.Snapshot, dialects *link.Dialects) (*config.Snapshot, uint64, error) {
+func configCenter(ctx context.Context, o Options, etcd *clientv3.Client, seed map[string][]byte, snap *config.Snapshot, dialects *link.Dialects, keys config.KEK) (*config.Snapshot, uint64, error) {
 	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	// Which config center this is, before anything else is asked of it:
@@ -190,12 +207,23 @@ func configCenter(ctx context.Context, o Options, etcd *clientv3.Client, seed ma
 		if len(wrote) > 0 {
 			o.Log.Info("config center seeded", "keys", wrote)
 		}
+		// MAC keys written in the clear before they were wrapped.
+		var wrapped []string
+		if wrapped, _, err = config.WrapStored(sctx, etcd, o.EtcdPrefix, keys, false); err != nil {
+			return nil, 0, fmt.Errorf("wrapping the config center's MAC keys: %w", err)
+		}
+		if len(wrapped) > 0 {
+			o.Log.Warn("MAC keys in the config center were in the clear: wrapped under the KEK", "keys", wrapped, "kek", keys.ID())
+		}
 		kvs, rev, rerr := config.Read(sctx, etcd, o.EtcdPrefix)
 		err = rerr
 		if rerr == nil {
 			loaded, berr := config.Build(rev, kvs, iso.BuiltinSpecs())
 			if berr == nil {
 				berr = loaded.Validate(dialects.Check)
+			}
+			if berr == nil {
+				berr = loaded.OpenKeys(keys)
 			}
 			if berr != nil {
 				return nil, 0, fmt.Errorf("the config center's config is invalid; fix it with goldcard config put/delete:\n%w", berr)
@@ -207,6 +235,32 @@ func configCenter(ctx context.Context, o Options, etcd *clientv3.Client, seed ma
 		o.Log.Warn("config center unreachable: starting on the local config until it is back", "err", err)
 	}
 	return snap, cluster, nil
+}
+
+// loadKEK is the switch's KEK: of --kek-file or $GOLDCARD_KEK, else, on
+// the embedded etcd only, the development KEK of the data directory.
+func loadKEK(o Options) (*kek.Set, error) {
+	keys, err := kek.Load(o.KEKFile)
+	if !errors.Is(err, kek.ErrNone) {
+		if err != nil {
+			return nil, cli.UsageError{Err: err}
+		}
+		return keys, nil
+	}
+	if o.Etcd != "" {
+		return nil, cli.UsageError{Err: fmt.Errorf("%w: a switch joining a cluster never makes its own (every switch needs the same KEKs)", kek.ErrNone)}
+	}
+	keys, path, made, err := kek.Dev(o.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	verb := "using"
+	if made {
+		verb = "made"
+	}
+	o.Log.Warn(verb+" a development KEK: card data is sealed under a key kept beside it; not for production (give --kek-file)",
+		"path", path, "kek", keys.ID())
+	return keys, nil
 }
 
 // seedConfig is the config the options (or ConfigFile) describe: what an

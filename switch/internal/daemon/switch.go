@@ -29,6 +29,10 @@ import (
 type Switch struct {
 	cfg    *config.Store
 	ledger *ledger.Ledger
+	kek    ledger.KEK
+	// etcd is the config center under prefix, or nil.
+	etcd   *clientv3.Client
+	prefix string
 	pool   *pgxpool.Pool
 	log    *slog.Logger
 	now    func() time.Time
@@ -97,6 +101,8 @@ type Parts struct {
 	Etcd     *clientv3.Client
 	Prefix   string
 	Instance string
+	// KEK wraps the ledger's data keys and the banks' MAC keys. Required.
+	KEK ledger.KEK
 	// GroupCommit says how new requests are committed many at a time;
 	// the issuer's defaults when nil. A Size below zero commits each
 	// request in a transaction of its own.
@@ -116,9 +122,15 @@ func New(ctx context.Context, p Parts) (*Switch, error) {
 	if now == nil {
 		now = time.Now
 	}
-	l := ledger.New(p.Pool)
+	if p.KEK == nil {
+		return nil, errors.New("daemon: no KEK")
+	}
+	l, err := ledger.Open(ctx, p.Pool, p.KEK)
+	if err != nil {
+		return nil, err
+	}
 	s := &Switch{
-		cfg: p.Config, ledger: l, pool: p.Pool, log: p.Log, now: now,
+		cfg: p.Config, ledger: l, pool: p.Pool, log: p.Log, now: now, kek: p.KEK, etcd: p.Etcd, prefix: p.Prefix,
 		m:        newMetrics(),
 		fund:     &switchableFund{},
 		elect:    p.Elect,
@@ -134,6 +146,9 @@ func New(ctx context.Context, p Parts) (*Switch, error) {
 	claim := p.TaskClaim
 	if claim <= 0 {
 		claim = 10 * time.Second
+	}
+	if err := s.useDataKey(snap); err != nil {
+		return nil, err
 	}
 	s.timer = timer.New(timer.Options{Pool: p.Pool, Log: p.Log, Metrics: timerMetrics{s.m}, ClaimFor: claim, Now: now})
 	io := issuer.Options{Ledger: l, Log: p.Log, Now: now, Registerer: s.m.reg, GroupCommit: p.GroupCommit}
@@ -162,7 +177,7 @@ func New(ctx context.Context, p Parts) (*Switch, error) {
 	}
 	if p.Etcd != nil {
 		s.watcher = &config.Watcher{
-			Client: p.Etcd, Prefix: p.Prefix, Store: p.Config, Builtin: iso.BuiltinSpecs(), BuildDialect: dialects.Check,
+			Client: p.Etcd, Prefix: p.Prefix, Store: p.Config, Builtin: iso.BuiltinSpecs(), BuildDialect: dialects.Check, KEK: p.KEK,
 			ID: p.Instance, Version: version, Log: p.Log,
 			Applied:  s.apply,
 			Rejected: func(int64, error) { s.m.configRejected.Inc() },
@@ -178,7 +193,7 @@ func New(ctx context.Context, p Parts) (*Switch, error) {
 	s.m.reg.MustRegister(healthGauges(s.dbProbe, p.Locker)...)
 	if p.Admin != "" {
 		ao := admin.Options{Addr: p.Admin, Auth: p.AdminAuth, Ledger: l, Pool: p.Pool, Config: p.Config,
-			Issuer: s.issuer, Timer: s.timer, Metrics: s.m.reg, Registerer: s.m.reg, Now: now, Log: p.Log}
+			Issuer: s.issuer, Timer: s.timer, Keys: keyAdmin{s}, Metrics: s.m.reg, Registerer: s.m.reg, Now: now, Log: p.Log}
 		if s.watcher != nil {
 			ao.Status = s.watcher.Status
 		}

@@ -47,12 +47,13 @@ func (s *Switch) registerTasks() {
 	s.timer.HandleFor(taskYieldBatch, 2*time.Minute, s.yieldBatch)
 	s.timer.Handle(taskYieldClose, s.closeYield)
 	s.timer.Handle(taskProbe, s.probe)
+	s.timer.HandleFor(taskReseal, 2*time.Minute, s.reseal)
 	// A day's batches run a few at a time: the database keeps room for
 	// debits, and the workers for every other task.
 	s.timer.Limit(taskSweepBatch, sweepBatchesAtOnce)
 	s.timer.Limit(taskYieldBatch, yieldBatchesAtOnce)
 	// Every kind's series exist from the start, at zero.
-	for _, kind := range []string{taskOrderCheck, taskHoldsExpire, taskSweepDay, taskSweepBatch, taskSweepConfirm, taskYieldDay, taskYieldBatch, taskYieldClose, taskProbe} {
+	for _, kind := range []string{taskOrderCheck, taskHoldsExpire, taskSweepDay, taskSweepBatch, taskSweepConfirm, taskYieldDay, taskYieldBatch, taskYieldClose, taskProbe, taskReseal} {
 		s.m.timerRetries.WithLabelValues(kind)
 		s.m.timerDead.WithLabelValues(kind)
 	}
@@ -65,6 +66,9 @@ func (s *Switch) lead(ctx context.Context, token int64) {
 	s.log.Info("leading the timer", "token", token)
 	if err := s.ensureRecurring(ctx); err != nil {
 		s.log.Error("scheduling the recurring tasks", "err", err)
+	}
+	if err := s.ensureReseal(ctx); err != nil {
+		s.log.Error("scheduling the sealing of earlier rows", "err", err)
 	}
 	if err := s.timer.Lead(ctx, token); err != nil && ctx.Err() == nil {
 		s.log.Error("timer stopped", "err", err)

@@ -28,7 +28,7 @@ func TestSweepTask(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := l.SetSweep(ctx, pan, true, nil); err != nil {
+	if err := l.SetSweep(ctx, c.ID, true, nil); err != nil {
 		t.Fatal(err)
 	}
 	task := func(day string) timer.Task {
@@ -176,7 +176,7 @@ func newTestSwitch(t *testing.T, kvs ...string) (*Switch, *ledger.Ledger) {
 	t.Helper()
 	l, pool := ledgertest.New(t)
 	snap := configtest.Snapshot(t, config.DefaultBank("127.0.0.1:0"), kvs...)
-	srv, err := New(context.Background(), Parts{Config: config.NewStore(snap), Pool: pool, Log: slog.New(slog.DiscardHandler)})
+	srv, err := New(context.Background(), Parts{Config: config.NewStore(snap), Pool: pool, Log: slog.New(slog.DiscardHandler), KEK: ledgertest.KEK})
 	if err != nil {
 		t.Fatal(err)
 	}

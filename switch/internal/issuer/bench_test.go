@@ -27,7 +27,7 @@ func (memBooks) Release(context.Context, int64, int64, string, []byte) (bool, er
 type memTx struct{}
 
 func (memTx) LookupRequest(context.Context, ledger.Find) (*ledger.Lookup, error) {
-	return &ledger.Lookup{Card: &ledger.Card{ID: 1, PAN: "6228480000000001", Currency: "156", Status: ledger.StatusActive, Cash: 1 << 40}}, nil
+	return &ledger.Lookup{Card: &ledger.Card{ID: 1, Masked: "622848******0001", Currency: "156", Status: ledger.StatusActive, Cash: 1 << 40}}, nil
 }
 
 func (memTx) FindOriginal(context.Context, ledger.OriginalRef) (*ledger.Original, error) {

@@ -64,7 +64,7 @@ func (p *Issuer) newMember(ctx context.Context, bank *config.Bank, r *iso.Reques
 				}
 				o.err = ledger.ErrInsufficientFunds
 			}
-			return o, record(bank, r, o), effects, nil
+			return o, p.record(bank, r, o), effects, nil
 		},
 	}
 }
@@ -209,14 +209,14 @@ func (p *Issuer) advice(ctx context.Context, bank *config.Bank, r *iso.Request, 
 		}
 		if c == nil {
 			o.err = ledger.ErrUnknownCard
-			return o, record(bank, r, o), link, nil
+			return o, p.record(bank, r, o), link, nil
 		}
 		if r.TxnType == iso.TxnBalance {
-			return o, record(bank, r, o), link, nil
+			return o, p.record(bank, r, o), link, nil
 		}
 		if !isDebit(r.TxnType) && !isCredit(r.TxnType) {
 			o.err = errInvalidTransaction
-			return o, record(bank, r, o), link, nil
+			return o, p.record(bank, r, o), link, nil
 		}
 		if foreignCurrency(r, c) {
 			return p.refuseForeign(bank, r, o, link...)
@@ -245,7 +245,7 @@ func (p *Issuer) advice(ctx context.Context, bank *config.Bank, r *iso.Request, 
 			effects = append(effects, c.Credit(txnName(r.TxnType), amount)...)
 		}
 		o.authCode = r.AuthCode
-		return o, record(bank, r, o), effects, nil
+		return o, p.record(bank, r, o), effects, nil
 	}})
 }
 
@@ -267,7 +267,7 @@ func (p *Issuer) refuseForeign(bank *config.Bank, r *iso.Request, o decision, al
 		"bank", bank.Code, "mti", r.MTI, "pan", iso.MaskPAN(r.PAN), "stan", r.STAN, "rrn", r.RRN,
 		"amount", r.Amount, "currency", r.Currency, "card_currency", c.Currency)
 	o.raised = ledger.ExceptionForeignCurrency
-	return o, record(bank, r, o), append(also, ledger.RaiseException(ledger.Exception{
+	return o, p.record(bank, r, o), append(also, ledger.RaiseException(ledger.Exception{
 		Kind: ledger.ExceptionForeignCurrency, CardID: c.ID, Bank: bank.Code, Currency: r.Currency, Amount: r.Amount, Detail: detail,
 	})), nil
 }
@@ -305,7 +305,7 @@ func (p *Issuer) reversal(ctx context.Context, bank *config.Bank, r *iso.Request
 		if err != nil {
 			return o, ledger.Record{}, nil, err
 		}
-		rec := record(bank, r, o)
+		rec := p.record(bank, r, o)
 		stated := int64(0)
 		if r.Actual != nil {
 			stated = max(0, *r.Actual)

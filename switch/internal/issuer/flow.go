@@ -64,7 +64,7 @@ func (p *Issuer) decideIn(ctx context.Context, tx bookTx, j job) (Answer, error)
 	var over *ledger.Prior
 	if pr := lk.Prior; pr != nil {
 		switch {
-		case string(pr.Fingerprint) != string(j.r.Fingerprint()):
+		case string(pr.Fingerprint) != string(p.fingerprint(j.r)):
 			return Answer{card: lk.Card}, errKeyReused
 		case pr.State == ledger.StateAnswered:
 			return Answer{resp: pr.Response, code: pr.ResponseCode, replayed: true, seq: pr.ID}, nil
@@ -152,7 +152,7 @@ func (p *Issuer) await(ctx context.Context, aw *awaiting, r *iso.Request) (again
 		return true, Answer{}, nil
 	case pr.State == ledger.StateDeciding:
 		return false, Answer{joined: true}, errUndecided
-	case string(pr.Fingerprint) != string(r.Fingerprint()):
+	case string(pr.Fingerprint) != string(p.fingerprint(r)):
 		return false, Answer{}, errKeyReused
 	}
 	return false, Answer{resp: pr.Response, code: pr.ResponseCode, replayed: true, joined: true, seq: pr.ID}, nil
@@ -181,7 +181,7 @@ func (p *Issuer) afterUnknownCommit(ctx context.Context, f ledger.Find, r *iso.R
 		if err != nil || lk.Prior == nil || lk.Prior.State != ledger.StateAnswered {
 			return err
 		}
-		if string(lk.Prior.Fingerprint) != string(r.Fingerprint()) {
+		if string(lk.Prior.Fingerprint) != string(p.fingerprint(r)) {
 			return errKeyReused
 		}
 		rep = Answer{resp: lk.Prior.Response, code: lk.Prior.ResponseCode, seq: lk.Prior.ID}

@@ -71,7 +71,7 @@ func (p *Issuer) handle(ctx context.Context, bank *config.Bank, d *iso.Dialect, 
 		return Answer{req: req, mti: mti, err: err, code: responseCode(err), resp: p.plainResponse(d, msg, err)}
 	}
 	var a Answer
-	fingerprint := req.Fingerprint()
+	fingerprint := p.fingerprint(req)
 	if j := tu.joined; j != nil && string(j.fingerprint) == string(fingerprint) {
 		// A copy of a request still in the pipeline when it came: it
 		// gets the answer the ledger stored for that one.

@@ -27,6 +27,9 @@ type Issuer struct {
 	group *committer
 	// turns keeps each card's requests in their order of arrival.
 	turns turns
+	// keyFP keys requests' content fingerprints as the ledger stores
+	// them (Ledger.Fingerprint); nil leaves them as they are.
+	keyFP func([]byte) []byte
 }
 
 // CardLocker takes a card's etcd lock (*locks.Locker).
@@ -78,6 +81,9 @@ func New(o Options) *Issuer {
 	}
 	m := newMetrics(o.Registerer)
 	i := &Issuer{books: ledgerBooks{l: o.Ledger, m: m}, now: now, log: o.Log, m: m}
+	if o.Ledger != nil {
+		i.keyFP = o.Ledger.Fingerprint
+	}
 	if o.Fund != nil && o.Locker != nil && o.FollowUps != nil {
 		i.redeemer = &redeemer{ledger: o.Ledger, provider: o.Fund, locker: o.Locker, followUps: o.FollowUps, m: m, log: o.Log}
 	}

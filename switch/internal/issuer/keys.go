@@ -139,13 +139,22 @@ func absDays(d time.Duration) time.Duration {
 	return d
 }
 
+// fingerprint is r's content fingerprint as the ledger keeps it: keyed, so
+// that it reveals nothing of the PAN in it.
+func (p *Issuer) fingerprint(r *iso.Request) []byte {
+	if p.keyFP == nil {
+		return r.Fingerprint()
+	}
+	return p.keyFP(r.Fingerprint())
+}
+
 // record is the ledger record of a decided request.
-func record(bank *config.Bank, r *iso.Request, o decision) ledger.Record {
+func (p *Issuer) record(bank *config.Bank, r *iso.Request, o decision) ledger.Record {
 	rec := ledger.Record{
 		Key:          keyOf(bank, r),
 		MTI:          r.MTI,
 		Currency:     r.Currency,
-		Fingerprint:  r.Fingerprint(),
+		Fingerprint:  p.fingerprint(r),
 		TxnType:      txnName(r.TxnType),
 		Amount:       r.Amount,
 		ResponseCode: responseCode(o.err),

@@ -134,7 +134,7 @@ func (p *Issuer) shortfall(ctx context.Context, bank *config.Bank, j job, lim co
 			if err != nil {
 				return err
 			}
-			rec := record(bank, r, decision{card: lk.Card})
+			rec := p.record(bank, r, decision{card: lk.Card})
 			rec.Over = over
 			if id, claim, err = tx.BeginDeciding(lctx, rec, within); err != nil {
 				return err
@@ -193,7 +193,7 @@ func (p *Issuer) shortfall(ctx context.Context, bank *config.Bank, j job, lim co
 			// Spent meanwhile by a debit that needed no lock: the
 			// redeemed money stays in the card.
 			o = decision{err: ledger.ErrInsufficientFunds, card: lk.Card}
-			return o, record(bank, r, o), nil, nil
+			return o, p.record(bank, r, o), nil, nil
 		}
 		return o, rec, effects, err
 	}

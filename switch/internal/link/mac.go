@@ -1,7 +1,6 @@
 package link
 
 import (
-	"encoding/hex"
 	"fmt"
 	"sync"
 	"time"
@@ -95,9 +94,9 @@ func (k *macKeys) verify(bank *config.Bank, body []byte, msg *iso8583.Message) (
 
 // macKey is the key of a bank's MAC settings.
 func macKey(m *config.MAC) (*iso.MACKey, error) {
-	raw, err := hex.DecodeString(m.Key)
+	raw, err := m.KeyBytes()
 	if err != nil {
-		return nil, fmt.Errorf("%w: the configured key is not hex", iso.ErrNoMAC)
+		return nil, fmt.Errorf("%w: %v", iso.ErrNoMAC, err)
 	}
 	key, err := iso.NewMACKey(m.Algorithm, raw)
 	if err != nil {

@@ -64,6 +64,7 @@ const (
 	ConfigRevision     = "goldcard_config_revision"
 	ConfigApply        = "goldcard_config_apply_seconds"
 	ConfigRejected     = "goldcard_config_rejected_total"
+	KeysResealed       = "goldcard_keys_resealed_rows_total"
 	HoldsExpired       = "goldcard_holds_expired_total"
 	TimerLateness      = "goldcard_timer_lateness_seconds" // kind
 	TimerRetries       = "goldcard_timer_retries_total"    // kind

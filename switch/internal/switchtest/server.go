@@ -33,14 +33,14 @@ func StartServerWith(t *testing.T, o daemon.Parts, kvs ...string) (*daemon.Switc
 	if pool == nil {
 		l, pool = ledgertest.New(t)
 	} else {
-		l = ledger.New(pool)
+		l = ledgertest.Open(t, pool)
 	}
 	bank := config.DefaultBank("127.0.0.1:0")
 	bank.MaxInFlight = 8
 	bank.AuthTimeout = config.Duration(8 * time.Second) // see TestAuthTimeout
 	snap := configtest.Snapshot(t, bank, kvs...)
 	log := slog.New(slog.NewTextHandler(LogWriter{t}, nil))
-	o.Config, o.Pool, o.Log, o.Admin = config.NewStore(snap), pool, log, "127.0.0.1:0"
+	o.Config, o.Pool, o.Log, o.Admin, o.KEK = config.NewStore(snap), pool, log, "127.0.0.1:0", ledgertest.KEK
 	// No config center: the switch is known by its database alone.
 	var err error
 	if o.Identity, err = daemon.LocalIdentity(context.Background(), pool); err != nil {

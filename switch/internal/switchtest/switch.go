@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"os/exec"
 	"regexp"
 	"slices"
@@ -34,6 +35,9 @@ type Switch struct {
 	Admin string // admin API address
 	// Done receives the process's exit once it has exited.
 	Done chan error
+	// Env is added to the process's environment; by default it holds
+	// $GOLDCARD_KEK=TestKEK.
+	Env []string
 
 	mu   sync.Mutex
 	logs bytes.Buffer
@@ -46,8 +50,15 @@ const TestAuthTimeout = "8s"
 // On is a switch not yet started, on database db and the etcd at etcd
 // (empty: an embedded etcd of its own, on a free port).
 func On(t *testing.T, db, etcd string) *Switch {
-	return &Switch{t: t, DB: db, Etcd: etcd, Done: make(chan error, 1)}
+	return &Switch{t: t, DB: db, Etcd: etcd, Done: make(chan error, 1), Env: []string{KEKEnv}}
 }
+
+// TestKEK is the key-encryption key the switches and tools of tests are
+// given, and KEKEnv the environment entry that gives it.
+const (
+	TestKEK = "4b454b2074657374206b6579206f6620676f6c6463617264207377697463682e"
+	KEKEnv  = "GOLDCARD_KEK=" + TestKEK
+)
 
 // Order is a redemption order as the admin API shows it.
 type Order struct {
@@ -117,6 +128,7 @@ func (d *Switch) Launch(args ...string) error {
 		base = append(base, "--etcd-listen", strings.TrimPrefix(d.Etcd, "http://"))
 	}
 	d.Cmd = exec.Command(Binary(t), append(base, args...)...)
+	d.Cmd.Env = append(os.Environ(), d.Env...)
 	stderr, err := d.Cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

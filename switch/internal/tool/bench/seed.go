@@ -13,6 +13,7 @@ import (
 
 	"github.com/goldcard/goldcard/ledger"
 	"github.com/goldcard/goldcard/switch/internal/cli"
+	"github.com/goldcard/goldcard/switch/internal/kek"
 )
 
 // SeedBank is the bank code of the requests seed writes: a count of what
@@ -24,7 +25,7 @@ const seedChunk = 50_000
 
 // seedFlags are the flags of bench seed.
 type seedFlags struct {
-	db              string
+	db, kekFile     string
 	cards, requests int
 	cash, fund      int64
 	sweep           bool
@@ -65,6 +66,7 @@ them out. Use a database of its own: seed never removes what it wrote.`,
 	}
 	fl := c.Flags()
 	fl.StringVar(&f.db, "db", "", "PostgreSQL URL of the database to fill (required: never a default, so never a live ledger by mistake)")
+	fl.StringVar(&f.kekFile, "kek-file", "", "the switches' key-encryption keys (default: $GOLDCARD_KEK, else ./var/"+kek.DevFile+")")
 	fl.IntVar(&f.cards, "cards", 0, "cards to add")
 	fl.IntVar(&f.requests, "requests", 0, "earlier approved requests to add, over the added cards")
 	fl.Int64Var(&f.cash, "cash", 2_000_00, "opening cash of each card, in minor units")
@@ -81,12 +83,20 @@ func runSeed(c *cobra.Command, f seedFlags) error {
 		return err
 	}
 	defer pool.Close()
+	keys, err := kek.ForTool(f.kekFile, "./var")
+	if err != nil {
+		return err
+	}
+	l, err := ledger.Open(ctx, pool, keys)
+	if err != nil {
+		return err
+	}
 	start := time.Now()
 	var done atomic.Int64
 	stop := cli.Progress(c.ErrOrStderr(), &done, start, "rows seeded")
-	first, last, err := seedCards(ctx, pool, f, &done)
+	first, last, err := seedCards(ctx, pool, l, f, &done)
 	if err == nil {
-		err = seedRequests(ctx, pool, f, first, last, &done)
+		err = seedRequests(ctx, pool, l, f, first, last, &done)
 	}
 	stop()
 	if err != nil {
@@ -104,9 +114,15 @@ func runSeed(c *cobra.Command, f seedFlags) error {
 
 // seedCards adds the cards, chunk by chunk, and returns the range of
 // their ids.
-func seedCards(ctx context.Context, pool *pgxpool.Pool, f seedFlags, done *atomic.Int64) (first, last int64, err error) {
-	if err := ledger.New(pool).EnsureSystemAccounts(ctx, "156"); err != nil {
+func seedCards(ctx context.Context, pool *pgxpool.Pool, l *ledger.Ledger, f seedFlags, done *atomic.Int64) (first, last int64, err error) {
+	if err := l.EnsureSystemAccounts(ctx, "156"); err != nil {
 		return 0, 0, err
+	}
+	// A PAN of digits the switch's own cards never start with (9999),
+	// numbered past every card of that kind already seeded.
+	var base int
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM cards WHERE pan_masked LIKE '9999%' AND length(pan_masked) = 16`).Scan(&base); err != nil {
+		return 0, 0, fmt.Errorf("counting seeded cards: %w", err)
 	}
 	var opening int64
 	if err := pool.QueryRow(ctx, `SELECT id FROM accounts WHERE kind = 'opening' AND currency = '156' AND card_id IS NULL`).Scan(&opening); err != nil {
@@ -114,14 +130,18 @@ func seedCards(ctx context.Context, pool *pgxpool.Pool, f seedFlags, done *atomi
 	}
 	for n := 0; n < f.cards; n += seedChunk {
 		size := min(seedChunk, f.cards-n)
-		var lo, hi int64
-		// A PAN of digits the switch's own cards never start with (9999),
-		// numbered past every PAN of that kind already seeded.
-		err := pool.QueryRow(ctx, `WITH base AS (
-				SELECT coalesce(max(substr(pan, 5)::bigint), 0) AS n FROM cards WHERE pan LIKE '9999%' AND length(pan) = 16
-			), c AS (
-				INSERT INTO cards (pan, currency, sweep_enabled)
-				SELECT '9999' || lpad((base.n + g)::text, 12, '0'), '156', $2 FROM base, generate_series(1, $1::int) g
+		var (
+			lo, hi         int64
+			hashes, sealed = make([][]byte, size), make([][]byte, size)
+			masked         = make([]string, size)
+			key            int32
+		)
+		for i := range size {
+			hashes[i], sealed[i], key, masked[i] = l.SealPAN(fmt.Sprintf("9999%012d", base+n+i+1))
+		}
+		err := pool.QueryRow(ctx, `WITH c AS (
+				INSERT INTO cards (pan_hash, pan_sealed, pan_key, pan_masked, currency, sweep_enabled)
+				SELECT h, s, $6, m, '156', $2 FROM unnest($1::bytea[], $7::bytea[], $8::text[]) WITH ORDINALITY x(h, s, m, i) ORDER BY i
 				RETURNING id
 			), a AS (
 				INSERT INTO accounts (card_id, kind, currency)
@@ -132,7 +152,7 @@ func seedCards(ctx context.Context, pool *pgxpool.Pool, f seedFlags, done *atomi
 				SELECT 'opening', $3, a.id, '156', CASE a.kind WHEN 'cash' THEN $4::bigint ELSE $5::bigint END
 				FROM a WHERE (a.kind = 'cash' AND $4 > 0) OR (a.kind = 'fund' AND $5 > 0)
 			)
-			SELECT min(id), max(id) FROM c`, size, f.sweep, opening, f.cash, f.fund).Scan(&lo, &hi)
+			SELECT min(id), max(id) FROM c`, hashes, f.sweep, opening, f.cash, f.fund, key, sealed, masked).Scan(&lo, &hi)
 		if err != nil {
 			return 0, 0, fmt.Errorf("seeding cards: %w", err)
 		}
@@ -147,7 +167,7 @@ func seedCards(ctx context.Context, pool *pgxpool.Pool, f seedFlags, done *atomi
 
 // seedRequests adds approved purchases of 1.00, a day old, spread over
 // the cards first..last, each with its transfer.
-func seedRequests(ctx context.Context, pool *pgxpool.Pool, f seedFlags, first, last int64, done *atomic.Int64) error {
+func seedRequests(ctx context.Context, pool *pgxpool.Pool, l *ledger.Ledger, f seedFlags, first, last int64, done *atomic.Int64) error {
 	var settlement int64
 	if f.requests == 0 {
 		return nil
@@ -160,23 +180,27 @@ func seedRequests(ctx context.Context, pool *pgxpool.Pool, f seedFlags, first, l
 		return fmt.Errorf("counting seeded requests: %w", err)
 	}
 	cards := last - first + 1
+	// Every seeded request stores one response, sealed as the switch
+	// seals its own, and one fingerprint.
+	response, key := l.SealResponse([]byte{0})
+	fingerprint := l.Fingerprint([]byte{0})
 	for n := 0; n < f.requests; n += seedChunk {
 		size := min(seedChunk, f.requests-n)
 		lo := base + int64(n)
 		_, err := pool.Exec(ctx, `WITH r AS (
 				INSERT INTO requests (bank, acquirer, stan, transmitted, terminal, mti_class, mti, rrn, fingerprint, card_id,
-					txn_type, amount, response_code, auth_code, response, txn_key, currency, created_at, business_date)
+					txn_type, amount, response_code, auth_code, response, txn_key, currency, created_at, business_date, sealed_by)
 				SELECT $1, '000000', lpad((g % 1000000)::text, 6, '0'), '0101000000', 'S' || lpad((g / 1000000)::text, 7, '0'),
-					'020', '0200', lpad(g::text, 12, '0'), '\x00'::bytea, $2::bigint + g % $3::bigint,
-					'purchase', 100, '00', '000000', '\x00'::bytea,
+					'020', '0200', lpad(g::text, 12, '0'), $7::bytea, $2::bigint + g % $3::bigint,
+					'purchase', 100, '00', '000000', $8::bytea,
 					substring(sha256(convert_to($1 || g, 'UTF8')) FROM 1 FOR 16), '156', now() - interval '1 day',
-					((now() - interval '1 day') AT TIME ZONE 'Asia/Shanghai')::date
+					((now() - interval '1 day') AT TIME ZONE 'Asia/Shanghai')::date, $9::int
 				FROM generate_series($4::bigint, $4::bigint + $5::bigint - 1) g
 				RETURNING id, card_id
 			)
 			INSERT INTO transfers (request_id, kind, debit_account, credit_account, currency, amount)
 			SELECT r.id, 'purchase', a.id, $6, '156', 100 FROM r JOIN accounts a ON a.card_id = r.card_id AND a.kind = 'cash'`,
-			SeedBank, first, cards, lo, size, settlement)
+			SeedBank, first, cards, lo, size, settlement, fingerprint, response, key)
 		if err != nil {
 			return fmt.Errorf("seeding requests: %w", err)
 		}

@@ -17,6 +17,7 @@ import (
 	"github.com/goldcard/goldcard/config"
 	"github.com/goldcard/goldcard/switch/internal/cli"
 	"github.com/goldcard/goldcard/switch/internal/client"
+	"github.com/goldcard/goldcard/switch/internal/kek"
 )
 
 // change sets key to value (deletes it for nil) if the whole config
@@ -75,6 +76,25 @@ func wrapForKey(key string, b []byte) []byte {
 	return []byte(fmt.Sprintf(`{%q: {%q: %s}}`, kind, name, js))
 }
 
+// wrapMAC is a bank's value with its MAC key, if given in the clear,
+// wrapped under the KEK: the config center never holds it in the clear.
+func wrapMAC(f flags, key string, value []byte) ([]byte, error) {
+	one := map[string][]byte{key: value}
+	var keys config.KEK
+	if _, err := config.WrapKeys(one, nil, false); err != nil {
+		// A clear key to wrap: only now is the KEK needed.
+		set, kerr := kek.ForTool(f.kekFile, "./var")
+		if kerr != nil {
+			return nil, fmt.Errorf("%s holds a MAC key in the clear, which is written wrapped under the switches' KEK: %w", key, kerr)
+		}
+		keys = set
+	}
+	if _, err := config.WrapKeys(one, keys, false); err != nil {
+		return nil, err
+	}
+	return one[key], nil
+}
+
 func putValue(c *cobra.Command, f flags, key, path string) error {
 	raw, err := readArg(c, path)
 	if err != nil {
@@ -86,6 +106,9 @@ func putValue(c *cobra.Command, f flags, key, path string) error {
 	value, err := valueJSON(key, raw)
 	if err != nil {
 		return fmt.Errorf("%s is invalid:\n%w", key, err)
+	}
+	if value, err = wrapMAC(f, key, value); err != nil {
+		return err
 	}
 	ctx, cl, done, err := etcdCall(c, f)
 	if err != nil {

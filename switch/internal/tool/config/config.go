@@ -25,6 +25,7 @@ import (
 
 type flags struct {
 	etcd, prefix string
+	kekFile      string
 	timeout      time.Duration
 	asJSON       bool
 }
@@ -54,13 +55,18 @@ Keys are relative to <prefix>config/:
   calendar/<year>  {"holidays":["YYYY-MM-DD",...]}
 
 Amounts are minor units, durations Go duration strings ("3s"). testdata/goldcard.yaml
-documents every setting with its default.`,
+documents every setting with its default.
+
+A bank's MAC key is given in the clear ("mac": {"algorithm", "key"}) and
+written wrapped under the switches' KEK ("key_wrapped"), so put needs the
+KEK (--kek-file or $GOLDCARD_KEK); get and watch never show either form.`,
 		Args: cli.NoArgs,
 	}
 	pf := c.PersistentFlags()
 	pf.StringVar(&f.etcd, "etcd", "http://127.0.0.1:2379", "etcd URLs, separated by commas")
 	pf.StringVar(&f.prefix, "etcd-prefix", "/goldcard/", "prefix of the switch's etcd keys")
 	pf.DurationVar(&f.timeout, "timeout", 10*time.Second, "longest wait for etcd, and (put) for the switches to report")
+	pf.StringVar(&f.kekFile, "kek-file", "", "the switches' key-encryption keys, to wrap a bank's MAC key before it is written (default $GOLDCARD_KEK, else ./var/dev.kek)")
 
 	get := &cobra.Command{
 		Use:   "get [KEY]",
@@ -89,11 +95,11 @@ documents every setting with its default.`,
 					}
 					return fmt.Errorf("no key %s in the config center", args[0])
 				}
-				return writeIndented(out, v)
+				return writeIndented(out, config.Redact(args[0], v))
 			}
 			all := map[string]json.RawMessage{}
 			for k, v := range kvs {
-				all[k] = v
+				all[k] = config.Redact(k, v)
 			}
 			b, _ := json.MarshalIndent(map[string]any{"revision": rev, "keys": all}, "", "  ")
 			_, err = fmt.Fprintln(out, string(b))
@@ -158,7 +164,7 @@ does not report before --timeout.`,
 						continue
 					}
 					fmt.Fprintf(out, "%s rev %d %s %s %s\n", time.Now().Format("15:04:05.000"), ev.Kv.ModRevision,
-						strings.ToLower(ev.Type.String()), key, compactJSON(ev.Kv.Value))
+						strings.ToLower(ev.Type.String()), key, compactJSON(config.Redact(strings.TrimPrefix(key, "config/"), ev.Kv.Value)))
 				}
 			}
 			return nil

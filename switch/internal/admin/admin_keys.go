@@ -1,0 +1,87 @@
+package admin
+
+import (
+	"context"
+	"net/http"
+
+	"github.com/goldcard/goldcard/ledger"
+)
+
+// Keys is what goldcard keys asks of the switch: the ledger's data keys,
+// their rotation, and rewrapping after a KEK rotation.
+type Keys interface {
+	Status(ctx context.Context) (KeyStatus, error)
+	Rotate(ctx context.Context) (KeyChange, error)
+	Rewrap(ctx context.Context) (KeyRewrap, error)
+}
+
+// KeyStatus is GET /v1/keys: the KEK the switch wraps under and the data
+// keys.
+type KeyStatus struct {
+	KEK  string           `json:"kek"`
+	Keys []ledger.DataKey `json:"keys"`
+}
+
+// KeyChange is POST /v1/keys/rotate's answer: the new data key, the
+// config revision that names it, and each live switch's report of it.
+type KeyChange struct {
+	Key      int32 `json:"key"`
+	Revision int64 `json:"revision,omitempty"`
+	Switches any   `json:"switches"`
+}
+
+// KeyRewrap is POST /v1/keys/rewrap's answer: how many data keys and which
+// banks' MAC keys were wrapped again under the current KEK.
+type KeyRewrap struct {
+	KEK      string   `json:"kek"`
+	DataKeys int      `json:"data_keys"`
+	Banks    []string `json:"banks"`
+	Revision int64    `json:"revision,omitempty"`
+}
+
+func (s *Server) showKeys(w http.ResponseWriter, r *http.Request) {
+	st, err := s.keys.Status(r.Context())
+	if err != nil {
+		s.internalError(w, "reading the data keys", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, st)
+}
+
+// rotateKey answers POST /v1/keys/rotate: a new data key, which every
+// switch seals new rows under; earlier rows are sealed again behind.
+func (s *Server) rotateKey(w http.ResponseWriter, r *http.Request) {
+	op, ok := s.needOperator(w, r)
+	if !ok {
+		return
+	}
+	ch, err := s.keys.Rotate(r.Context())
+	if err != nil && ch.Key == 0 {
+		s.internalError(w, "rotating the data key", err)
+		return
+	}
+	s.log.Info("data key rotated", "operator", op, "key", ch.Key)
+	if err != nil {
+		// The key is made and in use here; the other switches did not all
+		// say they follow it.
+		writeJSON(w, http.StatusAccepted, map[string]any{"key": ch.Key, "revision": ch.Revision, "switches": ch.Switches, "error": err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, ch)
+}
+
+// rewrapKeys answers POST /v1/keys/rewrap: every data key and MAC key
+// wrapped again under the switch's current KEK.
+func (s *Server) rewrapKeys(w http.ResponseWriter, r *http.Request) {
+	op, ok := s.needOperator(w, r)
+	if !ok {
+		return
+	}
+	rw, err := s.keys.Rewrap(r.Context())
+	if err != nil {
+		s.internalError(w, "rewrapping keys", err)
+		return
+	}
+	s.log.Info("keys rewrapped", "operator", op, "kek", rw.KEK, "data_keys", rw.DataKeys, "banks", rw.Banks)
+	writeJSON(w, http.StatusOK, rw)
+}

@@ -1,0 +1,156 @@
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/goldcard/goldcard/config"
+	"github.com/goldcard/goldcard/switch/internal/admin"
+	"github.com/goldcard/goldcard/switch/internal/client"
+	"github.com/goldcard/goldcard/switch/internal/timer"
+)
+
+// taskReseal seals rows again under the data key in use; key: that key's
+// id.
+const taskReseal = "keys.reseal"
+
+// Resealing goes in batches of resealBatch rows, resealPause apart, for
+// at most resealRun a run: debits keep most of the database.
+const (
+	resealBatch = 500
+	resealPause = 5 * time.Millisecond
+	resealRun   = 30 * time.Second
+)
+
+// reseal runs the ledger's Reseal until no row is left, or for resealRun
+// and then again at once.
+func (s *Switch) reseal(ctx context.Context, t timer.Task) error {
+	until := time.Now().Add(resealRun)
+	for {
+		r, err := s.ledger.Reseal(ctx, resealBatch)
+		if err != nil {
+			return err
+		}
+		s.m.resealed.Add(float64(r.Changed))
+		if r.Done {
+			s.log.Info("every card and request is sealed under the data key in use", "key", r.Key)
+			return nil
+		}
+		if time.Now().After(until) {
+			return timer.Again(0, fmt.Sprintf("sealed under data key %d: cards to id %d, requests to id %d", r.Key, r.Cards, r.Requests))
+		}
+		t := time.NewTimer(resealPause)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// keyAdmin is the admin API's goldcard keys: the ledger's data keys, the
+// config center's wrapped MAC keys, and the switches that must follow.
+type keyAdmin struct{ s *Switch }
+
+// keysConfigTimeout bounds the wait for every switch to report a new data
+// key.
+const keysConfigTimeout = 5 * time.Second
+
+func (k keyAdmin) Status(ctx context.Context) (admin.KeyStatus, error) {
+	kek, keys, err := k.s.ledger.KeyStatus(ctx)
+	return admin.KeyStatus{KEK: kek, Keys: keys}, err
+}
+
+func (k keyAdmin) Rotate(ctx context.Context) (admin.KeyChange, error) {
+	s := k.s
+	id, err := s.ledger.RotateDataKey(ctx)
+	if err != nil {
+		return admin.KeyChange{}, err
+	}
+	s.log.Info("data key rotated: new rows are sealed under it", "key", id)
+	out := admin.KeyChange{Key: id, Switches: []client.Applied{}}
+	if _, err := s.timer.Schedule(ctx, taskReseal, strconv.Itoa(int(id)), s.now(), nil); err != nil {
+		return out, err
+	}
+	if s.etcd == nil {
+		return out, nil
+	}
+	value, _ := json.Marshal(config.Keys{DataKey: id})
+	live, _, err := config.Instances(ctx, s.etcd, s.prefix)
+	if err != nil {
+		return out, fmt.Errorf("reading the config center: %w", err)
+	}
+	for {
+		_, rev, err := config.Read(ctx, s.etcd, s.prefix)
+		if err != nil {
+			return out, fmt.Errorf("reading the config center: %w", err)
+		}
+		start := time.Now()
+		out.Revision, err = config.Write(ctx, s.etcd, s.prefix, config.KeyKeys, value, rev)
+		if errors.Is(err, config.ErrChanged) {
+			continue
+		}
+		if err != nil {
+			return out, fmt.Errorf("telling the switches: %w", err)
+		}
+		out.Switches, err = client.WaitApplied(ctx, s.etcd, s.prefix, live, out.Revision, start, keysConfigTimeout)
+		return out, err
+	}
+}
+
+func (k keyAdmin) Rewrap(ctx context.Context) (admin.KeyRewrap, error) {
+	s := k.s
+	n, err := s.ledger.RewrapKeys(ctx)
+	if err != nil {
+		return admin.KeyRewrap{}, err
+	}
+	out := admin.KeyRewrap{KEK: s.kek.ID(), DataKeys: n, Banks: []string{}}
+	s.log.Info("data keys rewrapped under the current KEK", "kek", s.kek.ID(), "keys", n)
+	if s.etcd == nil {
+		return out, nil
+	}
+	banks, rev, err := config.WrapStored(ctx, s.etcd, s.prefix, s.kek, true)
+	if err != nil {
+		return out, fmt.Errorf("rewrapping the banks' MAC keys: %w", err)
+	}
+	out.Revision = rev
+	if banks != nil {
+		out.Banks = banks
+	}
+	return out, nil
+}
+
+// useDataKey moves the ledger to the data key the config names.
+func (s *Switch) useDataKey(cur *config.Snapshot) error {
+	if cur.Keys.DataKey == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(s.base, 5*time.Second)
+	defer cancel()
+	if err := s.ledger.UseDataKey(ctx, cur.Keys.DataKey); err != nil {
+		return fmt.Errorf("data key: %w", err)
+	}
+	return nil
+}
+
+// ensureReseal makes sure rows under earlier keys (or stored before
+// sealing) are being sealed under the data key in use.
+func (s *Switch) ensureReseal(ctx context.Context) error {
+	_, keys, err := s.ledger.KeyStatus(ctx)
+	if err != nil {
+		return err
+	}
+	for _, k := range keys {
+		if k.Active && k.ResealedAt == nil {
+			_, err := s.timer.Schedule(ctx, taskReseal, strconv.Itoa(int(k.ID)), s.now(), nil)
+			return err
+		}
+	}
+	return nil
+}
+
