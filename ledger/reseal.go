@@ -211,3 +211,59 @@ func (l *Ledger) resealRequests(ctx context.Context, tx pgx.Tx, key int32, after
 	}
 	return last, len(reqs) == batch, n, nil
 }
+
+// CheckSealed opens every sealed PAN and stored response, and reports how
+// many of each it opened: an error names the first row that does not
+// open, or that is sealed under a key other than the one in use when
+// under is set.
+func (l *Ledger) CheckSealed(ctx context.Context, under bool) (cards, requests int, err error) {
+	active := l.keys.activeKey()
+	rows, err := l.pool.Query(ctx, `SELECT id, pan_sealed, pan_key FROM cards WHERE pan_sealed IS NOT NULL ORDER BY id`)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			id     int64
+			sealed []byte
+			key    int32
+		)
+		if err := rows.Scan(&id, &sealed, &key); err != nil {
+			return cards, requests, err
+		}
+		if under && key != active {
+			return cards, requests, fmt.Errorf("card %d is sealed under data key %d, not %d", id, key, active)
+		}
+		if _, err := l.keys.open(ctx, l.pool, key, sealed, aadPAN); err != nil {
+			return cards, requests, fmt.Errorf("card %d: %w", id, err)
+		}
+		cards++
+	}
+	if err := rows.Err(); err != nil {
+		return cards, requests, err
+	}
+	rows, err = l.pool.Query(ctx, `SELECT id, response, sealed_by FROM requests WHERE response IS NOT NULL ORDER BY id`)
+	if err != nil {
+		return cards, requests, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			id       int64
+			response []byte
+			key      *int32
+		)
+		if err := rows.Scan(&id, &response, &key); err != nil {
+			return cards, requests, err
+		}
+		if under && (key == nil || *key != active) {
+			return cards, requests, fmt.Errorf("request %d is not sealed under data key %d", id, active)
+		}
+		if _, err := l.openResponse(ctx, l.pool, key, response); err != nil {
+			return cards, requests, fmt.Errorf("request %d: %w", id, err)
+		}
+		requests++
+	}
+	return cards, requests, rows.Err()
+}

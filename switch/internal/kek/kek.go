@@ -52,9 +52,12 @@ func Parse(b []byte) (*Set, error) {
 	sc := bufio.NewScanner(bytes.NewReader(b))
 	n := 0
 	for sc.Scan() {
-		for _, f := range strings.Split(sc.Text(), ",") {
-			f = strings.TrimSpace(f)
-			if f == "" || strings.HasPrefix(f, "#") {
+		line := strings.TrimSpace(sc.Text())
+		if strings.HasPrefix(line, "#") {
+			continue
+		}
+		for _, f := range strings.Split(line, ",") {
+			if f = strings.TrimSpace(f); f == "" {
 				continue
 			}
 			n++

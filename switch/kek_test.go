@@ -1,0 +1,112 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/goldcard/goldcard/ledger/ledgertest"
+	"github.com/goldcard/goldcard/locks/etcdtest"
+	"github.com/goldcard/goldcard/switch/internal/switchtest"
+)
+
+// TestDevelopmentKEK: on its embedded defaults, without a KEK, the switch
+// makes a development KEK in its data directory, readable by its owner
+// only, and says so in its first log line.
+func TestDevelopmentKEK(t *testing.T) {
+	t.Parallel()
+	d := switchtest.On(t, ledgertest.NewDatabase(t), "")
+	d.Env = nil
+	d.Start()
+	first, _, _ := strings.Cut(d.Logs(), "\n")
+	var line struct{ Msg, Path, KEK string }
+	if err := json.Unmarshal([]byte(first), &line); err != nil || !strings.Contains(line.Msg, "development KEK") || line.KEK == "" {
+		t.Fatalf("first log line %s: want the development KEK named", first)
+	}
+	fi, err := os.Stat(line.Path)
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("development KEK at %q: %v %v, want mode 0600", line.Path, fi, err)
+	}
+	d.AddCard("6228480000007101", 100, 0)
+}
+
+// TestKEKRefusals: a switch joining a cluster without a KEK, or given one
+// that does not open the database's keys, refuses to start with a clear
+// message, and touches neither the database nor the config center.
+func TestKEKRefusals(t *testing.T) {
+	t.Parallel()
+	cluster := etcdtest.New(t, 1)
+	etcd := cluster.Endpoints()[0]
+	db := ledgertest.NewDatabase(t)
+	d := switchtest.On(t, db, etcd)
+	d.Start("--etcd", etcd)
+	d.AddCard("6228480000007201", 100, 0)
+	d.Stop()
+
+	before := state(t, db, etcd)
+	for _, tc := range []struct {
+		name, env, want string
+		code            int
+	}{
+		{"none", "", "no key-encryption key", 2},
+		{"wrong", "GOLDCARD_KEK=" + strings.Repeat("ab", 32), "does not open", 1},
+		{"malformed", "GOLDCARD_KEK=not a key", "neither hex nor base64", 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cmd := exec.Command(switchtest.Binary(t), "serve", "--db", db, "--etcd", etcd, "--listen", "127.0.0.1:0",
+				"--admin", "127.0.0.1:0", "--data-dir", t.TempDir())
+			cmd.Env = os.Environ()
+			if tc.env != "" {
+				cmd.Env = append(cmd.Env, tc.env)
+			}
+			out, err := cmd.CombinedOutput()
+			var exit *exec.ExitError
+			if !errors.As(err, &exit) || exit.ExitCode() != tc.code || !strings.Contains(string(out), tc.want) {
+				t.Fatalf("serve: %v (want exit %d and %q)\n%s", err, tc.code, tc.want, out)
+			}
+			if after := state(t, db, etcd); after != before {
+				t.Fatalf("the refused switch changed something:\nbefore %s\nafter  %s", before, after)
+			}
+		})
+	}
+}
+
+// state is what a refused switch must leave alone: the database's schema
+// version, data keys and cards, and the config center's revision.
+func state(t *testing.T, db, etcd string) string {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var s string
+	if err := conn.QueryRow(ctx, `SELECT (SELECT version FROM schema_version)::text || ' ' ||
+			(SELECT string_agg(id || ':' || kek || ':' || md5(wrapped), ',' ORDER BY id) FROM data_keys) || ' ' ||
+			(SELECT count(*) FROM cards) || ' ' || (SELECT count(*) FROM timer_tasks)`).Scan(&s); err != nil {
+		t.Fatal(err)
+	}
+	cl, err := clientv3.New(clientv3.Config{Endpoints: []string{etcd}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	resp, err := cl.Get(ctx, "/goldcard/config/", clientv3.WithPrefix())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keys []string
+	for _, kv := range resp.Kvs {
+		keys = append(keys, string(kv.Key)+"@"+strconv.FormatInt(kv.ModRevision, 10))
+	}
+	return s + " " + strings.Join(keys, ",")
+}
