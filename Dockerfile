@@ -21,5 +21,7 @@ ENTRYPOINT ["/goldcard"]
 # reachable, so it needs credentials: the switch refuses to start without
 # $GOLDCARD_ADMIN_TOKEN (or client certificates). Probes and the scraper
 # read /healthz, /readyz and /metrics without them; publish the port only
-# to the operators' network.
+# to the operators' network. Give the key-encryption key as $GOLDCARD_KEK
+# or --kek-file from a secret mount: without one the switch makes a
+# development KEK beside its data, and one joining a cluster refuses to start.
 CMD ["serve", "--admin", "0.0.0.0:8080", "--admin-open", "/healthz,/readyz,/metrics", "--data-dir", "/var/lib/goldcard"]
