@@ -6,21 +6,21 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
-	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/jackc/tern/v2/migrate"
 
 	"github.com/goldcard/goldcard/ledger"
 	"github.com/goldcard/goldcard/ledger/ledgertest"
 )
 
 // response is a response as a bank gets it: DE2 echoes the PAN.
-func response(pan string) []byte { return []byte("0210" + "7000000000000000" + fmt.Sprintf("%02d", len(pan)) + pan + "00") }
+func response(pan string) []byte {
+	return []byte("0210" + "7000000000000000" + fmt.Sprintf("%02d", len(pan)) + pan + "00")
+}
 
 // TestCardDataIsSealed: a card's PAN and the responses stored for its
 // requests are nowhere in the database in the clear, yet the card is
@@ -56,14 +56,7 @@ func TestCardDataIsSealed(t *testing.T) {
 	if err != nil || byPAN.ID != card.ID {
 		t.Fatalf("by PAN: %+v, %v", byPAN, err)
 	}
-	var prior *ledger.Prior
-	if err := l.Do(ctx, func(tx *ledger.Tx) error {
-		lk, err := tx.LookupRequest(ctx, ledger.Find{Key: rec.Key, Serial: "s"})
-		prior = lk.Prior
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
+	prior, _ := lookUp(t, l, rec.Key, "")
 	if prior == nil || !bytes.Equal(prior.Response, rec.Response) || !bytes.Equal(prior.Fingerprint, rec.Fingerprint) {
 		t.Fatalf("prior %+v: want the response and fingerprint stored", prior)
 	}
@@ -107,26 +100,8 @@ func TestWrongKEK(t *testing.T) {
 func legacyLedger(t *testing.T, cards int) (*pgxpool.Pool, []string, []legacyRequest) {
 	t.Helper()
 	ctx := context.Background()
-	pool, err := pgxpool.New(ctx, ledgertest.NewDatabase(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	conn, err := pool.Acquire(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pool, conn := migratedTo(t, 10)
 	defer conn.Release()
-	m, err := migrate.NewMigrator(ctx, conn.Conn(), "public.schema_version")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := m.LoadMigrations(os.DirFS("migrations")); err != nil {
-		t.Fatal(err)
-	}
-	if err := m.MigrateTo(ctx, 10); err != nil {
-		t.Fatal(err)
-	}
 	var settlement, opening int64
 	for kind, dest := range map[string]*int64{"settlement": &settlement, "opening": &opening} {
 		if err := conn.QueryRow(ctx, `INSERT INTO accounts (kind, currency) VALUES ($1, '156') RETURNING id`, kind).Scan(dest); err != nil {
@@ -168,6 +143,22 @@ func legacyLedger(t *testing.T, cards int) (*pgxpool.Pool, []string, []legacyReq
 		pans, reqs = append(pans, p), append(reqs, r)
 	}
 	return pool, pans, reqs
+}
+
+// lookUp is what LookupRequest finds under key, and the card it locks by
+// pan (if given).
+func lookUp(t *testing.T, l *ledger.Ledger, key ledger.Key, pan string) (*ledger.Prior, *ledger.Card) {
+	t.Helper()
+	ctx := context.Background()
+	var lk *ledger.Lookup
+	if err := l.Do(ctx, func(tx *ledger.Tx) error {
+		var err error
+		lk, err = tx.LookupRequest(ctx, ledger.Find{Key: key, Serial: key.STAN, PAN: pan})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return lk.Prior, lk.Card
 }
 
 type legacyRequest struct {
@@ -257,17 +248,9 @@ func TestPlainCardDataIsSealedInPlace(t *testing.T) {
 		t.Fatalf("PANs in the clear in %v", found)
 	}
 	for i, r := range reqs {
-		var prior *ledger.Prior
-		err := l.Do(ctx, func(tx *ledger.Tx) error {
-			lk, err := tx.LookupRequest(ctx, ledger.Find{Key: r.key, Serial: "s", PAN: pans[i]})
-			if err == nil && lk.Card == nil {
-				err = errors.New("card not found")
-			}
-			prior = lk.Prior
-			return err
-		})
-		if err != nil {
-			t.Fatal(err)
+		prior, card := lookUp(t, l, r.key, pans[i])
+		if card == nil {
+			t.Fatalf("card %d not found by its PAN", i)
 		}
 		if prior == nil || !bytes.Equal(prior.Response, r.response) || !bytes.Equal(prior.Fingerprint, l.Fingerprint(r.digest)) {
 			t.Fatalf("request %d after sealing: %+v; want its response and its fingerprint, keyed", i, prior)
@@ -375,14 +358,7 @@ func TestRotationWhileWriting(t *testing.T) {
 		t.Fatalf("requests by data key %v; want all %d under %d", under, len(saved), second)
 	}
 	for _, rec := range saved {
-		var prior *ledger.Prior
-		if err := l.Do(ctx, func(tx *ledger.Tx) error {
-			lk, err := tx.LookupRequest(ctx, ledger.Find{Key: rec.Key, Serial: rec.Key.STAN})
-			prior = lk.Prior
-			return err
-		}); err != nil {
-			t.Fatal(err)
-		}
+		prior, _ := lookUp(t, l, rec.Key, "")
 		if prior == nil || !bytes.Equal(prior.Response, rec.Response) {
 			t.Fatalf("request %s: %+v, want its response", rec.Key.STAN, prior)
 		}

@@ -20,8 +20,22 @@ import (
 func oldLedger(t *testing.T) (*pgxpool.Pool, *pgxpool.Conn) {
 	t.Helper()
 	ctx := context.Background()
-	dsn := ledgertest.NewDatabase(t)
-	pool, err := pgxpool.New(ctx, dsn)
+	pool, conn := migratedTo(t, 7)
+	if _, err := conn.Exec(ctx, `INSERT INTO requests (bank, acquirer, stan, transmitted, terminal, mti_class, mti, rrn,
+			fingerprint, txn_type, amount, response_code, auth_code, response)
+		VALUES ('default', '1234', '000042', '1201101010', 'ATM00001', '020', '0200', '000000000042',
+			'f', 'purchase', 100, '00', '123456', '0210...')`); err != nil {
+		t.Fatal(err)
+	}
+	return pool, conn
+}
+
+// migratedTo is a fresh database migrated to version, and a connection
+// of its pool for the test to release.
+func migratedTo(t *testing.T, version int32) (*pgxpool.Pool, *pgxpool.Conn) {
+	t.Helper()
+	ctx := context.Background()
+	pool, err := pgxpool.New(ctx, ledgertest.NewDatabase(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,13 +51,7 @@ func oldLedger(t *testing.T) (*pgxpool.Pool, *pgxpool.Conn) {
 	if err := m.LoadMigrations(os.DirFS("migrations")); err != nil {
 		t.Fatal(err)
 	}
-	if err := m.MigrateTo(ctx, 7); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := conn.Exec(ctx, `INSERT INTO requests (bank, acquirer, stan, transmitted, terminal, mti_class, mti, rrn,
-			fingerprint, txn_type, amount, response_code, auth_code, response)
-		VALUES ('default', '1234', '000042', '1201101010', 'ATM00001', '020', '0200', '000000000042',
-			'f', 'purchase', 100, '00', '123456', '0210...')`); err != nil {
+	if err := m.MigrateTo(ctx, version); err != nil {
 		t.Fatal(err)
 	}
 	return pool, conn

@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"sort"
 	"strings"
+	"text/tabwriter"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -97,4 +99,22 @@ func WaitApplied(ctx context.Context, cl *clientv3.Client, prefix string, live [
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out, errors.Join(errs...)
+}
+
+// PrintApplied writes each switch's report of a change as a table.
+func PrintApplied(w io.Writer, results []Applied) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SWITCH\tSTATE\tAFTER")
+	for _, a := range results {
+		after := "-"
+		if a.State == "applied" {
+			after = fmt.Sprintf("%.2f ms", a.AfterMS)
+		}
+		line := fmt.Sprintf("%s\t%s\t%s", a.ID, a.State, after)
+		if problem := a.Error + a.Warning; problem != "" {
+			line += "\t" + strings.ReplaceAll(problem, "\n", "; ")
+		}
+		fmt.Fprintln(tw, line)
+	}
+	tw.Flush()
 }

@@ -153,4 +153,3 @@ func (s *Switch) ensureReseal(ctx context.Context) error {
 	}
 	return nil
 }
-

@@ -5,9 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -125,7 +123,12 @@ func putValue(c *cobra.Command, f flags, key, path string) error {
 	}
 	fmt.Fprintf(c.ErrOrStderr(), "wrote %s at revision %d; waiting for %d switch(es)\n", key, rev, len(live))
 	results, err := client.WaitApplied(ctx, cl, f.prefix, live, rev, start, f.timeout)
-	printApplied(c.OutOrStdout(), results, f.asJSON)
+	if f.asJSON {
+		b, _ := json.MarshalIndent(results, "", "  ")
+		fmt.Fprintln(c.OutOrStdout(), string(b))
+	} else {
+		client.PrintApplied(c.OutOrStdout(), results)
+	}
 	errs := []error{err}
 	for _, a := range results {
 		if a.Warning != "" {
@@ -135,24 +138,3 @@ func putValue(c *cobra.Command, f flags, key, path string) error {
 	return errors.Join(errs...)
 }
 
-func printApplied(w io.Writer, results []client.Applied, asJSON bool) {
-	if asJSON {
-		b, _ := json.MarshalIndent(results, "", "  ")
-		fmt.Fprintln(w, string(b))
-		return
-	}
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "SWITCH\tSTATE\tAFTER")
-	for _, a := range results {
-		after := "-"
-		if a.State == "applied" {
-			after = fmt.Sprintf("%.2f ms", a.AfterMS)
-		}
-		line := fmt.Sprintf("%s\t%s\t%s", a.ID, a.State, after)
-		if problem := a.Error + a.Warning; problem != "" {
-			line += "\t" + strings.ReplaceAll(problem, "\n", "; ")
-		}
-		fmt.Fprintln(tw, line)
-	}
-	tw.Flush()
-}

@@ -6,7 +6,6 @@ package keys
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"text/tabwriter"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/goldcard/goldcard/ledger"
 	"github.com/goldcard/goldcard/switch/internal/cli"
 	"github.com/goldcard/goldcard/switch/internal/client"
 )
@@ -55,17 +55,8 @@ then drop the old KEK.`,
 				return err
 			}
 			var st struct {
-				KEK  string `json:"kek"`
-				Keys []struct {
-					ID               int32      `json:"id"`
-					Purpose          string     `json:"purpose"`
-					KEK              string     `json:"kek"`
-					Active           bool       `json:"active"`
-					CreatedAt        time.Time  `json:"created_at"`
-					ResealedCards    int64      `json:"resealed_cards"`
-					ResealedRequests int64      `json:"resealed_requests"`
-					ResealedAt       *time.Time `json:"resealed_at"`
-				} `json:"keys"`
+				KEK  string           `json:"kek"`
+				Keys []ledger.DataKey `json:"keys"`
 			}
 			if err := json.Unmarshal(raw, &st); err != nil {
 				return fmt.Errorf("reading the admin API's answer: %w", err)
@@ -111,7 +102,7 @@ then drop the old KEK.`,
 			}
 			out := c.OutOrStdout()
 			fmt.Fprintf(out, "data key %d is in use; rows sealed under earlier keys are being sealed again (goldcard keys status)\n", ch.Key)
-			printSwitches(out, ch.Switches)
+			client.PrintApplied(out, ch.Switches)
 			return nil
 		},
 	}
@@ -160,7 +151,7 @@ func call(c *cobra.Command, f flags, method, path string) ([]byte, error) {
 			Error    string           `json:"error"`
 		}
 		_ = json.Unmarshal(raw, &partial)
-		printSwitches(c.OutOrStdout(), partial.Switches)
+		client.PrintApplied(c.OutOrStdout(), partial.Switches)
 		return nil, fmt.Errorf("data key %d is made and in use on this switch, but not every switch said it follows: %s", partial.Key, partial.Error)
 	default:
 		return nil, client.AdminFailure(raw, status)
@@ -170,20 +161,4 @@ func call(c *cobra.Command, f flags, method, path string) ([]byte, error) {
 		return raw, err
 	}
 	return raw, nil
-}
-
-func printSwitches(w io.Writer, as []client.Applied) {
-	if len(as) == 0 {
-		return
-	}
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "SWITCH\tSTATE\tAFTER")
-	for _, a := range as {
-		after := "-"
-		if a.State == "applied" {
-			after = fmt.Sprintf("%.2f ms", a.AfterMS)
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", a.ID, a.State, after, a.Error+a.Warning)
-	}
-	tw.Flush()
 }
