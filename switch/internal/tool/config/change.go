@@ -137,4 +137,3 @@ func putValue(c *cobra.Command, f flags, key, path string) error {
 	}
 	return errors.Join(errs...)
 }
-
