@@ -110,3 +110,53 @@ func state(t *testing.T, db, etcd string) string {
 	}
 	return s + " " + strings.Join(keys, ",")
 }
+
+// TestKEKRotation: a switch given a new KEK before the current one
+// rewraps every data key and every bank's MAC key under the new one; a
+// switch given only the new KEK then starts, opens the MAC key and finds
+// the cards; one given only the old KEK no longer does.
+func TestKEKRotation(t *testing.T) {
+	t.Parallel()
+	cluster := etcdtest.New(t, 1)
+	etcd := cluster.Endpoints()[0]
+	db := ledgertest.NewDatabase(t)
+	const pan = "6228480000007301"
+	newKEK := strings.Repeat("5a", 32)
+	d := switchtest.On(t, db, etcd)
+	d.Start("--etcd", etcd)
+	d.AddCard(pan, 100, 0)
+	if out, err := switchtest.CLI(t, `{"listen": "`+switchtest.FreeAddr(t)+`", "dialect": "iso87-ascii", "acquirers": ["5555"], "mac": {"algorithm": "x9.19", "key": "00112233445566778899aabbccddeeff"}}`,
+		"config", "put", "banks/signing", "-", "--etcd", etcd); err != nil {
+		t.Fatalf("config put: %v\n%s", err, out)
+	}
+	d.Stop()
+
+	both := switchtest.On(t, db, etcd)
+	both.Env = []string{"GOLDCARD_KEK=" + newKEK + "," + switchtest.TestKEK}
+	both.Start("--etcd", etcd)
+	cmd := exec.Command(switchtest.Binary(t), "keys", "rewrap", "--admin", both.Admin)
+	cmd.Env = append(os.Environ(), "GOLDCARD_OPERATOR=li.wei")
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), ": 2 data key(s); MAC keys of banks/signing") {
+		t.Fatalf("keys rewrap: %v\n%s", err, out)
+	}
+	both.Stop()
+
+	only := switchtest.On(t, db, etcd)
+	only.Env = []string{"GOLDCARD_KEK=" + newKEK}
+	only.Start("--etcd", etcd)
+	if c := only.Card(pan); c.Balance != 100 {
+		t.Fatalf("the card under the new KEK: %+v", c)
+	}
+	if !strings.Contains(only.Logs(), `"bank":"signing"`) {
+		t.Fatalf("the MAC bank did not open under the new KEK:\n%s", only.Logs())
+	}
+	only.Stop()
+
+	cmd = exec.Command(switchtest.Binary(t), "serve", "--db", db, "--etcd", etcd, "--listen", "127.0.0.1:0",
+		"--admin", "127.0.0.1:0", "--data-dir", t.TempDir())
+	cmd.Env = append(os.Environ(), switchtest.KEKEnv)
+	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "does not open") {
+		t.Fatalf("serve with the KEK rotated out: %v\n%s", err, out)
+	}
+}
