@@ -22,6 +22,6 @@ ENTRYPOINT ["/goldcard"]
 # $GOLDCARD_ADMIN_TOKEN (or client certificates). Probes and the scraper
 # read /healthz, /readyz and /metrics without them; publish the port only
 # to the operators' network. Give the key-encryption key as $GOLDCARD_KEK
-# or --kek-file from a secret mount: without one the switch makes a
-# development KEK beside its data, and one joining a cluster refuses to start.
+# or --kek-file from a secret mount: without one the switch refuses to
+# start (a switch whose admin API other hosts reach never makes its own).
 CMD ["serve", "--admin", "0.0.0.0:8080", "--admin-open", "/healthz,/readyz,/metrics", "--data-dir", "/var/lib/goldcard"]

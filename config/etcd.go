@@ -1,6 +1,7 @@
 package config
 
 import (
+	"slices"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -146,6 +147,21 @@ type Report struct {
 	PID       int       `json:"pid"`
 	Version   string    `json:"version,omitempty"`
 	StartedAt time.Time `json:"started_at"`
+	// KEKs are the check values of the key-encryption keys the instance
+	// holds, the one it wraps under first: what is wrapped for every
+	// switch must be under one they all hold.
+	KEKs []string `json:"keks,omitempty"`
+}
+
+// Holds reports whether every live instance that says which KEKs it holds
+// holds kekID, and names one that does not.
+func Holds(live []Report, kekID string) (bool, string) {
+	for _, r := range live {
+		if len(r.KEKs) > 0 && !slices.Contains(r.KEKs, kekID) {
+			return false, fmt.Sprintf("switch %s holds KEK %s, not %s", r.ID, strings.Join(r.KEKs, ", "), kekID)
+		}
+	}
+	return true, ""
 }
 
 // Instances lists the live instances' reports.
@@ -181,8 +197,10 @@ type Watcher struct {
 	// BuildDialect checks that a dialect's spec builds.
 	BuildDialect func(name string, spec []byte) error
 	// KEK opens the banks' wrapped MAC keys; a change with a key it does
-	// not open is refused.
-	KEK KEK
+	// not open is refused. KEKs are the check values of every KEK the
+	// instance holds, reported with its revision.
+	KEK  KEK
+	KEKs []string
 	// ID names this instance under instances/.
 	ID      string
 	Version string
@@ -214,7 +232,7 @@ func (w *Watcher) Status() Report {
 func (w *Watcher) Run(ctx context.Context) {
 	host, _ := os.Hostname()
 	w.mu.Lock()
-	w.report = Report{ID: w.ID, Host: host, PID: os.Getpid(), Version: w.Version, StartedAt: time.Now().UTC()}
+	w.report = Report{ID: w.ID, Host: host, PID: os.Getpid(), Version: w.Version, StartedAt: time.Now().UTC(), KEKs: w.KEKs}
 	if cur := w.Store.Load(); cur != nil {
 		w.report.Revision = cur.Revision
 	}

@@ -181,13 +181,18 @@ func openMAC(k KEK, bank, wrappedKey string) ([]byte, error) {
 }
 
 // OpenKeys unwraps the banks' wrapped MAC keys for use, and checks them as
-// Validate checks a clear key; a key that does not open under k is an
-// error naming its bank.
+// Validate checks a clear key; a key that does not open under k, or one
+// in the clear (the config center never holds one), is an error naming
+// its bank.
 func (s *Snapshot) OpenKeys(k KEK) error {
 	var errs []error
 	for _, code := range s.BankCodes() {
 		m := s.Banks[code].MAC
-		if m == nil || m.KeyWrapped == "" {
+		if m == nil {
+			continue
+		}
+		if m.KeyWrapped == "" {
+			errs = append(errs, fmt.Errorf("bank %s: mac: its key is in the clear in the config center: write it with goldcard config put, which wraps it", code))
 			continue
 		}
 		key, err := openMAC(k, code, m.KeyWrapped)
@@ -219,8 +224,13 @@ func WrapKeys(kvs map[string][]byte, k KEK, rewrap bool) ([]string, error) {
 		// so that what it leaves to the defaults stays left to them.
 		var bank map[string]json.RawMessage
 		var m MAC
-		if json.Unmarshal(kvs[key], &bank) != nil || bank["mac"] == nil || DecodeStrict(bank["mac"], &m) != nil {
+		if json.Unmarshal(kvs[key], &bank) != nil {
 			continue // Build reports what does not decode
+		}
+		// Go's JSON decoding matches names in any case: so does this.
+		field := foldKey(bank, "mac")
+		if field == "" || DecodeStrict(bank[field], &m) != nil {
+			continue
 		}
 		var clear []byte
 		switch {
@@ -249,6 +259,7 @@ func WrapKeys(kvs map[string][]byte, k KEK, rewrap bool) ([]string, error) {
 			return nil, err
 		}
 		m.Key, m.KeyWrapped = "", w
+		delete(bank, field)
 		if bank["mac"], err = json.Marshal(&m); err != nil {
 			return nil, err
 		}
@@ -262,6 +273,34 @@ func WrapKeys(kvs map[string][]byte, k KEK, rewrap bool) ([]string, error) {
 	return changed, nil
 }
 
+// WrappedUnder is the check value of the KEK a bank's value has its MAC
+// key wrapped under, or "" (another key, no MAC, a clear key).
+func WrappedUnder(key string, value []byte) string {
+	if kind, _, _ := strings.Cut(key, "/"); kind != "banks" {
+		return ""
+	}
+	var b Bank
+	if DecodeStrict(value, &b) != nil || b.MAC == nil {
+		return ""
+	}
+	id, _, err := splitWrapped(b.MAC.KeyWrapped)
+	if err != nil {
+		return ""
+	}
+	return id
+}
+
+// foldKey is the name in m that equals name but for case (as Go's JSON
+// decoding matches them), or "".
+func foldKey[V any](m map[string]V, name string) string {
+	for k := range m {
+		if strings.EqualFold(k, name) {
+			return k
+		}
+	}
+	return ""
+}
+
 // Redact is a config value as shown to people: a bank's MAC key, clear or
 // wrapped, is replaced by a note of how it is kept.
 func Redact(key string, value []byte) []byte {
@@ -270,18 +309,19 @@ func Redact(key string, value []byte) []byte {
 	}
 	var b map[string]any
 	if json.Unmarshal(value, &b) != nil {
-		return value
+		return []byte(`"(not JSON: hidden)"`)
 	}
-	m, ok := b["mac"].(map[string]any)
+	m, ok := b[foldKey(b, "mac")].(map[string]any)
 	if !ok {
 		return value
 	}
-	if w, ok := m["key_wrapped"].(string); ok {
+	if f := foldKey(m, "key_wrapped"); f != "" {
+		w, _ := m[f].(string)
 		id, _, _ := strings.Cut(w, ":")
-		m["key_wrapped"] = "(wrapped under KEK " + id + ")"
+		m[f] = "(wrapped under KEK " + id + ")"
 	}
-	if _, ok := m["key"]; ok {
-		m["key"] = "(hidden)"
+	if f := foldKey(m, "key"); f != "" {
+		m[f] = "(hidden)"
 	}
 	out, err := json.Marshal(b)
 	if err != nil {

@@ -104,6 +104,25 @@ func TestMACKeysAreWrapped(t *testing.T) {
 	}
 }
 
+// TestMACKeyInAnyCase: Go's JSON decoding takes "MAC" and "Key" for "mac"
+// and "key", so wrapping and hiding them do too.
+func TestMACKeyInAnyCase(t *testing.T) {
+	kvs := map[string][]byte{"banks/acme": []byte(`{"listen":"127.0.0.1:9000","MAC":{"algorithm":"x9.19","Key":"` + clearKey + `"}}`)}
+	if shown := config.Redact("banks/acme", kvs["banks/acme"]); bytes.Contains(shown, []byte(clearKey)) {
+		t.Fatalf("shown: %s", shown)
+	}
+	if changed, err := config.WrapKeys(kvs, newKEK(1, "11111111"), false); err != nil || len(changed) != 1 || bytes.Contains(kvs["banks/acme"], []byte(clearKey)) {
+		t.Fatalf("WrapKeys: %v %v %s", changed, err, kvs["banks/acme"])
+	}
+	snap, err := config.Build(1, map[string][]byte{"banks/acme": []byte(`{"listen":"127.0.0.1:9000","mac":{"algorithm":"x9.19","key":"` + clearKey + `"}}`)}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := snap.OpenKeys(newKEK(1, "11111111")); err == nil || !strings.Contains(err.Error(), "in the clear") {
+		t.Fatalf("a clear key from the config center: %v, want it refused", err)
+	}
+}
+
 func mustJSON(v any) []byte {
 	b, err := json.Marshal(v)
 	if err != nil {

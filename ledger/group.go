@@ -68,7 +68,7 @@ func (tx *Tx) LookupGroup(ctx context.Context, fs []Find) ([]*Lookup, error) {
 	b.Queue(`SELECT set_config('lock_timeout', $1, true)`, groupLockTimeout)
 	b.Queue(`SELECT count(pg_advisory_xact_lock(h)) FROM (
 			SELECT DISTINCT hashtextextended(s, 0) AS h FROM unnest($1::text[]) s ORDER BY 1) x`, serials)
-	b.Queue(`SELECT k.i, r.id, r.fingerprint, r.sealed_by, r.state, coalesce(r.response_code, ''), r.response, coalesce(r.claim, 0),
+	b.Queue(`SELECT k.i, r.id, r.fingerprint, r.sealed_by, r.txn_key, r.state, coalesce(r.response_code, ''), r.response, coalesce(r.claim, 0),
 			coalesce(r.state = 'deciding' AND r.respond_by <= clock_timestamp(), false),
 			coalesce((SELECT min(x.id) FROM (SELECT v.id FROM requests v WHERE v.reverses = r.id OFFSET 0) x), 0)
 		FROM unnest($1::bytea[]) WITH ORDINALITY k(key, i)
@@ -131,18 +131,22 @@ func (tx *Tx) LookupGroup(ctx context.Context, fs []Find) ([]*Lookup, error) {
 	if err != nil {
 		return nil, fmt.Errorf("looking up requests: %w", err)
 	}
-	sealedBy := map[int64]*int32{}
+	type sealing struct {
+		by     *int32
+		txnKey []byte
+	}
+	sealed := map[int64]sealing{}
 	for rows.Next() {
 		var (
 			i int64
 			p Prior
-			k *int32
+			k sealing
 		)
-		if err := rows.Scan(&i, &p.ID, &p.Fingerprint, &k, &p.State, &p.ResponseCode, &p.Response, &p.Claim, &p.Expired, &p.ReversedBy); err != nil {
+		if err := rows.Scan(&i, &p.ID, &p.Fingerprint, &k.by, &k.txnKey, &p.State, &p.ResponseCode, &p.Response, &p.Claim, &p.Expired, &p.ReversedBy); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("looking up requests: %w", err)
 		}
-		out[i-1].Prior, sealedBy[i-1] = &p, k
+		out[i-1].Prior, sealed[i-1] = &p, k
 	}
 	if rows.Close(); rows.Err() != nil {
 		return nil, fmt.Errorf("looking up requests: %w", rows.Err())
@@ -190,8 +194,8 @@ func (tx *Tx) LookupGroup(ctx context.Context, fs []Find) ([]*Lookup, error) {
 	if err := br.Close(); err != nil {
 		return nil, err
 	}
-	for i, k := range sealedBy {
-		if err := tx.l.unseal(ctx, tx.tx, out[i].Prior, k); err != nil {
+	for i, k := range sealed {
+		if err := tx.l.unseal(ctx, tx.tx, out[i].Prior, k.txnKey, k.by); err != nil {
 			return nil, err
 		}
 	}
@@ -294,7 +298,7 @@ func (tx *Tx) SaveGroup(ctx context.Context, recs []Record, effects [][]Effect) 
 		mti[i], rrn[i], txnT[i], code[i] = r.MTI, k.RRN, r.TxnType, r.ResponseCode
 		localDate[i], localTime[i], currency[i] = k.LocalDate, k.LocalTime, r.Currency
 		amount[i], fingerprint[i] = r.Amount, r.Fingerprint
-		response[i], sealedBy[i] = tx.l.sealResponse(r.Response)
+		response[i], sealedBy[i] = tx.l.sealResponse(keys[i], r.Response)
 		if !r.BusinessDate.IsZero() {
 			bizDate[i] = &recs[i].BusinessDate
 		}

@@ -67,11 +67,9 @@ func Open(ctx context.Context, pool *pgxpool.Pool, kek KEK) (*Ledger, error) {
 	}
 	l := &Ledger{pool: pool, system: make(map[systemKey]int64), keys: keys}
 	l.legacy.until = time.Now().Add(legacyWindow) // until the database says
-	var plain bool
-	if err := pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM cards WHERE pan IS NOT NULL)`).Scan(&plain); err != nil {
-		return nil, fmt.Errorf("reading cards: %w", err)
+	if err := l.checkClear(ctx); err != nil {
+		return nil, err
 	}
-	l.plainCards.Store(plain)
 	return l, nil
 }
 

@@ -91,17 +91,17 @@ func (tx *Tx) LookupRequest(ctx context.Context, f Find) (*Lookup, error) {
 		// A request answered before banks named their keys is found by
 		// the key it had then or, from the last day, by its DE32, DE11,
 		// DE41 and DE37 (its repeat may carry another DE7).
-		b.Queue(`SELECT id, fingerprint, sealed_by, state, response_code, response, claim, expired, reversed_by FROM (
-				SELECT 0 AS pri, r.id, r.fingerprint, r.sealed_by, r.state, coalesce(r.response_code, '') AS response_code, r.response,
+		b.Queue(`SELECT id, fingerprint, sealed_by, txn_key, state, response_code, response, claim, expired, reversed_by FROM (
+				SELECT 0 AS pri, r.id, r.fingerprint, r.sealed_by, r.txn_key, r.state, coalesce(r.response_code, '') AS response_code, r.response,
 					coalesce(r.claim, 0) AS claim, coalesce(r.state = 'deciding' AND r.respond_by <= clock_timestamp(), false) AS expired,
 					coalesce((SELECT min(x.id) FROM (SELECT v.id FROM requests v WHERE v.reverses = r.id OFFSET 0) x), 0) AS reversed_by
 				FROM requests r WHERE r.txn_key = $1
 				UNION ALL
-				SELECT 1, r.id, r.fingerprint, r.sealed_by, r.state, coalesce(r.response_code, ''), r.response, coalesce(r.claim, 0), false,
+				SELECT 1, r.id, r.fingerprint, r.sealed_by, r.txn_key, r.state, coalesce(r.response_code, ''), r.response, coalesce(r.claim, 0), false,
 					coalesce((SELECT min(x.id) FROM (SELECT v.id FROM requests v WHERE v.reverses = r.id OFFSET 0) x), 0)
 				FROM requests r WHERE r.txn_key = $2 AND r.legacy AND $2 <> $1
 				UNION ALL
-				SELECT 2, r.id, r.fingerprint, r.sealed_by, r.state, coalesce(r.response_code, ''), r.response, coalesce(r.claim, 0), false,
+				SELECT 2, r.id, r.fingerprint, r.sealed_by, r.txn_key, r.state, coalesce(r.response_code, ''), r.response, coalesce(r.claim, 0), false,
 					coalesce((SELECT min(x.id) FROM (SELECT v.id FROM requests v WHERE v.reverses = r.id OFFSET 0) x), 0)
 				FROM requests r
 				WHERE r.legacy AND r.stan = $3 AND r.terminal = $4 AND r.acquirer = $5 AND r.bank = $6 AND r.mti_class = $7
@@ -109,7 +109,7 @@ func (tx *Tx) LookupRequest(ctx context.Context, f Find) (*Lookup, error) {
 			) p ORDER BY pri, id DESC LIMIT 1`,
 			key.Digest(), key.LegacyDigest(), key.STAN, key.Terminal, key.Acquirer, key.Bank, key.Class, key.RRN)
 	} else {
-		b.Queue(`SELECT r.id, r.fingerprint, r.sealed_by, r.state, coalesce(r.response_code, ''), r.response, coalesce(r.claim, 0),
+		b.Queue(`SELECT r.id, r.fingerprint, r.sealed_by, r.txn_key, r.state, coalesce(r.response_code, ''), r.response, coalesce(r.claim, 0),
 				coalesce(r.state = 'deciding' AND r.respond_by <= clock_timestamp(), false),
 				coalesce((SELECT min(x.id) FROM (SELECT v.id FROM requests v WHERE v.reverses = r.id OFFSET 0) x), 0)
 			FROM requests r WHERE r.txn_key = $1`, key.Digest())
@@ -144,8 +144,9 @@ func (tx *Tx) LookupRequest(ctx context.Context, f Find) (*Lookup, error) {
 	var (
 		p        Prior
 		sealedBy *int32
+		txnKey   []byte
 	)
-	err := br.QueryRow().Scan(&p.ID, &p.Fingerprint, &sealedBy, &p.State, &p.ResponseCode, &p.Response, &p.Claim, &p.Expired, &p.ReversedBy)
+	err := br.QueryRow().Scan(&p.ID, &p.Fingerprint, &sealedBy, &txnKey, &p.State, &p.ResponseCode, &p.Response, &p.Claim, &p.Expired, &p.ReversedBy)
 	switch {
 	case err == nil:
 		out.Prior = &p
@@ -171,7 +172,7 @@ func (tx *Tx) LookupRequest(ctx context.Context, f Find) (*Lookup, error) {
 		return nil, err
 	}
 	if out.Prior != nil {
-		if err := tx.l.unseal(ctx, tx.tx, out.Prior, sealedBy); err != nil {
+		if err := tx.l.unseal(ctx, tx.tx, out.Prior, txnKey, sealedBy); err != nil {
 			return nil, err
 		}
 	}
@@ -269,8 +270,8 @@ func (tx *Tx) store(ctx context.Context, r Record, effects []Effect, state strin
 	if claim != 0 {
 		claimArg = &claim
 	}
-	resp, sealedBy := tx.l.sealResponse(resp)
 	k := r.Key
+	resp, sealedBy := tx.l.sealResponse(k.Digest(), resp)
 	args := pgx.NamedArgs{
 		"key": k.Digest(), "bank": k.Bank, "acquirer": k.Acquirer, "stan": k.STAN, "transmitted": k.Transmitted,
 		"terminal": k.Terminal, "class": k.Class, "mti": r.MTI, "rrn": k.RRN, "fingerprint": r.Fingerprint,
@@ -329,7 +330,15 @@ func (tx *Tx) store(ctx context.Context, r Record, effects []Effect, state strin
 // later repeat decides it afresh. It reports false when the claim was
 // lost meanwhile.
 func (l *Ledger) Release(ctx context.Context, id, claim int64, code string, response []byte) (bool, error) {
-	sealed, key := l.sealResponse(response)
+	var txnKey []byte
+	err := l.pool.QueryRow(ctx, `SELECT txn_key FROM requests WHERE id = $1 AND claim = $2 AND state = 'deciding'`, id, claim).Scan(&txnKey)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("releasing request %d: %w", id, err)
+	}
+	sealed, key := l.sealResponse(txnKey, response)
 	tag, err := l.pool.Exec(ctx, `UPDATE requests SET state = 'released', response_code = $3, response = $4, sealed_by = $5
 		WHERE id = $1 AND claim = $2 AND state = 'deciding'`, id, claim, code, sealed, key)
 	if err != nil {
@@ -348,16 +357,17 @@ func (l *Ledger) AwaitDecision(ctx context.Context, id int64) (*Prior, error) {
 		var (
 			p        Prior
 			sealedBy *int32
+			txnKey   []byte
 		)
-		err := l.pool.QueryRow(ctx, `SELECT id, fingerprint, sealed_by, state, coalesce(response_code, ''), response, coalesce(claim, 0),
+		err := l.pool.QueryRow(ctx, `SELECT id, fingerprint, sealed_by, txn_key, state, coalesce(response_code, ''), response, coalesce(claim, 0),
 				state = 'deciding' AND respond_by <= clock_timestamp()
 			FROM requests WHERE id = $1`, id).
-			Scan(&p.ID, &p.Fingerprint, &sealedBy, &p.State, &p.ResponseCode, &p.Response, &p.Claim, &p.Expired)
+			Scan(&p.ID, &p.Fingerprint, &sealedBy, &txnKey, &p.State, &p.ResponseCode, &p.Response, &p.Claim, &p.Expired)
 		if err != nil {
 			return nil, fmt.Errorf("waiting for request %d: %w", id, err)
 		}
 		if p.State != StateDeciding || p.Expired {
-			return &p, l.unseal(ctx, l.pool, &p, sealedBy)
+			return &p, l.unseal(ctx, l.pool, &p, txnKey, sealedBy)
 		}
 		t := time.NewTimer(wait)
 		select {
@@ -372,8 +382,8 @@ func (l *Ledger) AwaitDecision(ctx context.Context, id int64) (*Prior, error) {
 
 // unseal opens a prior's stored response and keys a fingerprint stored
 // before fingerprints were keyed (sealedBy nil), reading through q.
-func (l *Ledger) unseal(ctx context.Context, q querier, p *Prior, sealedBy *int32) error {
-	resp, err := l.openResponse(ctx, q, sealedBy, p.Response)
+func (l *Ledger) unseal(ctx context.Context, q querier, p *Prior, txnKey []byte, sealedBy *int32) error {
+	resp, err := l.openResponse(ctx, q, txnKey, sealedBy, p.Response)
 	if err != nil {
 		return fmt.Errorf("reading request %d: %w", p.ID, err)
 	}

@@ -1,6 +1,7 @@
 package ledger
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"time"
@@ -29,8 +30,14 @@ type Resealing struct {
 // not sealed at all (stored before sealing); the rows of a batch are
 // changed in one transaction, each only if it has not changed since it
 // was read. It keeps its progress in the database, so whoever runs it
-// next carries on. Done means no row is left.
+// next carries on. At the end of a pass it looks for rows still under
+// another key (written meanwhile by a switch that had not moved to the
+// new one) and goes back for them; Done means there are none. Once every
+// row is sealed, the schema refuses a PAN or a response in the clear.
 func (l *Ledger) Reseal(ctx context.Context, batch int) (Resealing, error) {
+	if err := l.learnNewerKey(ctx); err != nil {
+		return Resealing{}, err
+	}
 	r := Resealing{Key: l.keys.activeKey()}
 	var at *time.Time
 	err := l.pool.QueryRow(ctx, `SELECT resealed_cards, resealed_requests, resealed_at FROM data_keys WHERE id = $1`, r.Key).
@@ -47,63 +54,160 @@ func (l *Ledger) Reseal(ctx context.Context, batch int) (Resealing, error) {
 			return err
 		}
 		var (
-			upto int64
 			more bool
 			err  error
 		)
-		column := "resealed_cards"
 		if r.Cards >= 0 {
-			upto, more, r.Changed, err = l.resealCards(ctx, tx, r.Key, r.Cards, batch)
+			r.Cards, more, r.Changed, err = l.resealCards(ctx, tx, r.Key, r.Cards, batch)
 			if err == nil && !more {
-				upto = -1 // every card: requests next
+				r.Cards, err = straggler(ctx, tx, `SELECT min(id) FROM cards WHERE pan_key IS DISTINCT FROM $1`, r.Key)
 			}
 		} else {
-			column = "resealed_requests"
-			upto, more, r.Changed, err = l.resealRequests(ctx, tx, r.Key, r.Requests, batch)
-			r.Done = err == nil && !more
+			r.Requests, more, r.Changed, err = l.resealRequests(ctx, tx, r.Key, r.Requests, batch)
+			var back int64
+			if err == nil && !more {
+				back, err = straggler(ctx, tx, `SELECT min(id) FROM requests WHERE sealed_by IS DISTINCT FROM $1`, r.Key)
+			}
+			if err == nil && !more && back >= 0 {
+				r.Requests = back
+			} else if err == nil && !more {
+				// Cards written meanwhile under another key, too: the
+				// pass over requests then ends here again.
+				back, err = straggler(ctx, tx, `SELECT min(id) FROM cards WHERE pan_key IS DISTINCT FROM $1`, r.Key)
+				r.Cards, r.Done = back, err == nil && back < 0
+			}
 		}
 		if err != nil {
 			return err
 		}
-		_, err = tx.Exec(ctx, `UPDATE data_keys SET `+column+` = $2, resealed_at = CASE WHEN $3 THEN now() END WHERE id = $1`,
-			r.Key, upto, r.Done)
-		if column == "resealed_cards" {
-			r.Cards = upto
-		} else {
-			r.Requests = upto
-		}
+		_, err = tx.Exec(ctx, `UPDATE data_keys SET resealed_cards = $2, resealed_requests = $3, resealed_at = CASE WHEN $4 THEN now() END
+			WHERE id = $1`, r.Key, r.Cards, r.Requests, r.Done)
 		return err
 	})
 	if err != nil {
 		return r, fmt.Errorf("sealing rows again under data key %d: %w", r.Key, err)
 	}
 	if r.Done {
-		var plain bool
-		if err := l.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM cards WHERE pan IS NOT NULL)`).Scan(&plain); err != nil {
-			return r, fmt.Errorf("reading cards: %w", err)
+		if err := l.refuseClear(ctx); err != nil {
+			return r, err
 		}
-		l.plainCards.Store(plain)
+		l.plainCards.Store(false)
 	}
 	return r, nil
+}
+
+// straggler is where a pass over a table must go back to: before the
+// first row query finds (by its id, given $1 the key), or -1 for none.
+func straggler(ctx context.Context, tx pgx.Tx, query string, key int32) (int64, error) {
+	var id *int64
+	if err := tx.QueryRow(ctx, query, key).Scan(&id); err != nil {
+		return 0, err
+	}
+	if id == nil {
+		return -1, nil
+	}
+	return *id - 1, nil
+}
+
+// learnNewerKey moves to a data key another switch made, if there is one:
+// rows are never sealed again under an older key than the newest.
+func (l *Ledger) learnNewerKey(ctx context.Context) error {
+	var newest int32
+	if err := l.pool.QueryRow(ctx, `SELECT coalesce(max(id), 0) FROM data_keys WHERE purpose = 'data'`).Scan(&newest); err != nil {
+		return fmt.Errorf("reading data keys: %w", err)
+	}
+	return l.UseDataKey(ctx, newest)
+}
+
+// checkClear learns whether cards stored before PANs were sealed remain
+// (RecheckClear), and when no row is left in the clear (a new database,
+// or one sealed in place), makes the schema refuse any from then on.
+func (l *Ledger) checkClear(ctx context.Context) error {
+	var refused bool
+	err := l.pool.QueryRow(ctx, `SELECT count(*) = 2 FROM pg_constraint
+		WHERE conname IN ('cards_pan_sealed_only', 'requests_sealed_only') AND convalidated`).Scan(&refused)
+	if err != nil || refused {
+		return err
+	}
+	plain, err := l.RecheckClear(ctx)
+	if err != nil || plain {
+		return err
+	}
+	var requests bool
+	if err := l.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM requests WHERE sealed_by IS NULL)`).Scan(&requests); err != nil {
+		return fmt.Errorf("reading requests: %w", err)
+	}
+	if requests {
+		return nil
+	}
+	return l.refuseClear(ctx)
+}
+
+// RecheckClear reports whether cards stored before PANs were sealed remain;
+// once none do, looking a card up no longer sends its plain PAN to the
+// database. A switch that did not seal them asks from time to time.
+func (l *Ledger) RecheckClear(ctx context.Context) (bool, error) {
+	var plain bool
+	if err := l.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM cards WHERE pan IS NOT NULL)`).Scan(&plain); err != nil {
+		return false, fmt.Errorf("reading cards: %w", err)
+	}
+	l.plainCards.Store(plain)
+	return plain, nil
+}
+
+// refuseClear adds the constraints that refuse a card with a PAN in the
+// clear and a request without a sealed response, once there are none:
+// from then on, nothing written by any build can store either. Adding one
+// waits briefly for its lock, and checks the rows without blocking writes.
+func (l *Ledger) refuseClear(ctx context.Context) error {
+	for _, c := range []struct{ table, name, check string }{
+		{"cards", "cards_pan_sealed_only", "pan IS NULL"},
+		{"requests", "requests_sealed_only", "sealed_by IS NOT NULL"},
+	} {
+		var have, valid bool
+		err := l.pool.QueryRow(ctx, `SELECT count(*) > 0, coalesce(bool_and(convalidated), false) FROM pg_constraint WHERE conname = $1`, c.name).
+			Scan(&have, &valid)
+		if err != nil {
+			return fmt.Errorf("reading constraints: %w", err)
+		}
+		if valid {
+			continue
+		}
+		if !have {
+			if err := pgx.BeginFunc(ctx, l.pool, func(tx pgx.Tx) error {
+				if _, err := tx.Exec(ctx, `SET LOCAL lock_timeout = '2s'`); err != nil {
+					return err
+				}
+				_, err := tx.Exec(ctx, `ALTER TABLE `+c.table+` ADD CONSTRAINT `+c.name+` CHECK (`+c.check+`) NOT VALID`)
+				return err
+			}); err != nil {
+				return fmt.Errorf("refusing clear card data in %s: %w", c.table, err)
+			}
+		}
+		if _, err := l.pool.Exec(ctx, `ALTER TABLE `+c.table+` VALIDATE CONSTRAINT `+c.name); err != nil {
+			return fmt.Errorf("refusing clear card data in %s: %w", c.table, err)
+		}
+	}
+	return nil
 }
 
 // resealCards seals again the cards after id after that are not sealed
 // under key, up to batch of them, and returns the last id read and whether
 // there may be more.
 func (l *Ledger) resealCards(ctx context.Context, tx pgx.Tx, key int32, after int64, batch int) (int64, bool, int, error) {
-	rows, err := tx.Query(ctx, `SELECT id, pan, pan_sealed, pan_key FROM cards WHERE id > $1 ORDER BY id LIMIT $2`, after, batch)
+	rows, err := tx.Query(ctx, `SELECT id, pan, pan_sealed, pan_key, pan_hash FROM cards WHERE id > $1 ORDER BY id LIMIT $2`, after, batch)
 	if err != nil {
 		return 0, false, 0, err
 	}
 	type card struct {
-		id     int64
-		pan    *string
-		sealed []byte
-		key    *int32
+		id           int64
+		pan          *string
+		sealed, hash []byte
+		key          *int32
 	}
 	cards, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (card, error) {
 		var c card
-		return c, row.Scan(&c.id, &c.pan, &c.sealed, &c.key)
+		return c, row.Scan(&c.id, &c.pan, &c.sealed, &c.key, &c.hash)
 	})
 	if err != nil {
 		return 0, false, 0, err
@@ -124,13 +228,16 @@ func (l *Ledger) resealCards(ctx context.Context, tx pgx.Tx, key int32, after in
 		if c.pan != nil {
 			pan = *c.pan
 		} else {
-			plain, err := l.keys.open(ctx, tx, *c.key, c.sealed, aadPAN)
+			plain, err := l.keys.open(ctx, tx, *c.key, c.sealed, aadPAN(c.hash))
 			if err != nil {
 				return 0, false, 0, fmt.Errorf("card %d: %w", c.id, err)
 			}
 			pan = string(plain)
 		}
 		p := l.keys.sealPAN(pan)
+		if c.hash != nil && !bytes.Equal(c.hash, p.hash) {
+			return 0, false, 0, fmt.Errorf("ledger: card %d's sealed PAN is not the one its hash finds", c.id)
+		}
 		if p.key != key {
 			return 0, false, 0, fmt.Errorf("ledger: data key in use moved from %d to %d", key, p.key)
 		}
@@ -153,18 +260,18 @@ func (l *Ledger) resealCards(ctx context.Context, tx pgx.Tx, key int32, after in
 // resealRequests is resealCards for requests' stored responses; a request
 // stored before sealing also has its fingerprint keyed.
 func (l *Ledger) resealRequests(ctx context.Context, tx pgx.Tx, key int32, after int64, batch int) (int64, bool, int, error) {
-	rows, err := tx.Query(ctx, `SELECT id, response, fingerprint, sealed_by FROM requests WHERE id > $1 ORDER BY id LIMIT $2`, after, batch)
+	rows, err := tx.Query(ctx, `SELECT id, response, fingerprint, sealed_by, txn_key FROM requests WHERE id > $1 ORDER BY id LIMIT $2`, after, batch)
 	if err != nil {
 		return 0, false, 0, err
 	}
 	type request struct {
-		id                    int64
-		response, fingerprint []byte
-		key                   *int32
+		id                            int64
+		response, fingerprint, txnKey []byte
+		key                           *int32
 	}
 	reqs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (request, error) {
 		var r request
-		return r, row.Scan(&r.id, &r.response, &r.fingerprint, &r.key)
+		return r, row.Scan(&r.id, &r.response, &r.fingerprint, &r.key, &r.txnKey)
 	})
 	if err != nil {
 		return 0, false, 0, err
@@ -180,14 +287,14 @@ func (l *Ledger) resealRequests(ctx context.Context, tx pgx.Tx, key int32, after
 		if r.key != nil && *r.key == key {
 			continue
 		}
-		plain, err := l.openResponse(ctx, tx, r.key, r.response)
+		plain, err := l.openResponse(ctx, tx, r.txnKey, r.key, r.response)
 		if err != nil {
 			return 0, false, 0, fmt.Errorf("request %d: %w", r.id, err)
 		}
 		var resp []byte
 		if plain != nil {
 			var k int32
-			if resp, k = l.keys.seal(plain, aadResponse); k != key {
+			if resp, k = l.keys.seal(plain, aadResponse(r.txnKey)); k != key {
 				return 0, false, 0, fmt.Errorf("ledger: data key in use moved from %d to %d", key, k)
 			}
 		}
@@ -218,49 +325,53 @@ func (l *Ledger) resealRequests(ctx context.Context, tx pgx.Tx, key int32, after
 // under is set.
 func (l *Ledger) CheckSealed(ctx context.Context, under bool) (cards, requests int, err error) {
 	active := l.keys.activeKey()
-	rows, err := l.pool.Query(ctx, `SELECT id, pan_sealed, pan_key FROM cards WHERE pan_sealed IS NOT NULL ORDER BY id`)
+	rows, err := l.pool.Query(ctx, `SELECT id, pan_sealed, pan_key, pan_hash FROM cards WHERE pan_sealed IS NOT NULL ORDER BY id`)
 	if err != nil {
 		return 0, 0, err
 	}
 	defer rows.Close()
 	for rows.Next() {
 		var (
-			id     int64
-			sealed []byte
-			key    int32
+			id           int64
+			sealed, hash []byte
+			key          int32
 		)
-		if err := rows.Scan(&id, &sealed, &key); err != nil {
+		if err := rows.Scan(&id, &sealed, &key, &hash); err != nil {
 			return cards, requests, err
 		}
 		if under && key != active {
 			return cards, requests, fmt.Errorf("card %d is sealed under data key %d, not %d", id, key, active)
 		}
-		if _, err := l.keys.open(ctx, l.pool, key, sealed, aadPAN); err != nil {
+		pan, err := l.keys.open(ctx, l.pool, key, sealed, aadPAN(hash))
+		if err != nil {
 			return cards, requests, fmt.Errorf("card %d: %w", id, err)
+		}
+		if !bytes.Equal(l.keys.panHash(string(pan)), hash) {
+			return cards, requests, fmt.Errorf("card %d's sealed PAN is not the one its hash finds", id)
 		}
 		cards++
 	}
 	if err := rows.Err(); err != nil {
 		return cards, requests, err
 	}
-	rows, err = l.pool.Query(ctx, `SELECT id, response, sealed_by FROM requests WHERE response IS NOT NULL ORDER BY id`)
+	rows, err = l.pool.Query(ctx, `SELECT id, response, sealed_by, txn_key FROM requests WHERE response IS NOT NULL ORDER BY id`)
 	if err != nil {
 		return cards, requests, err
 	}
 	defer rows.Close()
 	for rows.Next() {
 		var (
-			id       int64
-			response []byte
-			key      *int32
+			id               int64
+			response, txnKey []byte
+			key              *int32
 		)
-		if err := rows.Scan(&id, &response, &key); err != nil {
+		if err := rows.Scan(&id, &response, &key, &txnKey); err != nil {
 			return cards, requests, err
 		}
 		if under && (key == nil || *key != active) {
 			return cards, requests, fmt.Errorf("request %d is not sealed under data key %d", id, active)
 		}
-		if _, err := l.openResponse(ctx, l.pool, key, response); err != nil {
+		if _, err := l.openResponse(ctx, l.pool, txnKey, key, response); err != nil {
 			return cards, requests, fmt.Errorf("request %d: %w", id, err)
 		}
 		requests++

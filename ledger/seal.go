@@ -41,12 +41,12 @@ const (
 	keyLookup = "lookup"
 )
 
-// What a sealed value is, bound into its seal: a PAN sealed for a card
-// does not open as a response.
-var (
-	aadPAN      = []byte("goldcard/card/pan")
-	aadResponse = []byte("goldcard/request/response")
-)
+// What a sealed value is and whose, bound into its seal: a PAN is bound
+// to its card's lookup hash and a response to its request's key, so that
+// neither opens in another row, nor as the other.
+func aadPAN(hash []byte) []byte { return append([]byte("goldcard/card/pan/"), hash...) }
+
+func aadResponse(txnKey []byte) []byte { return append([]byte("goldcard/request/response/"), txnKey...) }
 
 // keyring is the ledger's data keys, unwrapped, and the lookup key.
 type keyring struct {
@@ -188,11 +188,14 @@ func insertKey(ctx context.Context, tx pgx.Tx, kek KEK, purpose string) (int32, 
 
 func (r *keyring) add(k storedKey) {
 	if k.purpose == keyLookup {
-		lookup := append([]byte(nil), k.key...)
-		m := hmac.New(sha256.New, lookup)
-		m.Write([]byte("goldcard/request/fingerprint"))
-		fp := m.Sum(nil)
-		r.lookup.New = func() any { return hmac.New(sha256.New, lookup) }
+		// Two keys of one: one hashes PANs, the other fingerprints.
+		derive := func(label string) []byte {
+			m := hmac.New(sha256.New, k.key)
+			m.Write([]byte(label))
+			return m.Sum(nil)
+		}
+		pans, fp := derive("goldcard/card/pan-hash"), derive("goldcard/request/fingerprint")
+		r.lookup.New = func() any { return hmac.New(sha256.New, pans) }
 		r.fingerprint.New = func() any { return hmac.New(sha256.New, fp) }
 		return
 	}
@@ -274,13 +277,13 @@ func (r *keyring) activeKey() int32 {
 	return r.active
 }
 
-// openResponse is a stored response as sent: opened, or as it was stored
-// before responses were sealed (sealedBy nil).
-func (l *Ledger) openResponse(ctx context.Context, q querier, sealedBy *int32, stored []byte) ([]byte, error) {
+// openResponse is the stored response of the request txnKey as sent:
+// opened, or as it was stored before responses were sealed (sealedBy nil).
+func (l *Ledger) openResponse(ctx context.Context, q querier, txnKey []byte, sealedBy *int32, stored []byte) ([]byte, error) {
 	if sealedBy == nil || stored == nil {
 		return stored, nil
 	}
-	return l.keys.open(ctx, q, *sealedBy, stored, aadResponse)
+	return l.keys.open(ctx, q, *sealedBy, stored, aadResponse(txnKey))
 }
 
 // SealPAN is what a card stores of pan: the hash it is found by, the PAN
@@ -291,15 +294,16 @@ func (l *Ledger) SealPAN(pan string) (hash, sealed []byte, key int32, masked str
 	return p.hash, p.sealed, p.key, p.masked
 }
 
-// SealResponse is SealPAN for a request's stored response.
-func (l *Ledger) SealResponse(resp []byte) ([]byte, int32) { return l.sealResponse(resp) }
+// SealResponse is SealPAN for the stored response of the request keyed
+// txnKey (its Key.Digest).
+func (l *Ledger) SealResponse(txnKey, resp []byte) ([]byte, int32) { return l.sealResponse(txnKey, resp) }
 
 // sealResponse is a response as stored, and the key it is sealed under.
-func (l *Ledger) sealResponse(resp []byte) ([]byte, int32) {
+func (l *Ledger) sealResponse(txnKey, resp []byte) ([]byte, int32) {
 	if resp == nil {
 		return nil, l.keys.activeKey()
 	}
-	return l.keys.seal(resp, aadResponse)
+	return l.keys.seal(resp, aadResponse(txnKey))
 }
 
 // sealedPAN is what a card stores of its PAN.
@@ -311,7 +315,7 @@ type sealedPAN struct {
 
 func (r *keyring) sealPAN(pan string) sealedPAN {
 	s := sealedPAN{hash: r.panHash(pan), masked: maskPAN(pan)}
-	s.sealed, s.key = r.seal([]byte(pan), aadPAN)
+	s.sealed, s.key = r.seal([]byte(pan), aadPAN(s.hash))
 	return s
 }
 

@@ -61,9 +61,53 @@ func TestCardDataIsSealed(t *testing.T) {
 		t.Fatalf("prior %+v: want the response and fingerprint stored", prior)
 	}
 	// An answered request's response is final: only sealing it again
-	// under another key may change it.
-	if _, err := pool.Exec(ctx, `UPDATE requests SET response = (SELECT pan_sealed FROM cards LIMIT 1) WHERE id = $1`, prior.ID); err == nil {
-		t.Fatal("an answered request's response was changed")
+	// under a newer data key may change it, and what is sealed for one row
+	// does not open in another.
+	for _, attack := range []string{
+		`UPDATE requests SET response = (SELECT pan_sealed FROM cards LIMIT 1) WHERE id = $1`,
+		`UPDATE requests SET response = 'x', sealed_by = sealed_by + 1000 WHERE id = $1`,
+		`UPDATE requests SET response = NULL, sealed_by = NULL WHERE id = $1`,
+	} {
+		if _, err := pool.Exec(ctx, attack, prior.ID); err == nil {
+			t.Fatalf("%s: an answered request's response was changed", attack)
+		}
+	}
+	other := record(card, "purchase", 100)
+	other.Response = response("6228480000000002")
+	if err := l.Do(ctx, func(tx *ledger.Tx) error { _, err := tx.Save(ctx, other, nil); return err }); err != nil {
+		t.Fatal(err)
+	}
+	newer, err := l.RotateDataKey(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pool.Exec(ctx, `UPDATE requests SET response = (SELECT response FROM requests WHERE txn_key = $2), sealed_by = $3
+		WHERE id = $1`, prior.ID, other.Key.Digest(), newer); err != nil {
+		t.Fatal(err) // allowed by the schema: a newer key
+	}
+	err = l.Do(ctx, func(tx *ledger.Tx) error {
+		_, err := tx.LookupRequest(ctx, ledger.Find{Key: rec.Key, Serial: "s"})
+		return err
+	})
+	if err == nil {
+		t.Fatal("another request's sealed response opened as this one's")
+	}
+	// Nothing in the clear is taken any more.
+	if _, err := pool.Exec(ctx, `INSERT INTO cards (pan, currency) VALUES ('6228480000000003', '156')`); err == nil {
+		t.Fatal("a card with its PAN in the clear was taken")
+	}
+	if _, err := pool.Exec(ctx, `UPDATE cards SET pan_sealed = (SELECT response FROM requests WHERE txn_key = $1)`, other.Key.Digest()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Card(ctx, pan, time.Time{}); err != nil {
+		t.Fatal(err) // found by its hash
+	}
+	if _, _, err := l.CheckSealed(ctx, false); err == nil {
+		t.Fatal("a PAN sealed for another row passed the check")
+	}
+	// Nor sealed again under a key that does not exist.
+	if _, err := pool.Exec(ctx, `UPDATE requests SET response = $2, sealed_by = $3 WHERE id = $1`, prior.ID, []byte("x"), newer+1); err == nil {
+		t.Fatal("sealed under a key that does not exist")
 	}
 }
 
@@ -239,6 +283,9 @@ func TestPlainCardDataIsSealedInPlace(t *testing.T) {
 	}
 	if plainCards != 0 || plainRequests != 0 {
 		t.Fatalf("%d cards and %d requests left in the clear", plainCards, plainRequests)
+	}
+	if _, err := pool.Exec(ctx, `INSERT INTO cards (pan, currency) VALUES ('6228480000000009', '156')`); err == nil {
+		t.Fatal("a card with its PAN in the clear was taken once every card was sealed")
 	}
 	needles := make([][]byte, len(pans))
 	for i, p := range pans {

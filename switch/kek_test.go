@@ -134,7 +134,31 @@ func TestKEKRotation(t *testing.T) {
 	both := switchtest.On(t, db, etcd)
 	both.Env = []string{"GOLDCARD_KEK=" + newKEK + "," + switchtest.TestKEK}
 	both.Start("--etcd", etcd)
+	// While a switch without the new KEK is live, nothing is wrapped
+	// under it: not a MAC key, not a data key.
+	old := both.StartPeer()
 	cmd := exec.Command(switchtest.Binary(t), "keys", "rewrap", "--admin", both.Admin)
+	cmd.Env = append(os.Environ(), "GOLDCARD_OPERATOR=li.wei")
+	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "give every switch this KEK first") {
+		t.Fatalf("keys rewrap with a switch lacking the KEK: %v\n%s", err, out)
+	}
+	put := exec.Command(switchtest.Binary(t), "config", "put", "banks/signing", "-", "--etcd", etcd)
+	put.Env = append(os.Environ(), "GOLDCARD_KEK="+newKEK)
+	put.Stdin = strings.NewReader(`{"listen": "` + switchtest.FreeAddr(t) + `", "dialect": "iso87-ascii", "acquirers": ["5555"], "mac": {"algorithm": "x9.19", "key": "00112233445566778899aabbccddeeff"}}`)
+	if out, err := put.CombinedOutput(); err == nil || !strings.Contains(string(out), "refused, nothing written") {
+		t.Fatalf("config put under a KEK a switch lacks: %v\n%s", err, out)
+	}
+	old.Stop()
+	cl, err := clientv3.New(clientv3.Config{Endpoints: []string{etcd}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	switchtest.WaitFor(t, "the stopped switch to leave the config center", func() bool {
+		resp, err := cl.Get(context.Background(), "/goldcard/instances/", clientv3.WithPrefix(), clientv3.WithCountOnly())
+		return err == nil && resp.Count == 1
+	})
+	cmd = exec.Command(switchtest.Binary(t), "keys", "rewrap", "--admin", both.Admin)
 	cmd.Env = append(os.Environ(), "GOLDCARD_OPERATOR=li.wei")
 	out, err := cmd.CombinedOutput()
 	if err != nil || !strings.Contains(string(out), ": 2 data key(s); MAC keys of banks/signing") {
@@ -158,5 +182,24 @@ func TestKEKRotation(t *testing.T) {
 	cmd.Env = append(os.Environ(), switchtest.KEKEnv)
 	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "does not open") {
 		t.Fatalf("serve with the KEK rotated out: %v\n%s", err, out)
+	}
+}
+
+// TestNoDevelopmentKEKWhenExposed: a switch whose admin API other hosts
+// reach (as in a container) never makes its own KEK, even on its embedded
+// etcd: it refuses to start without one.
+func TestNoDevelopmentKEKWhenExposed(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	cmd := exec.Command(switchtest.Binary(t), "serve", "--db", ledgertest.UnusedDatabase(t), "--listen", "127.0.0.1:0",
+		"--admin", "0.0.0.0:0", "--etcd-listen", switchtest.FreeAddr(t), "--data-dir", dir)
+	cmd.Env = append(os.Environ(), "GOLDCARD_ADMIN_TOKEN=s3cret-token-of-the-test")
+	out, err := cmd.CombinedOutput()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 2 || !strings.Contains(string(out), "never makes its own") {
+		t.Fatalf("serve: %v\n%s", err, out)
+	}
+	if _, err := os.Stat(dir + "/dev.kek"); !os.IsNotExist(err) {
+		t.Fatalf("a development KEK was made: %v", err)
 	}
 }

@@ -53,8 +53,10 @@ CREATE INDEX cards_by_masked_pan ON cards (right(pan_masked, 4), left(pan_masked
 
 -- A request's response is sealed under sealed_by, and its fingerprint
 -- keyed; a request stored before either has sealed_by NULL.
+-- NOT VALID: the new column is empty, and checking it would hold the
+-- table's lock for a scan of every request; new rows are checked.
 ALTER TABLE requests ADD COLUMN sealed_by integer;
-ALTER TABLE requests ADD CONSTRAINT requests_sealed_by CHECK (sealed_by > 0);
+ALTER TABLE requests ADD CONSTRAINT requests_sealed_by CHECK (sealed_by > 0) NOT VALID;
 
 -- An answered request is final, but may be sealed again under another data
 -- key: its response changes form, and a fingerprint stored before
@@ -67,8 +69,10 @@ BEGIN
         RAISE EXCEPTION 'request % cannot change what it is', OLD.id USING ERRCODE = 'integrity_constraint_violation';
     END IF;
     IF OLD.state = 'answered' AND NEW.sealed_by IS DISTINCT FROM OLD.sealed_by THEN
-        IF (to_jsonb(NEW) - 'response' - 'sealed_by' - 'fingerprint') <> (to_jsonb(OLD) - 'response' - 'sealed_by' - 'fingerprint') THEN
-            RAISE EXCEPTION 'request % is answered: sealing it again changes nothing else', OLD.id
+        IF (to_jsonb(NEW) - 'response' - 'sealed_by' - 'fingerprint') <> (to_jsonb(OLD) - 'response' - 'sealed_by' - 'fingerprint')
+           OR NEW.sealed_by <= coalesce(OLD.sealed_by, 0)
+           OR NOT EXISTS (SELECT 1 FROM data_keys WHERE id = NEW.sealed_by AND purpose = 'data') THEN
+            RAISE EXCEPTION 'request % is answered: it may only be sealed again, under a newer data key, changing nothing else', OLD.id
                 USING ERRCODE = 'integrity_constraint_violation';
         END IF;
         RETURN NEW;

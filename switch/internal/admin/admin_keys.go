@@ -2,6 +2,7 @@ package admin
 
 import (
 	"context"
+	"errors"
 	"net/http"
 
 	"github.com/goldcard/goldcard/ledger"
@@ -39,6 +40,21 @@ type KeyRewrap struct {
 	Revision int64    `json:"revision,omitempty"`
 }
 
+// Refusal is a change of keys refused as it stands (409), with why.
+type Refusal struct{ Reason string }
+
+func (r *Refusal) Error() string { return r.Reason }
+
+// keyError answers a change of keys that failed.
+func (s *Server) keyError(w http.ResponseWriter, what string, err error) {
+	var r *Refusal
+	if errors.As(err, &r) {
+		writeError(w, http.StatusConflict, r.Reason)
+		return
+	}
+	s.internalError(w, what, err)
+}
+
 func (s *Server) showKeys(w http.ResponseWriter, r *http.Request) {
 	st, err := s.keys.Status(r.Context())
 	if err != nil {
@@ -57,7 +73,7 @@ func (s *Server) rotateKey(w http.ResponseWriter, r *http.Request) {
 	}
 	ch, err := s.keys.Rotate(r.Context())
 	if err != nil && ch.Key == 0 {
-		s.internalError(w, "rotating the data key", err)
+		s.keyError(w, "rotating the data key", err)
 		return
 	}
 	s.log.Info("data key rotated", "operator", op, "key", ch.Key)
@@ -79,7 +95,7 @@ func (s *Server) rewrapKeys(w http.ResponseWriter, r *http.Request) {
 	}
 	rw, err := s.keys.Rewrap(r.Context())
 	if err != nil {
-		s.internalError(w, "rewrapping keys", err)
+		s.keyError(w, "rewrapping keys", err)
 		return
 	}
 	s.log.Info("keys rewrapped", "operator", op, "kek", rw.KEK, "data_keys", rw.DataKeys, "banks", rw.Banks)

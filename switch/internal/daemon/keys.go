@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/goldcard/goldcard/config"
+	"github.com/goldcard/goldcard/ledger"
 	"github.com/goldcard/goldcard/switch/internal/admin"
 	"github.com/goldcard/goldcard/switch/internal/client"
 	"github.com/goldcard/goldcard/switch/internal/timer"
@@ -66,25 +67,46 @@ func (k keyAdmin) Status(ctx context.Context) (admin.KeyStatus, error) {
 	return admin.KeyStatus{KEK: kek, Keys: keys}, err
 }
 
+// everyoneHolds refuses what would wrap a key under this switch's KEK
+// while a live switch does not hold it: that switch could not open it.
+func (s *Switch) everyoneHolds(ctx context.Context) ([]config.Report, error) {
+	if s.etcd == nil {
+		return nil, nil
+	}
+	live, _, err := config.Instances(ctx, s.etcd, s.prefix)
+	if err != nil {
+		return nil, fmt.Errorf("reading the config center: %w", err)
+	}
+	if ok, who := config.Holds(live, s.kek.ID()); !ok {
+		return nil, &admin.Refusal{Reason: who + ": give every switch this KEK first (and restart them), then try again"}
+	}
+	return live, nil
+}
+
 func (k keyAdmin) Rotate(ctx context.Context) (admin.KeyChange, error) {
 	s := k.s
+	live, err := s.everyoneHolds(ctx)
+	if err != nil {
+		return admin.KeyChange{}, err
+	}
 	id, err := s.ledger.RotateDataKey(ctx)
 	if err != nil {
 		return admin.KeyChange{}, err
 	}
 	s.log.Info("data key rotated: new rows are sealed under it", "key", id)
 	out := admin.KeyChange{Key: id, Switches: []client.Applied{}}
-	if _, err := s.timer.Schedule(ctx, taskReseal, strconv.Itoa(int(id)), s.now(), nil); err != nil {
-		return out, err
-	}
+	// Earlier rows are sealed again once the switches have said they
+	// follow (or failed to): the job's last pass finds what a slow one
+	// wrote meanwhile.
+	defer func() {
+		if _, err := s.timer.Schedule(context.WithoutCancel(ctx), taskReseal, strconv.Itoa(int(id)), s.now(), nil); err != nil {
+			s.log.Error("scheduling the sealing of earlier rows under the new data key", "key", id, "err", err)
+		}
+	}()
 	if s.etcd == nil {
 		return out, nil
 	}
 	value, _ := json.Marshal(config.Keys{DataKey: id})
-	live, _, err := config.Instances(ctx, s.etcd, s.prefix)
-	if err != nil {
-		return out, fmt.Errorf("reading the config center: %w", err)
-	}
 	for {
 		_, rev, err := config.Read(ctx, s.etcd, s.prefix)
 		if err != nil {
@@ -105,6 +127,9 @@ func (k keyAdmin) Rotate(ctx context.Context) (admin.KeyChange, error) {
 
 func (k keyAdmin) Rewrap(ctx context.Context) (admin.KeyRewrap, error) {
 	s := k.s
+	if _, err := s.everyoneHolds(ctx); err != nil {
+		return admin.KeyRewrap{}, err
+	}
 	n, err := s.ledger.RewrapKeys(ctx)
 	if err != nil {
 		return admin.KeyRewrap{}, err
@@ -152,4 +177,31 @@ func (s *Switch) ensureReseal(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// kekIDs are the check values of every KEK k holds, the current one first.
+func kekIDs(k ledger.KEK) []string {
+	if set, ok := k.(interface{ IDs() []string }); ok {
+		return set.IDs()
+	}
+	return []string{k.ID()}
+}
+
+// recheckClear asks, while cards stored before PANs were sealed may
+// remain, whether they still do, so that a switch that did not seal them
+// stops sending their plain PANs to the database soon after.
+func (s *Switch) recheckClear(ctx context.Context) {
+	t := time.NewTicker(30 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		plain, err := s.ledger.RecheckClear(ctx)
+		if err == nil && !plain {
+			return
+		}
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"strings"
 	"time"
@@ -135,12 +136,28 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
+	// The config center never holds a MAC key in the clear: the seed's
+	// are wrapped, and the switch runs on them as it will on its center's.
 	if _, err := config.WrapKeys(seed, keys, false); err != nil {
 		return cli.UsageError{Err: fmt.Errorf("config: %w", err)}
 	}
+	if snap, err = config.Build(0, seed, iso.BuiltinSpecs()); err == nil {
+		err = snap.OpenKeys(keys)
+	}
+	if err != nil {
+		return cli.UsageError{Err: fmt.Errorf("config: %w", err)}
+	}
 
-	// A KEK that does not open the database's keys stops the switch
-	// before it changes anything.
+	etcd, closeEtcd, err := cli.ConnectEtcd(cli.Etcd{Endpoints: o.Etcd, Listen: o.EtcdListen, DataDir: o.DataDir}, log)
+	if err != nil {
+		return err
+	}
+	defer closeEtcd()
+	// A KEK that does not open the config center's keys, or the
+	// database's, stops the switch before it changes either.
+	if err := centerKeysOpen(ctx, o, etcd, keys); err != nil {
+		return err
+	}
 	pool, err := cli.OpenDatabase(ctx, o.DB, o.DBPool, log, func(ctx context.Context, pool *pgxpool.Pool) error {
 		return ledger.CheckKEK(ctx, pool, keys)
 	})
@@ -149,11 +166,6 @@ func Run(ctx context.Context, o Options) error {
 	}
 	defer pool.Close()
 
-	etcd, closeEtcd, err := cli.ConnectEtcd(cli.Etcd{Endpoints: o.Etcd, Listen: o.EtcdListen, DataDir: o.DataDir}, log)
-	if err != nil {
-		return err
-	}
-	defer closeEtcd()
 	snap, cluster, err := configCenter(ctx, o, etcd, seed, snap, dialects, keys)
 	if err != nil {
 		return err
@@ -207,13 +219,17 @@ func configCenter(ctx context.Context, o Options, etcd *clientv3.Client, seed ma
 		if len(wrote) > 0 {
 			o.Log.Info("config center seeded", "keys", wrote)
 		}
-		// MAC keys written in the clear before they were wrapped.
-		var wrapped []string
-		if wrapped, _, err = config.WrapStored(sctx, etcd, o.EtcdPrefix, keys, false); err != nil {
-			return nil, 0, fmt.Errorf("wrapping the config center's MAC keys: %w", err)
+		// MAC keys written in the clear before they were wrapped: the
+		// history that holds them is compacted away.
+		wrapped, rev, werr := config.WrapStored(sctx, etcd, o.EtcdPrefix, keys, false)
+		if werr != nil {
+			return nil, 0, fmt.Errorf("wrapping the config center's MAC keys: %w", werr)
 		}
 		if len(wrapped) > 0 {
-			o.Log.Warn("MAC keys in the config center were in the clear: wrapped under the KEK", "keys", wrapped, "kek", keys.ID())
+			_, cerr := etcd.Compact(sctx, rev, clientv3.WithCompactPhysical())
+			o.Log.Warn("MAC keys in the config center were in the clear: wrapped under the KEK and the history compacted; "+
+				"rotate them with their banks, and treat backups of etcd taken before as holding them",
+				"keys", wrapped, "kek", keys.ID(), "compact_err", cerr)
 		}
 		kvs, rev, rerr := config.Read(sctx, etcd, o.EtcdPrefix)
 		err = rerr
@@ -237,8 +253,34 @@ func configCenter(ctx context.Context, o Options, etcd *clientv3.Client, seed ma
 	return snap, cluster, nil
 }
 
-// loadKEK is the switch's KEK: of --kek-file or $GOLDCARD_KEK, else, on
-// the embedded etcd only, the development KEK of the data directory.
+// centerKeysOpen checks that keys open every MAC key the config center
+// holds wrapped, reading only; a config center that does not answer is
+// left to configCenter.
+func centerKeysOpen(ctx context.Context, o Options, etcd *clientv3.Client, keys config.KEK) error {
+	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	kvs, rev, err := config.Read(rctx, etcd, o.EtcdPrefix)
+	if err != nil {
+		return nil
+	}
+	snap, err := config.Build(rev, kvs, iso.BuiltinSpecs())
+	if err != nil {
+		return nil // configCenter says what is wrong with it
+	}
+	for _, b := range snap.Banks {
+		if b.MAC != nil && b.MAC.KeyWrapped == "" {
+			b.MAC = nil // in the clear: wrapped by configCenter
+		}
+	}
+	if err := snap.OpenKeys(keys); err != nil {
+		return fmt.Errorf("the config center's MAC keys do not open under this switch's KEK %s: %w", keys.ID(), err)
+	}
+	return nil
+}
+
+// loadKEK is the switch's KEK: of --kek-file or $GOLDCARD_KEK, else, for
+// a switch on its embedded etcd with its admin API on loopback (a
+// developer's), the development KEK of the data directory.
 func loadKEK(o Options) (*kek.Set, error) {
 	keys, err := kek.Load(o.KEKFile)
 	if !errors.Is(err, kek.ErrNone) {
@@ -249,6 +291,9 @@ func loadKEK(o Options) (*kek.Set, error) {
 	}
 	if o.Etcd != "" {
 		return nil, cli.UsageError{Err: fmt.Errorf("%w: a switch joining a cluster never makes its own (every switch needs the same KEKs)", kek.ErrNone)}
+	}
+	if a, err := net.ResolveTCPAddr("tcp", o.Admin); o.Admin != "" && (err != nil || !a.IP.IsLoopback()) {
+		return nil, cli.UsageError{Err: fmt.Errorf("%w: a switch whose admin API other hosts reach (--admin %s) never makes its own", kek.ErrNone, o.Admin)}
 	}
 	keys, path, made, err := kek.Dev(o.DataDir)
 	if err != nil {

@@ -177,7 +177,7 @@ func New(ctx context.Context, p Parts) (*Switch, error) {
 	}
 	if p.Etcd != nil {
 		s.watcher = &config.Watcher{
-			Client: p.Etcd, Prefix: p.Prefix, Store: p.Config, Builtin: iso.BuiltinSpecs(), BuildDialect: dialects.Check, KEK: p.KEK,
+			Client: p.Etcd, Prefix: p.Prefix, Store: p.Config, Builtin: iso.BuiltinSpecs(), BuildDialect: dialects.Check, KEK: p.KEK, KEKs: kekIDs(p.KEK),
 			ID: p.Instance, Version: version, Log: p.Log,
 			Applied:  s.apply,
 			Rejected: func(int64, error) { s.m.configRejected.Inc() },
@@ -237,6 +237,7 @@ func (s *Switch) Start() error {
 		defer close(s.backgroundDone)
 		var wg sync.WaitGroup
 		wg.Go(func() { s.dbProbe.run(ctx) })
+		wg.Go(func() { s.recheckClear(ctx) })
 		if s.elect != nil {
 			wg.Go(func() { s.elect(ctx, s.lead) })
 		}

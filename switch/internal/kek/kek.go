@@ -76,6 +76,9 @@ func Parse(b []byte) (*Set, error) {
 			s.ids = append(s.ids, id)
 		}
 	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("kek: reading keys: %w", err)
+	}
 	if len(s.ids) == 0 {
 		return nil, errors.New("kek: no key given (32 bytes as 64 hex digits or base64, one per line)")
 	}
@@ -114,6 +117,13 @@ func CheckValue(key []byte) string {
 // either.
 func Load(file string) (*Set, error) {
 	if file != "" {
+		fi, err := os.Stat(file)
+		if err != nil {
+			return nil, fmt.Errorf("--kek-file: %w", err)
+		}
+		if fi.Mode().Perm()&0o077 != 0 {
+			return nil, fmt.Errorf("--kek-file %s: readable by others (mode %04o): make it readable by its owner only (chmod 600)", file, fi.Mode().Perm())
+		}
 		b, err := os.ReadFile(file)
 		if err != nil {
 			return nil, fmt.Errorf("--kek-file: %w", err)

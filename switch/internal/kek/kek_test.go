@@ -101,6 +101,12 @@ func TestLoadAndDev(t *testing.T) {
 	if e, err := Load(""); err != nil || e.ID() != CheckValue(mustHex(other)) {
 		t.Fatalf("Load from $%s: %v", Env, err)
 	}
+	if err := os.Chmod(file, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(file); err == nil || !strings.Contains(err.Error(), "chmod 600") {
+		t.Fatalf("Load of a file others can read: %v", err)
+	}
 	if _, err := Load(filepath.Join(dir, "missing")); err == nil || !strings.Contains(err.Error(), "--kek-file") {
 		t.Fatalf("Load of a missing file: %v", err)
 	}

@@ -73,7 +73,7 @@ func (k *macKeys) verify(bank *config.Bank, body []byte, msg *iso8583.Message) (
 	bk := k.banks[bank.Code]
 	k.mu.RUnlock()
 	var cur *iso.MACKey
-	if bk != nil && bk.conf.Algorithm == bank.MAC.Algorithm && bk.conf.Key == bank.MAC.Key {
+	if bk != nil && bk.conf.Algorithm == bank.MAC.Algorithm && bk.conf.Key == bank.MAC.Key && bk.conf.KeyWrapped == bank.MAC.KeyWrapped {
 		cur = bk.cur
 	} else {
 		// The config changed and update has not seen it yet.

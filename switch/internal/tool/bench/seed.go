@@ -2,9 +2,11 @@ package bench
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -180,27 +182,33 @@ func seedRequests(ctx context.Context, pool *pgxpool.Pool, l *ledger.Ledger, f s
 		return fmt.Errorf("counting seeded requests: %w", err)
 	}
 	cards := last - first + 1
-	// Every seeded request stores one response, sealed as the switch
-	// seals its own, and one fingerprint.
-	response, key := l.SealResponse([]byte{0})
+	// Every seeded request stores one fingerprint, and one response
+	// sealed as the switch seals its own, bound to the request's key.
 	fingerprint := l.Fingerprint([]byte{0})
 	for n := 0; n < f.requests; n += seedChunk {
 		size := min(seedChunk, f.requests-n)
 		lo := base + int64(n)
+		txnKeys, responses := make([][]byte, size), make([][]byte, size)
+		var key int32
+		for i := range size {
+			sum := sha256.Sum256([]byte(SeedBank + strconv.FormatInt(lo+int64(i), 10)))
+			txnKeys[i] = sum[:16]
+			responses[i], key = l.SealResponse(txnKeys[i], []byte{0})
+		}
 		_, err := pool.Exec(ctx, `WITH r AS (
 				INSERT INTO requests (bank, acquirer, stan, transmitted, terminal, mti_class, mti, rrn, fingerprint, card_id,
 					txn_type, amount, response_code, auth_code, response, txn_key, currency, created_at, business_date, sealed_by)
 				SELECT $1, '000000', lpad((g % 1000000)::text, 6, '0'), '0101000000', 'S' || lpad((g / 1000000)::text, 7, '0'),
-					'020', '0200', lpad(g::text, 12, '0'), $7::bytea, $2::bigint + g % $3::bigint,
-					'purchase', 100, '00', '000000', $8::bytea,
-					substring(sha256(convert_to($1 || g, 'UTF8')) FROM 1 FOR 16), '156', now() - interval '1 day',
-					((now() - interval '1 day') AT TIME ZONE 'Asia/Shanghai')::date, $9::int
-				FROM generate_series($4::bigint, $4::bigint + $5::bigint - 1) g
+					'020', '0200', lpad(g::text, 12, '0'), $6::bytea, $2::bigint + g % $3::bigint,
+					'purchase', 100, '00', '000000', x.response, x.txn_key, '156', now() - interval '1 day',
+					((now() - interval '1 day') AT TIME ZONE 'Asia/Shanghai')::date, $8::int
+				FROM unnest($7::bytea[], $9::bytea[]) WITH ORDINALITY x(txn_key, response, i), LATERAL (SELECT $4::bigint + x.i - 1 AS g) n
+				ORDER BY x.i
 				RETURNING id, card_id
 			)
 			INSERT INTO transfers (request_id, kind, debit_account, credit_account, currency, amount)
-			SELECT r.id, 'purchase', a.id, $6, '156', 100 FROM r JOIN accounts a ON a.card_id = r.card_id AND a.kind = 'cash'`,
-			SeedBank, first, cards, lo, size, settlement, fingerprint, response, key)
+			SELECT r.id, 'purchase', a.id, $5, '156', 100 FROM r JOIN accounts a ON a.card_id = r.card_id AND a.kind = 'cash'`,
+			SeedBank, first, cards, lo, settlement, fingerprint, txnKeys, key, responses)
 		if err != nil {
 			return fmt.Errorf("seeding requests: %w", err)
 		}

@@ -75,22 +75,23 @@ func wrapForKey(key string, b []byte) []byte {
 }
 
 // wrapMAC is a bank's value with its MAC key, if given in the clear,
-// wrapped under the KEK: the config center never holds it in the clear.
-func wrapMAC(f flags, key string, value []byte) ([]byte, error) {
+// wrapped under the KEK (the config center never holds it in the clear),
+// and the check value of the KEK it is wrapped under, if it is.
+func wrapMAC(f flags, key string, value []byte) ([]byte, string, error) {
 	one := map[string][]byte{key: value}
 	var keys config.KEK
 	if _, err := config.WrapKeys(one, nil, false); err != nil {
 		// A clear key to wrap: only now is the KEK needed.
 		set, kerr := kek.ForTool(f.kekFile, "./var")
 		if kerr != nil {
-			return nil, fmt.Errorf("%s holds a MAC key in the clear, which is written wrapped under the switches' KEK: %w", key, kerr)
+			return nil, "", fmt.Errorf("%s holds a MAC key in the clear, which is written wrapped under the switches' KEK: %w", key, kerr)
 		}
 		keys = set
 	}
 	if _, err := config.WrapKeys(one, keys, false); err != nil {
-		return nil, err
+		return nil, "", err
 	}
-	return one[key], nil
+	return one[key], config.WrappedUnder(key, one[key]), nil
 }
 
 func putValue(c *cobra.Command, f flags, key, path string) error {
@@ -105,7 +106,8 @@ func putValue(c *cobra.Command, f flags, key, path string) error {
 	if err != nil {
 		return fmt.Errorf("%s is invalid:\n%w", key, err)
 	}
-	if value, err = wrapMAC(f, key, value); err != nil {
+	value, under, err := wrapMAC(f, key, value)
+	if err != nil {
 		return err
 	}
 	ctx, cl, done, err := etcdCall(c, f)
@@ -116,6 +118,11 @@ func putValue(c *cobra.Command, f flags, key, path string) error {
 	live, _, err := config.Instances(ctx, cl, f.prefix)
 	if err != nil {
 		return fmt.Errorf("reading the config center at %s: %w", f.etcd, err)
+	}
+	if under != "" {
+		if ok, who := config.Holds(live, under); !ok {
+			return fmt.Errorf("refused, nothing written: the MAC key of %s is wrapped under KEK %s, and %s: give --kek-file the switches' KEK", key, under, who)
+		}
 	}
 	rev, start, err := change(ctx, cl, f, key, value)
 	if err != nil {
