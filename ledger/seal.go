@@ -46,7 +46,9 @@ const (
 // neither opens in another row, nor as the other.
 func aadPAN(hash []byte) []byte { return append([]byte("goldcard/card/pan/"), hash...) }
 
-func aadResponse(txnKey []byte) []byte { return append([]byte("goldcard/request/response/"), txnKey...) }
+func aadResponse(txnKey []byte) []byte {
+	return append([]byte("goldcard/request/response/"), txnKey...)
+}
 
 // keyring is the ledger's data keys, unwrapped, and the lookup key.
 type keyring struct {
@@ -296,7 +298,9 @@ func (l *Ledger) SealPAN(pan string) (hash, sealed []byte, key int32, masked str
 
 // SealResponse is SealPAN for the stored response of the request keyed
 // txnKey (its Key.Digest).
-func (l *Ledger) SealResponse(txnKey, resp []byte) ([]byte, int32) { return l.sealResponse(txnKey, resp) }
+func (l *Ledger) SealResponse(txnKey, resp []byte) ([]byte, int32) {
+	return l.sealResponse(txnKey, resp)
+}
 
 // sealResponse is a response as stored, and the key it is sealed under.
 func (l *Ledger) sealResponse(txnKey, resp []byte) ([]byte, int32) {
