@@ -110,7 +110,7 @@ func (l *Ledger) CreateCard(ctx context.Context, n NewCard) (*Card, error) {
 		// A card stored before PANs were sealed, not yet sealed, is found
 		// by its plain PAN.
 		err := tx.tx.QueryRow(ctx, `INSERT INTO cards (pan_hash, pan_sealed, pan_key, pan_masked, currency)
-			SELECT $1, $2, $3, $4, $5 WHERE NOT EXISTS (SELECT 1 FROM cards WHERE pan = $6)
+			SELECT $1, $2, $3, $4, $5 WHERE NOT EXISTS (SELECT 1 FROM cards WHERE pan_clear = $6)
 			RETURNING id`, p.hash, p.sealed, p.key, p.masked, n.Currency, l.plainPAN(n.PAN)).Scan(&id)
 		if code, constraint := pgCode(err); errors.Is(err, pgx.ErrNoRows) || (code == codeUniqueViolation && constraint == "cards_pan_hash_key") {
 			return ErrCardExists
@@ -155,7 +155,7 @@ func (l *Ledger) byPAN(pan string) (where string, more []any) {
 	if !l.plainCards.Load() {
 		return "c.pan_hash = $1", nil
 	}
-	return "(c.pan_hash = $1 OR c.pan = $3)", []any{pan}
+	return "(c.pan_hash = $1 OR c.pan_clear = $3)", []any{pan}
 }
 
 // plainPAN is what a look-up by PAN asks of cards stored before PANs were
@@ -231,7 +231,7 @@ const cardQuery = `SELECT c.id, c.ref, ` + maskedColumn + `, c.currency, c.statu
 	FROM cards c JOIN accounts a ON a.card_id = c.id`
 
 // maskedColumn is a card's masked PAN, of cards c, sealed or not yet.
-const maskedColumn = `coalesce(c.pan_masked, left(c.pan, 6) || repeat('*', length(c.pan) - 10) || right(c.pan, 4))`
+const maskedColumn = `coalesce(c.pan_masked, left(c.pan_clear, 6) || repeat('*', length(c.pan_clear) - 10) || right(c.pan_clear, 4))`
 
 // LockCard is LockCardByID for a card known by its PAN.
 func (tx *Tx) LockCard(ctx context.Context, pan string, day time.Time) (*Card, error) {

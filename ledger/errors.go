@@ -15,6 +15,9 @@ var (
 	// ErrCommitUnknown is a commit sent whose outcome never came back:
 	// the transaction may or may not have committed.
 	ErrCommitUnknown = errors.New("ledger: commit outcome unknown")
+	// ErrBusy is work that gave way to requests holding the rows it
+	// needs: it is to be tried again shortly.
+	ErrBusy = errors.New("ledger: rows busy with requests")
 )
 
 // errStale means a row changed between being read and being written by
@@ -29,6 +32,7 @@ const (
 	codeDeadlockDetected     = "40P01"
 	codeInvalidCatalogName   = "3D000"
 	codeDuplicateDatabase    = "42P04"
+	codeLockNotAvailable     = "55P03"
 )
 
 func pgCode(err error) (code, constraint string) {

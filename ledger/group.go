@@ -100,7 +100,7 @@ func (tx *Tx) LookupGroup(ctx context.Context, fs []Find) ([]*Lookup, error) {
 		where, args := `c.pan_hash = k.hash`, []any{hashes, days}
 		if tx.l.plainCards.Load() {
 			// Cards stored before PANs were sealed, not sealed yet.
-			where, args = `c.pan_hash = k.hash OR c.pan = k.pan`, append(args, pans)
+			where, args = `c.pan_hash = k.hash OR c.pan_clear = k.pan`, append(args, pans)
 		} else {
 			args = append(args, make([]string, len(pans)))
 		}

@@ -3,6 +3,7 @@ package ledger
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -45,68 +46,102 @@ func (l *Ledger) Reseal(ctx context.Context, batch int) (Resealing, error) {
 	if err != nil {
 		return r, fmt.Errorf("reading data key %d: %w", r.Key, err)
 	}
-	if at != nil {
-		r.Done = true
-		return r, nil
-	}
-	err = pgx.BeginFunc(ctx, l.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `SELECT set_config('lock_timeout', $1, true)`, resealLockTimeout); err != nil {
+	if at == nil {
+		var more bool
+		err = pgx.BeginFunc(ctx, l.pool, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, `SELECT set_config('lock_timeout', $1, true)`, resealLockTimeout); err != nil {
+				return err
+			}
+			var err error
+			if r.Cards >= 0 {
+				r.Cards, more, r.Changed, err = l.resealCards(ctx, tx, r.Key, r.Cards, batch)
+			} else {
+				r.Requests, more, r.Changed, err = l.resealRequests(ctx, tx, r.Key, r.Requests, batch)
+			}
+			if err != nil {
+				return err
+			}
+			_, err = tx.Exec(ctx, `UPDATE data_keys SET resealed_cards = $2, resealed_requests = $3 WHERE id = $1`, r.Key, r.Cards, r.Requests)
 			return err
+		})
+		if err == nil && !more {
+			// The end of a pass, outside its transaction: a scan of the
+			// table holds no row's lock.
+			err = l.endOfPass(ctx, &r)
 		}
-		var (
-			more bool
-			err  error
-		)
-		if r.Cards >= 0 {
-			r.Cards, more, r.Changed, err = l.resealCards(ctx, tx, r.Key, r.Cards, batch)
-			if err == nil && !more {
-				r.Cards, err = straggler(ctx, tx, `SELECT min(id) FROM cards WHERE pan_key IS DISTINCT FROM $1`, r.Key)
-			}
-		} else {
-			r.Requests, more, r.Changed, err = l.resealRequests(ctx, tx, r.Key, r.Requests, batch)
-			var back int64
-			if err == nil && !more {
-				back, err = straggler(ctx, tx, `SELECT min(id) FROM requests WHERE sealed_by IS DISTINCT FROM $1`, r.Key)
-			}
-			if err == nil && !more && back >= 0 {
-				r.Requests = back
-			} else if err == nil && !more {
-				// Cards written meanwhile under another key, too: the
-				// pass over requests then ends here again.
-				back, err = straggler(ctx, tx, `SELECT min(id) FROM cards WHERE pan_key IS DISTINCT FROM $1`, r.Key)
-				r.Cards, r.Done = back, err == nil && back < 0
-			}
+		if code, _ := pgCode(err); code == codeLockNotAvailable {
+			return r, fmt.Errorf("%w: sealing rows again under data key %d: %w", ErrBusy, r.Key, err)
 		}
 		if err != nil {
-			return err
+			return r, fmt.Errorf("sealing rows again under data key %d: %w", r.Key, err)
 		}
-		_, err = tx.Exec(ctx, `UPDATE data_keys SET resealed_cards = $2, resealed_requests = $3, resealed_at = CASE WHEN $4 THEN now() END
-			WHERE id = $1`, r.Key, r.Cards, r.Requests, r.Done)
-		return err
-	})
-	if err != nil {
-		return r, fmt.Errorf("sealing rows again under data key %d: %w", r.Key, err)
-	}
-	if r.Done {
-		if err := l.refuseClear(ctx); err != nil {
-			return r, err
+		if !r.Done {
+			return r, nil
 		}
-		l.plainCards.Store(false)
 	}
+	// Every row sealed under the key: the schema refuses clear card data
+	// from now on (still to do if a try to say so gave way before).
+	if err := l.refuseClear(ctx, true); err != nil {
+		return r, err
+	}
+	l.plainCards.Store(false)
+	r.Done = true
 	return r, nil
+}
+
+// endOfPass looks, at the end of a pass over cards or requests, for rows
+// still under another key, written meanwhile by a switch that had not
+// moved to this one, and goes back for them: the pass over cards is
+// followed by one over requests, and that by the check of cards again.
+func (l *Ledger) endOfPass(ctx context.Context, r *Resealing) error {
+	cards := `SELECT min(id) FROM cards WHERE pan_key IS DISTINCT FROM $1`
+	var err error
+	if r.Cards >= 0 {
+		r.Cards, err = straggler(ctx, l.pool, cards, r.Key)
+	} else {
+		var back int64
+		if back, err = straggler(ctx, l.pool, `SELECT min(id) FROM requests WHERE sealed_by IS DISTINCT FROM $1`, r.Key); err == nil && back >= 0 {
+			r.Requests = back
+		} else if err == nil {
+			back, err = straggler(ctx, l.pool, cards, r.Key)
+			r.Cards, r.Done = back, err == nil && back < 0
+		}
+	}
+	if err != nil {
+		return err
+	}
+	_, err = l.pool.Exec(ctx, `UPDATE data_keys SET resealed_cards = $2, resealed_requests = $3, resealed_at = CASE WHEN $4 THEN now() END
+		WHERE id = $1`, r.Key, r.Cards, r.Requests, r.Done)
+	return err
 }
 
 // straggler is where a pass over a table must go back to: before the
 // first row query finds (by its id, given $1 the key), or -1 for none.
-func straggler(ctx context.Context, tx pgx.Tx, query string, key int32) (int64, error) {
+func straggler(ctx context.Context, q querier, query string, key int32) (int64, error) {
 	var id *int64
-	if err := tx.QueryRow(ctx, query, key).Scan(&id); err != nil {
+	if err := q.QueryRow(ctx, query, key).Scan(&id); err != nil {
 		return 0, err
 	}
 	if id == nil {
 		return -1, nil
 	}
 	return *id - 1, nil
+}
+
+// Sealed reports whether every row is sealed under the data key in use
+// and the schema refuses clear card data: nothing is left for Reseal.
+func (l *Ledger) Sealed(ctx context.Context) (bool, error) {
+	if err := l.learnNewerKey(ctx); err != nil {
+		return false, err
+	}
+	var done bool
+	err := l.pool.QueryRow(ctx, `SELECT (SELECT resealed_at IS NOT NULL FROM data_keys WHERE id = $1)
+		AND (SELECT count(*) = 2 FROM pg_constraint WHERE conname IN ('cards_pan_sealed_only', 'requests_sealed_only') AND convalidated)`,
+		l.keys.activeKey()).Scan(&done)
+	if err != nil {
+		return false, fmt.Errorf("reading data keys: %w", err)
+	}
+	return done, nil
 }
 
 // learnNewerKey moves to a data key another switch made, if there is one:
@@ -125,7 +160,7 @@ func (l *Ledger) learnNewerKey(ctx context.Context) error {
 func (l *Ledger) checkClear(ctx context.Context) error {
 	var refused bool
 	err := l.pool.QueryRow(ctx, `SELECT count(*) = 2 FROM pg_constraint
-		WHERE conname IN ('cards_pan_sealed_only', 'requests_sealed_only') AND convalidated`).Scan(&refused)
+		WHERE conname IN ('cards_pan_sealed_only', 'requests_sealed_only')`).Scan(&refused)
 	if err != nil || refused {
 		return err
 	}
@@ -140,7 +175,12 @@ func (l *Ledger) checkClear(ctx context.Context) error {
 	if requests {
 		return nil
 	}
-	return l.refuseClear(ctx)
+	// The tables' rows are checked by the reseal job, in the background;
+	// one that gives way here is left to it.
+	if err := l.refuseClear(ctx, false); err != nil && !errors.Is(err, ErrBusy) {
+		return err
+	}
+	return nil
 }
 
 // RecheckClear reports whether cards stored before PANs were sealed remain;
@@ -148,7 +188,7 @@ func (l *Ledger) checkClear(ctx context.Context) error {
 // database. A switch that did not seal them asks from time to time.
 func (l *Ledger) RecheckClear(ctx context.Context) (bool, error) {
 	var plain bool
-	if err := l.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM cards WHERE pan IS NOT NULL)`).Scan(&plain); err != nil {
+	if err := l.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM cards WHERE pan_clear IS NOT NULL)`).Scan(&plain); err != nil {
 		return false, fmt.Errorf("reading cards: %w", err)
 	}
 	l.plainCards.Store(plain)
@@ -159,9 +199,9 @@ func (l *Ledger) RecheckClear(ctx context.Context) (bool, error) {
 // clear and a request without a sealed response, once there are none:
 // from then on, nothing written by any build can store either. Adding one
 // waits briefly for its lock, and checks the rows without blocking writes.
-func (l *Ledger) refuseClear(ctx context.Context) error {
+func (l *Ledger) refuseClear(ctx context.Context, validate bool) error {
 	for _, c := range []struct{ table, name, check string }{
-		{"cards", "cards_pan_sealed_only", "pan IS NULL"},
+		{"cards", "cards_pan_sealed_only", "pan_clear IS NULL"},
 		{"requests", "requests_sealed_only", "sealed_by IS NOT NULL"},
 	} {
 		var have, valid bool
@@ -170,22 +210,30 @@ func (l *Ledger) refuseClear(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("reading constraints: %w", err)
 		}
-		if valid {
+		if valid || (have && !validate) {
 			continue
 		}
 		if !have {
+			// The table's lock, for an instant: given up at once if a
+			// transaction holds it, so that no request waits behind it.
 			if err := pgx.BeginFunc(ctx, l.pool, func(tx pgx.Tx) error {
-				if _, err := tx.Exec(ctx, `SET LOCAL lock_timeout = '2s'`); err != nil {
+				if _, err := tx.Exec(ctx, `SET LOCAL lock_timeout = '50ms'`); err != nil {
 					return err
 				}
 				_, err := tx.Exec(ctx, `ALTER TABLE `+c.table+` ADD CONSTRAINT `+c.name+` CHECK (`+c.check+`) NOT VALID`)
 				return err
 			}); err != nil {
+				if code, _ := pgCode(err); code == codeLockNotAvailable {
+					err = fmt.Errorf("%w: %w", ErrBusy, err)
+				}
 				return fmt.Errorf("refusing clear card data in %s: %w", c.table, err)
 			}
 		}
-		if _, err := l.pool.Exec(ctx, `ALTER TABLE `+c.table+` VALIDATE CONSTRAINT `+c.name); err != nil {
-			return fmt.Errorf("refusing clear card data in %s: %w", c.table, err)
+		// Checking the rows takes a lock that lets requests be written.
+		if validate {
+			if _, err := l.pool.Exec(ctx, `ALTER TABLE `+c.table+` VALIDATE CONSTRAINT `+c.name); err != nil {
+				return fmt.Errorf("refusing clear card data in %s: %w", c.table, err)
+			}
 		}
 	}
 	return nil
@@ -195,7 +243,7 @@ func (l *Ledger) refuseClear(ctx context.Context) error {
 // under key, up to batch of them, and returns the last id read and whether
 // there may be more.
 func (l *Ledger) resealCards(ctx context.Context, tx pgx.Tx, key int32, after int64, batch int) (int64, bool, int, error) {
-	rows, err := tx.Query(ctx, `SELECT id, pan, pan_sealed, pan_key, pan_hash FROM cards WHERE id > $1 ORDER BY id LIMIT $2`, after, batch)
+	rows, err := tx.Query(ctx, `SELECT id, pan_clear, pan_sealed, pan_key, pan_hash FROM cards WHERE id > $1 ORDER BY id LIMIT $2`, after, batch)
 	if err != nil {
 		return 0, false, 0, err
 	}
@@ -221,8 +269,8 @@ func (l *Ledger) resealCards(ctx context.Context, tx pgx.Tx, key int32, after in
 	last := after
 	for _, c := range cards {
 		last = c.id
-		if c.key != nil && *c.key == key {
-			continue
+		if c.key != nil && *c.key >= key {
+			continue // under this key, or a newer one another switch made meanwhile
 		}
 		var pan string
 		if c.pan != nil {
@@ -246,7 +294,7 @@ func (l *Ledger) resealCards(ctx context.Context, tx pgx.Tx, key int32, after in
 	}
 	n := 0
 	if len(ids) > 0 {
-		tag, err := tx.Exec(ctx, `UPDATE cards c SET pan = NULL, pan_hash = k.hash, pan_sealed = k.sealed, pan_key = $6, pan_masked = k.masked
+		tag, err := tx.Exec(ctx, `UPDATE cards c SET pan_clear = NULL, pan_hash = k.hash, pan_sealed = k.sealed, pan_key = $6, pan_masked = k.masked
 			FROM unnest($1::bigint[], $2::int[], $3::bytea[], $4::bytea[], $5::text[]) k(id, old_key, hash, sealed, masked)
 			WHERE c.id = k.id AND c.pan_key IS NOT DISTINCT FROM k.old_key`, ids, oldKeys, hashes, sealed, masked, key)
 		if err != nil {
@@ -284,8 +332,8 @@ func (l *Ledger) resealRequests(ctx context.Context, tx pgx.Tx, key int32, after
 	last := after
 	for _, r := range reqs {
 		last = r.id
-		if r.key != nil && *r.key == key {
-			continue
+		if r.key != nil && *r.key >= key {
+			continue // under this key, or a newer one another switch made meanwhile
 		}
 		plain, err := l.openResponse(ctx, tx, r.txnKey, r.key, r.response)
 		if err != nil {

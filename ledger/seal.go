@@ -386,6 +386,9 @@ func (l *Ledger) RotateDataKey(ctx context.Context) (int32, error) {
 	return id, l.UseDataKey(ctx, id)
 }
 
+// DataKeyInUse is the id of the data key this ledger seals under.
+func (l *Ledger) DataKeyInUse() int32 { return l.keys.activeKey() }
+
 // UseDataKey seals what this ledger writes under the data key id from now
 // on, if it is newer than the one in use.
 func (l *Ledger) UseDataKey(ctx context.Context, id int32) error {

@@ -93,7 +93,7 @@ func TestCardDataIsSealed(t *testing.T) {
 		t.Fatal("another request's sealed response opened as this one's")
 	}
 	// Nothing in the clear is taken any more.
-	if _, err := pool.Exec(ctx, `INSERT INTO cards (pan, currency) VALUES ('6228480000000003', '156')`); err == nil {
+	if _, err := pool.Exec(ctx, `INSERT INTO cards (pan_clear, currency) VALUES ('6228480000000003', '156')`); err == nil {
 		t.Fatal("a card with its PAN in the clear was taken")
 	}
 	if _, err := pool.Exec(ctx, `UPDATE cards SET pan_sealed = (SELECT response FROM requests WHERE txn_key = $1)`, other.Key.Digest()); err != nil {
@@ -277,14 +277,14 @@ func TestPlainCardDataIsSealedInPlace(t *testing.T) {
 	default:
 	}
 	var plainCards, plainRequests int
-	if err := pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM cards WHERE pan IS NOT NULL OR pan_sealed IS NULL),
+	if err := pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM cards WHERE pan_clear IS NOT NULL OR pan_sealed IS NULL),
 			(SELECT count(*) FROM requests WHERE sealed_by IS NULL)`).Scan(&plainCards, &plainRequests); err != nil {
 		t.Fatal(err)
 	}
 	if plainCards != 0 || plainRequests != 0 {
 		t.Fatalf("%d cards and %d requests left in the clear", plainCards, plainRequests)
 	}
-	if _, err := pool.Exec(ctx, `INSERT INTO cards (pan, currency) VALUES ('6228480000000009', '156')`); err == nil {
+	if _, err := pool.Exec(ctx, `INSERT INTO cards (pan_clear, currency) VALUES ('6228480000000009', '156')`); err == nil {
 		t.Fatal("a card with its PAN in the clear was taken once every card was sealed")
 	}
 	needles := make([][]byte, len(pans))
@@ -459,4 +459,80 @@ func (k twoKEKs) Unwrap(id string, wrapped, aad []byte) ([]byte, error) {
 		}
 	}
 	return nil, fmt.Errorf("no KEK %s", id)
+}
+
+// BenchmarkSealing is what sealing adds to one request: its card's lookup
+// hash, its fingerprint keyed, and its response sealed and opened again.
+func BenchmarkSealing(b *testing.B) {
+	l, _ := ledgertest.New(b)
+	key := ledger.Key{Bank: "default", STAN: "000001"}.Digest()
+	resp := response(pan)
+	digest := sha256.Sum256([]byte(pan))
+	b.ReportAllocs()
+	for b.Loop() {
+		hash, _, _, _ := l.SealPAN(pan)
+		_ = l.Fingerprint(digest[:])
+		sealed, _ := l.SealResponse(key, resp)
+		if len(hash) != 32 || len(sealed) != len(resp)+28 {
+			b.Fatal("sizes")
+		}
+	}
+}
+
+// TestResealGivesWay: the reseal job gives way to a transaction holding
+// what it needs (a request's row, a table's lock) with ErrBusy rather than
+// make requests wait, and finishes once it is let through, with the
+// schema then refusing clear card data.
+func TestResealGivesWay(t *testing.T) {
+	ctx := context.Background()
+	pool, _, reqs := legacyLedger(t, 3)
+	if err := ledger.Migrate(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	l := ledgertest.Open(t, pool)
+	hold := func(sql string, args ...any) func() {
+		tx, err := pool.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tx.Exec(ctx, sql, args...); err != nil {
+			t.Fatal(err)
+		}
+		return func() { _ = tx.Rollback(ctx) }
+	}
+	// A request's row, as a reversal of it holds it.
+	release := hold(`SELECT 1 FROM requests WHERE txn_key = $1 FOR UPDATE`, reqs[1].key.Digest())
+	var err error
+	for {
+		var r ledger.Resealing
+		if r, err = l.Reseal(ctx, 100); err != nil || r.Done {
+			break
+		}
+	}
+	release()
+	if !errors.Is(err, ledger.ErrBusy) {
+		t.Fatalf("Reseal with a request's row held: %v, want ErrBusy", err)
+	}
+	// A reader of the table (a dump, a reconciliation) when the schema
+	// is to refuse clear card data: the job gives way at once.
+	release = hold(`SELECT count(*) FROM cards`)
+	for {
+		var r ledger.Resealing
+		if r, err = l.Reseal(ctx, 100); err != nil || r.Done {
+			break
+		}
+	}
+	if !errors.Is(err, ledger.ErrBusy) {
+		t.Fatalf("Reseal with the cards table read meanwhile: %v, want ErrBusy", err)
+	}
+	if done, err := l.Sealed(ctx); err != nil || done {
+		t.Fatalf("Sealed while the schema does not refuse clear data yet: %v %v", done, err)
+	}
+	release()
+	if r, err := l.Reseal(ctx, 100); err != nil || !r.Done {
+		t.Fatalf("Reseal let through: %+v %v", r, err)
+	}
+	if done, err := l.Sealed(ctx); err != nil || !done {
+		t.Fatalf("Sealed: %v %v", done, err)
+	}
 }

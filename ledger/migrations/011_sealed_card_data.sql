@@ -38,8 +38,12 @@ CREATE TRIGGER data_keys_no_truncate BEFORE TRUNCATE ON data_keys FOR EACH STATE
 
 -- Cards stored before sealing keep their plain PAN until the switch seals
 -- them, in batches, while it serves; a sealed card keeps no plain copy.
+-- The column is renamed so that a switch of the build before, which
+-- would compare PANs and fingerprints in the clear, fails every card
+-- look-up (an error, so no answer) instead of answering 14 or 94.
+ALTER TABLE cards RENAME COLUMN pan TO pan_clear;
 ALTER TABLE cards
-    ALTER COLUMN pan DROP NOT NULL,
+    ALTER COLUMN pan_clear DROP NOT NULL,
     ADD COLUMN pan_hash bytea CONSTRAINT cards_pan_hash_key UNIQUE CHECK (length(pan_hash) = 32),
     ADD COLUMN pan_sealed bytea,
     ADD COLUMN pan_key integer,
@@ -48,7 +52,7 @@ ALTER TABLE cards
     ADD CONSTRAINT cards_pan_sealed CHECK (
         (pan_hash IS NULL) = (pan_sealed IS NULL) AND (pan_sealed IS NULL) = (pan_key IS NULL)
         AND (pan_key IS NULL) = (pan_masked IS NULL)),
-    ADD CONSTRAINT cards_pan_once CHECK ((pan IS NULL) <> (pan_sealed IS NULL));
+    ADD CONSTRAINT cards_pan_once CHECK ((pan_clear IS NULL) <> (pan_sealed IS NULL));
 CREATE INDEX cards_by_masked_pan ON cards (right(pan_masked, 4), left(pan_masked, 6));
 
 -- A request's response is sealed under sealed_by, and its fingerprint

@@ -40,8 +40,12 @@ type KeyRewrap struct {
 	Revision int64    `json:"revision,omitempty"`
 }
 
-// Refusal is a change of keys refused as it stands (409), with why.
-type Refusal struct{ Reason string }
+// Refusal is a change of keys refused as things stand, with the HTTP
+// status to answer (409, 503) and why; nothing was changed.
+type Refusal struct {
+	Status int
+	Reason string
+}
 
 func (r *Refusal) Error() string { return r.Reason }
 
@@ -49,7 +53,7 @@ func (r *Refusal) Error() string { return r.Reason }
 func (s *Server) keyError(w http.ResponseWriter, what string, err error) {
 	var r *Refusal
 	if errors.As(err, &r) {
-		writeError(w, http.StatusConflict, r.Reason)
+		writeError(w, r.Status, r.Reason)
 		return
 	}
 	s.internalError(w, what, err)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"strconv"
 	"time"
 
@@ -33,6 +34,13 @@ func (s *Switch) reseal(ctx context.Context, t timer.Task) error {
 	until := time.Now().Add(resealRun)
 	for {
 		r, err := s.ledger.Reseal(ctx, resealBatch)
+		if errors.Is(err, ledger.ErrBusy) {
+			// Requests held rows it needed: they go first.
+			if err := pause(ctx, 20*resealPause); err != nil {
+				return err
+			}
+			continue
+		}
 		if err != nil {
 			return err
 		}
@@ -44,13 +52,21 @@ func (s *Switch) reseal(ctx context.Context, t timer.Task) error {
 		if time.Now().After(until) {
 			return timer.Again(0, fmt.Sprintf("sealed under data key %d: cards to id %d, requests to id %d", r.Key, r.Cards, r.Requests))
 		}
-		t := time.NewTimer(resealPause)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return ctx.Err()
-		case <-t.C:
+		if err := pause(ctx, resealPause); err != nil {
+			return err
 		}
+	}
+}
+
+// pause waits d, or until ctx ends.
+func pause(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
 	}
 }
 
@@ -73,12 +89,15 @@ func (s *Switch) everyoneHolds(ctx context.Context) ([]config.Report, error) {
 	if s.etcd == nil {
 		return nil, nil
 	}
-	live, _, err := config.Instances(ctx, s.etcd, s.prefix)
+	ictx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	live, _, err := config.Instances(ictx, s.etcd, s.prefix)
 	if err != nil {
-		return nil, fmt.Errorf("reading the config center: %w", err)
+		return nil, &admin.Refusal{Status: http.StatusServiceUnavailable,
+			Reason: "the config center does not answer, so which KEKs the switches hold is not known: nothing changed (" + err.Error() + ")"}
 	}
 	if ok, who := config.Holds(live, s.kek.ID()); !ok {
-		return nil, &admin.Refusal{Reason: who + ": give every switch this KEK first (and restart them), then try again"}
+		return nil, &admin.Refusal{Status: http.StatusConflict, Reason: who + ": give every switch this KEK first (and restart them), then try again"}
 	}
 	return live, nil
 }
@@ -150,7 +169,9 @@ func (k keyAdmin) Rewrap(ctx context.Context) (admin.KeyRewrap, error) {
 	return out, nil
 }
 
-// useDataKey moves the ledger to the data key the config names.
+// useDataKey moves the ledger to the data key the config names. One the
+// database lacks (a database restored from before a rotation) leaves it
+// on the newest it has, with a warning.
 func (s *Switch) useDataKey(cur *config.Snapshot) error {
 	if cur.Keys.DataKey == 0 {
 		return nil
@@ -158,25 +179,29 @@ func (s *Switch) useDataKey(cur *config.Snapshot) error {
 	ctx, cancel := context.WithTimeout(s.base, 5*time.Second)
 	defer cancel()
 	if err := s.ledger.UseDataKey(ctx, cur.Keys.DataKey); err != nil {
-		return fmt.Errorf("data key: %w", err)
+		s.log.Warn("the config's data key is not in use here: new rows are sealed under the newest key this database has",
+			"data_key", cur.Keys.DataKey, "err", err)
+		return fmt.Errorf("data key %d: %w", cur.Keys.DataKey, err)
 	}
 	return nil
 }
 
 // ensureReseal makes sure rows under earlier keys (or stored before
-// sealing) are being sealed under the data key in use.
+// sealing) are being sealed under the data key in use, reviving its task
+// if it ended (parked as dead, say) with work left.
 func (s *Switch) ensureReseal(ctx context.Context) error {
-	_, keys, err := s.ledger.KeyStatus(ctx)
-	if err != nil {
+	done, err := s.ledger.Sealed(ctx)
+	if err != nil || done {
 		return err
 	}
-	for _, k := range keys {
-		if k.Active && k.ResealedAt == nil {
-			_, err := s.timer.Schedule(ctx, taskReseal, strconv.Itoa(int(k.ID)), s.now(), nil)
-			return err
+	key := strconv.Itoa(int(s.ledger.DataKeyInUse()))
+	made, err := s.timer.Schedule(ctx, taskReseal, key, s.now(), nil)
+	if err == nil && !made {
+		if revived, _ := s.timer.Revive(ctx, taskReseal, key); revived {
+			s.log.Warn("the sealing of earlier rows had stopped with rows left: started again", "key", key)
 		}
 	}
-	return nil
+	return err
 }
 
 // kekIDs are the check values of every KEK k holds, the current one first.

@@ -219,17 +219,15 @@ func configCenter(ctx context.Context, o Options, etcd *clientv3.Client, seed ma
 		if len(wrote) > 0 {
 			o.Log.Info("config center seeded", "keys", wrote)
 		}
-		// MAC keys written in the clear before they were wrapped: the
-		// history that holds them is compacted away.
+		// MAC keys written in the clear before they were wrapped.
 		wrapped, rev, werr := config.WrapStored(sctx, etcd, o.EtcdPrefix, keys, false)
 		if werr != nil {
 			return nil, 0, fmt.Errorf("wrapping the config center's MAC keys: %w", werr)
 		}
 		if len(wrapped) > 0 {
-			_, cerr := etcd.Compact(sctx, rev, clientv3.WithCompactPhysical())
-			o.Log.Warn("MAC keys in the config center were in the clear: wrapped under the KEK and the history compacted; "+
-				"rotate them with their banks, and treat backups of etcd taken before as holding them",
-				"keys", wrapped, "kek", keys.ID(), "compact_err", cerr)
+			o.Log.Warn("MAC keys in the config center were in the clear: wrapped under the KEK. Its history still holds them: "+
+				"compact it (etcdctl compact REVISION --physical), rotate the keys with their banks, and treat earlier backups of etcd as holding them",
+				"keys", wrapped, "kek", keys.ID(), "revision", rev)
 		}
 		kvs, rev, rerr := config.Read(sctx, etcd, o.EtcdPrefix)
 		err = rerr

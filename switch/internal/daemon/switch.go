@@ -147,9 +147,7 @@ func New(ctx context.Context, p Parts) (*Switch, error) {
 	if claim <= 0 {
 		claim = 10 * time.Second
 	}
-	if err := s.useDataKey(snap); err != nil {
-		return nil, err
-	}
+	_ = s.useDataKey(snap) // warned; the ledger seals under the newest key it has
 	s.timer = timer.New(timer.Options{Pool: p.Pool, Log: p.Log, Metrics: timerMetrics{s.m}, ClaimFor: claim, Now: now})
 	io := issuer.Options{Ledger: l, Log: p.Log, Now: now, Registerer: s.m.reg, GroupCommit: p.GroupCommit}
 	if io.GroupCommit == nil {

@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 )
 
 // Errors.
@@ -121,8 +122,8 @@ func Load(file string) (*Set, error) {
 		if err != nil {
 			return nil, fmt.Errorf("--kek-file: %w", err)
 		}
-		if fi.Mode().Perm()&0o077 != 0 {
-			return nil, fmt.Errorf("--kek-file %s: readable by others (mode %04o): make it readable by its owner only (chmod 600)", file, fi.Mode().Perm())
+		if err := checkMode(file, fi); err != nil {
+			return nil, err
 		}
 		b, err := os.ReadFile(file)
 		if err != nil {
@@ -161,6 +162,21 @@ func ForTool(file, dataDir string) (*Set, error) {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return s, nil
+}
+
+// checkMode refuses a KEK file others may change, and one of this
+// process's own that others may read; a read-only secret another user
+// mounted for it (a container's, mode 0444) is taken.
+func checkMode(file string, fi os.FileInfo) error {
+	perm := fi.Mode().Perm()
+	if perm&0o022 != 0 {
+		return fmt.Errorf("--kek-file %s: others may change it (mode %04o): chmod 600 it", file, perm)
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if ok && int(st.Uid) == os.Getuid() && perm&0o044 != 0 {
+		return fmt.Errorf("--kek-file %s: others may read it (mode %04o): make it readable by its owner only (chmod 600)", file, perm)
+	}
+	return nil
 }
 
 // Dev is the development KEK in dir, made (readable by its owner only) if

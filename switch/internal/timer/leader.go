@@ -438,7 +438,9 @@ func (l *leader) retry(ctx context.Context, f finished) error {
 	var a *again
 	if errors.As(f.err, &a) {
 		due := l.t.o.Now().Add(a.after)
-		_, err = l.t.o.Pool.Exec(ctx, `UPDATE timer_tasks SET due_at = $4, last_error = $5, claim = NULL, claimed_until = NULL
+		// Not finished is not a failure: the failures that park a task
+		// are counted from here.
+		_, err = l.t.o.Pool.Exec(ctx, `UPDATE timer_tasks SET due_at = $4, last_error = $5, claim = NULL, claimed_until = NULL, attempts = 0
 			WHERE kind = $1 AND key = $2 AND claim = $3`, f.kind, f.key, f.claim, due, a.why)
 		if err == nil && !due.After(l.horizon) {
 			l.sched.add(f.id, due)

@@ -231,6 +231,22 @@ func (t *Timer) RunNow(ctx context.Context, kind, key string) (bool, error) {
 	return found, nil
 }
 
+// Revive makes a task that ended (done, dead or cancelled) pending again,
+// due now, with its attempts counted afresh (a dead task retried by an
+// operator, a job found unfinished); it reports whether there was one.
+func (t *Timer) Revive(ctx context.Context, kind, key string) (bool, error) {
+	var found bool
+	err := t.o.Pool.QueryRow(ctx, `WITH up AS (
+			UPDATE timer_tasks SET state = 'pending', due_at = now(), done_at = NULL, attempts = 0, claim = NULL, claimed_until = NULL
+			WHERE kind = $1 AND key = $2 AND state IN ('done', 'dead', 'cancelled') RETURNING kind, key, due_at)
+		SELECT count(pg_notify('`+notifyChannel+`', json_build_object('kind', kind, 'key', key,
+			'due', (extract(epoch FROM due_at) * 1000000)::bigint)::text)) > 0 FROM up`, kind, key).Scan(&found)
+	if err != nil {
+		return false, fmt.Errorf("timer: reviving %s/%s: %w", kind, key, err)
+	}
+	return found, nil
+}
+
 // Cancel stops a pending task from running; it reports whether there was
 // one to stop.
 func (t *Timer) Cancel(ctx context.Context, kind, key string) (bool, error) {

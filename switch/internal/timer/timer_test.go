@@ -274,3 +274,47 @@ func TestRunNow(t *testing.T) {
 		t.Fatal("an unknown task was found")
 	}
 }
+
+// TestAgainIsNotAFailure: a task that is not finished many times over is
+// not parked by its first failure after that, and a task parked as dead
+// is revived with its attempts counted afresh.
+func TestAgainIsNotAFailure(t *testing.T) {
+	_, pool := ledgertest.New(t)
+	ctx := context.Background()
+	tm := timer.New(timer.Options{Pool: pool, MaxAttempts: 2, MaxBackoff: 20 * time.Millisecond, ClaimFor: 5 * time.Second, Horizon: 4 * time.Hour})
+	var runs atomic.Int32
+	tm.Handle("long", func(context.Context, timer.Task) error {
+		switch n := runs.Add(1); {
+		case n <= 5:
+			return timer.Again(0, "more to do")
+		case n == 6:
+			return errors.New("busy for a moment")
+		default:
+			return nil
+		}
+	})
+	tm.Handle("broken", func(context.Context, timer.Task) error { return errors.New("always") })
+	tm.Schedule(ctx, "long", "l", time.Now(), nil)
+	tm.Schedule(ctx, "broken", "b", time.Now(), nil)
+	lead(t, tm)
+	state := func(kind, key string) (s string) {
+		_ = pool.QueryRow(ctx, `SELECT state FROM timer_tasks WHERE kind = $1 AND key = $2`, kind, key).Scan(&s)
+		return
+	}
+	eventually(t, "the long task to finish", func() bool { return state("long", "l") != "pending" })
+	if s := state("long", "l"); s != "done" || runs.Load() != 7 {
+		t.Fatalf("long task %s after %d runs, want done after 7", s, runs.Load())
+	}
+	eventually(t, "the broken task to be parked", func() bool { return state("broken", "b") == "dead" })
+	if ok, err := tm.Revive(ctx, "broken", "b"); !ok || err != nil {
+		t.Fatalf("revive: %v %v", ok, err)
+	}
+	if ok, _ := tm.Revive(ctx, "long", "nonesuch"); ok {
+		t.Fatal("revived a task that does not exist")
+	}
+	var attempts int
+	eventually(t, "the revived task to be parked again", func() bool {
+		_ = pool.QueryRow(ctx, `SELECT attempts FROM timer_tasks WHERE kind = 'broken' AND key = 'b' AND state = 'dead'`).Scan(&attempts)
+		return attempts == 2
+	})
+}
