@@ -153,11 +153,14 @@ type Report struct {
 	KEKs []string `json:"keks,omitempty"`
 }
 
-// Holds reports whether every live instance that says which KEKs it holds
-// holds kekID, and names one that does not.
+// Holds reports whether every live instance holds kekID, and names one
+// that does not (or does not say: a build before KEKs).
 func Holds(live []Report, kekID string) (bool, string) {
 	for _, r := range live {
-		if len(r.KEKs) > 0 && !slices.Contains(r.KEKs, kekID) {
+		if len(r.KEKs) == 0 {
+			return false, fmt.Sprintf("switch %s does not say which KEKs it holds (a build before them)", r.ID)
+		}
+		if !slices.Contains(r.KEKs, kekID) {
 			return false, fmt.Sprintf("switch %s holds KEK %s, not %s", r.ID, strings.Join(r.KEKs, ", "), kekID)
 		}
 	}

@@ -37,6 +37,9 @@ func DecodeValue(key string, value []byte) (any, error) {
 		if err := DecodeStrict(value, b); err != nil {
 			return nil, fmt.Errorf("%s: %w", key, err)
 		}
+		if err := oneNameEach(value); err != nil {
+			return nil, fmt.Errorf("%s: %w", key, err)
+		}
 		if b.Code == "" {
 			b.Code = name
 		}

@@ -224,6 +224,9 @@ func WrapKeys(kvs map[string][]byte, k KEK, rewrap bool) ([]string, error) {
 		// so that what it leaves to the defaults stays left to them.
 		var bank map[string]json.RawMessage
 		var m MAC
+		if err := oneNameEach(kvs[key]); err != nil {
+			return nil, fmt.Errorf("%s: %w", key, err)
+		}
 		if json.Unmarshal(kvs[key], &bank) != nil {
 			continue // Build reports what does not decode
 		}
@@ -288,6 +291,32 @@ func WrappedUnder(key string, value []byte) string {
 		return ""
 	}
 	return id
+}
+
+// oneNameEach refuses a bank's value that names a setting twice in
+// different cases ("mac" and "MAC"), at its top or in its mac: Go's JSON
+// decoding would take whichever comes last, and what is wrapped or hidden
+// must be what is used.
+func oneNameEach(value []byte) error {
+	var bank map[string]json.RawMessage
+	if json.Unmarshal(value, &bank) != nil {
+		return nil // DecodeStrict says what is wrong
+	}
+	objects := []map[string]json.RawMessage{bank}
+	var mac map[string]json.RawMessage
+	if f := foldKey(bank, "mac"); f != "" && json.Unmarshal(bank[f], &mac) == nil {
+		objects = append(objects, mac)
+	}
+	for _, o := range objects {
+		seen := map[string]string{}
+		for k := range o {
+			if other, dup := seen[strings.ToLower(k)]; dup {
+				return fmt.Errorf("%q and %q name one setting: give it once", other, k)
+			}
+			seen[strings.ToLower(k)] = k
+		}
+	}
+	return nil
 }
 
 // foldKey is the name in m that equals name but for case (as Go's JSON

@@ -114,6 +114,13 @@ func TestMACKeyInAnyCase(t *testing.T) {
 	if changed, err := config.WrapKeys(kvs, newKEK(1, "11111111"), false); err != nil || len(changed) != 1 || bytes.Contains(kvs["banks/acme"], []byte(clearKey)) {
 		t.Fatalf("WrapKeys: %v %v %s", changed, err, kvs["banks/acme"])
 	}
+	twice := map[string][]byte{"banks/acme": []byte(`{"listen":"127.0.0.1:9000","mac":{"algorithm":"x9.19","key_wrapped":"11111111:AAAA"},"MAC":{"algorithm":"x9.19","key":"` + clearKey + `"}}`)}
+	if _, err := config.WrapKeys(twice, newKEK(1, "11111111"), false); err == nil || !strings.Contains(err.Error(), "name one setting") {
+		t.Fatalf("WrapKeys of a value naming mac twice: %v", err)
+	}
+	if _, err := config.Build(1, twice, nil); err == nil {
+		t.Fatal("a value naming mac twice was taken")
+	}
 	snap, err := config.Build(1, map[string][]byte{"banks/acme": []byte(`{"listen":"127.0.0.1:9000","mac":{"algorithm":"x9.19","key":"` + clearKey + `"}}`)}, nil)
 	if err != nil {
 		t.Fatal(err)

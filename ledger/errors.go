@@ -33,6 +33,7 @@ const (
 	codeInvalidCatalogName   = "3D000"
 	codeDuplicateDatabase    = "42P04"
 	codeLockNotAvailable     = "55P03"
+	codeDuplicateObject      = "42710"
 )
 
 func pgCode(err error) (code, constraint string) {

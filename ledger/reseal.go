@@ -129,14 +129,15 @@ func straggler(ctx context.Context, q querier, query string, key int32) (int64, 
 }
 
 // Sealed reports whether every row is sealed under the data key in use
-// and the schema refuses clear card data: nothing is left for Reseal.
+// and the schema refuses clear card data (whether or not PostgreSQL has
+// checked the rows against it yet): nothing is left for Reseal.
 func (l *Ledger) Sealed(ctx context.Context) (bool, error) {
 	if err := l.learnNewerKey(ctx); err != nil {
 		return false, err
 	}
 	var done bool
 	err := l.pool.QueryRow(ctx, `SELECT (SELECT resealed_at IS NOT NULL FROM data_keys WHERE id = $1)
-		AND (SELECT count(*) = 2 FROM pg_constraint WHERE conname IN ('cards_pan_sealed_only', 'requests_sealed_only') AND convalidated)`,
+		AND (SELECT count(*) = 2 FROM pg_constraint WHERE conname IN ('cards_pan_sealed_only', 'requests_sealed_only'))`,
 		l.keys.activeKey()).Scan(&done)
 	if err != nil {
 		return false, fmt.Errorf("reading data keys: %w", err)
@@ -198,15 +199,24 @@ func (l *Ledger) RecheckClear(ctx context.Context) (bool, error) {
 // refuseClear adds the constraints that refuse a card with a PAN in the
 // clear and a request without a sealed response, once there are none:
 // from then on, nothing written by any build can store either. Adding one
-// waits briefly for its lock, and checks the rows without blocking writes.
+// takes its table's lock for an instant: it is not tried while a
+// transaction that has been open a while holds the table (a dump, a
+// report, a vacuum), and gives up after 10 ms (ErrBusy), so that requests
+// wait at most that long behind it. With validate it then has PostgreSQL
+// check the existing rows too (they were checked by the pass that sealed
+// them), for at most validateFor, without blocking writes: a check that
+// does not finish leaves the constraint in force for what is written.
 func (l *Ledger) refuseClear(ctx context.Context, validate bool) error {
 	for _, c := range []struct{ table, name, check string }{
 		{"cards", "cards_pan_sealed_only", "pan_clear IS NULL"},
 		{"requests", "requests_sealed_only", "sealed_by IS NOT NULL"},
 	} {
-		var have, valid bool
-		err := l.pool.QueryRow(ctx, `SELECT count(*) > 0, coalesce(bool_and(convalidated), false) FROM pg_constraint WHERE conname = $1`, c.name).
-			Scan(&have, &valid)
+		var have, valid, held bool
+		err := l.pool.QueryRow(ctx, `SELECT count(*) > 0, coalesce(bool_and(convalidated), false),
+				EXISTS (SELECT 1 FROM pg_locks k JOIN pg_stat_activity a ON a.pid = k.pid
+					WHERE k.relation = $2::regclass AND k.granted AND k.pid <> pg_backend_pid()
+					  AND a.xact_start < now() - interval '1 second')
+			FROM pg_constraint WHERE conname = $1`, c.name, c.table).Scan(&have, &valid, &held)
 		if err != nil {
 			return fmt.Errorf("reading constraints: %w", err)
 		}
@@ -214,30 +224,48 @@ func (l *Ledger) refuseClear(ctx context.Context, validate bool) error {
 			continue
 		}
 		if !have {
-			// The table's lock, for an instant: given up at once if a
-			// transaction holds it, so that no request waits behind it.
-			if err := pgx.BeginFunc(ctx, l.pool, func(tx pgx.Tx) error {
-				if _, err := tx.Exec(ctx, `SET LOCAL lock_timeout = '50ms'`); err != nil {
+			if held {
+				return fmt.Errorf("%w: refusing clear card data in %s: a long transaction holds the table", ErrBusy, c.table)
+			}
+			err := pgx.BeginFunc(ctx, l.pool, func(tx pgx.Tx) error {
+				if _, err := tx.Exec(ctx, `SET LOCAL lock_timeout = '10ms'`); err != nil {
 					return err
 				}
 				_, err := tx.Exec(ctx, `ALTER TABLE `+c.table+` ADD CONSTRAINT `+c.name+` CHECK (`+c.check+`) NOT VALID`)
 				return err
-			}); err != nil {
-				if code, _ := pgCode(err); code == codeLockNotAvailable {
-					err = fmt.Errorf("%w: %w", ErrBusy, err)
-				}
+			})
+			switch code, _ := pgCode(err); {
+			case code == codeDuplicateObject: // another switch added it meanwhile
+			case code == codeLockNotAvailable:
+				return fmt.Errorf("%w: refusing clear card data in %s: %w", ErrBusy, c.table, err)
+			case err != nil:
 				return fmt.Errorf("refusing clear card data in %s: %w", c.table, err)
 			}
 		}
-		// Checking the rows takes a lock that lets requests be written.
 		if validate {
-			if _, err := l.pool.Exec(ctx, `ALTER TABLE `+c.table+` VALIDATE CONSTRAINT `+c.name); err != nil {
-				return fmt.Errorf("refusing clear card data in %s: %w", c.table, err)
+			vctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), validateFor)
+			_, err := l.pool.Exec(vctx, `ALTER TABLE `+c.table+` VALIDATE CONSTRAINT `+c.name)
+			cancel()
+			switch code, _ := pgCode(err); {
+			case code == codeCheckViolation:
+				// A row in the clear after all (written since the pass
+				// looked, by hand or an old build): the pass runs again.
+				if _, err := l.pool.Exec(ctx, `UPDATE data_keys SET resealed_at = NULL, resealed_cards = 0, resealed_requests = 0
+					WHERE id = $1`, l.keys.activeKey()); err != nil {
+					return err
+				}
+				return fmt.Errorf("%w: a row in the clear in %s: sealing again", ErrBusy, c.table)
+			case err != nil && vctx.Err() == nil && ctx.Err() == nil:
+				return fmt.Errorf("checking %s's rows: %w", c.table, err)
 			}
 		}
 	}
 	return nil
 }
+
+// validateFor bounds PostgreSQL's check of a table's rows against a new
+// constraint; one that does not finish is left to the next start.
+const validateFor = 10 * time.Minute
 
 // resealCards seals again the cards after id after that are not sealed
 // under key, up to batch of them, and returns the last id read and whether

@@ -536,3 +536,28 @@ func TestResealGivesWay(t *testing.T) {
 		t.Fatalf("Sealed: %v %v", done, err)
 	}
 }
+
+// TestSwitchesStartingTogether: switches opening a new ledger at once
+// agree on its first keys, and each starts.
+func TestSwitchesStartingTogether(t *testing.T) {
+	for range 5 {
+		pool, conn := migratedTo(t, 11)
+		conn.Release()
+		ctx := context.Background()
+		var wg sync.WaitGroup
+		errs := make(chan error, 3)
+		for range 3 {
+			wg.Go(func() {
+				_, err := ledger.Open(ctx, pool, ledgertest.KEK)
+				errs <- err
+			})
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}

@@ -32,25 +32,32 @@ const (
 // and then again at once.
 func (s *Switch) reseal(ctx context.Context, t timer.Task) error {
 	until := time.Now().Add(resealRun)
+	busy := 100 * time.Millisecond
 	for {
 		r, err := s.ledger.Reseal(ctx, resealBatch)
 		if errors.Is(err, ledger.ErrBusy) {
-			// Requests held rows it needed: they go first.
-			if err := pause(ctx, 20*resealPause); err != nil {
+			// Requests (or a long transaction) held what it needed: they
+			// go first, and it waits longer each time they do.
+			if time.Now().Add(busy).After(until) {
+				return timer.Again(busy, err.Error())
+			}
+			if err := pause(ctx, busy); err != nil {
 				return err
 			}
+			busy = min(2*busy, time.Minute)
 			continue
 		}
 		if err != nil {
 			return err
 		}
+		busy = 100 * time.Millisecond
 		s.m.resealed.Add(float64(r.Changed))
 		if r.Done {
 			s.log.Info("every card and request is sealed under the data key in use", "key", r.Key)
 			return nil
 		}
 		if time.Now().After(until) {
-			return timer.Again(0, fmt.Sprintf("sealed under data key %d: cards to id %d, requests to id %d", r.Key, r.Cards, r.Requests))
+			return timer.Continue(fmt.Sprintf("sealed under data key %d: cards to id %d, requests to id %d", r.Key, r.Cards, r.Requests))
 		}
 		if err := pause(ctx, resealPause); err != nil {
 			return err
@@ -202,6 +209,19 @@ func (s *Switch) ensureReseal(ctx context.Context) error {
 		}
 	}
 	return err
+}
+
+// keepResealing makes sure, while this instance leads the timer and every
+// few minutes, that rows left under an earlier key are being sealed again.
+func (s *Switch) keepResealing(ctx context.Context) {
+	for {
+		if err := s.ensureReseal(ctx); err != nil && ctx.Err() == nil {
+			s.log.Error("scheduling the sealing of earlier rows", "err", err)
+		}
+		if pause(ctx, 5*time.Minute) != nil {
+			return
+		}
+	}
 }
 
 // kekIDs are the check values of every KEK k holds, the current one first.

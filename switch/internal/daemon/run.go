@@ -219,10 +219,22 @@ func configCenter(ctx context.Context, o Options, etcd *clientv3.Client, seed ma
 		if len(wrote) > 0 {
 			o.Log.Info("config center seeded", "keys", wrote)
 		}
-		// MAC keys written in the clear before they were wrapped.
-		wrapped, rev, werr := config.WrapStored(sctx, etcd, o.EtcdPrefix, keys, false)
-		if werr != nil {
-			return nil, 0, fmt.Errorf("wrapping the config center's MAC keys: %w", werr)
+		// MAC keys written in the clear before they were wrapped, if every
+		// live switch holds this one's KEK.
+		var (
+			wrapped []string
+			rev     int64
+		)
+		live, _, lerr := config.Instances(sctx, etcd, o.EtcdPrefix)
+		if ok, who := config.Holds(live, keys.ID()); lerr == nil && ok {
+			var werr error
+			if wrapped, rev, werr = config.WrapStored(sctx, etcd, o.EtcdPrefix, keys, false); werr != nil {
+				return nil, 0, fmt.Errorf("wrapping the config center's MAC keys: %w", werr)
+			}
+		} else if kvs, _, rerr := config.Read(sctx, etcd, o.EtcdPrefix); lerr == nil && rerr == nil {
+			if _, clear := config.WrapKeys(kvs, nil, false); clear != nil {
+				o.Log.Warn("MAC keys in the config center in the clear are left as they are: "+who, "kek", keys.ID())
+			}
 		}
 		if len(wrapped) > 0 {
 			o.Log.Warn("MAC keys in the config center were in the clear: wrapped under the KEK. Its history still holds them: "+

@@ -67,9 +67,7 @@ func (s *Switch) lead(ctx context.Context, token int64) {
 	if err := s.ensureRecurring(ctx); err != nil {
 		s.log.Error("scheduling the recurring tasks", "err", err)
 	}
-	if err := s.ensureReseal(ctx); err != nil {
-		s.log.Error("scheduling the sealing of earlier rows", "err", err)
-	}
+	go s.keepResealing(ctx)
 	if err := s.timer.Lead(ctx, token); err != nil && ctx.Err() == nil {
 		s.log.Error("timer stopped", "err", err)
 	}

@@ -438,10 +438,12 @@ func (l *leader) retry(ctx context.Context, f finished) error {
 	var a *again
 	if errors.As(f.err, &a) {
 		due := l.t.o.Now().Add(a.after)
-		// Not finished is not a failure: the failures that park a task
-		// are counted from here.
-		_, err = l.t.o.Pool.Exec(ctx, `UPDATE timer_tasks SET due_at = $4, last_error = $5, claim = NULL, claimed_until = NULL, attempts = 0
-			WHERE kind = $1 AND key = $2 AND claim = $3`, f.kind, f.key, f.claim, due, a.why)
+		// Progress made (Continue): the failures that park a task are
+		// counted from here; a plain Again keeps its count, which its
+		// handler may back off by.
+		_, err = l.t.o.Pool.Exec(ctx, `UPDATE timer_tasks SET due_at = $4, last_error = $5, claim = NULL, claimed_until = NULL,
+				attempts = CASE WHEN $6 THEN 0 ELSE attempts END
+			WHERE kind = $1 AND key = $2 AND claim = $3`, f.kind, f.key, f.claim, due, a.why, a.progress)
 		if err == nil && !due.After(l.horizon) {
 			l.sched.add(f.id, due)
 		}

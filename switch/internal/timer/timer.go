@@ -27,12 +27,18 @@ type Task struct {
 type Handler func(ctx context.Context, t Task) error
 
 // Again is returned by a handler whose task is not finished yet (an order
-// still pending, say): the task runs again after the wait.
-func Again(after time.Duration, why string) error { return &again{after, why} }
+// still pending, say): the task runs again after the wait. Its attempts
+// keep counting (Task.Attempts), for a handler that backs off by them.
+func Again(after time.Duration, why string) error { return &again{after: after, why: why} }
+
+// Continue is Again at once for a long job that made progress: its
+// attempts are counted afresh, so that only failures in a row park it.
+func Continue(why string) error { return &again{why: why, progress: true} }
 
 type again struct {
-	after time.Duration
-	why   string
+	after    time.Duration
+	why      string
+	progress bool
 }
 
 func (a *again) Error() string { return "not finished: " + a.why }
@@ -231,14 +237,14 @@ func (t *Timer) RunNow(ctx context.Context, kind, key string) (bool, error) {
 	return found, nil
 }
 
-// Revive makes a task that ended (done, dead or cancelled) pending again,
+// Revive makes a task that ended (done or dead, not cancelled) pending again,
 // due now, with its attempts counted afresh (a dead task retried by an
 // operator, a job found unfinished); it reports whether there was one.
 func (t *Timer) Revive(ctx context.Context, kind, key string) (bool, error) {
 	var found bool
 	err := t.o.Pool.QueryRow(ctx, `WITH up AS (
 			UPDATE timer_tasks SET state = 'pending', due_at = now(), done_at = NULL, attempts = 0, claim = NULL, claimed_until = NULL
-			WHERE kind = $1 AND key = $2 AND state IN ('done', 'dead', 'cancelled') RETURNING kind, key, due_at)
+			WHERE kind = $1 AND key = $2 AND state IN ('done', 'dead') RETURNING kind, key, due_at)
 		SELECT count(pg_notify('`+notifyChannel+`', json_build_object('kind', kind, 'key', key,
 			'due', (extract(epoch FROM due_at) * 1000000)::bigint)::text)) > 0 FROM up`, kind, key).Scan(&found)
 	if err != nil {

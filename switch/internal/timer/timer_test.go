@@ -275,10 +275,10 @@ func TestRunNow(t *testing.T) {
 	}
 }
 
-// TestAgainIsNotAFailure: a task that is not finished many times over is
-// not parked by its first failure after that, and a task parked as dead
-// is revived with its attempts counted afresh.
-func TestAgainIsNotAFailure(t *testing.T) {
+// TestContinueIsNotAFailure: a long task that made progress many times
+// over is not parked by its first failure after that, and a task parked as
+// dead is revived with its attempts counted afresh.
+func TestContinueIsNotAFailure(t *testing.T) {
 	_, pool := ledgertest.New(t)
 	ctx := context.Background()
 	tm := timer.New(timer.Options{Pool: pool, MaxAttempts: 2, MaxBackoff: 20 * time.Millisecond, ClaimFor: 5 * time.Second, Horizon: 4 * time.Hour})
@@ -286,7 +286,7 @@ func TestAgainIsNotAFailure(t *testing.T) {
 	tm.Handle("long", func(context.Context, timer.Task) error {
 		switch n := runs.Add(1); {
 		case n <= 5:
-			return timer.Again(0, "more to do")
+			return timer.Continue("more to do")
 		case n == 6:
 			return errors.New("busy for a moment")
 		default:

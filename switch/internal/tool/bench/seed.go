@@ -123,7 +123,7 @@ func seedCards(ctx context.Context, pool *pgxpool.Pool, l *ledger.Ledger, f seed
 	// A PAN of digits the switch's own cards never start with (9999),
 	// numbered past every card of that kind already seeded.
 	var base int
-	if err := pool.QueryRow(ctx, `SELECT count(*) FROM cards WHERE pan_masked LIKE '9999%' AND length(pan_masked) = 16`).Scan(&base); err != nil {
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM cards WHERE coalesce(pan_masked, pan_clear) LIKE '9999%' AND length(coalesce(pan_masked, pan_clear)) = 16`).Scan(&base); err != nil {
 		return 0, 0, fmt.Errorf("counting seeded cards: %w", err)
 	}
 	var opening int64
