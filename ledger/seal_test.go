@@ -205,6 +205,20 @@ func lookUp(t *testing.T, l *ledger.Ledger, key ledger.Key, pan string) (*ledger
 	return lk.Prior, lk.Card
 }
 
+// resealAll runs Reseal in batches of batch until it is done.
+func resealAll(t *testing.T, l *ledger.Ledger, batch int) {
+	t.Helper()
+	for {
+		r, err := l.Reseal(context.Background(), batch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Done {
+			return
+		}
+	}
+}
+
 type legacyRequest struct {
 	key              ledger.Key
 	digest, response []byte
@@ -260,15 +274,7 @@ func TestPlainCardDataIsSealedInPlace(t *testing.T) {
 			uses.Add(1)
 		}
 	}()
-	for {
-		r, err := l.Reseal(ctx, 7)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if r.Done {
-			break
-		}
-	}
+	resealAll(t, l, 7)
 	stop.Store(true)
 	wg.Wait()
 	select {
@@ -366,15 +372,7 @@ func TestRotationWhileWriting(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for {
-		r, err := l.Reseal(ctx, 16)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if r.Done {
-			break
-		}
-	}
+	resealAll(t, l, 16)
 	stop.Store(true)
 	wg.Wait()
 	close(errs)
