@@ -6,6 +6,7 @@ import (
 	"net/http"
 
 	"github.com/goldcard/goldcard/ledger"
+	"github.com/goldcard/goldcard/switch/internal/timer"
 )
 
 // Keys is what goldcard keys asks of the switch: the ledger's data keys,
@@ -21,6 +22,9 @@ type Keys interface {
 type KeyStatus struct {
 	KEK  string           `json:"kek"`
 	Keys []ledger.DataKey `json:"keys"`
+	// Job is the timer's task that seals rows under the key in use, if
+	// there is one: its state, attempts and last error.
+	Job *timer.View `json:"job,omitempty"`
 }
 
 // KeyChange is POST /v1/keys/rotate's answer: the new data key, the

@@ -39,7 +39,7 @@ func (s *Switch) reseal(ctx context.Context, t timer.Task) error {
 			// Requests (or a long transaction) held what it needed: they
 			// go first, and it waits longer each time they do.
 			if time.Now().Add(busy).After(until) {
-				return timer.Again(busy, err.Error())
+				return timer.Continue(busy, err.Error())
 			}
 			if err := pause(ctx, busy); err != nil {
 				return err
@@ -57,7 +57,7 @@ func (s *Switch) reseal(ctx context.Context, t timer.Task) error {
 			return nil
 		}
 		if time.Now().After(until) {
-			return timer.Continue(fmt.Sprintf("sealed under data key %d: cards to id %d, requests to id %d", r.Key, r.Cards, r.Requests))
+			return timer.Continue(0, fmt.Sprintf("sealed under data key %d: cards to id %d, requests to id %d", r.Key, r.Cards, r.Requests))
 		}
 		if err := pause(ctx, resealPause); err != nil {
 			return err
@@ -87,7 +87,18 @@ const keysConfigTimeout = 5 * time.Second
 
 func (k keyAdmin) Status(ctx context.Context) (admin.KeyStatus, error) {
 	kek, keys, err := k.s.ledger.KeyStatus(ctx)
-	return admin.KeyStatus{KEK: kek, Keys: keys}, err
+	if err != nil {
+		return admin.KeyStatus{}, err
+	}
+	st := admin.KeyStatus{KEK: kek, Keys: keys}
+	// The job sealing rows under the key in use, as the timer has it.
+	tasks, err := timer.List(ctx, k.s.pool, taskReseal, "", 1000)
+	for i := range tasks {
+		if tasks[i].Key == strconv.Itoa(int(k.s.ledger.DataKeyInUse())) {
+			st.Job = &tasks[i]
+		}
+	}
+	return st, err
 }
 
 // everyoneHolds refuses what would wrap a key under this switch's KEK

@@ -31,9 +31,12 @@ type Handler func(ctx context.Context, t Task) error
 // keep counting (Task.Attempts), for a handler that backs off by them.
 func Again(after time.Duration, why string) error { return &again{after: after, why: why} }
 
-// Continue is Again at once for a long job that made progress: its
-// attempts are counted afresh, so that only failures in a row park it.
-func Continue(why string) error { return &again{why: why, progress: true} }
+// Continue is Again for a long job that is not failing (it made progress,
+// or gave way to others): its attempts are counted afresh, so that only
+// failures in a row park it.
+func Continue(after time.Duration, why string) error {
+	return &again{after: after, why: why, progress: true}
+}
 
 type again struct {
 	after    time.Duration

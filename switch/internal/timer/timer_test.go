@@ -286,7 +286,7 @@ func TestContinueIsNotAFailure(t *testing.T) {
 	tm.Handle("long", func(context.Context, timer.Task) error {
 		switch n := runs.Add(1); {
 		case n <= 5:
-			return timer.Continue("more to do")
+			return timer.Continue(0, "more to do")
 		case n == 6:
 			return errors.New("busy for a moment")
 		default:

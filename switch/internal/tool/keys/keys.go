@@ -57,6 +57,11 @@ then drop the old KEK.`,
 			var st struct {
 				KEK  string           `json:"kek"`
 				Keys []ledger.DataKey `json:"keys"`
+				Job  *struct {
+					State     string `json:"state"`
+					Attempts  int    `json:"attempts"`
+					LastError string `json:"last_error"`
+				} `json:"job"`
 			}
 			if err := json.Unmarshal(raw, &st); err != nil {
 				return fmt.Errorf("reading the admin API's answer: %w", err)
@@ -79,7 +84,17 @@ then drop the old KEK.`,
 				}
 				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", k.ID, k.Purpose, k.KEK, k.CreatedAt.Local().Format(time.DateTime), inUse, rows)
 			}
-			return tw.Flush()
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			if j := st.Job; j != nil && j.State != "done" {
+				fmt.Fprintf(out, "sealing job: %s, attempt %d", j.State, j.Attempts)
+				if j.LastError != "" {
+					fmt.Fprintf(out, ": %s", j.LastError)
+				}
+				fmt.Fprintln(out)
+			}
+			return nil
 		},
 	}
 	rotate := &cobra.Command{
