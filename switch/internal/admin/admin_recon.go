@@ -42,7 +42,7 @@ func dateParam(w http.ResponseWriter, r *http.Request, name string) (time.Time, 
 func (s *Server) needOperator(w http.ResponseWriter, r *http.Request) (string, bool) {
 	op := operator(r)
 	if op == "" {
-		writeError(w, http.StatusBadRequest, "name the operator: send "+OperatorHeader+" on a loopback API without credentials, "+
+		writeError(w, http.StatusBadRequest, "name the operator: send "+OperatorHeader+" (the CLI sends $GOLDCARD_OPERATOR) on a loopback API without credentials, "+
 			"or use an operator's token (--admin-operators)")
 		return "", false
 	}
