@@ -198,6 +198,21 @@ func TestAdminNoPAN(t *testing.T) {
 			t.Errorf("goldcard %s: %v\n%s", strings.Join(args, " "), err, out)
 		}
 	}
+	// The card number from standard input, out of the process list.
+	stdin := func(in string, args ...string) (string, error) {
+		t.Helper()
+		cmd := exec.Command(switchtest.Binary(t), append(args, "--admin", base)...)
+		cmd.Env = append(os.Environ(), "GOLDCARD_ADMIN_TOKEN="+token)
+		cmd.Stdin = strings.NewReader(in)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	if out, err := stdin(pan+"\n", "card", "show", "--pan", "-"); err != nil || !strings.Contains(out, card.ID) || strings.Contains(out, pan) {
+		t.Errorf("goldcard card show --pan -: %v\n%s", err, out)
+	}
+	if out, err := stdin(pan[:10]+"x"+pan[11:], "card", "show", "--pan", "-"); err == nil || strings.Contains(out, pan[:10]) || !strings.Contains(out, "12 to 19 digits") {
+		t.Errorf("goldcard card show --pan - with no card number: %v\n%s", err, out)
+	}
 	if out, err := cli(base, "card", "add", "--pan", pan); err == nil || !strings.Contains(out, "622848******0777 exists") {
 		t.Errorf("goldcard card add of an existing card: %v\n%s", err, out)
 	}

@@ -3,10 +3,12 @@
 package card
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -40,7 +42,7 @@ integers in minor units.`,
 		Args: cli.NoArgs,
 	}
 	c.PersistentFlags().StringVar(&f.admin, "admin", "http://127.0.0.1:8080", "admin API of a running switch")
-	c.PersistentFlags().StringVar(&f.pan, "pan", "", "card number (required)")
+	c.PersistentFlags().StringVar(&f.pan, "pan", "", "card number (required); - reads it from standard input, keeping it out of the process list and shell history")
 	c.PersistentFlags().BoolVar(&f.asJSON, "json", false, "print the admin API's JSON")
 
 	add := &cobra.Command{
@@ -49,7 +51,7 @@ integers in minor units.`,
 		Example: "  goldcard card add --pan 6228480000000001 --balance 100.00 --fund 5000.00",
 		Args:    cli.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			if err := needPAN(c, f); err != nil {
+			if err := needPAN(c, &f); err != nil {
 				return err
 			}
 			body := map[string]any{"pan": f.pan, "currency": f.currency}
@@ -93,7 +95,7 @@ integers in minor units.`,
 // path under /v1/cards/{id}, printing the card it returns. The PAN goes
 // in a search body, never in a URL.
 func cardCall(c *cobra.Command, f flags, method, path string, body any, want int) error {
-	if err := needPAN(c, f); err != nil {
+	if err := needPAN(c, &f); err != nil {
 		return err
 	}
 	id, err := findCard(c.Context(), f.admin, f.pan)
@@ -103,10 +105,22 @@ func cardCall(c *cobra.Command, f flags, method, path string, body any, want int
 	return printCard(c, f, method, "/v1/cards/"+url.PathEscape(id)+path, body, want)
 }
 
-// needPAN refuses a card command without --pan.
-func needPAN(c *cobra.Command, f flags) error {
+// needPAN refuses a card command without --pan, and reads the PAN from
+// standard input for --pan -. A PAN read is never repeated in an error.
+func needPAN(c *cobra.Command, f *flags) error {
 	if f.pan == "" {
 		return cli.UsageError{Err: fmt.Errorf("--pan is required (see %s --help)", c.CommandPath())}
+	}
+	if f.pan != "-" {
+		return nil
+	}
+	line, err := bufio.NewReader(io.LimitReader(c.InOrStdin(), 64)).ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("reading the card number from standard input: %w", err)
+	}
+	f.pan = strings.TrimSpace(line)
+	if n := len(f.pan); n < 12 || n > 19 || strings.Trim(f.pan, "0123456789") != "" {
+		return cli.UsageError{Err: errors.New("--pan -: standard input must hold a card number of 12 to 19 digits on its first line")}
 	}
 	return nil
 }
