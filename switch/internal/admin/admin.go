@@ -32,6 +32,7 @@ func (s *Server) handler() http.Handler {
 	mux.HandleFunc("GET /v1/cards/{id}", s.showCard)
 	mux.HandleFunc("GET /v1/cards/{id}/transactions", s.cardTransactions)
 	mux.HandleFunc("PUT /v1/cards/{id}/status", s.setCardStatus)
+	mux.HandleFunc("PUT /v1/cards/{id}/password", s.setCardPassword)
 	mux.HandleFunc("GET /v1/cards/{id}/orders", s.cardOrders)
 	mux.HandleFunc("POST /v1/cards/{id}/transfer-out", s.transferOut)
 	mux.HandleFunc("GET /v1/orders/{id}", s.showOrder)
