@@ -108,6 +108,9 @@ type Request struct {
 	// Received is when the switch read the message (not on the wire: set
 	// by who reads it); zero when unknown.
 	Received time.Time
+	// Keyed is Fingerprint as whoever stores it keys it, when it has been
+	// worked out once (set by who reads the message); nil otherwise.
+	Keyed []byte
 }
 
 // MTIClass is the MTI without its repeat digit ("010" for 0100 and 0101):

@@ -102,7 +102,7 @@ func (tx *Tx) LookupGroup(ctx context.Context, fs []Find) ([]*Lookup, error) {
 			// Cards stored before PANs were sealed, not sealed yet.
 			where, args = `c.pan_hash = k.hash OR c.pan_clear = k.pan`, append(args, pans)
 		} else {
-			args = append(args, make([]string, len(pans)))
+			args = append(args, []string(nil)) // unnest pads it with NULLs
 		}
 		b.Queue(`SELECT c.id, c.ref, `+maskedColumn+`, c.currency, c.status, c.fence,
 				coalesce((SELECT q.used FROM redemption_quota q WHERE q.card_id = c.id AND q.day = k.day), 0),

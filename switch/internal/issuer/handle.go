@@ -55,6 +55,9 @@ func (p *Issuer) handle(ctx context.Context, bank *config.Bank, d *iso.Dialect, 
 	if dl, ok := ctx.Deadline(); ok {
 		req.Received = dl.Add(-bank.Budget())
 	}
+	// Worked out once: its record and every comparison with what is
+	// stored use it.
+	req.Keyed = p.fingerprint(req)
 	build := func(o decision) ([]byte, error) { return buildResponse(d, msg, body, o, lim) }
 	if req.Class == iso.ClassNetwork || req.PAN == "" {
 		return p.decideRequest(ctx, bank, d, lim, msg, req, mti, build, false)
@@ -71,7 +74,7 @@ func (p *Issuer) handle(ctx context.Context, bank *config.Bank, d *iso.Dialect, 
 		return Answer{req: req, mti: mti, err: err, code: responseCode(err), resp: p.plainResponse(d, msg, err)}
 	}
 	var a Answer
-	fingerprint := p.fingerprint(req)
+	fingerprint := req.Keyed
 	if j := tu.joined; j != nil && string(j.fingerprint) == string(fingerprint) {
 		// A copy of a request still in the pipeline when it came: it
 		// gets the answer the ledger stored for that one.

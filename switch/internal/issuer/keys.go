@@ -142,7 +142,10 @@ func absDays(d time.Duration) time.Duration {
 // fingerprint is r's content fingerprint as the ledger keeps it: keyed, so
 // that it reveals nothing of the PAN in it.
 func (p *Issuer) fingerprint(r *iso.Request) []byte {
-	if p.keyFP == nil {
+	switch {
+	case r.Keyed != nil:
+		return r.Keyed
+	case p.keyFP == nil:
 		return r.Fingerprint()
 	}
 	return p.keyFP(r.Fingerprint())
