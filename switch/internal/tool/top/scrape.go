@@ -31,9 +31,11 @@ type scrape []*instanceScrape
 // instanceScrape is one instance's metrics, flattened: counter and gauge
 // values, and histograms as their _bucket (with le), _count and _sum series.
 type instanceScrape struct {
-	addr   string
-	at     time.Time
-	err    error
+	addr string
+	// asked and at are when the scrape was sent and when its answer came:
+	// the switch read its counters in between.
+	asked, at time.Time
+	err       error
 	series []sample
 	index  map[string]float64 // by sample.key
 }
@@ -50,7 +52,7 @@ func (s *scraper) scrape(ctx context.Context) scrape {
 	var wg sync.WaitGroup
 	for i, addr := range s.addrs {
 		wg.Go(func() {
-			is := &instanceScrape{addr: addr}
+			is := &instanceScrape{addr: addr, asked: time.Now()}
 			body, err := s.fetch(ctx, addr)
 			is.at = time.Now()
 			if err == nil {

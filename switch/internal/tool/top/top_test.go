@@ -96,28 +96,30 @@ func TestTopThreeInstances(t *testing.T) {
 		t.Fatalf("banks: %+v", v.Banks)
 	}
 	b := v.Banks[0]
-	// What each switch can have answered in the window of top's rate
-	// for it, as rates: at least lo, at most hi, give or take two
-	// requests at each edge of the window (top times a scrape when its
-	// answer arrives, the switch counted a little before).
+	// What each switch can have counted between its two scrapes, each read
+	// at some moment between the scrape's sending and its answer: at least
+	// the requests sent after the first scrape's answer and answered
+	// before the second was sent, at most those sent before the second's
+	// answer and answered after the first was sent. As rates over top's
+	// window, give or take one request at each edge.
 	lo, hi := make([]float64, len(ds)), make([]float64, len(ds))
 	var wantLo, wantHi float64
 	mu.Lock()
 	for i, inst := range v.Instances {
-		if inst.Since == nil {
+		if inst.Since == nil || inst.SinceAsked == nil {
 			t.Fatalf("instance %d has no rate window: %+v", i, inst)
 		}
 		var in, across int
 		for _, x := range answered[i] {
-			if !x.sent.After(inst.At) && x.answered.After(*inst.Since) {
+			if !x.sent.After(inst.At) && x.answered.After(*inst.SinceAsked) {
 				across++
-				if x.sent.After(*inst.Since) && !x.answered.After(inst.At) {
-					in++
-				}
+			}
+			if x.sent.After(*inst.Since) && x.answered.Before(inst.AtAsked) {
+				in++
 			}
 		}
 		secs := inst.At.Sub(*inst.Since).Seconds()
-		lo[i], hi[i] = float64(in-2)/secs, float64(across+2)/secs
+		lo[i], hi[i] = float64(in-1)/secs, float64(across+1)/secs
 		wantLo, wantHi = wantLo+lo[i], wantHi+hi[i]
 	}
 	mu.Unlock()

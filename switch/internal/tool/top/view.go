@@ -51,9 +51,13 @@ type Share struct {
 // Instance is one switch.
 type Instance struct {
 	Addr string `json:"addr"`
-	// Since and At are when the scrapes the rates come from were taken.
+	// Since and At are when the scrapes the rates come from were taken
+	// (their answers came); SinceAsked and AtAsked when they were sent.
+	// The switch read its counters between the two of each.
 	Since          *time.Time `json:"since,omitempty"`
 	At             time.Time  `json:"at"`
+	SinceAsked     *time.Time `json:"since_asked,omitempty"`
+	AtAsked        time.Time  `json:"at_asked"`
 	Up             bool       `json:"up"`
 	Error          string     `json:"error,omitempty"`
 	Version        string     `json:"version,omitempty"`
@@ -90,7 +94,7 @@ func newView(cur, prev scrape) *View {
 	}
 	var intervals []float64
 	for i, is := range cur {
-		inst := Instance{Addr: is.addr, Up: is.err == nil, At: is.at.UTC()}
+		inst := Instance{Addr: is.addr, Up: is.err == nil, At: is.at.UTC(), AtAsked: is.asked.UTC()}
 		if is.err != nil {
 			inst.Error = printable(is.err.Error())
 			v.Instances = append(v.Instances, inst)
@@ -101,14 +105,14 @@ func newView(cur, prev scrape) *View {
 			p = prev[i]
 			if restarted(is, p) {
 				// Every counter started again: all of it is new.
-				p = &instanceScrape{addr: p.addr, at: p.at, index: map[string]float64{}}
+				p = &instanceScrape{addr: p.addr, asked: p.asked, at: p.at, index: map[string]float64{}}
 			}
 		}
 		secs := 0.0
 		if p != nil {
 			secs = is.at.Sub(p.at).Seconds()
 			intervals = append(intervals, secs)
-			inst.Since = new(p.at.UTC())
+			inst.Since, inst.SinceAsked = new(p.at.UTC()), new(p.asked.UTC())
 		}
 		rate := func(s sample) float64 {
 			d := increase(s, p)
