@@ -36,8 +36,8 @@ type instanceScrape struct {
 	// the switch read its counters in between.
 	asked, at time.Time
 	err       error
-	series []sample
-	index  map[string]float64 // by sample.key
+	series    []sample
+	index     map[string]float64 // by sample.key
 }
 
 type sample struct {
